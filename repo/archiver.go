@@ -1,0 +1,410 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/restic/chunker"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
+)
+
+// SnapshotOptions describe one snapshot run.
+type SnapshotOptions struct {
+	Name string
+	Tags []string
+	Host string
+	// Warn receives a message for each entry that is skipped (devices,
+	// fifos, sockets, unreadable files). Nil discards them.
+	Warn func(msg string)
+	// Progress, when set, is called now and then with the figures so far.
+	Progress func(Progress)
+}
+
+// Progress are the running figures of a snapshot.
+type Progress struct {
+	Files     uint64 // regular files seen
+	Dirs      uint64
+	Bytes     uint64 // bytes of regular files seen
+	ReadBytes uint64 // bytes actually read (changed or new files)
+	Reused    uint64 // files taken unchanged from the parent snapshot
+	NewBlobs  uint64
+	Stored    int64 // bytes written to the store
+	Start     time.Time
+}
+
+// SnapshotResult tells what a snapshot run did.
+type SnapshotResult struct {
+	Snapshot *Snapshot
+	Progress Progress
+	Warnings int
+}
+
+type archiver struct {
+	r        *Repository
+	w        *writer
+	opts     SnapshotOptions
+	prog     Progress
+	warnings int
+	chunker  *chunker.Chunker
+	buf      []byte
+	links    map[[2]uint64][]Chunk // hard-linked files already read this run
+	lastProg time.Time
+}
+
+// TakeSnapshot snapshots paths. One directory makes its contents the root;
+// several paths (or one file) become entries of the root named by their base
+// names. Files unchanged since the latest snapshot of the same paths (same
+// size, mtime, ctime and inode) are not read again.
+func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts SnapshotOptions) (*SnapshotResult, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("nothing to snapshot: no paths given")
+	}
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(a); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		abs[i] = a
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	a := &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
+		links: map[[2]uint64][]Chunk{}}
+	a.prog.Start = time.Now()
+	a.chunker = chunker.New(nil, r.pol)
+
+	parent, parentTree := r.parentFor(ctx, abs)
+
+	var root *Node
+	var err error
+	if len(abs) == 1 {
+		fi, lerr := os.Lstat(abs[0])
+		if lerr != nil {
+			return nil, lerr
+		}
+		if fi.IsDir() {
+			root, err = a.dir(ctx, abs[0], []byte("/"), parentTree)
+		}
+	}
+	if root == nil && err == nil {
+		root, err = a.synthetic(ctx, abs, parentTree)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.w.flush(ctx); err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{
+		Version: snapshotVersion, Time: time.Now().UTC(), Host: opts.Host, Paths: abs,
+		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
+		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,
+	}
+	if u := os.Getenv("USER"); u != "" {
+		snap.Username = u
+	}
+	if parent != nil {
+		snap.Parent = &parent.ID
+	}
+	plain, err := MarshalSnapshot(snap)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(snap.ID[:]); err != nil {
+		return nil, err
+	}
+	dekID, dek, err := a.w.key(ctx, len(plain))
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := r.sealObject(ctx, snapshotName(snap.ID), object.KindSnapshot, dekID, dek, plain); err != nil {
+		return nil, err
+	}
+	r.snapMu.Lock()
+	r.snaps[snap.ID] = snap
+	r.snapMu.Unlock()
+	a.prog.Stored = a.w.stored
+	a.progress(true)
+	return &SnapshotResult{Snapshot: snap, Progress: a.prog, Warnings: a.warnings}, nil
+}
+
+// parentFor finds the newest snapshot of exactly the same paths.
+func (r *Repository) parentFor(ctx context.Context, paths []string) (*Snapshot, *Tree) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, nil
+	}
+	want := slices.Clone(paths)
+	sort.Strings(want)
+	for i := len(snaps) - 1; i >= 0; i-- {
+		got := slices.Clone(snaps[i].Paths)
+		sort.Strings(got)
+		if slices.Equal(got, want) {
+			t, err := r.LoadTree(ctx, snaps[i].Tree)
+			if err != nil {
+				return nil, nil
+			}
+			return snaps[i], t
+		}
+	}
+	return nil, nil
+}
+
+func (a *archiver) warn(format string, args ...any) {
+	a.warnings++
+	if a.opts.Warn != nil {
+		a.opts.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
+func (a *archiver) progress(force bool) {
+	if a.opts.Progress == nil {
+		return
+	}
+	if now := time.Now(); force || now.Sub(a.lastProg) > 200*time.Millisecond {
+		a.lastProg = now
+		a.prog.Stored = atomic.LoadInt64(&a.w.stored)
+		a.opts.Progress(a.prog)
+	}
+}
+
+// synthetic makes a root directory holding the given paths by base name.
+func (a *archiver) synthetic(ctx context.Context, paths []string, parent *Tree) (*Node, error) {
+	var nodes []Node
+	seen := map[string]bool{}
+	for _, p := range paths {
+		base := filepath.Base(p)
+		if seen[base] {
+			return nil, fmt.Errorf("snapshot: two paths share the base name %q", base)
+		}
+		seen[base] = true
+		n, err := a.entry(ctx, p, []byte(base), parent)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil {
+			nodes = append(nodes, *n)
+		}
+	}
+	sortNodes(nodes)
+	id, err := a.storeTree(ctx, &Tree{Nodes: nodes})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixNano()
+	a.prog.Dirs++
+	return &Node{Name: []byte("/"), Type: TypeDir, Mode: 0o755, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		MTime: now, CTime: now, Links: 2, Subtree: id}, nil
+}
+
+func sortNodes(nodes []Node) {
+	sort.Slice(nodes, func(i, j int) bool { return bytes.Compare(nodes[i].Name, nodes[j].Name) < 0 })
+}
+
+func (a *archiver) storeTree(ctx context.Context, t *Tree) (BlobID, error) {
+	b := t.Marshal()
+	id := a.r.hash.id(BlobTree, b)
+	_, err := a.w.add(ctx, BlobTree, id, b)
+	return id, err
+}
+
+// entry snapshots one path of any type; it returns nil for skipped entries.
+func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		a.warn("skipped %s: %v", path, err)
+		return nil, nil
+	}
+	var old *Node
+	if parent != nil {
+		old = parent.Find(name)
+	}
+	switch fi.Mode().Type() {
+	case 0:
+		return a.file(ctx, path, name, fi, old)
+	case os.ModeDir:
+		var sub *Tree
+		if old != nil && old.Type == TypeDir {
+			sub, _ = a.r.LoadTree(ctx, old.Subtree)
+		}
+		return a.dir(ctx, path, name, sub)
+	case os.ModeSymlink:
+		target, err := os.Readlink(path)
+		if err != nil {
+			a.warn("skipped %s: %v", path, err)
+			return nil, nil
+		}
+		n := statNode(name, fi)
+		n.Type = TypeSymlink
+		n.Target = []byte(target)
+		return &n, nil
+	default:
+		a.warn("skipped %s: %s files are not kept", path, typeWord(fi.Mode()))
+		return nil, nil
+	}
+}
+
+func typeWord(m os.FileMode) string {
+	switch {
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeNamedPipe != 0:
+		return "fifo"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "special"
+}
+
+func statNode(name []byte, fi os.FileInfo) Node {
+	n := Node{Name: name}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok {
+		n.Mode = st.Mode & 0o7777
+		n.UID, n.GID = st.Uid, st.Gid
+		n.MTime = st.Mtim.Nano()
+		n.CTime = st.Ctim.Nano()
+		n.Inode = st.Ino
+		n.Dev = st.Dev
+		n.Links = uint32(st.Nlink)
+	} else {
+		n.Mode = uint32(fi.Mode().Perm())
+		n.MTime = fi.ModTime().UnixNano()
+		n.Links = 1
+	}
+	return n
+}
+
+func (a *archiver) dir(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		a.warn("skipped %s: %v", path, err)
+		return nil, nil
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		a.warn("skipped %s: %v", path, err)
+		return nil, nil
+	}
+	sort.Strings(names) // byte order
+	nodes := make([]Node, 0, len(names))
+	for _, nm := range names {
+		n, err := a.entry(ctx, filepath.Join(path, nm), []byte(nm), parent)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil {
+			nodes = append(nodes, *n)
+		}
+	}
+	id, err := a.storeTree(ctx, &Tree{Nodes: nodes})
+	if err != nil {
+		return nil, err
+	}
+	n := statNode(name, fi)
+	n.Type = TypeDir
+	n.Subtree = id
+	a.prog.Dirs++
+	a.progress(false)
+	return &n, nil
+}
+
+func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.FileInfo, old *Node) (*Node, error) {
+	n := statNode(name, fi)
+	n.Type = TypeFile
+	n.Size = uint64(fi.Size())
+	a.prog.Files++
+	a.prog.Bytes += n.Size
+	defer a.progress(false)
+	if old != nil && old.Type == TypeFile && old.Size == n.Size && old.MTime == n.MTime &&
+		old.CTime == n.CTime && old.Inode == n.Inode && a.haveAll(old.Chunks) {
+		n.Chunks = old.Chunks
+		a.prog.Reused++
+		return &n, nil
+	}
+	link := [2]uint64{n.Dev, n.Inode}
+	if n.Links > 1 {
+		if cs, ok := a.links[link]; ok {
+			n.Chunks = cs
+			return &n, nil
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		a.warn("skipped %s: %v", path, err)
+		a.prog.Files--
+		a.prog.Bytes -= n.Size
+		return nil, nil
+	}
+	defer f.Close()
+	a.chunker.Reset(f, a.r.pol)
+	var size uint64
+	for {
+		c, err := a.chunker.Next(a.buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			a.warn("skipped %s: %v", path, err)
+			a.prog.Files--
+			a.prog.Bytes -= n.Size
+			return nil, nil
+		}
+		id := a.r.hash.id(BlobData, c.Data)
+		added, err := a.w.add(ctx, BlobData, id, c.Data)
+		if err != nil {
+			return nil, err
+		}
+		if added {
+			a.prog.NewBlobs++
+		}
+		n.Chunks = append(n.Chunks, Chunk{ID: id, Length: uint32(c.Length)})
+		size += uint64(c.Length)
+		a.prog.ReadBytes += uint64(c.Length)
+		a.progress(false)
+	}
+	// The file may have changed while it was read: record what was read.
+	a.prog.Bytes += size - n.Size
+	n.Size = size
+	if n.Links > 1 {
+		a.links[link] = n.Chunks
+	}
+	return &n, nil
+}
+
+func (a *archiver) haveAll(cs []Chunk) bool {
+	for _, c := range cs {
+		if !a.w.has(BlobData, c.ID) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,81 @@
+package repo
+
+import (
+	"container/list"
+	"sync"
+)
+
+// lru is a size-bounded least-recently-used cache safe for concurrent use.
+// Each entry has a cost; the total cost never exceeds the bound (an entry
+// larger than the bound is not kept).
+type lru[K comparable, V any] struct {
+	mu     sync.Mutex
+	max    int64
+	cost   int64
+	ll     *list.List
+	m      map[K]*list.Element
+	hits   uint64
+	misses uint64
+}
+
+type lruEntry[K comparable, V any] struct {
+	k    K
+	v    V
+	cost int64
+}
+
+func newLRU[K comparable, V any](max int64) *lru[K, V] {
+	return &lru[K, V]{max: max, ll: list.New(), m: map[K]*list.Element{}}
+}
+
+func (c *lru[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		c.ll.MoveToFront(e)
+		c.hits++
+		return e.Value.(*lruEntry[K, V]).v, true
+	}
+	c.misses++
+	var zero V
+	return zero, false
+}
+
+func (c *lru[K, V]) add(k K, v V, cost int64) {
+	if cost > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		old := e.Value.(*lruEntry[K, V])
+		c.cost += cost - old.cost
+		old.v, old.cost = v, cost
+		c.ll.MoveToFront(e)
+	} else {
+		c.m[k] = c.ll.PushFront(&lruEntry[K, V]{k, v, cost})
+		c.cost += cost
+	}
+	for c.cost > c.max {
+		e := c.ll.Back()
+		ent := e.Value.(*lruEntry[K, V])
+		c.ll.Remove(e)
+		delete(c.m, ent.k)
+		c.cost -= ent.cost
+	}
+}
+
+// CacheStats are the figures of one cache.
+type CacheStats struct {
+	Entries int    `json:"entries"`
+	Bytes   int64  `json:"bytes"`
+	Limit   int64  `json:"limit"`
+	Hits    uint64 `json:"hits"`
+	Misses  uint64 `json:"misses"`
+}
+
+func (c *lru[K, V]) stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CacheStats{Entries: len(c.m), Bytes: c.cost, Limit: c.max, Hits: c.hits, Misses: c.misses}
+}

@@ -1,0 +1,194 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
+)
+
+// PackSize is the plaintext size at which a pack is sealed and written.
+const PackSize = 16 << 20
+
+// dekBound is how many plaintext bytes one DEK seals before a writer asks
+// for a new one.
+const dekBound = 64 << 30
+
+// writer turns blobs into packs and packs into index entries. It seals
+// under a DEK that it asks the keychain for on first use and renews after
+// dekBound bytes. Packs are sealed and written in the background, at most
+// two at a time.
+type writer struct {
+	r *Repository
+
+	mu      sync.Mutex
+	dekID   [16]byte
+	dek     []byte
+	sealed  int64
+	pending map[blobKey]bool
+	packs   []IndexPack
+	stored  int64 // bytes written to the store
+	err     error
+	wg      sync.WaitGroup
+	sem     chan struct{}
+	open    map[BlobType]*openPack
+}
+
+type openPack struct {
+	buf   []byte
+	blobs []PackBlob
+}
+
+func newWriter(r *Repository) *writer {
+	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}}
+}
+
+// key returns the DEK to seal the next object with.
+func (w *writer) key(ctx context.Context, n int) ([16]byte, []byte, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dek == nil || w.sealed+int64(n) > dekBound {
+		id, dek, err := w.r.keys.NewDEK(ctx)
+		if err != nil {
+			return id, nil, fmt.Errorf("new data key: %w", err)
+		}
+		w.dekID, w.dek, w.sealed = id, dek, 0
+	}
+	w.sealed += int64(n)
+	return w.dekID, w.dek, nil
+}
+
+// has reports whether the blob is stored or queued already.
+func (w *writer) has(t BlobType, id BlobID) bool {
+	if w.r.index.Has(t, id) {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending[blobKey{t, id}]
+}
+
+// add queues a blob unless it is known; it reports whether it was new.
+func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (bool, error) {
+	if w.r.index.Has(t, id) {
+		return false, nil
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return false, err
+	}
+	k := blobKey{t, id}
+	if w.pending[k] {
+		w.mu.Unlock()
+		return false, nil
+	}
+	w.pending[k] = true
+	op := w.open[t]
+	if op == nil {
+		op = &openPack{buf: make([]byte, 0, PackSize+PackSize/4)}
+		w.open[t] = op
+	}
+	op.blobs = append(op.blobs, PackBlob{Type: t, ID: id, Offset: uint64(len(op.buf)), Length: uint32(len(data))})
+	op.buf = append(op.buf, data...)
+	full := len(op.buf) >= PackSize
+	if full {
+		delete(w.open, t)
+	}
+	w.mu.Unlock()
+	if full {
+		return true, w.seal(ctx, op)
+	}
+	return true, nil
+}
+
+// seal writes one pack in the background.
+func (w *writer) seal(ctx context.Context, op *openPack) error {
+	plain := appendPackTrailer(op.buf, op.blobs)
+	dekID, dek, err := w.key(ctx, len(plain))
+	if err != nil {
+		return err
+	}
+	w.sem <- struct{}{}
+	w.wg.Add(1)
+	go func() {
+		defer func() { <-w.sem; w.wg.Done() }()
+		var id ObjectID
+		if _, err := rand.Read(id[:]); err != nil {
+			w.fail(err)
+			return
+		}
+		h, n, err := w.r.sealObject(ctx, packName(id), object.KindPack, dekID, dek, plain)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		ip := IndexPack{ID: id, PlainSize: uint64(len(plain)), Header: h.Marshal(), Blobs: op.blobs}
+		w.r.index.add([]IndexPack{ip})
+		w.mu.Lock()
+		w.packs = append(w.packs, ip)
+		w.stored += n
+		for _, b := range op.blobs {
+			delete(w.pending, blobKey{b.Type, b.ID})
+		}
+		w.mu.Unlock()
+	}()
+	return nil
+}
+
+func (w *writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// flush seals the open packs, waits for every write, and writes one index
+// object naming the packs this writer made.
+func (w *writer) flush(ctx context.Context) error {
+	w.mu.Lock()
+	ops := w.open
+	w.open = map[BlobType]*openPack{}
+	w.mu.Unlock()
+	for _, op := range ops {
+		if err := w.seal(ctx, op); err != nil {
+			return err
+		}
+	}
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.packs) == 0 {
+		return nil
+	}
+	plain := MarshalIndex(w.packs)
+	if w.dek == nil {
+		w.mu.Unlock()
+		_, _, err := w.key(ctx, len(plain))
+		w.mu.Lock()
+		if err != nil {
+			return err
+		}
+	}
+	var id ObjectID
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	_, n, err := w.r.sealObject(ctx, indexName(id), object.KindIndex, w.dekID, w.dek, plain)
+	if err != nil {
+		return err
+	}
+	w.stored += n
+	w.r.index.mu.Lock()
+	w.r.index.loaded[id] = true
+	w.r.index.mu.Unlock()
+	w.packs = nil
+	return nil
+}

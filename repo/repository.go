@@ -1,0 +1,556 @@
+// Package repo holds the snapcrypt repository format above the storage
+// layer: configuration, packs of content and tree blobs, indexes, trees and
+// snapshot manifests, and the operations that make and read them (snapshot,
+// restore, check). Encryption of objects is package object's; keys are
+// package keys'.
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/restic/chunker"
+	"golang.org/x/crypto/hkdf"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// FormatVersion is the repository format this code reads and writes.
+const FormatVersion = 1
+
+// ErrCorrupt is wrapped by every error about repository bytes that fail
+// authentication or do not parse.
+var ErrCorrupt = errors.New("corrupted or tampered with")
+
+// ErrNotRepository is returned when the location holds no repository.
+var ErrNotRepository = errors.New("no snapcrypt repository")
+
+// Config is the plaintext `config` object: all that can be read about a
+// repository without a key.
+type Config struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+}
+
+// Options tune a Repository. Zero values mean defaults.
+type Options struct {
+	// CacheBytes bounds the cache of decrypted content segments and trees.
+	CacheBytes int64
+}
+
+// DefaultCacheBytes is the default bound of the decrypted-data cache.
+const DefaultCacheBytes = 64 << 20
+
+// Repository is an open repository. It is safe for concurrent use.
+type Repository struct {
+	st    store.Store
+	cfg   Config
+	keys  *keys.Keychain
+	hash  hasher
+	pol   chunker.Pol
+	index *Index
+
+	segs    *lru[segKey, []byte]           // decrypted 64 KiB pack segments
+	trees   *lru[BlobID, *Tree]            // decoded trees
+	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
+
+	snapMu sync.Mutex
+	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
+
+	errMu sync.Mutex
+	errs  []string // recent read errors, for status
+	nErrs uint64
+}
+
+type segKey struct {
+	pack ObjectID
+	seg  int64
+}
+
+// Init creates a new repository in an empty store, protected by the key m.
+func Init(ctx context.Context, st store.Store, m *keys.Material) (*Repository, error) {
+	empty := true
+	if err := st.List(ctx, "", func(store.Info) error { empty = false; return errStop }); err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("init %s: %w", st.Location(), err)
+	}
+	if !empty {
+		return nil, fmt.Errorf("init %s: the location is not empty", st.Location())
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	cfg := Config{Version: FormatVersion, ID: hex.EncodeToString(id[:])}
+	kc, err := keys.Init(ctx, st, cfg.ID, m)
+	if err != nil {
+		return nil, fmt.Errorf("init %s: %w", st.Location(), err)
+	}
+	b, _ := json.Marshal(cfg)
+	if err := st.Create(ctx, "config", append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("init %s: writing config: %w", st.Location(), err)
+	}
+	return open(ctx, st, cfg, kc, Options{})
+}
+
+var errStop = errors.New("stop")
+
+// ReadConfig reads the plaintext config object.
+func ReadConfig(ctx context.Context, st store.Reader) (Config, error) {
+	b, err := st.Get(ctx, "config")
+	if errors.Is(err, store.ErrNotExist) {
+		return Config{}, fmt.Errorf("%s: %w (no config object)", locationOf(st), ErrNotRepository)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig decodes the config object strictly.
+func ParseConfig(b []byte) (Config, error) {
+	var cfg Config
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
+	}
+	if cfg.Version != FormatVersion {
+		return cfg, fmt.Errorf("config: repository format version %d, this snapcrypt reads version %d", cfg.Version, FormatVersion)
+	}
+	if len(cfg.ID) != 32 || strings.Trim(cfg.ID, "0123456789abcdef") != "" {
+		return cfg, fmt.Errorf("config: %w: bad repository id", ErrCorrupt)
+	}
+	return cfg, nil
+}
+
+func locationOf(st store.Reader) string {
+	if l, ok := st.(interface{ Location() string }); ok {
+		return l.Location()
+	}
+	return "repository"
+}
+
+// Open opens an existing repository with the given keys. At least one key
+// must match a current or retiring key generation.
+func Open(ctx context.Context, st store.Store, opts Options, ms ...*keys.Material) (*Repository, error) {
+	cfg, err := ReadConfig(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := keys.Open(ctx, st, cfg.ID, ms...)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, st, cfg, kc, opts)
+}
+
+func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, opts Options) (*Repository, error) {
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	idKey, err := kc.IDKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("content-id key: %w", err)
+	}
+	if len(idKey) != 32 {
+		return nil, fmt.Errorf("content-id key: %w: length %d", ErrCorrupt, len(idKey))
+	}
+	pol, err := chunker.DerivePolynomial(hkdf.New(newSHA256, idKey, nil, []byte("snapcrypt chunker polynomial v1")))
+	if err != nil {
+		return nil, fmt.Errorf("chunker polynomial: %w", err)
+	}
+	r := &Repository{
+		st: st, cfg: cfg, keys: kc, hash: hasher{key: idKey}, pol: pol, index: newIndex(),
+		segs:    newLRU[segKey, []byte](opts.CacheBytes * 3 / 4),
+		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
+		ciphers: newLRU[ObjectID, *object.Cipher](4096),
+		snaps:   map[ObjectID]*Snapshot{},
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Config returns the repository's configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Keys returns the repository's keychain.
+func (r *Repository) Keys() *keys.Keychain { return r.keys }
+
+// Store returns the underlying store.
+func (r *Repository) Store() store.Store { return r.st }
+
+// Index returns the in-memory index.
+func (r *Repository) Index() *Index { return r.index }
+
+// LoadIndex reads every index object not yet merged. It is cheap to call
+// again: objects already read are skipped.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	var names []ObjectID
+	err := r.st.List(ctx, "index/", func(fi store.Info) error {
+		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "index/"))
+		if err != nil {
+			return nil // not ours; check reports it
+		}
+		r.index.mu.RLock()
+		done := r.index.loaded[id]
+		r.index.mu.RUnlock()
+		if !done {
+			names = append(names, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing indexes: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range names {
+		g.Go(func() error {
+			packs, err := r.readIndex(gctx, id)
+			if err != nil {
+				return err
+			}
+			r.index.add(packs)
+			r.index.mu.Lock()
+			r.index.loaded[id] = true
+			r.index.mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (r *Repository) readIndex(ctx context.Context, id ObjectID) ([]IndexPack, error) {
+	name := indexName(id)
+	plain, err := r.openObject(ctx, name, object.KindIndex)
+	if err != nil {
+		return nil, err
+	}
+	packs, err := UnmarshalIndex(plain)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+	}
+	return packs, nil
+}
+
+// openObject reads, authenticates and decrypts a whole sealed object.
+func (r *Repository) openObject(ctx context.Context, name string, kind object.Kind) ([]byte, error) {
+	b, err := r.st.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	h, err := object.ParseHeader(b)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+	}
+	if h.Kind != kind {
+		return nil, fmt.Errorf("object %s is %w (kind %d, want %d)", name, ErrCorrupt, h.Kind, kind)
+	}
+	dek, err := r.keys.DEK(ctx, h.DEKID)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", name, err)
+	}
+	_, plain, err := object.Open(dek, name, b)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// sealObject seals plaintext under the given DEK and writes it create-only.
+func (r *Repository) sealObject(ctx context.Context, name string, kind object.Kind, dekID [16]byte, dek, plain []byte) (object.Header, int64, error) {
+	h, err := object.NewHeader(kind, dekID)
+	if err != nil {
+		return h, 0, err
+	}
+	ct, err := object.Seal(dek, h, name, plain)
+	if err != nil {
+		return h, 0, fmt.Errorf("sealing %s: %w", name, err)
+	}
+	if err := r.st.Create(ctx, name, ct); err != nil {
+		return h, 0, fmt.Errorf("writing %s: %w", name, err)
+	}
+	return h, int64(len(ct)), nil
+}
+
+// Snapshots returns every snapshot, oldest first.
+func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
+	var ids []ObjectID
+	err := r.st.List(ctx, "snapshots/", func(fi store.Info) error {
+		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "snapshots/"))
+		if err == nil {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
+	out := make([]*Snapshot, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, id := range ids {
+		g.Go(func() error {
+			s, err := r.LoadSnapshot(gctx, id)
+			out[i] = s
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0
+	})
+	return out, nil
+}
+
+// LoadSnapshot reads one snapshot manifest.
+func (r *Repository) LoadSnapshot(ctx context.Context, id ObjectID) (*Snapshot, error) {
+	r.snapMu.Lock()
+	s, ok := r.snaps[id]
+	r.snapMu.Unlock()
+	if ok {
+		return s, nil
+	}
+	name := snapshotName(id)
+	plain, err := r.openObject(ctx, name, object.KindSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	s, err = UnmarshalSnapshot(plain)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+	}
+	s.ID = id
+	r.snapMu.Lock()
+	r.snaps[id] = s
+	r.snapMu.Unlock()
+	return s, nil
+}
+
+// FindSnapshot resolves "latest", a name, an id or a unique id prefix.
+func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(snaps) == 0 {
+		return nil, fmt.Errorf("the repository has no snapshots")
+	}
+	if ref == "latest" {
+		return snaps[len(snaps)-1], nil
+	}
+	var byName, byID []*Snapshot
+	for _, s := range snaps {
+		if s.Name == ref {
+			byName = append(byName, s)
+		}
+		if strings.HasPrefix(s.ID.String(), strings.ToLower(ref)) {
+			byID = append(byID, s)
+		}
+	}
+	if len(byName) > 0 {
+		return byName[len(byName)-1], nil // the newest of that name
+	}
+	switch len(byID) {
+	case 1:
+		return byID[0], nil
+	case 0:
+		return nil, fmt.Errorf("no snapshot matches %q", ref)
+	}
+	return nil, fmt.Errorf("snapshot id prefix %q is ambiguous (%d snapshots)", ref, len(byID))
+}
+
+// LoadTree reads and decodes a tree blob; trees are cached.
+func (r *Repository) LoadTree(ctx context.Context, id BlobID) (*Tree, error) {
+	if t, ok := r.trees.get(id); ok {
+		return t, nil
+	}
+	b, err := r.ReadBlob(ctx, BlobTree, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := UnmarshalTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s is %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	r.trees.add(id, t, int64(len(b))+int64(len(t.Nodes))*64)
+	return t, nil
+}
+
+// ReadBlob returns a whole blob's plaintext.
+func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byte, error) {
+	loc, ok := r.index.lookup(t, id)
+	if !ok {
+		return nil, fmt.Errorf("%s blob %s is not in the index", t, id.Short())
+	}
+	buf := make([]byte, loc.length)
+	if _, err := r.readPack(ctx, loc.pack, buf, int64(loc.offset), 0); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ReadBlobAt fills p with the blob's plaintext from offset off and returns
+// how many bytes it read (fewer only at the end of the blob). ahead asks to
+// decrypt up to that many further bytes of the blob into the cache, for a
+// sequential reader.
+func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []byte, off, ahead int64) (int, error) {
+	loc, ok := r.index.lookup(t, id)
+	if !ok {
+		return 0, fmt.Errorf("%s blob %s is not in the index", t, id.Short())
+	}
+	if off >= int64(loc.length) {
+		return 0, nil
+	}
+	if rest := int64(loc.length) - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	if max := int64(loc.length) - off - int64(len(p)); ahead > max {
+		ahead = max
+	}
+	return r.readPack(ctx, loc.pack, p, int64(loc.offset)+off, ahead)
+}
+
+func (r *Repository) packCipher(ctx context.Context, p *IndexPack) (*object.Cipher, error) {
+	if c, ok := r.ciphers.get(p.ID); ok {
+		return c, nil
+	}
+	name := packName(p.ID)
+	h, err := object.ParseHeader(p.Header)
+	if err != nil {
+		return nil, fmt.Errorf("index entry of %s is %w", name, ErrCorrupt)
+	}
+	dek, err := r.keys.DEK(ctx, h.DEKID)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", name, err)
+	}
+	c, err := object.NewCipher(dek, h, name)
+	if err != nil {
+		return nil, err
+	}
+	r.ciphers.add(p.ID, c, 1)
+	return c, nil
+}
+
+// readPack fills p from the pack's plaintext at off, through the segment
+// cache; missing segments are fetched with one ranged read, extended by
+// ahead bytes.
+func (r *Repository) readPack(ctx context.Context, pk *IndexPack, p []byte, off, ahead int64) (int, error) {
+	const seg = object.SegmentSize
+	size := int64(pk.PlainSize)
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		s := pos / seg
+		data, ok := r.segs.get(segKey{pk.ID, s})
+		if !ok {
+			var err error
+			data, err = r.fetchSegments(ctx, pk, s, pos, int64(len(p)-n)+ahead, size)
+			if err != nil {
+				r.noteError(err)
+				return n, err
+			}
+		}
+		within := pos - s*seg
+		if within >= int64(len(data)) {
+			return n, fmt.Errorf("object %s is %w: short segment", packName(pk.ID), ErrCorrupt)
+		}
+		n += copy(p[n:], data[within:])
+	}
+	return n, nil
+}
+
+// fetchSegments decrypts the segments covering [pos, pos+want) starting at
+// segment first, caches them all, and returns segment first.
+func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, pos, want, size int64) ([]byte, error) {
+	const seg = object.SegmentSize
+	name := packName(pk.ID)
+	c, err := r.packCipher(ctx, pk)
+	if err != nil {
+		return nil, err
+	}
+	start := first * seg
+	end := pos + want
+	if end > size {
+		end = size
+	}
+	// Stop at the first segment that is already cached.
+	for s := first + 1; s*seg < end; s++ {
+		if _, ok := r.segs.get(segKey{pk.ID, s}); ok {
+			end = s * seg
+			break
+		}
+	}
+	if end <= start {
+		end = start + 1
+	}
+	ctOff, ctLen, _ := object.CipherRange(start, end-start, size)
+	ct, err := r.st.GetRange(ctx, name, ctOff, ctLen)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	// Decrypt whole segments: round end up to a segment boundary.
+	segEnd := (end + seg - 1) / seg * seg
+	if segEnd > size {
+		segEnd = size
+	}
+	plain, err := c.OpenRange(nil, ct, start, segEnd-start, size)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+	}
+	var firstData []byte
+	for s := first; start+(s-first)*seg < segEnd; s++ {
+		lo := (s - first) * seg
+		hi := lo + seg
+		if hi > int64(len(plain)) {
+			hi = int64(len(plain))
+		}
+		d := plain[lo:hi:hi]
+		if s == first {
+			firstData = d
+		}
+		r.segs.add(segKey{pk.ID, s}, d, int64(cap(d)))
+	}
+	return firstData, nil
+}
+
+func (r *Repository) noteError(err error) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	r.nErrs++
+	r.errs = append(r.errs, time.Now().UTC().Format(time.RFC3339)+" "+err.Error())
+	if len(r.errs) > 16 {
+		r.errs = r.errs[len(r.errs)-16:]
+	}
+}
+
+// ReadErrors returns the count of read errors and the most recent ones.
+func (r *Repository) ReadErrors() (uint64, []string) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return r.nErrs, append([]string(nil), r.errs...)
+}
+
+// CacheStats returns the figures of the segment and tree caches.
+func (r *Repository) CacheStats() map[string]CacheStats {
+	return map[string]CacheStats{"segments": r.segs.stats(), "trees": r.trees.stats()}
+}

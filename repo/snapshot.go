@@ -1,0 +1,75 @@
+package repo
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Snapshot is the manifest of one snapshot.
+type Snapshot struct {
+	Version  int       `json:"version"`
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host"`
+	Username string    `json:"username,omitempty"`
+	Paths    []string  `json:"paths"`
+	Name     string    `json:"name,omitempty"`
+	Tags     []string  `json:"tags,omitempty"`
+	Tree     BlobID    `json:"tree"`
+	Parent   *ObjectID `json:"parent,omitempty"`
+	Files    uint64    `json:"files"`
+	Dirs     uint64    `json:"dirs"`
+	Bytes    uint64    `json:"bytes"`
+
+	// ID is the snapshot object's id; not part of the manifest bytes.
+	ID ObjectID `json:"-"`
+}
+
+const snapshotVersion = 1
+
+// MarshalJSON encodings of ids are hex strings.
+func (id BlobID) MarshalText() ([]byte, error)   { return []byte(id.String()), nil }
+func (id ObjectID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses 64 hex characters.
+func (id *BlobID) UnmarshalText(b []byte) error {
+	o, err := ParseObjectID(string(b))
+	*id = BlobID(o)
+	return err
+}
+
+// UnmarshalText parses 64 hex characters.
+func (id *ObjectID) UnmarshalText(b []byte) error {
+	o, err := ParseObjectID(string(b))
+	*id = o
+	return err
+}
+
+// MarshalSnapshot encodes a manifest.
+func MarshalSnapshot(s *Snapshot) ([]byte, error) {
+	return json.Marshal(s)
+}
+
+// UnmarshalSnapshot decodes a manifest strictly.
+func UnmarshalSnapshot(b []byte) (*Snapshot, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	var s Snapshot
+	if err := d.Decode(&s); err != nil {
+		return nil, fmt.Errorf("malformed snapshot manifest: %w", err)
+	}
+	if d.More() {
+		return nil, fmt.Errorf("malformed snapshot manifest: trailing data")
+	}
+	if s.Version != snapshotVersion {
+		return nil, fmt.Errorf("malformed snapshot manifest: unknown version %d", s.Version)
+	}
+	if s.Time.IsZero() {
+		return nil, fmt.Errorf("malformed snapshot manifest: no time")
+	}
+	return &s, nil
+}
+
+// ShortID is the first 8 hex characters of the snapshot id.
+func (s *Snapshot) ShortID() string { return s.ID.String()[:8] }
