@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +49,10 @@ type Rule struct {
 	// Every-th, 2*Every-th, ...); 0 and 1 make every matching call fail.
 	Every int
 
+	// Probability, if above 0, makes a call that Every selects fail only
+	// with this probability (drawn at random for each call).
+	Probability float64
+
 	// Times limits how many faults the rule injects; 0 means no limit.
 	Times int
 
@@ -58,7 +63,7 @@ type Rule struct {
 	// Latency delays every matching call, failing or not, before it runs.
 	// A canceled context ends the delay with the context's error. A rule
 	// that sets Latency and none of Every, Times, Err, Dropped and ListAfter
-	// only delays calls and injects no error.
+	// only delays calls and injects no error (so do not set Probability).
 	Latency time.Duration
 
 	// Dropped makes a failing call happen first and then return the error,
@@ -77,7 +82,7 @@ type rule struct {
 }
 
 func (r *rule) delayOnly() bool {
-	return r.Latency > 0 && r.Every == 0 && r.Times == 0 && r.Err == nil && !r.Dropped && r.ListAfter == 0
+	return r.Latency > 0 && r.Every == 0 && r.Probability == 0 && r.Times == 0 && r.Err == nil && !r.Dropped && r.ListAfter == 0
 }
 
 // Store is a store.Store that passes calls to an inner store and injects
@@ -157,6 +162,9 @@ func (s *Store) decide(op Op, name string) fault {
 		f.latency += r.Latency
 		r.calls[op]++
 		if f.err != nil || r.delayOnly() || r.Times > 0 && r.injected >= r.Times || r.Every > 1 && r.calls[op]%r.Every != 0 {
+			continue
+		}
+		if r.Probability > 0 && rand.Float64() >= r.Probability {
 			continue
 		}
 		r.injected++

@@ -168,3 +168,19 @@ func TestLatencyDelays(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProbability(t *testing.T) {
+	ctx := context.Background()
+	s := faults.New(mem.New())
+	s.Add(faults.Rule{Ops: []faults.Op{faults.Stat}, Probability: 0.5})
+	failed := 0
+	for range 1000 {
+		if _, err := s.Stat(ctx, "a"); errors.Is(err, faults.ErrInjected) {
+			failed++
+		}
+	}
+	// Outside [350, 650] has a chance below 1e-20.
+	if failed < 350 || failed > 650 {
+		t.Errorf("%d of 1000 calls failed with probability 0.5", failed)
+	}
+}
