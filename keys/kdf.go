@@ -1,0 +1,206 @@
+package keys
+
+import (
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/hkdf"
+)
+
+// KDF types of a generation.
+const (
+	KDFRaw      = "raw"
+	KDFArgon2id = "argon2id"
+)
+
+// saltSize is the size of a generation's KDF salt.
+const saltSize = 16
+
+// HKDF info strings. Changing one changes the format.
+const (
+	infoKEK   = "snapcrypt kek v1"
+	infoCheck = "snapcrypt check v1"
+	infoWrap  = "snapcrypt wrap v1"
+)
+
+// Argon2Params are Argon2id cost parameters: T passes over M KiB of memory
+// with P lanes.
+type Argon2Params struct {
+	T uint32
+	M uint32
+	P uint8
+}
+
+// DefaultArgon2 is the second recommended option of RFC 9106 (section 4):
+// t=3, m=64 MiB, p=4.
+var DefaultArgon2 = Argon2Params{T: 3, M: 64 << 10, P: 4}
+
+// argon2Params is what new passphrase generations use. Tests lower it (see
+// export_test.go); nothing else changes it.
+var argon2Params = DefaultArgon2
+
+// Bounds a keyring's Argon2id parameters must keep, so that a tampered
+// keyring cannot make Open exhaust memory or time.
+const (
+	maxArgon2T = 64
+	maxArgon2M = 4 << 20 // KiB: 4 GiB
+	maxArgon2P = 64
+)
+
+// KDF says how a generation's KEK is derived from an operator's key: from a
+// raw key directly, or from a passphrase with Argon2id. Salt is hex.
+type KDF struct {
+	Type string `json:"type"`
+	Salt string `json:"salt"`
+	T    uint32 `json:"t,omitempty"`
+	M    uint32 `json:"m,omitempty"`
+	P    uint8  `json:"p,omitempty"`
+}
+
+func (k KDF) validate() error {
+	salt, err := hex.DecodeString(k.Salt)
+	if err != nil || len(salt) != saltSize || hex.EncodeToString(salt) != k.Salt {
+		return fmt.Errorf("kdf salt is not %d lower-case hex characters", 2*saltSize)
+	}
+	switch k.Type {
+	case KDFRaw:
+		if k.T != 0 || k.M != 0 || k.P != 0 {
+			return fmt.Errorf("raw kdf with argon2 parameters")
+		}
+	case KDFArgon2id:
+		if k.T < 1 || k.T > maxArgon2T || k.P < 1 || k.P > maxArgon2P || k.M < 8*uint32(k.P) || k.M > maxArgon2M {
+			return fmt.Errorf("argon2id parameters t=%d m=%d p=%d out of range", k.T, k.M, k.P)
+		}
+	default:
+		return fmt.Errorf("unknown kdf type %q", k.Type)
+	}
+	return nil
+}
+
+// newKDF returns a fresh KDF (random salt) for the material's kind.
+func newKDF(m *Material) (KDF, error) {
+	salt := make([]byte, saltSize)
+	if _, err := rand.Read(salt); err != nil {
+		return KDF{}, err
+	}
+	if m.IsPassphrase() {
+		p := argon2Params
+		return KDF{Type: KDFArgon2id, Salt: hex.EncodeToString(salt), T: p.T, M: p.M, P: p.P}, nil
+	}
+	return KDF{Type: KDFRaw, Salt: hex.EncodeToString(salt)}, nil
+}
+
+// applies reports whether the KDF can take this kind of material.
+func (k KDF) applies(m *Material) bool {
+	return (k.Type == KDFArgon2id) == m.IsPassphrase()
+}
+
+// deriveKEK returns the KEK for material m under k: HKDF-SHA256 with the
+// generation's salt and info "snapcrypt kek v1" of the raw key, or of the
+// 32-byte Argon2id output of the passphrase. Argon2id outputs are cached in
+// m per salt and parameters. ok is false when k does not apply to m.
+func deriveKEK(k KDF, m *Material) (kek [KeySize]byte, ok bool) {
+	if !k.applies(m) {
+		return kek, false
+	}
+	salt, _ := hex.DecodeString(k.Salt)
+	var ikm []byte
+	if m.IsPassphrase() {
+		s := m.stretch(k, salt)
+		ikm = s[:]
+		defer clear(ikm)
+	} else {
+		ikm = m.raw
+	}
+	r := hkdf.New(sha256.New, ikm, salt, []byte(infoKEK))
+	io.ReadFull(r, kek[:])
+	return kek, true
+}
+
+func (m *Material) stretch(k KDF, salt []byte) [KeySize]byte {
+	var ck [saltSize + 9]byte
+	copy(ck[:], salt)
+	binary.BigEndian.PutUint32(ck[saltSize:], k.T)
+	binary.BigEndian.PutUint32(ck[saltSize+4:], k.M)
+	ck[saltSize+8] = k.P
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.stretched[string(ck[:])]; ok {
+		return s
+	}
+	var s [KeySize]byte
+	out := argon2.IDKey(m.pass, salt, k.T, k.M, k.P, KeySize)
+	copy(s[:], out)
+	clear(out)
+	if m.stretched == nil {
+		m.stretched = map[string][KeySize]byte{}
+	}
+	m.stretched[string(ck[:])] = s
+	return s
+}
+
+func subkey(kek [KeySize]byte, info string) []byte {
+	out := make([]byte, KeySize)
+	io.ReadFull(hkdf.New(sha256.New, kek[:], nil, []byte(info)), out)
+	return out
+}
+
+// checkValue is HMAC-SHA256 keyed with HKDF(KEK, info "snapcrypt check v1")
+// of repository id (16 bytes) || generation id (8 bytes). It tells whether a
+// supplied key is this generation's and, being a PRF output under a key
+// derived from the KEK, reveals nothing usable about it.
+func checkValue(kek [KeySize]byte, repoID [16]byte, gen [8]byte) []byte {
+	ck := subkey(kek, infoCheck)
+	defer clear(ck)
+	mac := hmac.New(sha256.New, ck)
+	mac.Write(repoID[:])
+	mac.Write(gen[:])
+	return mac.Sum(nil)
+}
+
+// kek is a derived KEK ready to wrap and unwrap DEKs.
+type kek struct {
+	gen   [8]byte
+	aead  cipher.AEAD // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
+	check []byte
+}
+
+func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
+	wk := subkey(k, infoWrap)
+	defer clear(wk)
+	aead, err := chacha20poly1305.NewX(wk)
+	if err != nil {
+		panic(err) // key size is fixed
+	}
+	return &kek{gen: gen, aead: aead, check: checkValue(k, repoID, gen)}
+}
+
+// matchKEK derives the KEK of material m for generation g and returns it if
+// its check value matches, else nil.
+func matchKEK(g *Generation, m *Material, repoID [16]byte) *kek {
+	gen, err := parseGenID(g.ID)
+	if err != nil {
+		return nil
+	}
+	want, err := hex.DecodeString(g.Check)
+	if err != nil {
+		return nil
+	}
+	k, ok := deriveKEK(g.KDF, m)
+	if !ok {
+		return nil
+	}
+	defer clear(k[:])
+	if !hmac.Equal(checkValue(k, repoID, gen), want) {
+		return nil
+	}
+	return newKEK(k, repoID, gen)
+}

@@ -1,0 +1,553 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// dekCacheSize bounds the number of unwrapped DEKs a Keychain keeps.
+const dekCacheSize = 1 << 16
+
+// Keychain is the single API the rest of snapcrypt uses for keys: it hands
+// out new DEKs (wrapped and durable before they are returned), unwraps DEKs
+// with fallback across the generations it holds keys for, and runs key
+// rotation. It is safe for concurrent use.
+type Keychain struct {
+	st     store.Store
+	repoID string
+	rid    [16]byte
+
+	mu   sync.RWMutex
+	ring *Keyring
+	keks map[string]*kek // by generation id: the generations we hold a key for
+	mats []*Material
+
+	cacheMu sync.Mutex
+	cache   map[[16]byte][]byte
+
+	rot rotator
+
+	// Test hooks (export_test.go).
+	now           func() time.Time
+	crash         func(point string) error // called at every rotation step
+	afterDEKWrite func()                   // NewDEK: between the wrapped-DEK write and the keyring re-read
+}
+
+func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {
+	return &Keychain{
+		st: st, repoID: repoID, rid: rid,
+		keks:  map[string]*kek{},
+		cache: map[[16]byte][]byte{},
+		now:   time.Now,
+	}
+}
+
+func parseRepoID(s string) ([16]byte, error) {
+	var id [16]byte
+	if !isHex(s, 32) {
+		return id, fmt.Errorf("repository id %q is not 32 lower-case hex characters", s)
+	}
+	hex.Decode(id[:], []byte(s))
+	return id, nil
+}
+
+func randomID(n int) ([]byte, error) {
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+// newGeneration makes a generation for m with a fresh random id (distinct
+// from the keyring's) and KDF salt, and derives its KEK.
+func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time) (Generation, *kek, error) {
+	var gen [8]byte
+	for {
+		b, err := randomID(8)
+		if err != nil {
+			return Generation{}, nil, err
+		}
+		copy(gen[:], b)
+		if r == nil || r.Generation(hex.EncodeToString(gen[:])) == nil {
+			break
+		}
+	}
+	kdf, err := newKDF(m)
+	if err != nil {
+		return Generation{}, nil, err
+	}
+	raw, _ := deriveKEK(kdf, m)
+	kk := newKEK(raw, rid, gen)
+	clear(raw[:])
+	g := Generation{
+		ID:      hex.EncodeToString(gen[:]),
+		KDF:     kdf,
+		Check:   hex.EncodeToString(kk.check),
+		State:   StateCurrent,
+		Created: now.UTC().Truncate(time.Second),
+	}
+	return g, kk, nil
+}
+
+// Init creates the keys of a new repository: a keyring of epoch 1 with one
+// generation (current) derived from m, and the content-id key, a DEK wrapped
+// under it. The store must hold no keyring yet.
+func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Keychain, error) {
+	rid, err := parseRepoID(repoID)
+	if err != nil {
+		return nil, fmt.Errorf("init keys: %w", err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("init keys: %w: no key given", ErrBadKey)
+	}
+	if _, err := LoadKeyring(ctx, st); err == nil {
+		return nil, fmt.Errorf("init keys: %s already has a keyring", st.Location())
+	} else if !errors.Is(err, store.ErrNotExist) {
+		return nil, fmt.Errorf("init keys: %w", err)
+	}
+	k := newKeychain(st, repoID, rid)
+	g, kk, err := newGeneration(nil, m, rid, k.now())
+	if err != nil {
+		return nil, fmt.Errorf("init keys: %w", err)
+	}
+	var id [16]byte
+	b, err := randomID(16)
+	if err != nil {
+		return nil, err
+	}
+	copy(id[:], b)
+	dek, err := randomID(KeySize)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kk.wrap(rid, id, dek)
+	if err != nil {
+		return nil, err
+	}
+	// The DEK first, so that no keyring ever names a missing one.
+	if err := st.Create(ctx, dekName(kk.gen, id), w); err != nil {
+		return nil, fmt.Errorf("init keys: writing the content-id key: %w", err)
+	}
+	ring := &Keyring{
+		Version:     KeyringVersion,
+		RepoID:      repoID,
+		Epoch:       1,
+		Current:     g.ID,
+		Generations: []Generation{g},
+		IDKeyDEK:    hex.EncodeToString(id[:]),
+	}
+	if err := commitKeyring(ctx, st, ring); err != nil {
+		return nil, fmt.Errorf("init keys: %w", err)
+	}
+	k.ring = ring
+	k.keks[g.ID] = kk
+	k.mats = []*Material{m}
+	k.cachePut(id, dek)
+	return k, nil
+}
+
+// Open loads the repository's keyring and matches the given keys to its
+// generations. At least one key must match a current or retiring generation,
+// else the error wraps ErrNoKeyMatches.
+func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (*Keychain, error) {
+	rid, err := parseRepoID(repoID)
+	if err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	ring, err := LoadKeyring(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	if ring.RepoID != repoID {
+		return nil, fmt.Errorf("open keys: %s: %w: keyring of repository %s", keyringName(ring.Epoch), ErrCorrupt, ring.RepoID)
+	}
+	k := newKeychain(st, repoID, rid)
+	k.ring = ring
+	for _, m := range ms {
+		if m != nil {
+			k.mats = append(k.mats, m)
+		}
+	}
+	k.keks = matchAll(ring, k.mats, rid, k.keks)
+	if len(k.keks) == 0 {
+		return nil, fmt.Errorf("open keys: %w%s", ErrNoKeyMatches, retiredHint(ring, k.mats, rid))
+	}
+	return k, nil
+}
+
+// matchAll returns held plus the KEKs of every live generation of r that
+// one of ms matches and held lacks. Generations no longer live are dropped.
+func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) map[string]*kek {
+	out := map[string]*kek{}
+	for i := range r.Generations {
+		g := &r.Generations[i]
+		if g.State == StateRetired {
+			continue
+		}
+		if kk := held[g.ID]; kk != nil {
+			out[g.ID] = kk
+			continue
+		}
+		for _, m := range ms {
+			if kk := matchKEK(g, m, rid); kk != nil {
+				out[g.ID] = kk
+				break
+			}
+		}
+	}
+	return out
+}
+
+// retiredHint explains a failed match when a key is of a retired generation.
+func retiredHint(r *Keyring, ms []*Material, rid [16]byte) string {
+	for i := range r.Generations {
+		g := &r.Generations[i]
+		if g.State != StateRetired {
+			continue
+		}
+		for _, m := range ms {
+			if matchKEK(g, m, rid) != nil {
+				return fmt.Sprintf(" (%s is the key of generation %s, which was retired by a rotation; the current generation is %s)", m.Source(), g.ID, r.Current)
+			}
+		}
+	}
+	return ""
+}
+
+// Refresh reloads the keyring if a newer epoch exists and matches the keys
+// this Keychain holds to any new generation. The daemon calls it every few
+// seconds; NewDEK and DEK call it when they need to.
+func (k *Keychain) Refresh(ctx context.Context) error {
+	k.mu.RLock()
+	epoch := k.ring.Epoch
+	k.mu.RUnlock()
+	var latest *Keyring
+	for {
+		r, err := readKeyring(ctx, k.st, epoch+1)
+		if errors.Is(err, store.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("refreshing keyring: %w", err)
+		}
+		latest, epoch = r, epoch+1
+	}
+	if latest == nil {
+		return nil
+	}
+	return k.install(latest)
+}
+
+// install makes r the keyring if it is newer than the one held.
+func (k *Keychain) install(r *Keyring) error {
+	if r.RepoID != k.repoID {
+		return fmt.Errorf("%s: %w: keyring of repository %s", keyringName(r.Epoch), ErrCorrupt, r.RepoID)
+	}
+	k.mu.RLock()
+	held := k.keks
+	mats := slices.Clone(k.mats)
+	k.mu.RUnlock()
+	keks := matchAll(r, mats, k.rid, held) // may run Argon2id: no lock held
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r.Epoch <= k.ring.Epoch {
+		return nil
+	}
+	for id, kk := range k.keks { // keys added meanwhile
+		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {
+			keks[id] = kk
+		}
+	}
+	k.ring, k.keks = r, keks
+	return nil
+}
+
+// Keyring returns a copy of the keyring as last loaded.
+func (k *Keychain) Keyring() Keyring {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.ring.Clone()
+}
+
+// RepoID returns the repository id.
+func (k *Keychain) RepoID() string { return k.repoID }
+
+// Holds reports whether this Keychain holds the key of generation gen.
+func (k *Keychain) Holds(gen string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keks[gen] != nil
+}
+
+// AddKey hands the Keychain another key without rotating (.ctl/keys). It
+// fails with ErrNoKeyMatches if m matches no current or retiring generation,
+// and succeeds if m's generation is held already.
+func (k *Keychain) AddKey(ctx context.Context, m *Material) error {
+	if m == nil {
+		return fmt.Errorf("add key: %w: no key given", ErrBadKey)
+	}
+	if err := k.Refresh(ctx); err != nil {
+		return fmt.Errorf("add key: %w", err)
+	}
+	k.mu.RLock()
+	r := k.ring
+	k.mu.RUnlock()
+	found := matchAll(r, []*Material{m}, k.rid, nil)
+	if len(found) == 0 {
+		return fmt.Errorf("add key %s: %w%s", m.Source(), ErrNoKeyMatches, retiredHint(r, []*Material{m}, k.rid))
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, kk := range found {
+		if k.keks[id] == nil && k.ring.Generation(id) != nil && k.ring.Generation(id).State != StateRetired {
+			// copy on write: readers may hold the old map
+			keks := make(map[string]*kek, len(k.keks)+1)
+			for i, x := range k.keks {
+				keks[i] = x
+			}
+			keks[id] = kk
+			k.keks = keks
+		}
+	}
+	k.mats = append(k.mats, m)
+	return nil
+}
+
+// NewDEK returns a new random DEK and its id. Before it returns, the DEK is
+// wrapped under the current generation and written create-only; then the
+// keyring is re-read, and if the current generation changed meanwhile (a
+// rotation switched), the DEK is wrapped under the new current one too (the
+// late-writer rule of docs/rotation.md). If this process does not hold the
+// new current key, NewDEK fails and the DEK must not be used.
+func (k *Keychain) NewDEK(ctx context.Context) (id [16]byte, dek []byte, err error) {
+	b, err := randomID(16)
+	if err != nil {
+		return id, nil, err
+	}
+	copy(id[:], b)
+	if dek, err = randomID(KeySize); err != nil {
+		return id, nil, err
+	}
+	kk, err := k.currentKEK(ctx)
+	if err != nil {
+		return id, nil, err
+	}
+	if err := k.writeWrapped(ctx, kk, id, dek); err != nil {
+		return id, nil, err
+	}
+	if k.afterDEKWrite != nil {
+		k.afterDEKWrite()
+	}
+	wrapped := []*kek{kk}
+	for range 16 {
+		if err := k.Refresh(ctx); err != nil {
+			return id, nil, fmt.Errorf("new data key: %w", err)
+		}
+		k.mu.RLock()
+		cur := k.ring.Current
+		kc := k.keks[cur]
+		k.mu.RUnlock()
+		if slices.ContainsFunc(wrapped, func(x *kek) bool { return hex.EncodeToString(x.gen[:]) == cur }) {
+			k.dropStale(ctx, wrapped, id)
+			k.cachePut(id, dek)
+			return id, dek, nil
+		}
+		if kc == nil {
+			return id, nil, fmt.Errorf("new data key: %w: the repository key was rotated to generation %s, whose key this process does not hold (hand it the new key)", ErrDEKUnavailable, cur)
+		}
+		if err := k.writeWrapped(ctx, kc, id, dek); err != nil {
+			return id, nil, err
+		}
+		wrapped = append(wrapped, kc)
+	}
+	return id, nil, fmt.Errorf("new data key: %w: the current generation keeps changing", ErrConflict)
+}
+
+// dropStale deletes copies of a new DEK wrapped under generations that are
+// retired by now (a writer that was an entire rotation behind). Best effort:
+// a leftover copy is deleted by the next Resume.
+func (k *Keychain) dropStale(ctx context.Context, wrapped []*kek, id [16]byte) {
+	k.mu.RLock()
+	r := k.ring
+	k.mu.RUnlock()
+	for _, kk := range wrapped {
+		if g := r.Generation(hex.EncodeToString(kk.gen[:])); g != nil && g.State == StateRetired {
+			k.st.Delete(ctx, dekName(kk.gen, id))
+		}
+	}
+}
+
+// currentKEK returns the current generation's KEK, refreshing once if the
+// keyring is stale.
+func (k *Keychain) currentKEK(ctx context.Context) (*kek, error) {
+	for i := 0; ; i++ {
+		k.mu.RLock()
+		cur := k.ring.Current
+		kk := k.keks[cur]
+		k.mu.RUnlock()
+		if kk != nil {
+			return kk, nil
+		}
+		if i > 0 {
+			return nil, fmt.Errorf("new data key: %w: this process does not hold the key of the current generation %s", ErrDEKUnavailable, cur)
+		}
+		if err := k.Refresh(ctx); err != nil {
+			return nil, fmt.Errorf("new data key: %w", err)
+		}
+	}
+}
+
+// writeWrapped wraps dek under kk and creates deks/<gen>/<id>. If the object
+// exists already (a retried write) it must verify.
+func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek []byte) error {
+	w, err := kk.wrap(k.rid, id, dek)
+	if err != nil {
+		return err
+	}
+	name := dekName(kk.gen, id)
+	err = k.st.Create(ctx, name, w)
+	if errors.Is(err, store.ErrExist) {
+		b, gerr := k.st.Get(ctx, name)
+		if gerr != nil {
+			return fmt.Errorf("writing data key: %w", gerr)
+		}
+		if verr := kk.verifyWrapped(k.rid, id, b, dek); verr != nil {
+			return fmt.Errorf("writing data key: %s exists and %w", name, verr)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing data key: %w", err)
+	}
+	return nil
+}
+
+// DEK returns the DEK with the given id. It unwraps with fallback: first
+// under every retiring generation, then under the current one, using the
+// generations this process holds keys for (the seed's order: a retiring
+// copy exists until its twin under the current generation is verified). If
+// no copy is found the keyring is refreshed once and the lookup repeated.
+// Errors: ErrDEKUnavailable naming the generation(s) whose key is needed; a
+// wrapped DEK that fails authentication names the object and wraps
+// ErrCorrupt. Callers must not modify the returned slice.
+func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
+	if dek := k.cacheGet(id); dek != nil {
+		return dek, nil
+	}
+	dek, err := k.unwrapAny(ctx, id)
+	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) {
+		if rerr := k.Refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("data key %x: %w", id, rerr)
+		}
+		dek, err = k.unwrapAny(ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.cachePut(id, dek)
+	return dek, nil
+}
+
+func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte) ([]byte, error) {
+	k.mu.RLock()
+	r := k.ring
+	keks := k.keks
+	k.mu.RUnlock()
+	var order []*Generation
+	for i := range r.Generations {
+		if r.Generations[i].State == StateRetiring {
+			order = append(order, &r.Generations[i])
+		}
+	}
+	order = append(order, r.Generation(r.Current))
+	var corrupt error
+	var unheld []string
+	for _, g := range order {
+		kk := keks[g.ID]
+		if kk == nil {
+			unheld = append(unheld, g.ID)
+			continue
+		}
+		name := dekName(kk.gen, id)
+		b, err := k.st.Get(ctx, name)
+		if errors.Is(err, store.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("data key %x: %w", id, err)
+		}
+		dek, err := kk.unwrap(k.rid, id, b)
+		if err != nil {
+			if corrupt == nil {
+				corrupt = fmt.Errorf("data key %x: object %s is %w", id, name, err)
+			}
+			continue
+		}
+		return dek, nil
+	}
+	if corrupt != nil {
+		return nil, corrupt
+	}
+	var need []string
+	for _, gen := range unheld {
+		gid, _ := parseGenID(gen)
+		if _, err := k.st.Stat(ctx, dekName(gid, id)); err == nil {
+			need = append(need, gen)
+		} else if !errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("data key %x: %w", id, err)
+		}
+	}
+	if len(need) > 0 {
+		return nil, fmt.Errorf("data key %x: %w: wrapped only under key generation %s, whose key this process does not hold", id, ErrDEKUnavailable, strings.Join(need, " and "))
+	}
+	live := make([]string, 0, len(order))
+	for _, g := range order {
+		live = append(live, g.ID)
+	}
+	return nil, fmt.Errorf("data key %x: %w: no wrapped copy under the live key generation(s) %s: %w", id, ErrDEKUnavailable, strings.Join(live, ", "), store.ErrNotExist)
+}
+
+// IDKey returns the content-id key: the DEK the keyring names as id_key_dek.
+func (k *Keychain) IDKey(ctx context.Context) ([]byte, error) {
+	k.mu.RLock()
+	s := k.ring.IDKeyDEK
+	k.mu.RUnlock()
+	id, err := parseDEKID(s)
+	if err != nil {
+		return nil, err
+	}
+	dek, err := k.DEK(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("content-id key: %w", err)
+	}
+	return dek, nil
+}
+
+func (k *Keychain) cacheGet(id [16]byte) []byte {
+	k.cacheMu.Lock()
+	defer k.cacheMu.Unlock()
+	return k.cache[id]
+}
+
+func (k *Keychain) cachePut(id [16]byte, dek []byte) {
+	k.cacheMu.Lock()
+	defer k.cacheMu.Unlock()
+	if len(k.cache) >= dekCacheSize {
+		for victim := range k.cache { // an arbitrary entry
+			delete(k.cache, victim)
+			break
+		}
+	}
+	k.cache[id] = dek
+}
+
+// rotator is the rotation state of a Keychain (rotate.go).
+type rotator struct{}

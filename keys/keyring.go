@@ -1,0 +1,324 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// KeyringVersion is the keyring format this code reads and writes.
+const KeyringVersion = 1
+
+// keyringPrefix is where keyring epochs live.
+const keyringPrefix = "keyring/"
+
+// State is a generation's state.
+type State string
+
+// Generation states.
+const (
+	// StateCurrent: new DEKs are wrapped under this generation. Exactly one
+	// generation is current.
+	StateCurrent State = "current"
+	// StateRetiring: being rotated away from; its wrapped DEKs are still
+	// read (first) until each has a verified twin under the current one.
+	StateRetiring State = "retiring"
+	// StateRetired: no longer needed for anything; its prefix is (being)
+	// deleted.
+	StateRetired State = "retired"
+)
+
+// Keyring is the repository's single source of truth about keys. It changes
+// only by creating keyring/<epoch+1>; see docs/format.md.
+type Keyring struct {
+	Version     int          `json:"version"`
+	RepoID      string       `json:"repo_id"`
+	Epoch       uint64       `json:"epoch"`
+	Current     string       `json:"current"`
+	Generations []Generation `json:"generations"`
+	Rotation    *Rotation    `json:"rotation"`
+	IDKeyDEK    string       `json:"id_key_dek"`
+}
+
+// Generation is one KEK generation.
+type Generation struct {
+	ID      string    `json:"id"`    // 16 hex characters, random per generation
+	KDF     KDF       `json:"kdf"`   // how the KEK is derived from the operator's key
+	Check   string    `json:"check"` // 64 hex characters: see checkValue
+	State   State     `json:"state"`
+	Created time.Time `json:"created"`
+}
+
+// Rotation records the rotation in progress.
+type Rotation struct {
+	ID          string    `json:"id"`   // 32 hex characters, random per rotation
+	From        []string  `json:"from"` // the retiring generations
+	To          string    `json:"to"`   // the generation that was made current
+	Started     time.Time `json:"started"`
+	RequestedBy Requester `json:"requested_by"`
+}
+
+// Requester names the process that started a rotation.
+type Requester struct {
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+}
+
+// keyringName returns the object name of an epoch.
+func keyringName(epoch uint64) string {
+	return fmt.Sprintf("%s%020d", keyringPrefix, epoch)
+}
+
+// Generation returns the generation with the given id, or nil.
+func (r *Keyring) Generation(id string) *Generation {
+	for i := range r.Generations {
+		if r.Generations[i].ID == id {
+			return &r.Generations[i]
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy.
+func (r Keyring) Clone() Keyring {
+	c := r
+	c.Generations = slices.Clone(r.Generations)
+	if r.Rotation != nil {
+		rot := *r.Rotation
+		rot.From = slices.Clone(r.Rotation.From)
+		c.Rotation = &rot
+	}
+	return c
+}
+
+// Marshal encodes the keyring as stored (indented JSON and a newline). It
+// validates first.
+func (r *Keyring) Marshal() ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("keyring epoch %d: %w", r.Epoch, err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// ParseKeyring decodes a keyring strictly: unknown fields, trailing data, an
+// unknown version, malformed ids, duplicate generation ids, bad states, not
+// exactly one current generation or an inconsistent rotation record are
+// errors wrapping ErrCorrupt (an unknown version does not: it is a newer
+// format, not damage).
+func ParseKeyring(b []byte) (*Keyring, error) {
+	var probe struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+	}
+	if probe.Version != KeyringVersion {
+		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads version %d", probe.Version, KeyringVersion)
+	}
+	var r Keyring
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
+		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, fmt.Errorf("keyring: %w: data after the JSON object", ErrCorrupt)
+	}
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+	}
+	return &r, nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Keyring) validate() error {
+	if r.Version != KeyringVersion {
+		return fmt.Errorf("version %d", r.Version)
+	}
+	if !isHex(r.RepoID, 32) {
+		return errors.New("repository id is not 32 hex characters")
+	}
+	if r.Epoch < 1 {
+		return errors.New("epoch 0")
+	}
+	if !isHex(r.IDKeyDEK, 32) {
+		return errors.New("id_key_dek is not 32 hex characters")
+	}
+	if len(r.Generations) == 0 {
+		return errors.New("no generations")
+	}
+	seen := map[string]bool{}
+	current := 0
+	for _, g := range r.Generations {
+		if !isHex(g.ID, 16) {
+			return fmt.Errorf("generation id %q is not 16 hex characters", g.ID)
+		}
+		if seen[g.ID] {
+			return fmt.Errorf("duplicate generation %s", g.ID)
+		}
+		seen[g.ID] = true
+		if err := g.KDF.validate(); err != nil {
+			return fmt.Errorf("generation %s: %v", g.ID, err)
+		}
+		if !isHex(g.Check, 64) {
+			return fmt.Errorf("generation %s: check value is not 64 hex characters", g.ID)
+		}
+		if g.Created.IsZero() {
+			return fmt.Errorf("generation %s: no creation time", g.ID)
+		}
+		switch g.State {
+		case StateCurrent:
+			current++
+			if g.ID != r.Current {
+				return fmt.Errorf("generation %s is current but the keyring names %q", g.ID, r.Current)
+			}
+		case StateRetiring, StateRetired:
+		default:
+			return fmt.Errorf("generation %s: bad state %q", g.ID, g.State)
+		}
+	}
+	if current != 1 {
+		return fmt.Errorf("%d current generations, want 1", current)
+	}
+	retiring := 0
+	for _, g := range r.Generations {
+		if g.State == StateRetiring {
+			retiring++
+		}
+	}
+	rot := r.Rotation
+	if rot == nil {
+		if retiring > 0 {
+			return errors.New("retiring generations but no rotation record")
+		}
+		return nil
+	}
+	if !isHex(rot.ID, 32) {
+		return errors.New("rotation id is not 32 hex characters")
+	}
+	if rot.To != r.Current {
+		return fmt.Errorf("rotation to %q but current is %s", rot.To, r.Current)
+	}
+	if rot.Started.IsZero() {
+		return errors.New("rotation has no start time")
+	}
+	if len(rot.From) != retiring {
+		return fmt.Errorf("rotation from %d generations, %d are retiring", len(rot.From), retiring)
+	}
+	for i, id := range rot.From {
+		g := r.Generation(id)
+		if g == nil || g.State != StateRetiring || slices.Contains(rot.From[:i], id) {
+			return fmt.Errorf("rotation from %q: not a retiring generation", id)
+		}
+	}
+	return nil
+}
+
+// LoadKeyring reads the keyring of the highest epoch. It returns an error
+// wrapping store.ErrNotExist if there is none.
+func LoadKeyring(ctx context.Context, st store.Reader) (*Keyring, error) {
+	var last uint64
+	err := st.List(ctx, keyringPrefix, func(info store.Info) error {
+		e, err := parseEpochName(info.Name)
+		if err != nil {
+			return err
+		}
+		last = max(last, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing keyring: %w", err)
+	}
+	if last == 0 {
+		return nil, fmt.Errorf("no keyring: %w", store.ErrNotExist)
+	}
+	return readKeyring(ctx, st, last)
+}
+
+func parseEpochName(name string) (uint64, error) {
+	s := strings.TrimPrefix(name, keyringPrefix)
+	e, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || len(s) != 20 || e == 0 {
+		return 0, fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+	}
+	return e, nil
+}
+
+// readKeyring reads and parses one epoch. Not-exist errors wrap
+// store.ErrNotExist.
+func readKeyring(ctx context.Context, st store.Reader, epoch uint64) (*Keyring, error) {
+	name := keyringName(epoch)
+	b, err := st.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading keyring: %w", err)
+	}
+	r, err := ParseKeyring(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if r.Epoch != epoch {
+		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, ErrCorrupt, r.Epoch)
+	}
+	return r, nil
+}
+
+// commitKeyring writes r as epoch r.Epoch, create-only. It returns an error
+// wrapping ErrConflict if that epoch exists already.
+func commitKeyring(ctx context.Context, st store.Store, r *Keyring) error {
+	b, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	name := keyringName(r.Epoch)
+	if err := st.Create(ctx, name, b); err != nil {
+		if errors.Is(err, store.ErrExist) {
+			return fmt.Errorf("committing %s: %w", name, ErrConflict)
+		}
+		return fmt.Errorf("committing %s: %w", name, err)
+	}
+	return nil
+}
+
+func parseGenID(s string) ([8]byte, error) {
+	var id [8]byte
+	if !isHex(s, 16) {
+		return id, fmt.Errorf("generation id %q: %w", s, ErrCorrupt)
+	}
+	hex.Decode(id[:], []byte(s))
+	return id, nil
+}
+
+func parseDEKID(s string) ([16]byte, error) {
+	var id [16]byte
+	if !isHex(s, 32) {
+		return id, fmt.Errorf("data key id %q: %w", s, ErrCorrupt)
+	}
+	hex.Decode(id[:], []byte(s))
+	return id, nil
+}
