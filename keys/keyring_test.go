@@ -1,0 +1,189 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store/mem"
+)
+
+type keyringVector struct {
+	Name    string `json:"name"`
+	Expect  string `json:"expect"` // "ok", "corrupted" or "unknown version"
+	Keyring string `json:"keyring"`
+}
+
+const keyringVectorFile = "testdata/keyring-vectors.json"
+
+func sampleKeyring() Keyring {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	return Keyring{
+		Version: KeyringVersion, RepoID: testRepoID, Epoch: 7, Current: "2222222222222222",
+		Generations: []Generation{
+			{ID: "1111111111111111", KDF: KDF{Type: KDFArgon2id, Salt: strings.Repeat("ab", 16), T: 3, M: 65536, P: 4}, Check: strings.Repeat("0c", 32), State: StateRetiring, Created: t0},
+			{ID: "2222222222222222", KDF: KDF{Type: KDFRaw, Salt: strings.Repeat("cd", 16)}, Check: strings.Repeat("1d", 32), State: StateCurrent, Created: t0.Add(time.Hour)},
+			{ID: "0000000000000000", KDF: KDF{Type: KDFRaw, Salt: strings.Repeat("ef", 16)}, Check: strings.Repeat("2e", 32), State: StateRetired, Created: t0.Add(-time.Hour)},
+		},
+		Rotation: &Rotation{ID: strings.Repeat("99", 16), From: []string{"1111111111111111"}, To: "2222222222222222", Started: t0.Add(time.Hour), RequestedBy: Requester{Host: "h1", PID: 42}},
+		IDKeyDEK: strings.Repeat("77", 16),
+	}
+}
+
+func makeKeyringVectors() []keyringVector {
+	enc := func(r Keyring) string {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		return string(b) + "\n"
+	}
+	mut := func(f func(r *Keyring)) string {
+		r := sampleKeyring().Clone()
+		f(&r)
+		return enc(r)
+	}
+	ok := sampleKeyring()
+	settled := sampleKeyring().Clone()
+	settled.Rotation = nil
+	settled.Generations[0].State = StateRetired
+	var vs []keyringVector
+	add := func(name, expect, s string) { vs = append(vs, keyringVector{name, expect, s}) }
+	add("rotating", "ok", enc(ok))
+	add("settled", "ok", enc(settled))
+	add("version-2", "unknown version", mut(func(r *Keyring) { r.Version = 2 }))
+	add("unknown-field", "corrupted", strings.Replace(enc(ok), `"epoch"`, `"colour": 1, "epoch"`, 1))
+	add("trailing-data", "corrupted", enc(ok)+"{}")
+	add("duplicate-generation", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = r.Generations[0].ID }))
+	add("two-current", "corrupted", mut(func(r *Keyring) { r.Generations[0].State = StateCurrent }))
+	add("no-current", "corrupted", mut(func(r *Keyring) { r.Generations[1].State = StateRetiring; r.Rotation.From = append(r.Rotation.From, r.Generations[1].ID) }))
+	add("bad-state", "corrupted", mut(func(r *Keyring) { r.Generations[2].State = "resting" }))
+	add("current-mismatch", "corrupted", mut(func(r *Keyring) { r.Current = "1111111111111111" }))
+	add("retiring-without-rotation", "corrupted", mut(func(r *Keyring) { r.Rotation = nil }))
+	add("rotation-from-current", "corrupted", mut(func(r *Keyring) { r.Rotation.From = []string{r.Current} }))
+	add("rotation-to-other", "corrupted", mut(func(r *Keyring) { r.Rotation.To = "1111111111111111" }))
+	add("short-gen-id", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = "00" }))
+	add("upper-hex-check", "corrupted", mut(func(r *Keyring) { r.Generations[2].Check = strings.Repeat("2E", 32) }))
+	add("unknown-kdf", "corrupted", mut(func(r *Keyring) { r.Generations[2].KDF.Type = "scrypt" }))
+	add("huge-argon2", "corrupted", mut(func(r *Keyring) { r.Generations[0].KDF.M = 1 << 30 }))
+	add("raw-with-params", "corrupted", mut(func(r *Keyring) { r.Generations[1].KDF.T = 1 }))
+	add("epoch-0", "corrupted", mut(func(r *Keyring) { r.Epoch = 0 }))
+	add("no-generations", "corrupted", mut(func(r *Keyring) { r.Generations = nil }))
+	add("bad-id-key", "corrupted", mut(func(r *Keyring) { r.IDKeyDEK = "" }))
+	add("not-json", "corrupted", "keyring\n")
+	return vs
+}
+
+func loadKeyringVectors(t testing.TB) []keyringVector {
+	t.Helper()
+	b, err := os.ReadFile(keyringVectorFile)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestKeyringVectors -update)", err)
+	}
+	var vs []keyringVector
+	if err := json.Unmarshal(b, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) == 0 {
+		t.Fatal("no keyring vectors")
+	}
+	return vs
+}
+
+func TestKeyringVectors(t *testing.T) {
+	gen := makeKeyringVectors()
+	if *update {
+		b, _ := json.MarshalIndent(gen, "", "  ")
+		if err := os.WriteFile(keyringVectorFile, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vs := loadKeyringVectors(t)
+	if !reflect.DeepEqual(vs, gen) {
+		t.Errorf("stored keyring vectors differ from what the code produces now (run with -update)")
+	}
+	for _, v := range vs {
+		r, err := ParseKeyring([]byte(v.Keyring))
+		got := "ok"
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrCorrupt):
+			got = "corrupted"
+		case strings.Contains(err.Error(), "format version"):
+			got = "unknown version"
+		default:
+			got = "other: " + err.Error()
+		}
+		if got != v.Expect {
+			t.Errorf("%s: got %q (%v), expect %q", v.Name, got, err, v.Expect)
+			continue
+		}
+		if err == nil {
+			b, err := r.Marshal()
+			if err != nil || string(b) != v.Keyring {
+				t.Errorf("%s: marshal does not give back the stored bytes: %v", v.Name, err)
+			}
+		}
+	}
+}
+
+func FuzzParseKeyring(f *testing.F) {
+	for _, v := range loadKeyringVectors(f) {
+		f.Add([]byte(v.Keyring))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseKeyring(b)
+		if err != nil {
+			return
+		}
+		out, err := r.Marshal()
+		if err != nil {
+			t.Fatalf("parsed keyring does not marshal: %v", err)
+		}
+		r2, err := ParseKeyring(out)
+		if err != nil {
+			t.Fatalf("marshalled keyring does not parse: %v", err)
+		}
+		if !reflect.DeepEqual(r, r2) {
+			t.Fatal("parse/marshal/parse changed the keyring")
+		}
+		out2, _ := r2.Marshal()
+		if !bytes.Equal(out, out2) {
+			t.Fatal("marshal is not stable")
+		}
+	})
+}
+
+func TestLoadKeyringHighestEpoch(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r := sampleKeyring()
+	for e := uint64(1); e <= 12; e++ {
+		r.Epoch = e
+		if err := commitKeyring(ctx, st, &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := LoadKeyring(ctx, st)
+	if err != nil || got.Epoch != 12 {
+		t.Fatalf("LoadKeyring: epoch %v, %v", got, err)
+	}
+	r.Epoch = 12
+	if err := commitKeyring(ctx, st, &r); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second commit of an epoch: %v", err)
+	}
+	// An epoch object holding another epoch is corrupt.
+	r.Epoch = 13
+	b, _ := r.Marshal()
+	st.Create(ctx, keyringName(14), b)
+	if _, err := LoadKeyring(ctx, st); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("mismatched epoch: %v", err)
+	}
+	st.Create(ctx, "keyring/junk", []byte("x"))
+	if _, err := LoadKeyring(ctx, st); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("junk name: %v", err)
+	}
+}
