@@ -59,7 +59,10 @@ func makeKeyringVectors() []keyringVector {
 	add("trailing-data", "corrupted", enc(ok)+"{}")
 	add("duplicate-generation", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = r.Generations[0].ID }))
 	add("two-current", "corrupted", mut(func(r *Keyring) { r.Generations[0].State = StateCurrent }))
-	add("no-current", "corrupted", mut(func(r *Keyring) { r.Generations[1].State = StateRetiring; r.Rotation.From = append(r.Rotation.From, r.Generations[1].ID) }))
+	add("no-current", "corrupted", mut(func(r *Keyring) {
+		r.Generations[1].State = StateRetiring
+		r.Rotation.From = append(r.Rotation.From, r.Generations[1].ID)
+	}))
 	add("bad-state", "corrupted", mut(func(r *Keyring) { r.Generations[2].State = "resting" }))
 	add("current-mismatch", "corrupted", mut(func(r *Keyring) { r.Current = "1111111111111111" }))
 	add("retiring-without-rotation", "corrupted", mut(func(r *Keyring) { r.Rotation = nil }))
