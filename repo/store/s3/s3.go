@@ -1,0 +1,439 @@
+// Package s3 is a store.Store in an S3 bucket, for any server that speaks
+// the S3 API (AWS, MinIO, Versity Gateway, Ceph RGW, ...).
+//
+// Object "a/b" is the key PREFIX/a/b. Reads are plain and ranged GETs, List
+// is ListObjectsV2 (which returns keys in lexical byte order), Put is a
+// single PUT, which S3 makes atomic. Create is a single PUT with the header
+// If-None-Match: * and maps 412 Precondition Failed to store.ErrExist; this
+// is the only way to get create-only semantics from S3, and not every server
+// honours the header. Open therefore probes the server (see
+// SupportsCreateOnly); on a server that ignores it, Create fails with an
+// error wrapping store.ErrUnsupported and everything else works.
+//
+// S3 has no conditional delete, so Delete is a HEAD then a DELETE: two
+// concurrent Deletes of one object may both succeed.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// Config says where a store is and how to reach it.
+type Config struct {
+	Endpoint string // host[:port]
+	Secure   bool   // https
+	Bucket   string
+	Prefix   string // "" or a key prefix without leading or trailing slash
+
+	AccessKey    string
+	SecretKey    string
+	SessionToken string // optional
+	Region       string // default "us-east-1"
+
+	// Transport, if set, carries the HTTP requests (custom TLS roots,
+	// tests).
+	Transport http.RoundTripper
+}
+
+// ParseURL parses a store URL of the form
+// s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] into a Config without
+// credentials.
+func ParseURL(rawURL string) (Config, error) {
+	rest, ok := strings.CutPrefix(rawURL, "s3:")
+	if !ok {
+		return Config{}, fmt.Errorf("s3 url %q: must start with s3:http:// or s3:https://", rawURL)
+	}
+	u, err := url.Parse(rest)
+	if err != nil {
+		return Config{}, fmt.Errorf("s3 url %q: %w", rawURL, err)
+	}
+	var cfg Config
+	switch u.Scheme {
+	case "http":
+	case "https":
+		cfg.Secure = true
+	default:
+		return Config{}, fmt.Errorf("s3 url %q: scheme must be http or https", rawURL)
+	}
+	if u.User != nil {
+		return Config{}, fmt.Errorf("s3 url: credentials in the URL are not supported; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Config{}, fmt.Errorf("s3 url %q: want s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]", rawURL)
+	}
+	cfg.Endpoint = u.Host
+	path := strings.Trim(u.Path, "/")
+	cfg.Bucket, cfg.Prefix, _ = strings.Cut(path, "/")
+	if cfg.Bucket == "" {
+		return Config{}, fmt.Errorf("s3 url %q: no bucket", rawURL)
+	}
+	if cfg.Prefix != "" {
+		if err := store.CheckName(cfg.Prefix); err != nil {
+			return Config{}, fmt.Errorf("s3 url %q: prefix: %w", rawURL, err)
+		}
+	}
+	return cfg, nil
+}
+
+// Store is a store in one bucket under one key prefix.
+type Store struct {
+	client   *minio.Client // with minio-go's own retries
+	core     minio.Core    // the same, for single-request calls
+	once     minio.Core    // without retries, for conditional PUTs
+	bucket   string
+	prefix   string // "" or ending in "/"
+	location string
+
+	createOnly bool
+	noCreate   error // why Create is unavailable, when !createOnly
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the store at a URL of the form
+// s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] with credentials from the
+// environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// AWS_SESSION_TOKEN (optional) and AWS_REGION (optional). Buckets are
+// addressed path-style. See OpenConfig.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	cfg, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
+	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
+	cfg.SessionToken = os.Getenv("AWS_SESSION_TOKEN")
+	cfg.Region = os.Getenv("AWS_REGION")
+	return OpenConfig(ctx, cfg)
+}
+
+// OpenConfig opens the store cfg describes. It checks that the bucket
+// exists and probes whether the server honours If-None-Match, by creating
+// a probe object (a key under the prefix starting with ".probe-", which no
+// object name can) twice and deleting it. A server that lets the second
+// write through, or refuses the first, leaves Create unavailable.
+func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.AccessKey == "" || cfg.SecretKey == "" {
+		return nil, errors.New("open s3 store: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	loc := "s3:http://"
+	if cfg.Secure {
+		loc = "s3:https://"
+	}
+	loc += cfg.Endpoint + "/" + cfg.Bucket
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		loc += "/" + prefix
+		prefix += "/"
+	}
+	newClient := func(retries int) (*minio.Client, error) {
+		return minio.New(cfg.Endpoint, &minio.Options{
+			Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
+			Secure:       cfg.Secure,
+			Transport:    cfg.Transport,
+			Region:       cfg.Region,
+			BucketLookup: minio.BucketLookupPath,
+			MaxRetries:   retries,
+		})
+	}
+	client, err := newClient(0) // 0: minio-go's default
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", loc, err)
+	}
+	// A conditional PUT that minio-go retried after a lost response would
+	// fail with 412 against its own first attempt; leave retrying it to the
+	// caller (package retry knows how).
+	onceClient, err := newClient(1)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", loc, err)
+	}
+	s := &Store{client: client, core: minio.Core{Client: client}, once: minio.Core{Client: onceClient}, bucket: cfg.Bucket, prefix: prefix, location: loc}
+	ok, err := client.BucketExists(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", loc, s.mapErr(err))
+	}
+	if !ok {
+		return nil, fmt.Errorf("open %s: bucket %s does not exist", loc, cfg.Bucket)
+	}
+	if err := s.probe(ctx); err != nil {
+		return nil, fmt.Errorf("open %s: probing If-None-Match support: %w", loc, err)
+	}
+	return s, nil
+}
+
+// probe finds out whether the server honours If-None-Match: *.
+func (s *Store) probe(ctx context.Context) error {
+	var r [16]byte
+	rand.Read(r[:])
+	key := s.prefix + ".probe-" + hex.EncodeToString(r[:])
+	data := []byte("snapcrypt If-None-Match probe\n")
+	err := s.putIfNoneMatch(ctx, key, data)
+	if err != nil {
+		if isCode(err, "AccessDenied") || isCode(err, "NotImplemented") {
+			s.noCreate = fmt.Errorf("the create-only probe write was refused (%v)", err)
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		// Best effort: a leftover probe object is invisible to List.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		s.client.RemoveObject(cctx, s.bucket, key, minio.RemoveObjectOptions{})
+	}()
+	err = s.putIfNoneMatch(ctx, key, data)
+	switch {
+	case err == nil:
+		s.noCreate = errors.New("this S3 server ignores If-None-Match: create-only writes (keyring changes, rotation) are unavailable")
+		return nil
+	case isCode(err, "PreconditionFailed"):
+		s.createOnly = true
+		return nil
+	case isCode(err, "NotImplemented"):
+		s.noCreate = fmt.Errorf("this S3 server does not implement If-None-Match (%v): create-only writes (keyring changes, rotation) are unavailable", err)
+		return nil
+	}
+	return err
+}
+
+// SupportsCreateOnly reports whether the server honours If-None-Match, that
+// is, whether Create works.
+func (s *Store) SupportsCreateOnly() bool { return s.createOnly }
+
+// Location implements store.Store: the URL without credentials.
+func (s *Store) Location() string { return s.location }
+
+func (s *Store) key(name string) string { return s.prefix + name }
+
+func check(ctx context.Context, op, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	if err := store.CheckName(name); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+func isCode(err error, code string) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == code
+}
+
+// permanentError marks errors that retrying cannot fix, for package retry.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error   { return e.error }
+func (e permanentError) Permanent() bool { return true }
+
+// mapErr turns a missing key into store.ErrNotExist and marks permanent
+// errors.
+func (s *Store) mapErr(err error) error {
+	var resp minio.ErrorResponse
+	if !errors.As(err, &resp) {
+		return err
+	}
+	switch resp.Code {
+	case "NoSuchKey", "NotFound":
+		return fmt.Errorf("%w (%s)", store.ErrNotExist, resp.Code)
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
+		"InvalidBucketName", "AllAccessDisabled", "InvalidArgument", "InvalidRequest", "NotImplemented":
+		return permanentError{err}
+	}
+	return err
+}
+
+// Get implements store.Reader.
+func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
+	if err := check(ctx, "get", name); err != nil {
+		return nil, err
+	}
+	data, err := s.get(ctx, name, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, err)
+	}
+	return data, nil
+}
+
+func (s *Store) get(ctx context.Context, name string, opts minio.GetObjectOptions) ([]byte, error) {
+	body, _, _, err := s.core.GetObject(ctx, s.bucket, s.key(name), opts)
+	if err != nil {
+		return nil, s.mapErr(err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, s.mapErr(err)
+	}
+	return data, nil
+}
+
+// GetRange implements store.Reader with a ranged GET.
+func (s *Store) GetRange(ctx context.Context, name string, off, length int64) ([]byte, error) {
+	if err := check(ctx, "get range", name); err != nil {
+		return nil, err
+	}
+	if off < 0 || length < 0 {
+		return nil, fmt.Errorf("get range %s: negative offset %d or length %d", name, off, length)
+	}
+	if length == 0 {
+		// Nothing to read, but a missing object must still be reported.
+		if _, err := s.Stat(ctx, name); err != nil {
+			return nil, fmt.Errorf("get range %s: %w", name, errors.Unwrap(err))
+		}
+		return []byte{}, nil
+	}
+	var opts minio.GetObjectOptions
+	switch {
+	case length <= math.MaxInt64-off:
+		opts.SetRange(off, off+length-1)
+	case off > 0:
+		opts.SetRange(off, 0) // bytes=off-
+	}
+	data, err := s.get(ctx, name, opts)
+	if isCode(err, "InvalidRange") {
+		return []byte{}, nil // the range starts at or past the end
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get range %s: %w", name, err)
+	}
+	if int64(len(data)) > length {
+		data = data[:length] // a server that ignored the range
+	}
+	return data, nil
+}
+
+// Stat implements store.Reader.
+func (s *Store) Stat(ctx context.Context, name string) (store.Info, error) {
+	if err := check(ctx, "stat", name); err != nil {
+		return store.Info{}, err
+	}
+	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		return store.Info{}, fmt.Errorf("stat %s: %w", name, s.mapErr(err))
+	}
+	return store.Info{Name: name, Size: oi.Size}, nil
+}
+
+// List implements store.Reader. Keys under the store's prefix that are not
+// valid object names (such as probe objects) are skipped.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine when fn fails
+	for oi := range s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
+		if oi.Err != nil {
+			return fmt.Errorf("list %q: %w", prefix, s.mapErr(oi.Err))
+		}
+		name, ok := strings.CutPrefix(oi.Key, s.prefix)
+		if !ok || store.CheckName(name) != nil {
+			continue
+		}
+		if err := fn(store.Info{Name: name, Size: oi.Size}); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// putIfNoneMatch PUTs data at key only if the key does not exist. A server
+// may answer 409 ConditionalRequestConflict while a competing conditional
+// write is in flight; the PUT is repeated then until it gets a final
+// answer.
+func (s *Store) putIfNoneMatch(ctx context.Context, key string, data []byte) error {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	opts.SetMatchETagExcept("*")
+	md5sum := md5.Sum(data)
+	shasum := sha256.Sum256(data)
+	for attempt := 0; ; attempt++ {
+		_, err := s.once.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)),
+			base64.StdEncoding.EncodeToString(md5sum[:]), hex.EncodeToString(shasum[:]), opts)
+		if !isCode(err, "ConditionalRequestConflict") || attempt == 10 {
+			return err
+		}
+		t := time.NewTimer(time.Duration(attempt+1) * 20 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// Create implements store.Store with a PUT carrying If-None-Match: *.
+func (s *Store) Create(ctx context.Context, name string, data []byte) error {
+	if err := check(ctx, "create", name); err != nil {
+		return err
+	}
+	if !s.createOnly {
+		return fmt.Errorf("create %s: %w: %w", name, s.noCreate, store.ErrUnsupported)
+	}
+	err := s.putIfNoneMatch(ctx, s.key(name), data)
+	if isCode(err, "PreconditionFailed") {
+		return fmt.Errorf("create %s: %w", name, store.ErrExist)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, s.mapErr(err))
+	}
+	return nil
+}
+
+// Put implements store.Store with a single PUT.
+func (s *Store) Put(ctx context.Context, name string, data []byte) error {
+	if err := check(ctx, "put", name); err != nil {
+		return err
+	}
+	md5sum := md5.Sum(data)
+	shasum := sha256.Sum256(data)
+	_, err := s.core.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)),
+		base64.StdEncoding.EncodeToString(md5sum[:]), hex.EncodeToString(shasum[:]),
+		minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", name, s.mapErr(err))
+	}
+	return nil
+}
+
+// Delete implements store.Store: HEAD to report a missing object, then
+// DELETE (which S3 answers with success for a missing key).
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := check(ctx, "delete", name); err != nil {
+		return err
+	}
+	if _, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{}); err != nil {
+		return fmt.Errorf("delete %s: %w", name, s.mapErr(err))
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("delete %s: %w", name, s.mapErr(err))
+	}
+	return nil
+}
