@@ -26,7 +26,8 @@ type SnapshotOptions struct {
 	Tags []string
 	Host string
 	// Warn receives a message for each entry that is skipped (devices,
-	// fifos, sockets, unreadable files). Nil discards them.
+	// fifos and sockets by design; unreadable entries, which also count in
+	// SnapshotResult.Warnings). Nil discards them.
 	Warn func(msg string)
 	// Progress, when set, is called now and then with the figures so far.
 	Progress func(Progress)
@@ -262,7 +263,10 @@ func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *
 		n.Target = []byte(target)
 		return &n, nil
 	default:
-		a.warn("skipped %s: %s files are not kept", path, typeWord(fi.Mode()))
+		// Not an error: these are skipped by design, with a word.
+		if a.opts.Warn != nil {
+			a.opts.Warn(fmt.Sprintf("skipped %s: %s files are not kept", path, typeWord(fi.Mode())))
+		}
 		return nil, nil
 	}
 }

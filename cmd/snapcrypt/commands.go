@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+func init() {
+	register(&command{name: "keygen", args: "FILE", short: "Write a new random 256-bit key file (mode 0600); refuses to overwrite.", noRepo: true, run: runKeygen})
+	register(&command{name: "init", short: "Create a new repository protected by the key.", run: runInit})
+	register(snapshotCommand())
+	register(&command{name: "snapshots", short: "List snapshots: id, time, name, tags, paths, files, size.", run: runSnapshots, setup: jsonFlag})
+	register(restoreCommand())
+	register(checkCommand())
+	register(&command{name: "status", short: "Show the repository id, format, key generations, snapshots and size.", run: runStatus, setup: jsonFlag})
+}
+
+func jsonFlag(fs *pflag.FlagSet, c *cli) {
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+}
+
+func (c *cli) printJSON(v any) error {
+	e := json.NewEncoder(c.stdout)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+func isTerminal(f any) bool {
+	if f, ok := f.(*os.File); ok {
+		return term.IsTerminal(int(f.Fd()))
+	}
+	return false
+}
+
+func runKeygen(ctx context.Context, c *cli, args []string) error {
+	if len(args) != 1 {
+		return usagef("keygen takes one argument, the key file to write")
+	}
+	if err := keys.GenerateKeyFile(args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "wrote a new key to %s (keep it safe: without it the repository cannot be read)\n", args[0])
+	return nil
+}
+
+func runInit(ctx context.Context, c *cli, args []string) error {
+	if len(args) != 0 {
+		return usagef("init takes no arguments")
+	}
+	ms, err := c.materials()
+	if err != nil {
+		return err
+	}
+	if len(ms) != 1 {
+		return usagef("init takes exactly one key")
+	}
+	st, err := c.openStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	r, err := repo.Init(ctx, st, ms[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created repository %s at %s\n", r.Config().ID, st.Location())
+	return nil
+}
+
+func snapshotCommand() *command {
+	var name string
+	var tags []string
+	return &command{
+		name: "snapshot", args: "PATH...",
+		short: "Take one snapshot of PATH...; prints its id on the last line of stdout.",
+		setup: func(fs *pflag.FlagSet, c *cli) {
+			fs.StringVar(&name, "name", "", "snapshot name")
+			fs.StringArrayVar(&tags, "tag", nil, "tag (repeatable)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if len(args) == 0 {
+				return usagef("snapshot needs at least one PATH")
+			}
+			r, err := c.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			opts := repo.SnapshotOptions{Name: name, Tags: tags,
+				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }}
+			tty := isTerminal(c.stdout)
+			if tty {
+				opts.Progress = func(p repo.Progress) {
+					el := time.Since(p.Start).Seconds()
+					rate := 0.0
+					if el > 0 {
+						rate = float64(p.ReadBytes) / el
+					}
+					fmt.Fprintf(c.stdout, "\r%d files, %s, %s read at %s/s  ", p.Files, bytesStr(p.Bytes), bytesStr(p.ReadBytes), bytesStr(uint64(rate)))
+				}
+			}
+			res, err := r.TakeSnapshot(ctx, args, opts)
+			if tty {
+				fmt.Fprintln(c.stdout)
+			}
+			if err != nil {
+				return err
+			}
+			p := res.Progress
+			fmt.Fprintf(c.stderr, "snapshot %s: %d files, %d dirs, %s; read %s, %d files unchanged, %d new blobs, %s stored in %.1fs\n",
+				res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
+				bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
+			fmt.Fprintln(c.stdout, res.Snapshot.ID)
+			if res.Warnings > 0 {
+				return withCode(exitWarnings, fmt.Errorf("snapshot %s written, but %d entries were skipped (see warnings)", res.Snapshot.ShortID(), res.Warnings))
+			}
+			return nil
+		},
+	}
+}
+
+func bytesStr(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+type snapshotJSON struct {
+	ID    string    `json:"id"`
+	Short string    `json:"short_id"`
+	Time  time.Time `json:"time"`
+	Host  string    `json:"host"`
+	Name  string    `json:"name,omitempty"`
+	Tags  []string  `json:"tags"`
+	Paths []string  `json:"paths"`
+	Files uint64    `json:"files"`
+	Bytes uint64    `json:"bytes"`
+	Tree  string    `json:"tree"`
+}
+
+func runSnapshots(ctx context.Context, c *cli, args []string) error {
+	if len(args) != 0 {
+		return usagef("snapshots takes no arguments")
+	}
+	r, err := c.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		out := []snapshotJSON{}
+		for _, s := range snaps {
+			tags := s.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			out = append(out, snapshotJSON{s.ID.String(), s.ShortID(), s.Time, s.Host, s.Name, tags, s.Paths, s.Files, s.Bytes, s.Tree.String()})
+		}
+		return c.printJSON(out)
+	}
+	fmt.Fprintf(c.stdout, "%-8s  %-20s  %-12s  %-12s  %8s  %10s  %s\n", "ID", "TIME", "NAME", "TAGS", "FILES", "SIZE", "PATHS")
+	for _, s := range snaps {
+		fmt.Fprintf(c.stdout, "%-8s  %-20s  %-12s  %-12s  %8d  %10s  %s\n", s.ShortID(), s.Time.Format(time.RFC3339),
+			s.Name, strings.Join(s.Tags, ","), s.Files, bytesStr(s.Bytes), strings.Join(s.Paths, " "))
+	}
+	fmt.Fprintf(c.stdout, "%d snapshots\n", len(snaps))
+	return nil
+}
+
+func restoreCommand() *command {
+	var include []string
+	return &command{
+		name: "restore", args: "SNAPSHOT TARGET",
+		short: "Restore a snapshot (id, unique id prefix, name or 'latest') into TARGET, an absent or empty directory.",
+		setup: func(fs *pflag.FlagSet, c *cli) {
+			fs.StringArrayVar(&include, "include", nil, "restore only paths matching PATTERN (path inside the snapshot, shell pattern; repeatable)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if len(args) != 2 {
+				return usagef("restore takes SNAPSHOT and TARGET")
+			}
+			r, err := c.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			s, err := r.FindSnapshot(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := r.Restore(ctx, s, args[1], repo.RestoreOptions{Include: include,
+				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "restored snapshot %s to %s: %d files, %d dirs, %d symlinks, %d hard links, %s\n",
+				s.ShortID(), args[1], res.Files, res.Dirs, res.Symlinks, res.Hardlinks, bytesStr(res.Bytes))
+			return nil
+		},
+	}
+}
+
+func checkCommand() *command {
+	var readData bool
+	return &command{
+		name:  "check",
+		short: "Check that every referenced object exists, every data key unwraps and the index agrees with the packs; exit 1 listing problems.",
+		setup: func(fs *pflag.FlagSet, c *cli) {
+			fs.BoolVar(&readData, "read-data", false, "also decrypt and authenticate every byte")
+			jsonFlag(fs, c)
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if len(args) != 0 {
+				return usagef("check takes no arguments")
+			}
+			r, err := c.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			res, err := r.Check(ctx, repo.CheckOptions{ReadData: readData})
+			if err != nil {
+				return err
+			}
+			if c.json {
+				if res.Problems == nil {
+					res.Problems = []string{}
+				}
+				if err := c.printJSON(res); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(c.stdout, "checked %d snapshots, %d trees, %d blobs, %d packs, %d data keys\n", res.Snapshots, res.Trees, res.Blobs, res.Packs, res.DEKs)
+				for _, p := range res.Problems {
+					fmt.Fprintln(c.stdout, "problem:", p)
+				}
+			}
+			if len(res.Problems) > 0 {
+				if !c.json {
+					fmt.Fprintf(c.stderr, "snapcrypt check: %d problems found\n", len(res.Problems))
+				}
+				return withCode(exitFailure, errReported)
+			}
+			if !c.json {
+				fmt.Fprintln(c.stdout, "no problems found")
+			}
+			return nil
+		},
+	}
+}

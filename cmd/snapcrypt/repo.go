@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
+	"github.com/snapcrypt/snapcrypt/repo/store/local"
+)
+
+// classify maps library errors to exit codes.
+func classify(err error) int {
+	switch {
+	case errors.Is(err, keys.ErrNoKeyMatches), errors.Is(err, keys.ErrBadKey), errors.Is(err, errNoKey):
+		return exitKey
+	case errors.Is(err, repo.ErrNotRepository):
+		return exitNoRepo
+	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, keys.ErrCorrupt), errors.Is(err, object.ErrCorrupt):
+		return exitDamaged
+	case errors.Is(err, keys.ErrBusy):
+		return exitBusy
+	}
+	return exitFailure
+}
+
+var errNoKey = errors.New("no key given: use -k/--key SPEC or set SNAPCRYPT_KEY")
+
+// materials loads every key given.
+func (c *cli) materials() ([]*keys.Material, error) {
+	if len(c.keys) == 0 {
+		return nil, errNoKey
+	}
+	var ms []*keys.Material
+	for _, s := range c.keys {
+		spec, err := keys.ParseSpec(s)
+		if err != nil {
+			return nil, err
+		}
+		m, err := spec.Load()
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// openStore opens the store named by --repo.
+func (c *cli) openStore(ctx context.Context, create bool) (store.Store, error) {
+	if c.repo == "" {
+		return nil, usagef("no repository given: use -r/--repo or set SNAPCRYPT_REPO")
+	}
+	if strings.HasPrefix(c.repo, "s3:") {
+		return nil, usagef("S3 repositories are not supported by this build yet")
+	}
+	if create {
+		return local.Init(c.repo)
+	}
+	st, err := local.Open(c.repo)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("repository %s: %w (the directory does not exist)", c.repo, repo.ErrNotRepository)
+		}
+		return nil, fmt.Errorf("repository %s: %w", c.repo, err)
+	}
+	return st, nil
+}
+
+// open opens the repository with the given keys.
+func (c *cli) open(ctx context.Context, opts repo.Options) (*repo.Repository, error) {
+	ms, err := c.materials()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.openStore(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return repo.Open(ctx, st, opts, ms...)
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+type statusGeneration struct {
+	ID      string    `json:"id"`
+	State   string    `json:"state"`
+	KDF     string    `json:"kdf"`
+	Created time.Time `json:"created"`
+	DEKs    int       `json:"wrapped_deks"`
+	Held    bool      `json:"key_supplied"`
+}
+
+type statusJSON struct {
+	ID            string             `json:"repository_id"`
+	Location      string             `json:"location"`
+	FormatVersion int                `json:"format_version"`
+	KeyringEpoch  uint64             `json:"keyring_epoch"`
+	Current       string             `json:"current_generation"`
+	Generations   []statusGeneration `json:"generations"`
+	Rotation      *keys.Rotation     `json:"rotation"`
+	Snapshots     int                `json:"snapshots"`
+	Packs         int                `json:"packs"`
+	Bytes         int64              `json:"repository_bytes"`
+}
+
+func runStatus(ctx context.Context, c *cli, args []string) error {
+	if len(args) != 0 {
+		return usagef("status takes no arguments")
+	}
+	r, err := c.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	u, err := r.Usage(ctx)
+	if err != nil {
+		return err
+	}
+	kr := r.Keys().Keyring()
+	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version,
+		KeyringEpoch: kr.Epoch, Current: kr.Current, Rotation: kr.Rotation,
+		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total}
+	for _, g := range kr.Generations {
+		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF.Type,
+			Created: g.Created, DEKs: u.Objects["deks/"+g.ID], Held: r.Keys().Holds(g.ID)})
+	}
+	if c.json {
+		return c.printJSON(st)
+	}
+	w := c.stdout
+	fmt.Fprintf(w, "repository %s at %s\n", st.ID, st.Location)
+	fmt.Fprintf(w, "format version %d, keyring epoch %d\n", st.FormatVersion, st.KeyringEpoch)
+	fmt.Fprintf(w, "key generations:\n")
+	for _, g := range st.Generations {
+		held := ""
+		if g.Held {
+			held = ", key supplied"
+		}
+		fmt.Fprintf(w, "  %s  %-8s  %-8s  %6d wrapped DEKs  created %s%s\n", g.ID, g.State, g.KDF, g.DEKs, g.Created.UTC().Format(time.RFC3339), held)
+	}
+	if st.Rotation != nil {
+		fmt.Fprintf(w, "rotation %s in progress: %v -> %s, started %s\n", st.Rotation.ID, st.Rotation.From, st.Rotation.To, st.Rotation.Started.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "no rotation in progress\n")
+	}
+	fmt.Fprintf(w, "%d snapshots, %d packs, %s in all\n", st.Snapshots, st.Packs, bytesStr(uint64(st.Bytes)))
+	return nil
+}

@@ -1,0 +1,236 @@
+package repo
+
+import (
+	"bytes"
+	"encoding/hex"
+	"strings"
+	"testing"
+)
+
+func sampleTree() *Tree {
+	var id1, id2 BlobID
+	for i := range id1 {
+		id1[i] = byte(i)
+		id2[i] = byte(255 - i)
+	}
+	return &Tree{Nodes: []Node{
+		{Name: []byte("a.txt"), Type: TypeFile, Mode: 0o644, UID: 1000, GID: 1000, MTime: 1700000000123456789, CTime: 1700000000223456789,
+			Inode: 42, Dev: 2049, Links: 1, Size: 300, Chunks: []Chunk{{ID: id1, Length: 100}, {ID: id2, Length: 200}}},
+		{Name: []byte("dir"), Type: TypeDir, Mode: 0o755, MTime: -5, Links: 2, Subtree: id2},
+		{Name: []byte("empty"), Type: TypeFile, Mode: 0o600, Links: 1},
+		{Name: []byte("link"), Type: TypeSymlink, Mode: 0o777, Target: []byte("../x")},
+		{Name: []byte("\xff\xfename"), Type: TypeFile, Mode: 0o4755, Links: 2, Inode: 7},
+	}}
+}
+
+// treeVector is the known-answer encoding of sampleTree (docs/format.md).
+const treeVector = "01050561" + "2e747874"
+
+func TestTreeRoundTrip(t *testing.T) {
+	tr := sampleTree()
+	b := tr.Marshal()
+	if !strings.HasPrefix(hex.EncodeToString(b), treeVector) {
+		t.Fatalf("encoding changed: %x", b[:8])
+	}
+	got, err := UnmarshalTree(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Marshal(), b) {
+		t.Fatal("round trip changed the bytes")
+	}
+	if n := got.Find([]byte("dir")); n == nil || n.Type != TypeDir {
+		t.Fatal("Find(dir) failed")
+	}
+	if got.Find([]byte("nope")) != nil {
+		t.Fatal("Find found a missing name")
+	}
+}
+
+func TestTreeRejects(t *testing.T) {
+	good := sampleTree().Marshal()
+	cases := map[string]func() []byte{
+		"empty":     func() []byte { return nil },
+		"version":   func() []byte { b := bytes.Clone(good); b[0] = 2; return b },
+		"truncated": func() []byte { return good[:len(good)-1] },
+		"trailing":  func() []byte { return append(bytes.Clone(good), 0) },
+		"unsorted": func() []byte {
+			t := sampleTree()
+			t.Nodes[0], t.Nodes[1] = t.Nodes[1], t.Nodes[0]
+			return t.Marshal()
+		},
+		"duplicate": func() []byte {
+			t := sampleTree()
+			t.Nodes[1].Name = t.Nodes[0].Name
+			return t.Marshal()
+		},
+		"slash": func() []byte {
+			t := sampleTree()
+			t.Nodes[4].Name = []byte("z/y")
+			return t.Marshal()
+		},
+		"dotdot": func() []byte {
+			t := &Tree{Nodes: []Node{{Name: []byte(".."), Type: TypeDir}}}
+			return t.Marshal()
+		},
+		"size mismatch": func() []byte {
+			t := sampleTree()
+			t.Nodes[0].Size = 301
+			return t.Marshal()
+		},
+		"bad type": func() []byte {
+			t := &Tree{Nodes: []Node{{Name: []byte("x"), Type: 9}}}
+			return t.Marshal()
+		},
+		"huge count": func() []byte { return []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f} },
+	}
+	for name, mk := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := UnmarshalTree(mk()); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func sampleIndex() []IndexPack {
+	var p IndexPack
+	for i := range p.ID {
+		p.ID[i] = byte(i * 3)
+	}
+	p.Header = bytes.Repeat([]byte{0xab}, 57)
+	p.Blobs = []PackBlob{{Type: BlobData, Offset: 0, Length: 10}, {Type: BlobTree, Offset: 10, Length: 5}}
+	p.Blobs[1].ID[0] = 1
+	p.PlainSize = 15 + 2*packBlobSize + 12
+	return []IndexPack{p}
+}
+
+func TestIndexRoundTrip(t *testing.T) {
+	b := MarshalIndex(sampleIndex())
+	got, err := UnmarshalIndex(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(MarshalIndex(got), b) {
+		t.Fatal("round trip changed the bytes")
+	}
+	bad := sampleIndex()
+	bad[0].PlainSize = 14
+	if _, err := UnmarshalIndex(MarshalIndex(bad)); err == nil {
+		t.Fatal("accepted a blob beyond its pack")
+	}
+	if _, err := UnmarshalIndex(append(b, 1)); err == nil {
+		t.Fatal("accepted trailing bytes")
+	}
+}
+
+func TestPackTrailer(t *testing.T) {
+	blobs := []PackBlob{{Type: BlobData, Offset: 0, Length: 3}, {Type: BlobTree, Offset: 3, Length: 2}}
+	plain := appendPackTrailer([]byte("abcde"), blobs)
+	got, err := ParsePackTrailer(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1] != blobs[1] {
+		t.Fatalf("got %+v", got)
+	}
+	// A gap or overlap between blobs is rejected.
+	blobs[1].Offset = 4
+	if _, err := ParsePackTrailer(appendPackTrailer([]byte("abcde"), blobs)); err == nil {
+		t.Fatal("accepted a gap")
+	}
+	if _, err := ParsePackTrailer(plain[1:]); err == nil {
+		t.Fatal("accepted a trailer that does not tile the data")
+	}
+}
+
+func TestSnapshotDecode(t *testing.T) {
+	good := `{"version":1,"time":"2026-11-27T03:00:00Z","host":"h","paths":["/x"],"tree":"` + strings.Repeat("ab", 32) + `","files":1,"dirs":1,"bytes":3}`
+	if _, err := UnmarshalSnapshot([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		``, `{}`, `[]`, good + `{}`,
+		strings.Replace(good, `"version":1`, `"version":2`, 1),
+		strings.Replace(good, `"host"`, `"hostx"`, 1),
+		strings.Replace(good, strings.Repeat("ab", 32), "abc", 1),
+	} {
+		if _, err := UnmarshalSnapshot([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestConfigDecode(t *testing.T) {
+	if _, err := ParseConfig([]byte(`{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{``, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`, `{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func FuzzUnmarshalTree(f *testing.F) {
+	f.Add(sampleTree().Marshal())
+	f.Add((&Tree{}).Marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, err := UnmarshalTree(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(tr.Marshal(), b) {
+			t.Fatalf("accepted bytes that do not re-encode identically")
+		}
+	})
+}
+
+func FuzzUnmarshalIndex(f *testing.F) {
+	f.Add(MarshalIndex(sampleIndex()))
+	f.Add(MarshalIndex(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := UnmarshalIndex(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(MarshalIndex(ps), b) {
+			t.Fatalf("accepted bytes that do not re-encode identically")
+		}
+	})
+}
+
+func FuzzParsePackTrailer(f *testing.F) {
+	f.Add(appendPackTrailer([]byte("abcde"), []PackBlob{{Type: BlobData, Length: 5}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		blobs, err := ParsePackTrailer(b)
+		if err != nil {
+			return
+		}
+		var end uint64
+		for _, pb := range blobs {
+			end = pb.Offset + uint64(pb.Length)
+		}
+		if int(end)+len(blobs)*packBlobSize+12 != len(b) {
+			t.Fatalf("accepted a trailer that does not tile the pack")
+		}
+	})
+}
+
+func FuzzUnmarshalSnapshot(f *testing.F) {
+	f.Add([]byte(`{"version":1,"time":"2026-11-27T03:00:00Z","host":"h","paths":["/x"],"tree":"` + strings.Repeat("ab", 32) + `","files":1,"dirs":1,"bytes":3}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := UnmarshalSnapshot(b)
+		if err != nil {
+			return
+		}
+		if _, err := MarshalSnapshot(s); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { ParseConfig(b) })
+}
