@@ -12,6 +12,8 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
+	"github.com/snapcrypt/snapcrypt/repo/store/retry"
+	"github.com/snapcrypt/snapcrypt/repo/store/s3"
 )
 
 // classify maps library errors to exit codes.
@@ -57,7 +59,11 @@ func (c *cli) openStore(ctx context.Context, create bool) (store.Store, error) {
 		return nil, usagef("no repository given: use -r/--repo or set SNAPCRYPT_REPO")
 	}
 	if strings.HasPrefix(c.repo, "s3:") {
-		return nil, usagef("S3 repositories are not supported by this build yet")
+		st, err := s3.Open(ctx, c.repo)
+		if err != nil {
+			return nil, err
+		}
+		return retry.New(st, retry.Options{}), nil
 	}
 	if create {
 		return local.Init(c.repo)
