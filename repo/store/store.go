@@ -5,7 +5,13 @@
 // Names are slash-separated relative paths such as "data/3f/3f0a…" or
 // "keyring/00000000000000000001". A store gives no directory semantics: there
 // is no rename, no append and no empty directory; listing by a prefix that
-// ends in "/" returns every object below it.
+// ends in "/" returns every object below it. Every store accepts exactly the
+// names CheckName accepts and refuses others with an error wrapping
+// ErrInvalidName.
+//
+// Implementations: mem (in memory), local (a directory), s3 (an S3 bucket);
+// decorators retry (retries transient errors) and faults (fault injection for
+// tests); storetest is the conformance suite every implementation passes.
 package store
 
 import (
