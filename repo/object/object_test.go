@@ -480,3 +480,41 @@ func TestRangeFinalSegmentFlag(t *testing.T) {
 		t.Errorf("read of first segment: %v", err)
 	}
 }
+
+// TestCipherConcurrent shares one Cipher between goroutines (run with -race).
+func TestCipherConcurrent(t *testing.T) {
+	h := testHeader(t, KindPack)
+	c, err := NewCipher(testDEK(4), h, testName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testPlain(4*SegmentSize+77, 8)
+	obj := c.Seal(nil, plain)
+	size := int64(len(plain))
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 50 {
+				off := int64((g*50+i)*4099) % size
+				ctOff, ctLen, _ := CipherRange(off, 70000, size)
+				got, err := c.OpenRange(nil, obj[ctOff:ctOff+ctLen], off, 70000, size)
+				if err == nil && !bytes.Equal(got, plain[off:min(size, off+70000)]) {
+					err = fmt.Errorf("OpenRange(%d): wrong plaintext", off)
+				}
+				if err == nil && i%10 == 0 {
+					_, err = c.Open(nil, c.Seal(nil, plain[:off]))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
