@@ -548,6 +548,3 @@ func (k *Keychain) cachePut(id [16]byte, dek []byte) {
 	}
 	k.cache[id] = dek
 }
-
-// rotator is the rotation state of a Keychain (rotate.go).
-type rotator struct{}

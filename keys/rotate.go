@@ -1,0 +1,707 @@
+package keys
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// DefaultWorkers is how many wrapped DEKs a rotation re-wraps at once.
+const DefaultWorkers = 16
+
+// Crash points: every step of a rotation calls the crash hook (tests) with
+// one of these. docs/rotation.md says what recovers each.
+const (
+	PointLease        = "lease"         // the lease is taken
+	PointSwitch       = "switch"        // the switch commit is durable
+	PointRewrap       = "rewrap"        // one twin under the new generation is written and verified
+	PointBeforeRetire = "before-retire" // every old entry has a verified twin; retire commit next
+	PointRetired      = "retired"       // the retire commit is durable
+	PointDelete       = "delete"        // one old-prefix entry is deleted
+	PointDeleted      = "deleted"       // every retired prefix is empty; the lease is released next
+)
+
+// RotateOptions tune a rotation. Zero values mean defaults.
+type RotateOptions struct {
+	Workers       int           // parallel re-wraps and deletes (DefaultWorkers)
+	LeaseDuration time.Duration // rotation lease lifetime without renewal (DefaultLeaseDuration)
+	Host          string        // host name recorded in the lease and rotation record (os.Hostname)
+}
+
+func (o RotateOptions) withDefaults() RotateOptions {
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = DefaultLeaseDuration
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	return o
+}
+
+// Progress of a rotation run in this process.
+type Progress struct {
+	Phase   string    // "rewrap", "retire", "delete" or "done"
+	From    []string  // the generations rotated away from
+	To      string    // the new current generation
+	Done    int64     // wrapped DEKs with a verified twin under To
+	Total   int64     // wrapped DEKs found under From so far
+	Deleted int64     // old-prefix entries deleted
+	Started time.Time // when this run started
+	Rate    float64   // Done per second since Started
+}
+
+// rotator is the rotation state of a Keychain.
+type rotator struct {
+	mu      sync.Mutex
+	opts    RotateOptions
+	lease   *heldLease
+	running bool
+	prog    Progress
+	done    atomic.Int64
+	total   atomic.Int64
+	deleted atomic.Int64
+}
+
+// SetRotateOptions sets the options later rotation runs (RunRotation,
+// Resume) use.
+func (k *Keychain) SetRotateOptions(o RotateOptions) {
+	k.rot.mu.Lock()
+	k.rot.opts = o.withDefaults()
+	k.rot.mu.Unlock()
+}
+
+func (k *Keychain) rotateOptions() RotateOptions {
+	k.rot.mu.Lock()
+	defer k.rot.mu.Unlock()
+	return k.rot.opts.withDefaults()
+}
+
+// errCrashed marks an error returned by the crash hook.
+type errCrashed struct{ err error }
+
+func (e errCrashed) Error() string { return e.err.Error() }
+func (e errCrashed) Unwrap() error { return e.err }
+
+// step calls the crash hook at a rotation step.
+func (k *Keychain) step(point string) error {
+	if k.crash == nil {
+		return nil
+	}
+	if err := k.crash(point); err != nil {
+		return errCrashed{fmt.Errorf("at %s: %w", point, err)}
+	}
+	return nil
+}
+
+// commit applies mutate to the latest keyring and commits the result as the
+// next epoch, retrying on conflict. mutate returns false to commit nothing.
+func (k *Keychain) commit(ctx context.Context, mutate func(r *Keyring) (bool, error)) error {
+	for range 16 {
+		if err := k.Refresh(ctx); err != nil {
+			return err
+		}
+		base := k.Keyring()
+		next := base.Clone()
+		changed, err := mutate(&next)
+		if err != nil || !changed {
+			return err
+		}
+		next.Epoch = base.Epoch + 1
+		err = commitKeyring(ctx, k.st, &next)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return k.install(&next)
+	}
+	return fmt.Errorf("committing keyring: %w (gave up after 16 attempts)", ErrConflict)
+}
+
+// StartRotation switches the repository to a new key (the first step of
+// docs/rotation.md): it takes the rotation lease and commits one keyring
+// epoch that adds a new generation for m (fresh random id and salt) as
+// current, marks the old current generation retiring and records the
+// rotation. It returns once that commit is durable; from then on every new
+// DEK is wrapped under the new key, which k holds at once.
+//
+// The lease stays held (and renewed) for RunRotation, which does the
+// re-wrapping and retires the old generation; Close releases it if
+// RunRotation is not called.
+//
+// Errors: ErrAlreadyCurrent if m is the current key; a *BusyError (ErrBusy)
+// if another live process holds the lease; ErrRotationUnfinished if an
+// earlier rotation has not finished (Resume it); ErrDEKUnavailable if k
+// does not hold the current key. In each case the keyring is unchanged.
+func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOptions) (err error) {
+	if m == nil {
+		return fmt.Errorf("rotate: %w: no new key given", ErrBadKey)
+	}
+	opts = opts.withDefaults()
+	k.rot.mu.Lock()
+	if k.rot.running || k.rot.lease != nil {
+		k.rot.mu.Unlock()
+		return fmt.Errorf("rotate: %w: a rotation is running in this process", ErrBusy)
+	}
+	k.rot.opts = opts
+	k.rot.mu.Unlock()
+
+	if err := k.Refresh(ctx); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	// Before the lease only what needs no lease: so that a second rotator
+	// learns who runs the rotation (ErrBusy) rather than that one runs.
+	r := k.Keyring()
+	if cur := r.Generation(r.Current); matchKEK(cur, m, k.rid) != nil {
+		return fmt.Errorf("rotate: %w (generation %s)", ErrAlreadyCurrent, r.Current)
+	}
+	lease, err := k.takeLease(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	defer func() {
+		var c errCrashed
+		switch {
+		case errors.As(err, &c):
+			lease.abandon()
+		case err != nil:
+			lease.release(context.WithoutCancel(ctx))
+		default:
+			k.rot.mu.Lock()
+			k.rot.lease = lease
+			k.rot.mu.Unlock()
+		}
+	}()
+	if err := k.step(PointLease); err != nil {
+		return err
+	}
+	var newKEK *kek
+	var newGen Generation
+	err = k.commit(ctx, func(r *Keyring) (bool, error) {
+		if err := k.checkRotatable(*r, m); err != nil {
+			return false, err
+		}
+		g, kk, err := newGeneration(r, m, k.rid, k.now())
+		if err != nil {
+			return false, err
+		}
+		rid, err := randomID(16)
+		if err != nil {
+			return false, err
+		}
+		old := r.Current
+		r.Generations = slices.Clone(r.Generations)
+		for i := range r.Generations {
+			if r.Generations[i].State == StateCurrent {
+				r.Generations[i].State = StateRetiring
+			}
+		}
+		r.Generations = append(r.Generations, g)
+		r.Current = g.ID
+		r.Rotation = &Rotation{
+			ID: hex.EncodeToString(rid), From: []string{old}, To: g.ID,
+			Started:     k.now().UTC().Truncate(time.Second),
+			RequestedBy: Requester{Host: opts.Host, PID: os.Getpid()},
+		}
+		newKEK, newGen = kk, g
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	k.mu.Lock()
+	keks := make(map[string]*kek, len(k.keks)+1)
+	for id, kk := range k.keks {
+		keks[id] = kk
+	}
+	if g := k.ring.Generation(newGen.ID); g != nil && g.State != StateRetired {
+		keks[newGen.ID] = newKEK
+	}
+	k.keks = keks
+	k.mats = append(k.mats, m)
+	k.mu.Unlock()
+	return k.step(PointSwitch)
+}
+
+// checkRotatable says why r cannot be rotated to m, if it cannot.
+func (k *Keychain) checkRotatable(r Keyring, m *Material) error {
+	if cur := r.Generation(r.Current); matchKEK(cur, m, k.rid) != nil {
+		return fmt.Errorf("%w (generation %s)", ErrAlreadyCurrent, r.Current)
+	}
+	if r.Rotation != nil {
+		return fmt.Errorf("%w: from %s to %s, started %s by %s pid %d; resume it first",
+			ErrRotationUnfinished, strings.Join(r.Rotation.From, ","), r.Rotation.To,
+			r.Rotation.Started.Format(time.RFC3339), r.Rotation.RequestedBy.Host, r.Rotation.RequestedBy.PID)
+	}
+	k.mu.RLock()
+	held := k.keks[r.Current] != nil
+	k.mu.RUnlock()
+	if !held {
+		return fmt.Errorf("%w: rotating needs the current key (generation %s)", ErrDEKUnavailable, r.Current)
+	}
+	return nil
+}
+
+// Unfinished reports whether a rotation is unfinished: the keyring has a
+// rotation record, or a retired generation still has wrapped DEKs.
+func (k *Keychain) Unfinished(ctx context.Context) (bool, error) {
+	if err := k.Refresh(ctx); err != nil {
+		return false, err
+	}
+	r := k.Keyring()
+	if r.Rotation != nil {
+		return true, nil
+	}
+	for _, g := range r.Generations {
+		if g.State != StateRetired {
+			continue
+		}
+		n, err := k.count(ctx, genPrefix(g.ID), 1)
+		if err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var errEnough = errors.New("enough")
+
+// count counts objects below prefix, stopping at limit (0: no limit).
+func (k *Keychain) count(ctx context.Context, prefix string, limit int) (int, error) {
+	n := 0
+	err := k.st.List(ctx, prefix, func(store.Info) error {
+		n++
+		if limit > 0 && n >= limit {
+			return errEnough
+		}
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	return n, err
+}
+
+// Resume finishes an unfinished rotation (see Unfinished): it takes the
+// rotation lease and does what RunRotation does. Re-wrapping needs the key
+// of the new current generation and, for entries not yet re-wrapped, the
+// old one; deleting the DEKs of retired generations needs no key. With
+// nothing unfinished it returns nil.
+func (k *Keychain) Resume(ctx context.Context, progress func(Progress)) error {
+	return k.RunRotation(ctx, progress)
+}
+
+// RunRotation re-wraps every DEK of the retiring generations under the
+// current one, retires them and deletes their wrapped DEKs (steps 3 and 4
+// of docs/rotation.md), then releases the rotation lease. It takes the lease
+// if this Keychain does not hold it already (after StartRotation it does).
+// progress, if not nil, is called from time to time and at every phase.
+// Any failure leaves the repository consistent; Resume continues.
+func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (err error) {
+	opts := k.rotateOptions()
+	k.rot.mu.Lock()
+	if k.rot.running {
+		k.rot.mu.Unlock()
+		return fmt.Errorf("rotate: %w: a rotation is running in this process", ErrBusy)
+	}
+	k.rot.running = true
+	lease := k.rot.lease
+	k.rot.lease = nil
+	k.rot.done.Store(0)
+	k.rot.total.Store(0)
+	k.rot.deleted.Store(0)
+	k.rot.prog = Progress{Phase: "starting", Started: k.now()}
+	k.rot.mu.Unlock()
+	defer func() {
+		k.rot.mu.Lock()
+		k.rot.running = false
+		k.rot.mu.Unlock()
+	}()
+
+	if lease == nil {
+		if lease, err = k.takeLease(ctx, opts); err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		if err := k.step(PointLease); err != nil {
+			lease.abandon()
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if lerr := lease.err(); lerr != nil && err != nil {
+			err = fmt.Errorf("rotate: lost the rotation lease: %w (%v)", lerr, err)
+		}
+		var c errCrashed
+		if errors.As(err, &c) {
+			lease.abandon()
+			return
+		}
+		if rerr := lease.release(context.WithoutCancel(ctx)); err == nil {
+			err = rerr
+		}
+	}()
+	if err := k.rotate(ctx, opts, progress); err != nil {
+		return err
+	}
+	return k.step(PointDeleted)
+}
+
+func (k *Keychain) report(progress func(Progress), phase string) {
+	k.rot.mu.Lock()
+	if phase != "" {
+		k.rot.prog.Phase = phase
+	}
+	p := k.progressLocked()
+	k.rot.mu.Unlock()
+	if progress != nil {
+		progress(p)
+	}
+}
+
+func (k *Keychain) progressLocked() Progress {
+	p := k.rot.prog
+	p.From = slices.Clone(p.From)
+	p.Done, p.Total, p.Deleted = k.rot.done.Load(), k.rot.total.Load(), k.rot.deleted.Load()
+	if el := k.now().Sub(p.Started).Seconds(); el > 0 {
+		p.Rate = float64(p.Done) / el
+	}
+	return p
+}
+
+func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func(Progress)) error {
+	if err := k.Refresh(ctx); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	r := k.Keyring()
+	if rot := r.Rotation; rot != nil {
+		k.rot.mu.Lock()
+		k.rot.prog.From, k.rot.prog.To = slices.Clone(rot.From), rot.To
+		k.rot.mu.Unlock()
+		k.report(progress, "rewrap")
+		if err := k.rewrapAll(ctx, rot, opts, progress); err != nil {
+			return err
+		}
+		if err := k.step(PointBeforeRetire); err != nil {
+			return err
+		}
+		k.report(progress, "retire")
+		err := k.commit(ctx, func(r *Keyring) (bool, error) {
+			if r.Rotation == nil || r.Rotation.ID != rot.ID {
+				return false, nil // finished by another process
+			}
+			r.Generations = slices.Clone(r.Generations)
+			for i := range r.Generations {
+				if slices.Contains(rot.From, r.Generations[i].ID) {
+					r.Generations[i].State = StateRetired
+				}
+			}
+			r.Rotation = nil
+			return true, nil
+		})
+		if err != nil {
+			return fmt.Errorf("rotate: retiring %s: %w", strings.Join(rot.From, ","), err)
+		}
+		if err := k.step(PointRetired); err != nil {
+			return err
+		}
+	}
+	k.report(progress, "delete")
+	if err := k.deleteRetired(ctx, opts); err != nil {
+		return err
+	}
+	k.report(progress, "done")
+	return nil
+}
+
+// rewrapAll gives every entry below deks/<from>/ a verified twin under
+// rot.To, re-listing until a pass finds nothing new (late writers).
+func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOptions, progress func(Progress)) error {
+	k.mu.RLock()
+	kTo := k.keks[rot.To]
+	k.mu.RUnlock()
+	if kTo == nil {
+		return fmt.Errorf("rotate: %w: finishing the rotation needs the key of the new generation %s", ErrDEKUnavailable, rot.To)
+	}
+	for _, from := range rot.From {
+		k.mu.RLock()
+		kFrom := k.keks[from]
+		k.mu.RUnlock()
+		done := map[string]bool{}
+		for {
+			var todo []string
+			err := k.st.List(ctx, genPrefix(from), func(i store.Info) error {
+				if !done[i.Name] {
+					todo = append(todo, i.Name)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("rotate: listing %s: %w", genPrefix(from), err)
+			}
+			if len(todo) == 0 {
+				break
+			}
+			k.rot.total.Add(int64(len(todo)))
+			err = k.parallel(ctx, opts.Workers, todo, func(name string) error {
+				if err := k.rewrapOne(ctx, name, kFrom, kTo); err != nil {
+					return err
+				}
+				if n := k.rot.done.Add(1); n%1024 == 0 {
+					k.report(progress, "")
+				}
+				return k.step(PointRewrap)
+			})
+			if err != nil {
+				return err
+			}
+			for _, n := range todo {
+				done[n] = true
+			}
+			k.report(progress, "")
+		}
+	}
+	return nil
+}
+
+// parallel calls fn for every name with at most n at once and returns the
+// first error (a crash error first of all).
+func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan string)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range min(n, len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range ch {
+				if err := fn(name); err != nil {
+					mu.Lock()
+					var c errCrashed
+					if first == nil || (errors.As(err, &c) && !errors.As(first, &c)) {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+feed:
+	for _, name := range names {
+		select {
+		case ch <- name:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// rewrapOne gives deks/<from>/<id> a verified twin deks/<to>/<id>. kFrom may
+// be nil (this process lacks the old key): then an existing twin that
+// verifies under the new key is accepted and a missing one is an error.
+func (k *Keychain) rewrapOne(ctx context.Context, name string, kFrom, kTo *kek) error {
+	idHex := name[strings.LastIndexByte(name, '/')+1:]
+	id, err := parseDEKID(idHex)
+	if err != nil {
+		return fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+	}
+	twin := dekName(kTo.gen, id)
+	var dek []byte
+	if kFrom != nil {
+		b, err := k.st.Get(ctx, name)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil // deleted: the rotation was finished by another process
+		}
+		if err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		if dek, err = kFrom.unwrap(k.rid, id, b); err != nil {
+			// Its twin may be fine (a late writer's double wrap).
+			if tb, gerr := k.st.Get(ctx, twin); gerr == nil {
+				if _, terr := kTo.unwrap(k.rid, id, tb); terr == nil {
+					return nil
+				}
+			}
+			return fmt.Errorf("rotate: object %s is %w", name, err)
+		}
+		defer clear(dek)
+		w, err := kTo.wrap(k.rid, id, dek)
+		if err != nil {
+			return err
+		}
+		err = k.st.Create(ctx, twin, w)
+		if err != nil && !errors.Is(err, store.ErrExist) {
+			return fmt.Errorf("rotate: %w", err)
+		}
+	}
+	// Read back and verify (also an existing twin).
+	tb, err := k.st.Get(ctx, twin)
+	if errors.Is(err, store.ErrNotExist) && kFrom == nil {
+		return fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", name, ErrDEKUnavailable, name[len(deksPrefix):len(deksPrefix)+16])
+	}
+	if err != nil {
+		return fmt.Errorf("rotate: reading back %s: %w", twin, err)
+	}
+	if kFrom == nil {
+		if _, err := kTo.unwrap(k.rid, id, tb); err != nil {
+			return fmt.Errorf("rotate: object %s is %w", twin, err)
+		}
+		return nil
+	}
+	if err := kTo.verifyWrapped(k.rid, id, tb, dek); err != nil {
+		if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "different key") {
+			return fmt.Errorf("rotate: object %s does not match %s: %w", twin, name, err)
+		}
+		// A damaged twin (never a good one: that would verify) is replaced.
+		w, werr := kTo.wrap(k.rid, id, dek)
+		if werr != nil {
+			return werr
+		}
+		if perr := k.st.Put(ctx, twin, w); perr != nil {
+			return fmt.Errorf("rotate: repairing %s: %w", twin, perr)
+		}
+		tb, err = k.st.Get(ctx, twin)
+		if err == nil {
+			err = kTo.verifyWrapped(k.rid, id, tb, dek)
+		}
+		if err != nil {
+			return fmt.Errorf("rotate: repaired %s does not verify: %w", twin, err)
+		}
+	}
+	return nil
+}
+
+// deleteRetired deletes every wrapped DEK of every retired generation.
+func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions) error {
+	r := k.Keyring()
+	for _, g := range r.Generations {
+		if g.State != StateRetired {
+			continue
+		}
+		var names []string
+		err := k.st.List(ctx, genPrefix(g.ID), func(i store.Info) error {
+			names = append(names, i.Name)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("rotate: listing %s: %w", genPrefix(g.ID), err)
+		}
+		err = k.parallel(ctx, opts.Workers, names, func(name string) error {
+			if err := k.st.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotExist) {
+				return fmt.Errorf("rotate: %w", err)
+			}
+			k.rot.deleted.Add(1)
+			return k.step(PointDelete)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close releases the rotation lease if StartRotation left it held (when
+// RunRotation is not going to be called).
+func (k *Keychain) Close(ctx context.Context) error {
+	k.rot.mu.Lock()
+	lease := k.rot.lease
+	k.rot.lease = nil
+	k.rot.mu.Unlock()
+	if lease != nil {
+		return lease.release(ctx)
+	}
+	return nil
+}
+
+// GenerationStatus is one generation in a Status.
+type GenerationStatus struct {
+	ID      string
+	State   State
+	KDF     string
+	Created time.Time
+	Held    bool // this process holds its key
+	DEKs    int  // wrapped DEKs below deks/<id>/
+}
+
+// Status is what .ctl/status shows about keys. It holds no key material.
+type Status struct {
+	Epoch       uint64
+	Current     string
+	Generations []GenerationStatus
+	Rotation    *Rotation // the keyring's rotation record, if any
+	Progress    *Progress // a rotation running in this process, if any
+	Lease       *Lease    // the live rotation lease, if any
+	Unfinished  bool      // a rotation record, or DEKs of a retired generation remain
+}
+
+// Status reloads the keyring and reports generations (with counts of
+// wrapped DEKs), the rotation record, the lease holder and the progress of
+// a rotation running in this process.
+func (k *Keychain) Status(ctx context.Context) (Status, error) {
+	if err := k.Refresh(ctx); err != nil {
+		return Status{}, err
+	}
+	r := k.Keyring()
+	s := Status{Epoch: r.Epoch, Current: r.Current, Rotation: r.Rotation}
+	for _, g := range r.Generations {
+		n, err := k.count(ctx, genPrefix(g.ID), 0)
+		if err != nil {
+			return Status{}, err
+		}
+		s.Generations = append(s.Generations, GenerationStatus{ID: g.ID, State: g.State, KDF: g.KDF.Type, Created: g.Created, Held: k.Holds(g.ID), DEKs: n})
+		if g.State == StateRetired && n > 0 {
+			s.Unfinished = true
+		}
+	}
+	if r.Rotation != nil {
+		s.Unfinished = true
+	}
+	_, l, err := latestLease(ctx, k.st)
+	if err != nil {
+		return Status{}, err
+	}
+	if l != nil && k.now().Before(l.Expires) {
+		s.Lease = l
+	}
+	k.rot.mu.Lock()
+	if k.rot.running {
+		p := k.progressLocked()
+		s.Progress = &p
+	}
+	k.rot.mu.Unlock()
+	return s, nil
+}
