@@ -107,3 +107,15 @@ func BenchmarkGCM(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewCipher is the per-object setup: HKDF, AES key schedule, GCM.
+func BenchmarkNewCipher(b *testing.B) {
+	dek := testDEK(1)
+	h := testHeader(b, KindPack)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewCipher(dek, h, testName); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
