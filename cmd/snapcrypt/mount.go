@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/snapcrypt/snapcrypt/fs"
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+func init() { register(mountCommand()) }
+
+// mountHooks add to a mount's options before it is mounted: other files of
+// this command register here in init() (key rotation adds .ctl/rotate,
+// .ctl/keys and a status section).
+var mountHooks []func(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options)
+
+// lazyWait is how long a stop signal waits, after detaching a busy mount,
+// for its last user to let go before the process exits anyway.
+const lazyWait = 5 * time.Second
+
+func mountCommand() *command {
+	var allowOther, debug bool
+	var cacheSize string
+	return &command{
+		name: "mount", args: "MOUNTPOINT",
+		short: "Mount the repository read-only at MOUNTPOINT, in the foreground; prints one line when ready. SIGINT, SIGTERM or 'fusermount3 -u MOUNTPOINT' ends it.",
+		setup: func(f *pflag.FlagSet, c *cli) {
+			f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount, with the snapshotted permissions (an ordinary user needs user_allow_other in /etc/fuse.conf)")
+			f.StringVar(&cacheSize, "cache-size", "", "bound of the decrypted-data cache in bytes; suffixes K, M, G (default 64M)")
+			f.BoolVar(&debug, "debug", false, "log every FUSE request to stderr")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if len(args) != 1 {
+				return usagef("mount takes one argument, the mountpoint")
+			}
+			cacheBytes, err := parseSize(cacheSize)
+			if err != nil {
+				return usagef("--cache-size: %v", err)
+			}
+			mnt, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			// A bad mountpoint is reported before the (slower) repository opening.
+			if err := fs.CheckMountpoint(mnt); err != nil {
+				return err
+			}
+			r, err := c.open(ctx, repo.Options{CacheBytes: cacheBytes})
+			if err != nil {
+				return err
+			}
+			logw := &lockedWriter{w: c.stderr}
+			opts := fs.Options{AllowOther: allowOther, Debug: debug,
+				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
+			for _, hook := range mountHooks {
+				hook(ctx, c, r, &opts)
+			}
+			srv, err := fs.Mount(ctx, r, mnt, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "mounted %s at %s\n", r.Store().Location(), mnt)
+			select {
+			case <-srv.Done():
+				fmt.Fprintf(logw, "snapcrypt mount: %s was unmounted\n", mnt)
+				return nil
+			case <-ctx.Done():
+			}
+			if err := srv.Unmount(); err != nil {
+				fmt.Fprintf(logw, "snapcrypt mount: %v; detaching it lazily\n", err)
+				if err := srv.UnmountLazy(); err != nil {
+					return err
+				}
+				select {
+				case <-srv.Done():
+				case <-time.After(lazyWait):
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// lockedWriter serializes log lines from the mount's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// parseSize reads a byte count with an optional binary suffix: 512K, 64M,
+// 1G (also KiB, MiB, GiB). Empty means the default (0).
+func parseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	mult := int64(1)
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			num = num[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a positive size in bytes", s)
+	}
+	return v * mult, nil
+}

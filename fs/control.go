@@ -1,0 +1,209 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Control is a file in MOUNTPOINT/.ctl/ through which programs talk to the
+// running mount. .ctl/status is one (built in); key rotation adds others.
+type Control struct {
+	// Name is the file's name in .ctl/: one path component.
+	Name string
+
+	// Read, if set, makes the file readable by whoever can use the mount.
+	// Each open reads what Read returns at that moment.
+	Read func(ctx context.Context) ([]byte, error)
+
+	// Write, if set, makes the file writable by the mounting user only
+	// (anyone else gets EACCES). Each non-empty line written, without its
+	// newline, is passed to Write (a write(2) without a newline is one
+	// line), and
+	// the write(2) returns once Write has. Write's error becomes the
+	// write(2)'s errno (see controlErrno) and one log line. ctx carries
+	// the caller (fuse.FromContext) and ends when the mount does, not
+	// when the writer gets a signal.
+	Write func(ctx context.Context, line []byte) error
+}
+
+func (c Control) validate() error {
+	if c.Name == "" || c.Name == "." || c.Name == ".." || bytes.ContainsAny([]byte(c.Name), "/\x00") {
+		return fmt.Errorf("mount: bad control file name %q", c.Name)
+	}
+	if c.Read == nil && c.Write == nil {
+		return fmt.Errorf("mount: control file %q can neither be read nor written", c.Name)
+	}
+	return nil
+}
+
+func (c Control) perm() uint32 {
+	var p uint32
+	if c.Read != nil {
+		p |= 0o444
+	}
+	if c.Write != nil {
+		p |= 0o200
+	}
+	return p
+}
+
+// ctlDir is .ctl/: status and Options.Controls.
+func (m *mount) ctlDir() gofs.InodeEmbedder {
+	controls := append([]Control{{Name: "status", Read: m.statusJSON}}, m.opts.Controls...)
+	sort.Slice(controls, func(i, j int) bool { return controls[i].Name < controls[j].Name })
+	entries := make([]ventry, len(controls))
+	for i, c := range controls {
+		ino := controlIno(c.Name)
+		if c.Name == "status" {
+			ino = inoStatus
+		}
+		entries[i] = ventry{name: c.Name, ino: ino, typ: syscall.S_IFREG,
+			node: func() gofs.InodeEmbedder { return &ctlFile{m: m, c: c} }}
+	}
+	return &vdir{m: m, entries: func(*view) []ventry { return entries }}
+}
+
+// ctlFile is one control file. Its size shows as 0, like a /proc file;
+// reads and writes bypass the page cache.
+type ctlFile struct {
+	gofs.Inode
+	readOnly
+	m *mount
+	c Control
+}
+
+var (
+	_ gofs.NodeOpener    = (*ctlFile)(nil)
+	_ gofs.NodeSetattrer = (*ctlFile)(nil)
+	_ gofs.FileReader    = (*ctlHandle)(nil)
+	_ gofs.FileWriter    = (*ctlHandle)(nil)
+)
+
+func (f *ctlFile) attr(out *fuse.Attr) {
+	t := f.m.started.UnixNano()
+	a := meta{typ: syscall.S_IFREG, perm: f.c.perm(), uid: f.m.uid, gid: f.m.gid, links: 1, mtime: t, ctime: t}
+	a.fill(out)
+}
+
+func (f *ctlFile) timeout() time.Duration { return dynamicTimeout }
+
+func (f *ctlFile) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	f.m.statfs(out)
+	return 0
+}
+
+func (f *ctlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.attr(&out.Attr)
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+// mayWrite tells whether the caller may write: the mounting user only.
+func (f *ctlFile) mayWrite(ctx context.Context) bool {
+	if f.c.Write == nil {
+		return false
+	}
+	caller, ok := fuse.FromContext(ctx)
+	return ok && caller.Uid == f.m.uid
+}
+
+func (f *ctlFile) Access(ctx context.Context, mask uint32) syscall.Errno {
+	if mask&unixW_OK != 0 && !f.mayWrite(ctx) {
+		return syscall.EACCES
+	}
+	if mask&4 != 0 && f.c.Read == nil { // R_OK
+		return syscall.EACCES
+	}
+	return 0
+}
+
+// Setattr accepts the truncation that opening with O_TRUNC (a shell's ">")
+// brings, and nothing else.
+func (f *ctlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	const harmless = fuse.FATTR_SIZE | fuse.FATTR_FH | fuse.FATTR_LOCKOWNER |
+		fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW | fuse.FATTR_CTIME
+	if in.Valid&^harmless != 0 || (in.Valid&fuse.FATTR_SIZE != 0 && in.Size != 0) {
+		return syscall.EROFS
+	}
+	if !f.mayWrite(ctx) {
+		return syscall.EACCES
+	}
+	f.attr(&out.Attr)
+	return 0
+}
+
+func (f *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	acc := flags & syscall.O_ACCMODE
+	if acc != syscall.O_RDONLY && !f.mayWrite(ctx) {
+		return nil, 0, syscall.EACCES
+	}
+	h := &ctlHandle{f: f}
+	if acc != syscall.O_WRONLY {
+		if f.c.Read == nil {
+			return nil, 0, syscall.EACCES
+		}
+		data, err := f.c.Read(f.handlerContext(ctx))
+		if err != nil {
+			f.m.logOnce(".ctl/%s: %v", f.c.Name, err)
+			return nil, 0, controlErrno(err)
+		}
+		h.data = data
+	}
+	return h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// handlerContext is the mount's context with the caller of the request.
+func (f *ctlFile) handlerContext(ctx context.Context) context.Context {
+	if caller, ok := fuse.FromContext(ctx); ok {
+		return fuse.NewContext(f.m.ctx, caller)
+	}
+	return f.m.ctx
+}
+
+// ctlHandle is an open control file: the content read at open, and the
+// writes passed on line by line.
+type ctlHandle struct {
+	f    *ctlFile
+	data []byte
+}
+
+func (h *ctlHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(h.data[off:min(off+int64(len(dest)), int64(len(h.data)))]), 0
+}
+
+func (h *ctlHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	f := h.f
+	if f.c.Write == nil {
+		return 0, syscall.EBADF
+	}
+	hctx := f.handlerContext(ctx)
+	for rest := data; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if err := f.c.Write(hctx, bytes.Clone(line)); err != nil {
+			f.m.opts.Logf(".ctl/%s: %v", f.c.Name, err)
+			return 0, controlErrno(err)
+		}
+	}
+	return uint32(len(data)), 0
+}

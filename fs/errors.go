@@ -1,0 +1,130 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"strconv"
+	"syscall"
+	"unicode/utf8"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+)
+
+// maxLogged bounds the set of error lines already logged.
+const maxLogged = 4096
+
+// fail turns an error of the repository met while serving node n into the
+// errno its caller gets: EIO, unless err carries an errno. It logs one line
+// per distinct error (the error names the object), counts the EIO answers,
+// and remembers errors about data keys for .ctl/status.
+func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
+	errno := syscall.EIO
+	var e syscall.Errno
+	switch {
+	case errors.As(err, &e):
+		errno = e
+	case errors.Is(err, context.Canceled) && m.ctx.Err() != nil:
+		return syscall.EIO // unmounting: nothing to report
+	}
+	if errno == syscall.EIO {
+		m.eio.Add(1)
+	}
+	if errors.Is(err, keys.ErrDEKUnavailable) {
+		m.noteKeyError(err.Error())
+	}
+	m.logOnceKey(err.Error(), "reading %s: %v", displayPath(n), err)
+	return errno
+}
+
+// logOnce logs a line unless the same line was logged before.
+func (m *mount) logOnce(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	m.logOnceKey(msg, "%s", msg)
+}
+
+// logOnceKey logs a line unless a line with the same key was logged.
+func (m *mount) logOnceKey(key, format string, args ...any) {
+	m.errMu.Lock()
+	if m.logged[key] {
+		m.errMu.Unlock()
+		return
+	}
+	if len(m.logged) >= maxLogged {
+		clear(m.logged)
+	}
+	m.logged[key] = true
+	m.errMu.Unlock()
+	m.opts.Logf(format, args...)
+}
+
+// maxKeyErrors bounds the data-key errors kept for status.
+const maxKeyErrors = 16
+
+func (m *mount) noteKeyError(msg string) {
+	m.errMu.Lock()
+	defer m.errMu.Unlock()
+	for _, s := range m.keyErrs {
+		if s == msg {
+			return
+		}
+	}
+	m.keyErrs = append(m.keyErrs, msg)
+	if len(m.keyErrs) > maxKeyErrors {
+		m.keyErrs = m.keyErrs[len(m.keyErrs)-maxKeyErrors:]
+	}
+}
+
+// displayPath is n's path below the mountpoint, quoted when it is not
+// UTF-8.
+func displayPath(n *gofs.Inode) string {
+	p := n.Path(nil)
+	if !utf8.ValidString(p) {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+// controlErrno maps the error of a control file's handler to the errno the
+// writer (or reader) gets:
+//
+//	a syscall.Errno                                 itself
+//	fs.ErrInvalid (os.ErrInvalid)                   EINVAL
+//	fs.ErrPermission                                EACCES
+//	fs.ErrExist                                     EEXIST
+//	fs.ErrNotExist                                  ENOENT
+//	keys.ErrBusy                                    EBUSY
+//	keys.ErrAlreadyCurrent                          EALREADY
+//	keys.ErrRotationUnfinished                      EINPROGRESS
+//	keys.ErrConflict                                EAGAIN
+//	keys.ErrBadKey, keys.ErrNoKeyMatches            EKEYREJECTED
+//	anything else                                   EIO
+func controlErrno(err error) syscall.Errno {
+	var e syscall.Errno
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, iofs.ErrInvalid):
+		return syscall.EINVAL
+	case errors.Is(err, iofs.ErrPermission):
+		return syscall.EACCES
+	case errors.Is(err, iofs.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, iofs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, keys.ErrBusy):
+		return syscall.EBUSY
+	case errors.Is(err, keys.ErrAlreadyCurrent):
+		return syscall.EALREADY
+	case errors.Is(err, keys.ErrRotationUnfinished):
+		return syscall.EINPROGRESS
+	case errors.Is(err, keys.ErrConflict):
+		return syscall.EAGAIN
+	case errors.Is(err, keys.ErrBadKey), errors.Is(err, keys.ErrNoKeyMatches):
+		return syscall.EKEYREJECTED
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,204 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+// fileNode is a regular file inside a snapshot: its attributes and its
+// chunk list (which the decoded tree allocated apart from the rest, so
+// holding it does not keep the tree).
+type fileNode struct {
+	gofs.Inode
+	readOnly
+	m      *mount
+	a      meta
+	chunks []repo.Chunk
+}
+
+var (
+	_ gofs.NodeOpener    = (*fileNode)(nil)
+	_ gofs.NodeGetattrer = (*fileNode)(nil)
+	_ gofs.FileReader    = (*fileHandle)(nil)
+)
+
+func (f *fileNode) attr(out *fuse.Attr)    { f.a.fill(out) }
+func (f *fileNode) timeout() time.Duration { return immutableTimeout }
+
+func (f *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	f.m.statfs(out)
+	return 0
+}
+
+func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.a.fill(&out.Attr)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+// Open returns a handle that knows where each chunk starts. The content
+// never changes, so the kernel keeps its page cache across opens.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := openReadOnly(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	ends := make([]int64, len(f.chunks))
+	var pos int64
+	for i, c := range f.chunks {
+		pos += int64(c.Length)
+		ends[i] = pos
+	}
+	return &fileHandle{f: f, ends: ends, inflight: map[int]chan struct{}{}}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+}
+
+// seqWindow is how far a read may land from where the previous one ended
+// and still count as sequential: the kernel sends readahead requests in
+// parallel, so they arrive a little out of order.
+const seqWindow = 2 << 20
+
+// fileHandle is one open file. Reads on it may run in parallel.
+type fileHandle struct {
+	f    *fileNode
+	ends []int64 // ends[i]: offset just past chunk i
+
+	mu       sync.Mutex
+	reads    int
+	next     int64 // where a sequential reader reads next
+	fetched  int   // chunks below this index are prefetched or being
+	inflight map[int]chan struct{}
+}
+
+// sequential tells whether a read of [off, end) goes on from the previous
+// ones, and records it.
+func (h *fileHandle) sequential(off, end int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var seq bool
+	if h.reads == 0 {
+		seq = off == 0
+	} else {
+		seq = off <= h.next+seqWindow && off+seqWindow >= h.next
+	}
+	h.reads++
+	if !seq || end > h.next {
+		h.next = end
+	}
+	return seq
+}
+
+// chunkAt returns the index of the chunk holding offset off.
+func (h *fileHandle) chunkAt(off int64) int {
+	return sort.Search(len(h.ends), func(i int) bool { return h.ends[i] > off })
+}
+
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := int64(h.f.a.size)
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	if off >= size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), size)
+	m := h.f.m
+	seq := h.sequential(off, end)
+	ahead := m.ahead
+	if seq {
+		h.prefetch(end, ahead)
+	}
+	n := 0
+	for i, pos := h.chunkAt(off), off; pos < end; i++ {
+		h.await(i)
+		c := h.f.chunks[i]
+		start := h.ends[i] - int64(c.Length)
+		stop := min(end, h.ends[i])
+		var more int64
+		if seq {
+			more = min(h.ends[i]-stop, ahead)
+		}
+		want := int(stop - pos)
+		got, err := m.r.ReadBlobAt(m.ctx, repo.BlobData, c.ID, dest[n:n+want], pos-start, more)
+		if err == nil && got != want {
+			err = fmt.Errorf("data blob %s is %w: %d bytes short of its tree entry", c.ID.Short(), repo.ErrCorrupt, want-got)
+		}
+		if err != nil {
+			return nil, m.fail(&h.f.Inode, err)
+		}
+		n += got
+		pos = stop
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// prefetch decrypts, in the background, the chunks that start in
+// [from, from+ahead), so a sequential reader finds them in the cache. It
+// never waits: when the mount's prefetchers are all busy, it leaves the
+// rest for a later read.
+func (h *fileHandle) prefetch(from, ahead int64) {
+	m := h.f.m
+	stop := min(from+ahead, int64(h.f.a.size))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// The first chunk that starts at or after from.
+	i := h.chunkAt(from)
+	if i < len(h.ends) && h.ends[i]-int64(h.f.chunks[i].Length) < from {
+		i++
+	}
+	i = max(i, h.fetched)
+	for ; i < len(h.ends) && h.ends[i]-int64(h.f.chunks[i].Length) < stop; i++ {
+		select {
+		case m.pf <- struct{}{}:
+		default:
+			return
+		}
+		done := make(chan struct{})
+		h.inflight[i] = done
+		h.fetched = i + 1
+		c := h.f.chunks[i]
+		go func(i int) {
+			defer func() {
+				h.mu.Lock()
+				delete(h.inflight, i)
+				h.mu.Unlock()
+				close(done)
+				<-m.pf
+			}()
+			defer m.recoverGo("prefetch")
+			var b [1]byte
+			// Errors are left for the reader that needs the bytes.
+			_, _ = m.r.ReadBlobAt(m.ctx, repo.BlobData, c.ID, b[:], 0, int64(c.Length)-1)
+		}(i)
+	}
+}
+
+// await waits for a prefetch of chunk i in progress, so the reader does not
+// fetch the same bytes a second time.
+func (h *fileHandle) await(i int) {
+	h.mu.Lock()
+	done := h.inflight[i]
+	h.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-h.f.m.ctx.Done():
+		}
+	}
+}
+
+// readAhead is Options.ReadAhead, but at most an eighth of the segment
+// cache, so that prefetched bytes are not evicted before they are read.
+func readAhead(r *repo.Repository, want int64) int64 {
+	if st, ok := r.CacheStats()["segments"]; ok && st.Limit > 0 && want > st.Limit/8 {
+		return max(st.Limit/8, 64<<10)
+	}
+	return want
+}

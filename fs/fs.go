@@ -1,0 +1,304 @@
+// Package fs serves a snapcrypt repository read-only over FUSE, decrypting
+// on read. The tree it shows:
+//
+//	MOUNTPOINT/
+//	  snapshots/<name>/...    one directory per snapshot: its name, else its
+//	                          time as 2026-11-27T02:42:21Z; a name taken by
+//	                          an older snapshot gets "-<short id>" appended
+//	  snapshots/latest        -> the newest snapshot
+//	  ids/<short id>          -> ../snapshots/<name>
+//	  tags/<tag>/<name>       -> ../../snapshots/<name>
+//	  .ctl/status             JSON (see Status)
+//	  .ctl/<control>          files added by Options.Controls
+//
+// Content is immutable, so the kernel is told to cache it: entries and
+// attributes inside snapshots have long timeouts and open files keep their
+// page cache. The snapshot list is re-read every Options.Refresh, so
+// snapshots taken by another process appear without a remount.
+//
+// Inode numbers are stable for the life of a mount: an entry's number is a
+// hash of its parent's number and its name; hard-linked files (link count
+// above one) are numbered by their snapshot and original device and inode,
+// so every link shows the same inode.
+//
+// Errors of the repository (a corrupted object, a data key that no supplied
+// key unwraps) become EIO for the operation that met them, one log line per
+// distinct error, and counts in .ctl/status. Every call that would change the
+// tree answers EROFS. The fs package is the only place where errors become
+// errno values.
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+// Options tune a mount. Zero values mean defaults.
+type Options struct {
+	// AllowOther lets other users use the mount (the fuse "allow_other"
+	// option; an ordinary user needs user_allow_other in /etc/fuse.conf).
+	// The kernel then checks permissions against the snapshotted modes
+	// ("default_permissions").
+	AllowOther bool
+
+	// Refresh is how often the snapshot list and the index are re-read.
+	// Default 2 s.
+	Refresh time.Duration
+
+	// ReadAhead is how far ahead of a sequential reader content is
+	// decrypted in the background. Default 8 MiB. Random readers get none.
+	ReadAhead int64
+
+	// Controls are files added to .ctl/ beside status.
+	Controls []Control
+
+	// StatusSections add top-level keys to .ctl/status: each function is
+	// called when status is read, and its result marshalled under its
+	// name (a name the status already has is ignored).
+	StatusSections map[string]func() any
+
+	// Logf receives one line per problem worth telling the operator (a
+	// corrupted object, a missing key, a panic). Default: log.Printf.
+	Logf func(format string, args ...any)
+
+	// Debug logs every FUSE request through Logf.
+	Debug bool
+}
+
+const (
+	defaultRefresh   = 2 * time.Second
+	defaultReadAhead = 8 << 20
+
+	// Timeouts of the kernel's caches. Snapshot content never changes;
+	// the lists of snapshots, ids and tags do.
+	immutableTimeout = time.Hour
+	dynamicTimeout   = time.Second
+
+	// maxRead is the largest read and write request the kernel sends.
+	maxRead = 1 << 20
+)
+
+// Server is a mounted repository.
+type Server struct {
+	m    *mount
+	srv  *fuse.Server
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	unmountOnce sync.Once
+	unmountErr  error
+}
+
+// Mount checks mountpoint, mounts the repository on it and serves it until
+// Unmount is called or the mountpoint is unmounted from outside (umount,
+// fusermount3 -u); Wait and Done tell when that happened. ctx bounds the
+// mounting only. Mount returns once the mount is ready to use.
+func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Options) (*Server, error) {
+	if err := CheckMountpoint(mountpoint); err != nil {
+		return nil, err
+	}
+	mountpoint, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("mountpoint: %w", err)
+	}
+	if opts.Refresh <= 0 {
+		opts.Refresh = defaultRefresh
+	}
+	if opts.ReadAhead <= 0 {
+		opts.ReadAhead = defaultReadAhead
+	}
+	if opts.Logf == nil {
+		opts.Logf = log.Printf
+	}
+	seen := map[string]bool{"status": true}
+	for _, c := range opts.Controls {
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("mount: two control files named %q", c.Name)
+		}
+		seen[c.Name] = true
+	}
+
+	m := newMount(r, mountpoint, opts)
+	if err := m.refresh(ctx); err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("mount: %w", err)
+	}
+
+	logger := log.New(logWriter{m.opts.Logf}, "", 0)
+	root := m.rootDir()
+	fopts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:    opts.AllowOther,
+			FsName:        "snapcrypt:" + r.Config().ID[:8],
+			Name:          "snapcrypt",
+			MaxWrite:      maxRead,
+			MaxReadAhead:  maxRead,
+			MaxBackground: 64,
+			DirectMount:   os.Geteuid() == 0,
+			Debug:         opts.Debug,
+			Logger:        logger,
+			PanicHandler:  m.panicked,
+		},
+		EntryTimeout:    ptr(immutableTimeout),
+		AttrTimeout:     ptr(immutableTimeout),
+		NegativeTimeout: ptr(immutableTimeout),
+		NullPermissions: true,
+		Logger:          logger,
+		RootStableAttr:  &gofs.StableAttr{Ino: fuse.FUSE_ROOT_ID},
+	}
+	if opts.AllowOther {
+		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "default_permissions")
+	}
+	srv, err := gofs.Mount(mountpoint, root, fopts)
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	s := &Server{m: m, srv: srv, done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		m.refresher()
+	}()
+	go func() {
+		srv.Wait()
+		m.cancel()
+		s.wg.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Mountpoint returns the directory the repository is mounted on.
+func (s *Server) Mountpoint() string { return s.m.mountpoint }
+
+// Done is closed when the mount has ended and the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until the mount has ended.
+func (s *Server) Wait() { <-s.done }
+
+// Unmount unmounts and waits for the server to stop. If the mountpoint is
+// busy (a process has its working directory or an open file there), it
+// fails with an error wrapping syscall.EBUSY; UnmountLazy detaches anyway.
+func (s *Server) Unmount() error {
+	if err := s.srv.Unmount(); err != nil {
+		if isMounted(s.m.mountpoint) {
+			return fmt.Errorf("unmounting %s: %w", s.m.mountpoint, errBusy(err))
+		}
+	}
+	s.Wait()
+	return nil
+}
+
+// UnmountLazy detaches the mount even while it is busy (umount -l) and
+// returns at once: the tree disappears from the mountpoint, and the server
+// stops (Done) once the last process using it lets go, or when this
+// process exits.
+func (s *Server) UnmountLazy() error {
+	return lazyUnmount(s.m.mountpoint)
+}
+
+func errBusy(err error) error {
+	if errors.Is(err, syscall.EBUSY) {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", syscall.EBUSY, err)
+}
+
+// logWriter adapts Logf to an io.Writer for go-fuse's logger.
+type logWriter struct{ logf func(string, ...any) }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	w.logf("%s", s)
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}
+
+// mount is the state every node shares.
+type mount struct {
+	r          *repo.Repository
+	opts       Options
+	mountpoint string
+	uid, gid   uint32
+	started    time.Time
+
+	// ctx lives as long as the mount: repository calls use it rather than
+	// the request's context, which the kernel cancels on any signal to the
+	// reader (Go programs get SIGURG all the time), and a read that fails
+	// with EINTR inside the page cache reaches the reader as EIO.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	view      atomic.Pointer[view]
+	refreshMu sync.Mutex               // one refresh at a time
+	names     map[repo.ObjectID]string // names given so far: they never change
+	nameUsed  map[string]bool
+
+	trees *treeCache
+	pf    chan struct{} // bounds background prefetches
+	ahead int64         // readahead of sequential readers
+
+	errMu    sync.Mutex
+	logged   map[string]bool // error lines already logged
+	keyErrs  []string        // distinct data-key errors, for status
+	eio      atomic.Uint64   // EIO answers
+	panics   atomic.Uint64
+	refErr   atomic.Pointer[string]
+	refCount atomic.Uint64
+}
+
+func newMount(r *repo.Repository, mountpoint string, opts Options) *mount {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &mount{
+		r: r, opts: opts, mountpoint: mountpoint,
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
+		ctx: ctx, cancel: cancel,
+		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
+		trees:  newTreeCache(treeCacheBytes),
+		pf:     make(chan struct{}, 4),
+		ahead:  readAhead(r, opts.ReadAhead),
+		logged: map[string]bool{},
+	}
+}
+
+// panicked is go-fuse's PanicHandler: log, count, answer EIO, keep serving.
+func (m *mount) panicked(v any) fuse.Status {
+	m.panics.Add(1)
+	m.eio.Add(1)
+	m.opts.Logf("internal error (please report): panic in FUSE handler: %v\n%s", v, debug.Stack())
+	return fuse.EIO
+}
+
+// recoverGo is deferred by goroutines the mount starts.
+func (m *mount) recoverGo(what string) {
+	if v := recover(); v != nil {
+		m.panics.Add(1)
+		m.opts.Logf("internal error (please report): panic in %s: %v\n%s", what, v, debug.Stack())
+	}
+}

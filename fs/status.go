@@ -1,0 +1,155 @@
+package fs
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+// StatusVersion is the version of the .ctl/status format. Fields are only
+// ever added within a version.
+const StatusVersion = 1
+
+// Status is the content of .ctl/status (JSON).
+type Status struct {
+	Version    int       `json:"version"`
+	Repository string    `json:"repository"` // repository id
+	Mountpoint string    `json:"mountpoint"`
+	MountedAt  time.Time `json:"mounted_at"`
+
+	Snapshots    int       `json:"snapshots"`
+	Latest       string    `json:"latest,omitempty"` // directory name of the newest
+	RefreshedAt  time.Time `json:"refreshed_at"`     // of the snapshot list
+	RefreshError string    `json:"refresh_error,omitempty"`
+
+	Keys KeysStatus `json:"keys"`
+
+	Cache      map[string]repo.CacheStats `json:"cache"`
+	ReadErrors ReadErrors                 `json:"read_errors"`
+	// EIO counts the requests answered EIO; Panics the internal errors
+	// among them.
+	EIO    uint64 `json:"eio"`
+	Panics uint64 `json:"panics"`
+
+	// Sections holds what Options.StatusSections add, each under its
+	// own top-level key.
+	Sections map[string]any `json:"-"`
+}
+
+// KeysStatus tells the key generations and whether this mount holds them.
+type KeysStatus struct {
+	Epoch       uint64          `json:"epoch"`
+	Current     string          `json:"current"`
+	Generations []KeyGeneration `json:"generations"`
+	Rotation    *keys.Rotation  `json:"rotation,omitempty"` // in progress
+	// Missing lists the current and retiring generations whose key this
+	// mount does not hold: data keys wrapped only under them cannot be
+	// read.
+	Missing []string `json:"missing"`
+	// Errors are the distinct data-key errors met while reading; each
+	// names the key generation that would be needed.
+	Errors []string `json:"errors"`
+}
+
+// KeyGeneration is one key generation of the keyring.
+type KeyGeneration struct {
+	ID      string     `json:"id"`
+	State   keys.State `json:"state"`
+	KDF     string     `json:"kdf"`
+	Created time.Time  `json:"created"`
+	Held    bool       `json:"held"` // this mount holds its key
+}
+
+// ReadErrors are the repository's read errors: how many, and the latest.
+type ReadErrors struct {
+	Count  uint64   `json:"count"`
+	Recent []string `json:"recent"`
+}
+
+// MarshalJSON puts Sections beside the fixed fields.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status
+	b, err := json.Marshal(plain(s))
+	if err != nil || len(s.Sections) == 0 {
+		return b, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range s.Sections {
+		if _, taken := all[k]; taken {
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		all[k] = raw
+	}
+	return json.Marshal(all)
+}
+
+// status gathers the figures.
+func (m *mount) status() Status {
+	s := Status{
+		Version:    StatusVersion,
+		Repository: m.r.Config().ID,
+		Mountpoint: m.mountpoint,
+		MountedAt:  m.started.UTC(),
+		Cache:      m.r.CacheStats(),
+		EIO:        m.eio.Load(),
+		Panics:     m.panics.Load(),
+	}
+	if v := m.current(); v != nil {
+		s.Snapshots = len(v.snaps)
+		s.RefreshedAt = v.at.UTC()
+		if v.latest != nil {
+			s.Latest = v.latest.name
+		}
+	}
+	if e := m.refErr.Load(); e != nil {
+		s.RefreshError = *e
+	}
+	s.ReadErrors.Count, s.ReadErrors.Recent = m.r.ReadErrors()
+	if s.ReadErrors.Recent == nil {
+		s.ReadErrors.Recent = []string{}
+	}
+
+	kc := m.r.Keys()
+	ring := kc.Keyring()
+	ks := KeysStatus{Epoch: ring.Epoch, Current: ring.Current, Rotation: ring.Rotation,
+		Generations: []KeyGeneration{}, Missing: []string{}}
+	for _, g := range ring.Generations {
+		held := kc.Holds(g.ID)
+		ks.Generations = append(ks.Generations, KeyGeneration{ID: g.ID, State: g.State, KDF: g.KDF.Type, Created: g.Created.UTC(), Held: held})
+		if !held && (g.State == keys.StateCurrent || g.State == keys.StateRetiring) {
+			ks.Missing = append(ks.Missing, g.ID)
+		}
+	}
+	m.errMu.Lock()
+	ks.Errors = append([]string{}, m.keyErrs...)
+	m.errMu.Unlock()
+	s.Keys = ks
+
+	if len(m.opts.StatusSections) > 0 {
+		s.Sections = map[string]any{}
+		for _, name := range slices.Sorted(maps.Keys(m.opts.StatusSections)) {
+			s.Sections[name] = m.opts.StatusSections[name]()
+		}
+	}
+	return s
+}
+
+func (m *mount) statusJSON(ctx context.Context) ([]byte, error) {
+	b, err := json.MarshalIndent(m.status(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
