@@ -61,6 +61,7 @@ type archiver struct {
 	chunker  *chunker.Chunker
 	buf      []byte
 	links    map[[2]uint64][]Chunk // hard-linked files already read this run
+	jobs     chan *hashJob
 	lastProg time.Time
 }
 
@@ -93,6 +94,9 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		links: map[[2]uint64][]Chunk{}}
 	a.prog.Start = time.Now()
 	a.chunker = chunker.New(nil, r.pol)
+	a.jobs = make(chan *hashJob, 4)
+	go a.hasher(ctx)
+	defer close(a.jobs)
 
 	parent, parentTree := r.parentFor(ctx, abs)
 
@@ -370,30 +374,56 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 	}
 	defer f.Close()
 	a.chunker.Reset(f, a.r.pol)
+	// Chunking runs here; hashing and packing run on the hasher goroutine,
+	// so the two cores share the work. Chunk order is kept by pending.
 	var size uint64
+	var pending []*hashJob
+	collect := func(j *hashJob) error {
+		<-j.done
+		if j.err != nil {
+			return j.err
+		}
+		if j.added {
+			a.prog.NewBlobs++
+		}
+		n.Chunks = append(n.Chunks, Chunk{ID: j.id, Length: j.length})
+		return nil
+	}
+	var readErr error
 	for {
 		c, err := a.chunker.Next(a.buf)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			a.warn("skipped %s: %v", path, err)
-			a.prog.Files--
-			a.prog.Bytes -= n.Size
-			return nil, nil
+			readErr = err
+			break
 		}
-		id := a.r.hash.id(BlobData, c.Data)
-		added, err := a.w.add(ctx, BlobData, id, c.Data)
-		if err != nil {
-			return nil, err
+		j := &hashJob{data: bytes.Clone(c.Data), length: uint32(c.Length), done: make(chan struct{})}
+		a.jobs <- j
+		pending = append(pending, j)
+		for len(pending) > 0 && (len(pending) >= 8 || isDone(pending[0])) {
+			if err := collect(pending[0]); err != nil {
+				a.drain(pending[1:])
+				return nil, err
+			}
+			pending = pending[1:]
 		}
-		if added {
-			a.prog.NewBlobs++
-		}
-		n.Chunks = append(n.Chunks, Chunk{ID: id, Length: uint32(c.Length)})
 		size += uint64(c.Length)
 		a.prog.ReadBytes += uint64(c.Length)
 		a.progress(false)
+	}
+	for i, j := range pending {
+		if err := collect(j); err != nil {
+			a.drain(pending[i+1:])
+			return nil, err
+		}
+	}
+	if readErr != nil {
+		a.warn("skipped %s: %v", path, readErr)
+		a.prog.Files--
+		a.prog.Bytes -= n.Size
+		return nil, nil
 	}
 	// The file may have changed while it was read: record what was read.
 	a.prog.Bytes += size - n.Size
@@ -402,6 +432,41 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		a.links[link] = n.Chunks
 	}
 	return &n, nil
+}
+
+// hashJob is one chunk on its way to the hasher goroutine.
+type hashJob struct {
+	data   []byte
+	length uint32
+	id     BlobID
+	added  bool
+	err    error
+	done   chan struct{}
+}
+
+func isDone(j *hashJob) bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *archiver) drain(js []*hashJob) {
+	for _, j := range js {
+		<-j.done
+	}
+}
+
+// hasher computes blob ids and queues new blobs in packs until jobs closes.
+func (a *archiver) hasher(ctx context.Context) {
+	for j := range a.jobs {
+		j.id = a.r.hash.id(BlobData, j.data)
+		j.added, j.err = a.w.add(ctx, BlobData, j.id, j.data)
+		j.data = nil
+		close(j.done)
+	}
 }
 
 func (a *archiver) haveAll(cs []Chunk) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -90,6 +91,9 @@ func snapshotCommand() *command {
 			if len(args) == 0 {
 				return usagef("snapshot needs at least one PATH")
 			}
+			// Packs in flight dominate memory; a soft limit keeps the
+			// garbage collector from letting the heap grow past it.
+			debug.SetMemoryLimit(160 << 20)
 			r, err := c.open(ctx, repo.Options{})
 			if err != nil {
 				return err
