@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -160,5 +159,3 @@ func exitCode(err error) int {
 	}
 	return classify(err)
 }
-
-func joinArgs(a []string) string { return strings.Join(a, " ") }
