@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -39,7 +40,8 @@ type Keychain struct {
 	// Test hooks (export_test.go).
 	now           func() time.Time
 	crash         func(point string) error // called at every rotation step
-	afterDEKWrite func()                   // NewDEK: between the wrapped-DEK write and the keyring re-read
+	crashed       atomic.Pointer[errCrashed]
+	afterDEKWrite func() // NewDEK: between the wrapped-DEK write and the keyring re-read
 }
 
 func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {

@@ -94,13 +94,20 @@ type errCrashed struct{ err error }
 func (e errCrashed) Error() string { return e.err.Error() }
 func (e errCrashed) Unwrap() error { return e.err }
 
-// step calls the crash hook at a rotation step.
+// step calls the crash hook at a rotation step. A crash is sticky: like a
+// dead process, a Keychain that crashed takes no further step (in-flight
+// operations of other workers may still land, as they may in a real crash).
 func (k *Keychain) step(point string) error {
 	if k.crash == nil {
 		return nil
 	}
+	if err := k.crashed.Load(); err != nil {
+		return *err
+	}
 	if err := k.crash(point); err != nil {
-		return errCrashed{fmt.Errorf("at %s: %w", point, err)}
+		c := errCrashed{fmt.Errorf("at %s: %w", point, err)}
+		k.crashed.CompareAndSwap(nil, &c)
+		return c
 	}
 	return nil
 }
@@ -502,6 +509,9 @@ func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(
 		go func() {
 			defer wg.Done()
 			for name := range ch {
+				if ctx.Err() != nil {
+					continue // drain: stop after the first error
+				}
 				if err := fn(name); err != nil {
 					mu.Lock()
 					var c errCrashed
