@@ -33,9 +33,7 @@ func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
 	if errno == syscall.EIO {
 		m.eio.Add(1)
 	}
-	if errors.Is(err, keys.ErrDEKUnavailable) {
-		m.noteKeyError(err.Error())
-	}
+	m.noteError(err)
 	m.logOnceKey(err.Error(), "reading %s: %v", displayPath(n), err)
 	return errno
 }
@@ -59,6 +57,13 @@ func (m *mount) logOnceKey(key, format string, args ...any) {
 	m.logged[key] = true
 	m.errMu.Unlock()
 	m.opts.Logf(format, args...)
+}
+
+// noteError remembers errors about data keys for status.
+func (m *mount) noteError(err error) {
+	if errors.Is(err, keys.ErrDEKUnavailable) {
+		m.noteKeyError(err.Error())
+	}
 }
 
 // maxKeyErrors bounds the data-key errors kept for status.

@@ -270,6 +270,7 @@ type mount struct {
 	eio      atomic.Uint64   // EIO answers
 	panics   atomic.Uint64
 	refErr   atomic.Pointer[string]
+	problems atomic.Pointer[[]Problem] // objects the last refresh could not read
 	refCount atomic.Uint64
 }
 

@@ -13,9 +13,10 @@ import (
 // view is one immutable picture of the repository's snapshots; a refresh
 // builds a new one and swaps it in.
 type view struct {
-	snaps  []*snapEntry // oldest first
+	snaps  []*snapEntry // readable, oldest first
 	byName map[string]*snapEntry
 	byID   map[string]*snapEntry // by short id
+	byObj  map[repo.ObjectID]*snapEntry
 	ids    []string              // short ids, sorted
 	tags   map[string][]*snapEntry
 	tagNms []string // sorted
@@ -28,32 +29,50 @@ type view struct {
 }
 
 type snapEntry struct {
-	s     *repo.Snapshot
-	name  string // directory name under snapshots/
-	short string // name under ids/
+	s     *repo.Snapshot // only ID is set when err is
+	name  string         // directory name under snapshots/
+	short string         // name under ids/
 	ino   uint64
+	err   error // the manifest could not be read
 }
 
 func (m *mount) current() *view { return m.view.Load() }
 
 // refresh re-reads the snapshot list and then the index (in that order: a
 // snapshot's index objects are written before it, so every blob of a listed
-// snapshot is then known) and publishes a new view.
+// snapshot is then known) and publishes a new view. Objects that cannot be
+// read (corrupted, or sealed with a data key no key of the mount unwraps)
+// are logged once, listed in status, and tried again next time; only a
+// failure to list fails the refresh.
 func (m *mount) refresh(ctx context.Context) error {
 	m.refreshMu.Lock()
 	defer m.refreshMu.Unlock()
-	snaps, err := m.r.Snapshots(ctx)
-	if err == nil {
-		err = m.r.LoadIndex(ctx)
-	}
 	m.refCount.Add(1)
+	snaps, badSnaps, err := m.r.SnapshotsPartial(ctx)
+	var badIdx map[repo.ObjectID]error
+	if err == nil {
+		badIdx, err = m.r.LoadIndexPartial(ctx)
+	}
 	if err != nil {
 		msg := err.Error()
 		m.refErr.Store(&msg)
 		return err
 	}
 	m.refErr.Store(nil)
-	m.view.Store(m.buildView(snaps))
+	var problems []Problem
+	for _, bad := range []struct {
+		prefix string
+		errs   map[repo.ObjectID]error
+	}{{"snapshots/", badSnaps}, {"index/", badIdx}} {
+		for id, err := range bad.errs {
+			problems = append(problems, Problem{Object: bad.prefix + id.String(), Error: err.Error()})
+			m.noteError(err)
+			m.logOnceKey(err.Error(), "cannot read %s%s: %v", bad.prefix, id, err)
+		}
+	}
+	sort.Slice(problems, func(i, j int) bool { return problems[i].Object < problems[j].Object })
+	m.problems.Store(&problems)
+	m.view.Store(m.buildView(snaps, badSnaps))
 	return nil
 }
 
@@ -88,8 +107,8 @@ func (m *mount) refresher() {
 // buildView names the snapshots. A snapshot keeps the name it got first for
 // the life of the mount; a new snapshot whose name is taken gets its short
 // id appended. Called with refreshMu held.
-func (m *mount) buildView(snaps []*repo.Snapshot) *view {
-	v := &view{byName: map[string]*snapEntry{}, byID: map[string]*snapEntry{}, tags: map[string][]*snapEntry{}, at: time.Now()}
+func (m *mount) buildView(snaps []*repo.Snapshot, unreadable map[repo.ObjectID]error) *view {
+	v := &view{byName: map[string]*snapEntry{}, byID: map[string]*snapEntry{}, byObj: map[repo.ObjectID]*snapEntry{}, tags: map[string][]*snapEntry{}, at: time.Now()}
 	for _, s := range snaps {
 		name, ok := m.names[s.ID]
 		if !ok {
@@ -113,6 +132,18 @@ func (m *mount) buildView(snaps []*repo.Snapshot) *view {
 		}
 		v.files += s.Files + s.Dirs
 	}
+	all := v.snaps
+	for id, err := range unreadable {
+		// Shown under an interim name: reading it answers EIO, and
+		// status says why (which key generation it needs).
+		e := &snapEntry{s: &repo.Snapshot{ID: id}, name: "unreadable-" + id.String()[:8], ino: snapshotIno(id), err: err}
+		if _, taken := v.byName[e.name]; taken {
+			e.name = "unreadable-" + id.String()
+		}
+		v.byName[e.name] = e
+		v.names = append(v.names, e.name)
+		all = append(all, e)
+	}
 	if len(v.snaps) > 0 {
 		v.latest = v.snaps[len(v.snaps)-1]
 		if _, taken := v.byName["latest"]; !taken {
@@ -125,13 +156,13 @@ func (m *mount) buildView(snaps []*repo.Snapshot) *view {
 		sort.Slice(v.tags[t], func(i, j int) bool { return v.tags[t][i].name < v.tags[t][j].name })
 	}
 	// Short ids: 8 hex characters, longer where two snapshots share them.
-	full := make([]string, len(v.snaps))
-	for i, e := range v.snaps {
+	full := make([]string, len(all))
+	for i, e := range all {
 		full[i] = e.s.ID.String()
 	}
 	sort.Strings(full)
 	byFull := map[string]*snapEntry{}
-	for _, e := range v.snaps {
+	for _, e := range all {
 		byFull[e.s.ID.String()] = e
 	}
 	for i, id := range full {
@@ -145,6 +176,7 @@ func (m *mount) buildView(snaps []*repo.Snapshot) *view {
 			}
 		}
 		e := byFull[id]
+		v.byObj[e.s.ID] = e
 		e.short = id[:min(n, len(id))]
 		v.byID[e.short] = e
 		v.ids = append(v.ids, e.short)

@@ -27,6 +27,11 @@ type Status struct {
 	RefreshedAt  time.Time `json:"refreshed_at"`     // of the snapshot list
 	RefreshError string    `json:"refresh_error,omitempty"`
 
+	// Unreadable lists the snapshot manifests and index objects the last
+	// refresh could not read; such a snapshot shows as
+	// snapshots/unreadable-<short id>, which answers EIO.
+	Unreadable []Problem `json:"unreadable"`
+
 	Keys KeysStatus `json:"keys"`
 
 	Cache      map[string]repo.CacheStats `json:"cache"`
@@ -63,6 +68,12 @@ type KeyGeneration struct {
 	KDF     string     `json:"kdf"`
 	Created time.Time  `json:"created"`
 	Held    bool       `json:"held"` // this mount holds its key
+}
+
+// Problem is an object that could not be read, and why.
+type Problem struct {
+	Object string `json:"object"`
+	Error  string `json:"error"`
 }
 
 // ReadErrors are the repository's read errors: how many, and the latest.
@@ -115,6 +126,10 @@ func (m *mount) status() Status {
 	}
 	if e := m.refErr.Load(); e != nil {
 		s.RefreshError = *e
+	}
+	s.Unreadable = []Problem{}
+	if p := m.problems.Load(); p != nil {
+		s.Unreadable = append(s.Unreadable, *p...)
 	}
 	s.ReadErrors.Count, s.ReadErrors.Recent = m.r.ReadErrors()
 	if s.ReadErrors.Recent == nil {

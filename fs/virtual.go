@@ -121,7 +121,7 @@ type vlink struct {
 func (l *vlink) attr(out *fuse.Attr) {
 	t, e := l.target(l.m.current())
 	a := meta{typ: syscall.S_IFLNK, perm: 0o777, uid: l.m.uid, gid: l.m.gid, links: 1, size: uint64(len(t))}
-	if e != nil {
+	if e != nil && e.err == nil {
 		a.mtime = e.s.Time.UnixNano()
 		a.ctime = a.mtime
 	}
@@ -129,6 +129,11 @@ func (l *vlink) attr(out *fuse.Attr) {
 }
 
 func (l *vlink) timeout() time.Duration { return dynamicTimeout }
+
+func (l *vlink) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	l.m.statfs(out)
+	return 0
+}
 
 func (l *vlink) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	l.attr(&out.Attr)
@@ -160,7 +165,10 @@ func (m *mount) snapshotsDir() gofs.InodeEmbedder {
 	return &vdir{m: m, dynamic: true, entries: func(v *view) []ventry {
 		es := make([]ventry, 0, len(v.names))
 		for _, name := range v.names {
-			if e := v.byName[name]; e != nil {
+			if e := v.byName[name]; e != nil && e.err != nil {
+				es = append(es, ventry{name: name, ino: e.ino, typ: syscall.S_IFDIR,
+					node: func() gofs.InodeEmbedder { return &unreadableDir{m: m, err: e.err} }})
+			} else if e != nil {
 				es = append(es, ventry{name: name, ino: e.ino, typ: syscall.S_IFDIR,
 					node: func() gofs.InodeEmbedder { return m.snapshotRoot(e) }})
 			} else if name == "latest" {
@@ -194,10 +202,8 @@ func (m *mount) idsDir() gofs.InodeEmbedder {
 // snapshotTarget points at the snapshot with the given id, by its name.
 func snapshotTarget(prefix string, id repo.ObjectID) func(v *view) (string, *snapEntry) {
 	return func(v *view) (string, *snapEntry) {
-		for _, e := range v.snaps {
-			if e.s.ID == id {
-				return prefix + e.name, e
-			}
+		if e := v.byObj[id]; e != nil {
+			return prefix + e.name, e
 		}
 		return "", nil
 	}
@@ -236,4 +242,39 @@ func (m *mount) statfs(out *fuse.StatfsOut) {
 		out.Blocks = v.blocks
 		out.Files = v.files
 	}
+}
+
+// unreadableDir is the directory of a snapshot whose manifest cannot be
+// read: looking inside answers EIO (status tells why).
+type unreadableDir struct {
+	gofs.Inode
+	readOnly
+	m   *mount
+	err error
+}
+
+func (d *unreadableDir) attr(out *fuse.Attr) {
+	a := meta{typ: syscall.S_IFDIR, perm: 0o555, uid: d.m.uid, gid: d.m.gid, links: 2}
+	a.fill(out)
+}
+
+func (d *unreadableDir) timeout() time.Duration { return dynamicTimeout }
+
+func (d *unreadableDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.attr(&out.Attr)
+	out.SetTimeout(dynamicTimeout)
+	return 0
+}
+
+func (d *unreadableDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, d.m.fail(&d.Inode, d.err)
+}
+
+func (d *unreadableDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, d.m.fail(&d.Inode, d.err)
+}
+
+func (d *unreadableDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	d.m.statfs(out)
+	return 0
 }
