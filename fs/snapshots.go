@@ -17,7 +17,7 @@ type view struct {
 	byName map[string]*snapEntry
 	byID   map[string]*snapEntry // by short id
 	byObj  map[repo.ObjectID]*snapEntry
-	ids    []string              // short ids, sorted
+	ids    []string // short ids, sorted
 	tags   map[string][]*snapEntry
 	tagNms []string // sorted
 	latest *snapEntry
