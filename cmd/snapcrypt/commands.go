@@ -111,7 +111,9 @@ func snapshotCommand() *command {
 					fmt.Fprintf(c.stdout, "\r%d files, %s, %s read at %s/s  ", p.Files, bytesStr(p.Bytes), bytesStr(p.ReadBytes), bytesStr(uint64(rate)))
 				}
 			}
+			wait := resumeRotation(ctx, c, r.Keys())
 			res, err := r.TakeSnapshot(ctx, args, opts)
+			wait()
 			if tty {
 				fmt.Fprintln(c.stdout)
 			}

@@ -19,7 +19,8 @@ import (
 // classify maps library errors to exit codes.
 func classify(err error) int {
 	switch {
-	case errors.Is(err, keys.ErrNoKeyMatches), errors.Is(err, keys.ErrBadKey), errors.Is(err, errNoKey):
+	case errors.Is(err, keys.ErrNoKeyMatches), errors.Is(err, keys.ErrBadKey), errors.Is(err, errNoKey),
+		errors.Is(err, keys.ErrAlreadyCurrent), errors.Is(err, keys.ErrDEKUnavailable):
 		return exitKey
 	case errors.Is(err, repo.ErrNotRepository):
 		return exitNoRepo

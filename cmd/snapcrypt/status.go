@@ -26,6 +26,8 @@ type statusJSON struct {
 	Current       string             `json:"current_generation"`
 	Generations   []statusGeneration `json:"generations"`
 	Rotation      *keys.Rotation     `json:"rotation"`
+	Unfinished    bool               `json:"rotation_unfinished"`
+	Lease         *keys.Lease        `json:"rotation_lease"`
 	Snapshots     int                `json:"snapshots"`
 	Packs         int                `json:"packs"`
 	Bytes         int64              `json:"repository_bytes"`
@@ -43,13 +45,16 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	kr := r.Keys().Keyring()
+	ks, err := r.Keys().Status(ctx)
+	if err != nil {
+		return err
+	}
 	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version,
-		KeyringEpoch: kr.Epoch, Current: kr.Current, Rotation: kr.Rotation,
+		KeyringEpoch: ks.Epoch, Current: ks.Current, Rotation: ks.Rotation, Unfinished: ks.Unfinished, Lease: ks.Lease,
 		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total}
-	for _, g := range kr.Generations {
-		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF.Type,
-			Created: g.Created, DEKs: u.Objects["deks/"+g.ID], Held: r.Keys().Holds(g.ID)})
+	for _, g := range ks.Generations {
+		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF,
+			Created: g.Created, DEKs: g.DEKs, Held: g.Held})
 	}
 	if c.json {
 		return c.printJSON(st)
@@ -67,8 +72,13 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	}
 	if st.Rotation != nil {
 		fmt.Fprintf(w, "rotation %s in progress: %v -> %s, started %s\n", st.Rotation.ID, st.Rotation.From, st.Rotation.To, st.Rotation.Started.UTC().Format(time.RFC3339))
+	} else if st.Unfinished {
+		fmt.Fprintf(w, "a retired generation still has wrapped DEKs: 'snapcrypt rotate' finishes the clean-up\n")
 	} else {
 		fmt.Fprintf(w, "no rotation in progress\n")
+	}
+	if st.Lease != nil {
+		fmt.Fprintf(w, "rotation lease held by %s pid %d until %s\n", st.Lease.Host, st.Lease.PID, st.Lease.Expires.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "%d snapshots, %d packs, %s in all\n", st.Snapshots, st.Packs, bytesStr(uint64(st.Bytes)))
 	return nil

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+)
+
+func init() { register(rotateCommand()) }
+
+func rotateCommand() *command {
+	var newKey string
+	var noWait bool
+	var workers int
+	var lease time.Duration
+	return &command{
+		name: "rotate",
+		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
+			"retire the old key. With no --new-key, finish an interrupted rotation.",
+		setup: func(fs *pflag.FlagSet, c *cli) {
+			fs.StringVar(&newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+			fs.BoolVar(&noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
+			fs.IntVar(&workers, "workers", keys.DefaultWorkers, "data keys re-wrapped in parallel")
+			fs.DurationVar(&lease, "lease", keys.DefaultLeaseDuration, "rotation lease lifetime: how long a killed rotator blocks others")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if len(args) != 0 {
+				return usagef("rotate takes no arguments")
+			}
+			var m *keys.Material
+			if newKey != "" {
+				spec, err := keys.ParseSpec(newKey)
+				if err != nil {
+					return err
+				}
+				if m, err = spec.Load(); err != nil {
+					return err
+				}
+			}
+			r, err := c.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			kc := r.Keys()
+			opts := keys.RotateOptions{Workers: workers, LeaseDuration: lease}
+			if m != nil {
+				if err := kc.StartRotation(ctx, m, opts); err != nil {
+					if errors.Is(err, keys.ErrRotationUnfinished) {
+						err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
+					}
+					return err
+				}
+				kr := kc.Keyring()
+				fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+				if noWait {
+					return kc.Close(context.WithoutCancel(ctx))
+				}
+			} else {
+				kc.SetRotateOptions(opts)
+				unfinished, err := kc.Unfinished(ctx)
+				if err != nil {
+					return err
+				}
+				if !unfinished {
+					fmt.Fprintln(c.stderr, "no rotation to finish; give --new-key to rotate")
+					return nil
+				}
+			}
+			progress, finish := rotationProgress(c)
+			err = kc.RunRotation(ctx, progress)
+			finish()
+			if err != nil {
+				return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
+			}
+			st, err := kc.Status(ctx)
+			if err != nil {
+				return err
+			}
+			var retired []string
+			for _, g := range st.Generations {
+				if g.State == keys.StateRetired {
+					retired = append(retired, g.ID)
+				}
+			}
+			fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
+			return nil
+		},
+	}
+}
+
+// rotationProgress returns a progress callback: a bar on a terminal, a line
+// per phase otherwise.
+func rotationProgress(c *cli) (func(keys.Progress), func()) {
+	var last string
+	if !isTerminal(c.stderr) {
+		return func(p keys.Progress) {
+			if p.Phase != last {
+				last = p.Phase
+				fmt.Fprintf(c.stderr, "rotation: %s (%d/%d data keys re-wrapped)\n", p.Phase, p.Done, p.Total)
+			}
+		}, func() {}
+	}
+	bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(c.stderr), progressbar.OptionSetDescription("re-wrapping data keys"),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("keys"),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	return func(p keys.Progress) {
+			if p.Total > 0 && bar.GetMax64() != p.Total {
+				bar.ChangeMax64(p.Total)
+			}
+			bar.Set64(p.Done)
+			if p.Phase != last {
+				last = p.Phase
+				bar.Describe(p.Phase)
+			}
+		}, func() {
+			bar.Finish()
+			io.WriteString(c.stderr, "\n")
+		}
+}
+
+// resumeRotation finishes an unfinished rotation in the background when
+// this process holds the key it rotated to; wait returns once that is done
+// (or was not needed). A rotation that another live process runs is left
+// to it. Failures are reported, never fatal: the next process resumes.
+func resumeRotation(ctx context.Context, c *cli, kc *keys.Keychain) (wait func()) {
+	unfinished, err := kc.Unfinished(ctx)
+	if err != nil || !unfinished || !kc.Holds(kc.Keyring().Current) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := kc.Resume(ctx, nil)
+		switch {
+		case err == nil:
+			fmt.Fprintln(c.stderr, "finished an interrupted key rotation")
+		case errors.Is(err, keys.ErrBusy):
+		default:
+			fmt.Fprintf(c.stderr, "warning: resuming the key rotation: %v\n", err)
+		}
+	}()
+	return func() { <-done }
+}
