@@ -297,6 +297,11 @@ func commitKeyring(ctx context.Context, st store.Store, r *Keyring) error {
 	}
 	name := keyringName(r.Epoch)
 	if err := st.Create(ctx, name, b); err != nil {
+		// A lost response (or a retried request) may hide that the write
+		// was ours: the object then holds our bytes.
+		if got, gerr := st.Get(ctx, name); gerr == nil && bytes.Equal(got, b) {
+			return nil
+		}
 		if errors.Is(err, store.ErrExist) {
 			return fmt.Errorf("committing %s: %w", name, ErrConflict)
 		}

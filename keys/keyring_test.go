@@ -175,9 +175,14 @@ func TestLoadKeyringHighestEpoch(t *testing.T) {
 		t.Fatalf("LoadKeyring: epoch %v, %v", got, err)
 	}
 	r.Epoch = 12
+	if err := commitKeyring(ctx, st, &r); err != nil {
+		t.Fatalf("repeating the same commit (a lost response): %v", err)
+	}
+	r.IDKeyDEK = strings.Repeat("78", 16)
 	if err := commitKeyring(ctx, st, &r); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second commit of an epoch: %v", err)
 	}
+	r.IDKeyDEK = strings.Repeat("77", 16)
 	// An epoch object holding another epoch is corrupt.
 	r.Epoch = 13
 	b, _ := r.Marshal()

@@ -121,6 +121,11 @@ func (k *Keychain) takeLease(ctx context.Context, opts RotateOptions) (*heldLeas
 	}
 	rec := Lease{Holder: hex.EncodeToString(holder), Host: opts.Host, PID: os.Getpid(), Expires: now.Add(dur).UTC()}
 	if err := k.st.Create(ctx, leaseName(seq+1), rec.marshal()); err != nil {
+		if got, gerr := k.st.Get(ctx, leaseName(seq+1)); gerr == nil && bytes.Equal(got, rec.marshal()) {
+			err = nil // the response was lost, the lease is ours
+		}
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrExist) {
 			if _, other, err2 := latestLease(ctx, k.st); err2 == nil && other != nil {
 				return nil, &BusyError{Host: other.Host, PID: other.PID, Expires: other.Expires}

@@ -72,6 +72,13 @@ type rotator struct {
 	done    atomic.Int64
 	total   atomic.Int64
 	deleted atomic.Int64
+
+	// verified holds the old-prefix entries whose twins this process has
+	// verified, for the rotation verifiedID, so that a run retried after a
+	// failure does not redo them.
+	verifiedMu sync.Mutex
+	verifiedID string
+	verified   map[string]bool
 }
 
 // SetRotateOptions sets the options later rotation runs (RunRotation,
@@ -433,6 +440,9 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 		if err != nil {
 			return fmt.Errorf("rotate: retiring %s: %w", strings.Join(rot.From, ","), err)
 		}
+		k.rot.verifiedMu.Lock()
+		k.rot.verifiedID, k.rot.verified = "", nil
+		k.rot.verifiedMu.Unlock()
 		if err := k.step(PointRetired); err != nil {
 			return err
 		}
@@ -458,11 +468,17 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 		k.mu.RLock()
 		kFrom := k.keks[from]
 		k.mu.RUnlock()
-		done := map[string]bool{}
+		seen := map[string]bool{}
 		for {
 			var todo []string
+			var skipped int64
 			err := k.st.List(ctx, genPrefix(from), func(i store.Info) error {
-				if !done[i.Name] {
+				switch {
+				case seen[i.Name]:
+				case k.wasVerified(rot.ID, i.Name):
+					seen[i.Name] = true
+					skipped++
+				default:
 					todo = append(todo, i.Name)
 				}
 				return nil
@@ -470,14 +486,16 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 			if err != nil {
 				return fmt.Errorf("rotate: listing %s: %w", genPrefix(from), err)
 			}
+			k.rot.total.Add(int64(len(todo)) + skipped)
+			k.rot.done.Add(skipped)
 			if len(todo) == 0 {
 				break
 			}
-			k.rot.total.Add(int64(len(todo)))
 			err = k.parallel(ctx, opts.Workers, todo, func(name string) error {
 				if err := k.rewrapOne(ctx, name, kFrom, kTo); err != nil {
 					return err
 				}
+				k.setVerified(rot.ID, name)
 				if n := k.rot.done.Add(1); n%1024 == 0 {
 					k.report(progress, "")
 				}
@@ -487,7 +505,7 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 				return err
 			}
 			for _, n := range todo {
-				done[n] = true
+				seen[n] = true
 			}
 			k.report(progress, "")
 		}
@@ -495,8 +513,25 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 	return nil
 }
 
+func (k *Keychain) wasVerified(rotID, name string) bool {
+	k.rot.verifiedMu.Lock()
+	defer k.rot.verifiedMu.Unlock()
+	return k.rot.verifiedID == rotID && k.rot.verified[name]
+}
+
+func (k *Keychain) setVerified(rotID, name string) {
+	k.rot.verifiedMu.Lock()
+	defer k.rot.verifiedMu.Unlock()
+	if k.rot.verifiedID != rotID {
+		k.rot.verifiedID, k.rot.verified = rotID, map[string]bool{}
+	}
+	k.rot.verified[name] = true
+}
+
 // parallel calls fn for every name with at most n at once and returns the
-// first error (a crash error first of all).
+// first error (a crash error first of all). An error does not stop the
+// other names (each one done is progress kept for the next attempt); a
+// crash stops everything.
 func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(string) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -510,16 +545,19 @@ func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(
 			defer wg.Done()
 			for name := range ch {
 				if ctx.Err() != nil {
-					continue // drain: stop after the first error
+					continue // drain: stop after a crash
 				}
 				if err := fn(name); err != nil {
 					mu.Lock()
 					var c errCrashed
-					if first == nil || (errors.As(err, &c) && !errors.As(first, &c)) {
+					crashed := errors.As(err, &c)
+					if first == nil || (crashed && !errors.As(first, &c)) {
 						first = err
 					}
 					mu.Unlock()
-					cancel()
+					if crashed {
+						cancel()
+					}
 				}
 			}
 		}()
