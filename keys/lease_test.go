@@ -1,0 +1,138 @@
+package keys
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store/mem"
+)
+
+type leaseVector struct {
+	Name   string `json:"name"`
+	Expect string `json:"expect"` // "ok" or "corrupted"
+	Lease  string `json:"lease"`
+}
+
+const leaseVectorFile = "testdata/lease-vectors.json"
+
+func makeLeaseVectors() []leaseVector {
+	l := Lease{Holder: strings.Repeat("ab", 16), Host: "backup1", PID: 4242, Expires: time.Date(2025, 6, 1, 12, 0, 30, 0, time.UTC)}
+	ok := string(l.marshal())
+	return []leaseVector{
+		{"ok", "ok", ok},
+		{"unknown-field", "corrupted", strings.Replace(ok, `"host"`, `"colour": 1, "host"`, 1)},
+		{"trailing", "corrupted", ok + "{}"},
+		{"short-holder", "corrupted", strings.Replace(ok, strings.Repeat("ab", 16), "ab", 1)},
+		{"no-expiry", "corrupted", `{"holder":"` + strings.Repeat("ab", 16) + `","host":"h","pid":1}`},
+		{"negative-pid", "corrupted", strings.Replace(ok, "4242", "-1", 1)},
+		{"not-json", "corrupted", "lease"},
+	}
+}
+
+func TestLeaseVectors(t *testing.T) {
+	gen := makeLeaseVectors()
+	if *update {
+		b, _ := json.MarshalIndent(gen, "", "  ")
+		if err := os.WriteFile(leaseVectorFile, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vs := loadLeaseVectors(t)
+	if !reflect.DeepEqual(vs, gen) {
+		t.Error("stored lease vectors differ from what the code produces now (run with -update)")
+	}
+	for _, v := range vs {
+		l, err := ParseLease([]byte(v.Lease))
+		got := "ok"
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap ErrCorrupt", v.Name, err)
+			}
+			got = "corrupted"
+		}
+		if got != v.Expect {
+			t.Errorf("%s: got %s (%v), expect %s", v.Name, got, err, v.Expect)
+		}
+		if err == nil && string(l.marshal()) != v.Lease {
+			t.Errorf("%s: marshal does not give back the stored bytes", v.Name)
+		}
+	}
+}
+
+func loadLeaseVectors(t testing.TB) []leaseVector {
+	t.Helper()
+	b, err := os.ReadFile(leaseVectorFile)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestLeaseVectors -update)", err)
+	}
+	var vs []leaseVector
+	if err := json.Unmarshal(b, &vs); err != nil || len(vs) == 0 {
+		t.Fatalf("lease vectors: %v, %d loaded", err, len(vs))
+	}
+	return vs
+}
+
+func FuzzParseLease(f *testing.F) {
+	for _, v := range loadLeaseVectors(f) {
+		f.Add([]byte(v.Lease))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseLease(b)
+		if err != nil {
+			return
+		}
+		l2, err := ParseLease(l.marshal())
+		if err != nil || !l2.Expires.Equal(l.Expires) || l2.Holder != l.Holder || l2.Host != l.Host || l2.PID != l.PID {
+			t.Fatalf("parse/marshal/parse changed the lease: %v", err)
+		}
+	})
+}
+
+func TestStatus(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
+	k := mustInit(t, st, oldKey)
+	setClock(k, clock.Now)
+	makeDEKs(t, k, 9)
+	s, err := k.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Unfinished || s.Rotation != nil || s.Lease != nil || s.Progress != nil || len(s.Generations) != 1 ||
+		s.Generations[0].DEKs != 10 || !s.Generations[0].Held || s.Generations[0].State != StateCurrent || s.Generations[0].KDF != KDFRaw {
+		t.Fatalf("status before rotation: %+v", s)
+	}
+	var during Status
+	setCrash(k, func(p string) error {
+		if p == PointBeforeRetire {
+			during, err = k.Status(ctx)
+		}
+		return nil
+	})
+	if err := k.StartRotation(ctx, newKey, testOpts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.RunRotation(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !during.Unfinished || during.Rotation == nil || during.Lease == nil || during.Progress == nil ||
+		during.Progress.Done != 10 || during.Progress.Total != 10 || len(during.Generations) != 2 ||
+		during.Generations[0].DEKs != 10 || during.Generations[1].DEKs != 10 {
+		t.Fatalf("status during rotation: %+v %+v", during, during.Progress)
+	}
+	s, _ = k.Status(ctx)
+	if s.Unfinished || s.Lease != nil || s.Progress != nil || s.Generations[0].State != StateRetired || s.Generations[0].DEKs != 0 || s.Generations[1].DEKs != 10 {
+		t.Fatalf("status after rotation: %+v", s)
+	}
+}
