@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -360,7 +361,7 @@ func (k *Keychain) NewDEK(ctx context.Context) (id [16]byte, dek []byte, err err
 		if slices.ContainsFunc(wrapped, func(x *kek) bool { return hex.EncodeToString(x.gen[:]) == cur }) {
 			k.dropStale(ctx, wrapped, id)
 			k.cachePut(id, dek)
-			return id, dek, nil
+			return id, bytes.Clone(dek), nil
 		}
 		if kc == nil {
 			return id, nil, fmt.Errorf("new data key: %w: the repository key was rotated to generation %s, whose key this process does not hold (hand it the new key)", ErrDEKUnavailable, cur)
@@ -439,10 +440,10 @@ func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek [
 // no copy is found the keyring is refreshed once and the lookup repeated.
 // Errors: ErrDEKUnavailable naming the generation(s) whose key is needed; a
 // wrapped DEK that fails authentication names the object and wraps
-// ErrCorrupt. Callers must not modify the returned slice.
+// ErrCorrupt. The returned slice is the caller's.
 func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 	if dek := k.cacheGet(id); dek != nil {
-		return dek, nil
+		return bytes.Clone(dek), nil
 	}
 	dek, err := k.unwrapAny(ctx, id)
 	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) {
@@ -455,7 +456,7 @@ func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 		return nil, err
 	}
 	k.cachePut(id, dek)
-	return dek, nil
+	return bytes.Clone(dek), nil
 }
 
 func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte) ([]byte, error) {
