@@ -136,3 +136,46 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status after rotation: %+v", s)
 	}
 }
+
+func TestLeaseTakeover(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	k1 := mustInit(t, st, rawKey(t, 1))
+	setClock(k1, clock.Now)
+	k2 := openWith(t, st, clock, rawKey(t, 1))
+	opts := RotateOptions{LeaseDuration: time.Hour, Host: "one"}.withDefaults()
+	h1, err := k1.takeLease(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h1.abandon()
+	if err := h1.renew(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if _, err := k2.takeLease(ctx, opts); !errors.Is(err, ErrBusy) {
+		t.Fatalf("take a live lease: %v", err)
+	}
+	clock.advance(2 * time.Hour)
+	h2, err := k2.takeLease(ctx, opts)
+	if err != nil {
+		t.Fatalf("take an expired lease: %v", err)
+	}
+	defer h2.abandon()
+	if err := h1.renew(ctx); err == nil || !strings.Contains(err.Error(), "taken over") {
+		t.Fatalf("renewing a lease taken over: %v", err)
+	}
+	if err := h2.release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := k1.count(ctx, leasePrefix, 0); n != 0 {
+		t.Fatalf("%d lease objects after release", n)
+	}
+	// A damaged lease object does not block rotation forever.
+	st.Create(ctx, leaseName(7), []byte("garbage"))
+	h3, err := k1.takeLease(ctx, opts)
+	if err != nil {
+		t.Fatalf("take over a damaged lease: %v", err)
+	}
+	h3.release(ctx)
+}

@@ -368,7 +368,7 @@ func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (er
 	}()
 	defer func() {
 		if lerr := lease.err(); lerr != nil && err != nil {
-			err = fmt.Errorf("rotate: lost the rotation lease: %w (%v)", lerr, err)
+			err = fmt.Errorf("rotate: lost the rotation lease: %w: %w", lerr, err)
 		}
 		var c errCrashed
 		if errors.As(err, &c) {
