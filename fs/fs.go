@@ -151,7 +151,7 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 			Name:          "snapcrypt",
 			MaxWrite:      maxRead,
 			MaxReadAhead:  maxRead,
-			MaxBackground: 64,
+			MaxBackground: 16,
 			DirectMount:   os.Geteuid() == 0,
 			Debug:         opts.Debug,
 			Logger:        logger,
@@ -172,6 +172,7 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 		m.cancel()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
+	setKernelReadAhead(mountpoint, maxRead)
 	s := &Server{m: m, srv: srv, done: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {

@@ -7,7 +7,7 @@ import (
 )
 
 // treeCacheBytes bounds the trees the mount holds for lookups.
-const treeCacheBytes = 64 << 20
+const treeCacheBytes = 16 << 20
 
 // treeCache holds the directory trees used most recently, so that lookups
 // in a large directory (which the repository's cache may not keep, for its
