@@ -12,6 +12,11 @@
 //
 // S3 has no conditional delete, so Delete is a HEAD then a DELETE: two
 // concurrent Deletes of one object may both succeed.
+//
+// No request waits forever: a connection that makes no progress (connect,
+// response headers, body bytes in either direction) for Config.Timeout
+// fails, and minio-go repeats a failed request at most three times; callers
+// that want more wrap the store in package retry.
 package s3
 
 import (
@@ -26,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,9 +57,20 @@ type Config struct {
 	Region       string // default "us-east-1"
 
 	// Transport, if set, carries the HTTP requests (custom TLS roots,
-	// tests).
+	// tests). Timeout does not apply to it.
 	Transport http.RoundTripper
+
+	// Timeout is how long a connection may make no progress (connecting,
+	// waiting for response headers, or between bytes of a body) before the
+	// request fails (default DefaultTimeout).
+	Timeout time.Duration
 }
+
+// DefaultTimeout is the default Config.Timeout.
+const DefaultTimeout = 30 * time.Second
+
+// maxRetries is how often minio-go sends one request at most.
+const maxRetries = 3
 
 // ParseURL parses a store URL of the form
 // s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] into a Config without
@@ -113,8 +130,9 @@ var _ store.Store = (*Store)(nil)
 // Open opens the store at a URL of the form
 // s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] with credentials from the
 // environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-// AWS_SESSION_TOKEN (optional) and AWS_REGION (optional). Buckets are
-// addressed path-style. See OpenConfig.
+// AWS_SESSION_TOKEN (optional) and AWS_REGION (optional), and the stall
+// timeout from SNAPCRYPT_S3_TIMEOUT (optional, a Go duration such as "10s").
+// Buckets are addressed path-style. See OpenConfig.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	cfg, err := ParseURL(rawURL)
 	if err != nil {
@@ -124,7 +142,61 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	cfg.SessionToken = os.Getenv("AWS_SESSION_TOKEN")
 	cfg.Region = os.Getenv("AWS_REGION")
+	if v := os.Getenv("SNAPCRYPT_S3_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("SNAPCRYPT_S3_TIMEOUT=%q: want a positive duration such as 30s", v)
+		}
+		cfg.Timeout = d
+	}
 	return OpenConfig(ctx, cfg)
+}
+
+// noBucketError reports a missing bucket; it is a store.ErrNotExist.
+type noBucketError struct{ bucket string }
+
+func (e noBucketError) Error() string        { return "bucket " + e.bucket + " does not exist" }
+func (e noBucketError) Is(target error) bool { return target == store.ErrNotExist }
+
+// stallConn fails a Read or Write that makes no progress for timeout. A
+// Write also pushes the read deadline on, so that the answer to a request
+// is due timeout after its last byte was sent, and an idle pooled
+// connection's pending read does not expire under a new request.
+type stallConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(p)
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// transport returns minio-go's default transport with every connection
+// bounded by timeout.
+func transport(secure bool, timeout time.Duration) (http.RoundTripper, error) {
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, timeout: timeout}, nil
+	}
+	tr.ResponseHeaderTimeout = timeout
+	tr.TLSHandshakeTimeout = timeout
+	// Close idle connections well before their pending read expires.
+	tr.IdleConnTimeout = timeout / 2
+	return tr, nil
 }
 
 // OpenConfig opens the store cfg describes. It checks that the bucket
@@ -149,6 +221,16 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 		loc += "/" + prefix
 		prefix += "/"
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Transport == nil {
+		tr, err := transport(cfg.Secure, cfg.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", loc, err)
+		}
+		cfg.Transport = tr
+	}
 	newClient := func(retries int) (*minio.Client, error) {
 		return minio.New(cfg.Endpoint, &minio.Options{
 			Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
@@ -159,7 +241,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 			MaxRetries:   retries,
 		})
 	}
-	client, err := newClient(0) // 0: minio-go's default
+	client, err := newClient(maxRetries)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", loc, err)
 	}
@@ -176,7 +258,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", loc, s.mapErr(err))
 	}
 	if !ok {
-		return nil, fmt.Errorf("open %s: bucket %s does not exist", loc, cfg.Bucket)
+		return nil, fmt.Errorf("open %s: %w", loc, noBucketError{cfg.Bucket})
 	}
 	if err := s.probe(ctx); err != nil {
 		return nil, fmt.Errorf("open %s: probing If-None-Match support: %w", loc, err)
