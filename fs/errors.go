@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -17,25 +16,18 @@ import (
 // maxLogged bounds the set of error lines already logged.
 const maxLogged = 4096
 
-// fail turns an error of the repository met while serving node n into the
-// errno its caller gets: EIO, unless err carries an errno. It logs one line
-// per distinct error (the error names the object), counts the EIO answers,
-// and remembers errors about data keys for .ctl/status.
+// fail turns an error of the repository met while serving node n into
+// EIO for the caller. It logs one line per distinct error (the error names
+// the object), counts the EIO answers, and remembers errors about data keys
+// for .ctl/status.
 func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
-	errno := syscall.EIO
-	var e syscall.Errno
-	switch {
-	case errors.As(err, &e):
-		errno = e
-	case errors.Is(err, context.Canceled) && m.ctx.Err() != nil:
+	if m.ctx.Err() != nil {
 		return syscall.EIO // unmounting: nothing to report
 	}
-	if errno == syscall.EIO {
-		m.eio.Add(1)
-	}
+	m.eio.Add(1)
 	m.noteError(err)
 	m.logOnceKey(err.Error(), "reading %s: %v", displayPath(n), err)
-	return errno
+	return syscall.EIO
 }
 
 // logOnce logs a line unless the same line was logged before.

@@ -203,6 +203,11 @@ func (s *Server) Wait() { <-s.done }
 // busy (a process has its working directory or an open file there), it
 // fails with an error wrapping syscall.EBUSY; UnmountLazy detaches anyway.
 func (s *Server) Unmount() error {
+	select {
+	case <-s.done:
+		return nil // unmounted from outside already
+	default:
+	}
 	if err := s.srv.Unmount(); err != nil {
 		if isMounted(s.m.mountpoint) {
 			return fmt.Errorf("unmounting %s: %w", s.m.mountpoint, errBusy(err))

@@ -47,6 +47,10 @@ func (m *mount) current() *view { return m.view.Load() }
 func (m *mount) refresh(ctx context.Context) error {
 	m.refreshMu.Lock()
 	defer m.refreshMu.Unlock()
+	return m.refreshLocked(ctx)
+}
+
+func (m *mount) refreshLocked(ctx context.Context) error {
 	m.refCount.Add(1)
 	snaps, badSnaps, err := m.r.SnapshotsPartial(ctx)
 	var badIdx map[repo.ObjectID]error
@@ -78,12 +82,16 @@ func (m *mount) refresh(ctx context.Context) error {
 
 // refreshIfOlder refreshes when the current view is older than age; a
 // lookup of a name that is not there calls it, so a snapshot taken a
-// moment ago is found without waiting for the timer.
+// moment ago is found without waiting for the timer. Callers that waited
+// for another's refresh do not refresh again.
 func (m *mount) refreshIfOlder(age time.Duration) {
+	defer m.recoverGo("refreshing the snapshot list")
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
 	if v := m.current(); v != nil && time.Since(v.at) < age {
 		return
 	}
-	if err := m.refresh(m.ctx); err != nil {
+	if err := m.refreshLocked(m.ctx); err != nil && m.ctx.Err() == nil {
 		m.logOnce("re-reading the snapshot list: %v", err)
 	}
 }
@@ -91,7 +99,6 @@ func (m *mount) refreshIfOlder(age time.Duration) {
 // refresher re-reads the snapshot list every opts.Refresh until the mount
 // ends.
 func (m *mount) refresher() {
-	defer m.recoverGo("snapshot refresher")
 	t := time.NewTicker(m.opts.Refresh)
 	defer t.Stop()
 	for {
