@@ -542,3 +542,50 @@ func TestMountpointErrors(t *testing.T) {
 	t.Cleanup(func() { m2.cleanup(t) })
 	m2.Stop(t)
 }
+
+// TestMountAllowOther: with --allow-other another user reads the mount,
+// with the snapshotted permissions enforced by the kernel.
+func TestMountAllowOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	needTool(t, "setpriv")
+	_, r, _ := sharedRepo(t)
+	m := startMount(t, r, "--allow-other")
+	// Let the other user reach the mountpoint.
+	for dir := filepath.Dir(m.Dir); strings.HasPrefix(dir, suiteDir); dir = filepath.Dir(dir) {
+		os.Chmod(dir, 0o755)
+	}
+	if opts := mountOptions(m.Dir); !strings.Contains(opts, "allow_other") || !strings.Contains(opts, "default_permissions") {
+		t.Errorf("mount options %q", opts)
+	}
+	as := func(args ...string) Result {
+		return run(t, "", "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...)
+	}
+	if res := as("cat", m.Path("snapshots", "tree", "README.txt")); res.Code != 0 || res.Stdout != "a tree to snapshot\n" {
+		t.Errorf("another user reading a 0644 file: exit %d, %q", res.Code, res.Stderr)
+	}
+	if res := as("cat", m.Path("snapshots", "tree", "modes", "secret")); res.Code == 0 || !strings.Contains(res.Stderr, "Permission denied") {
+		t.Errorf("another user reading a 0600 file of someone else: exit %d, %q", res.Code, res.Stderr)
+	}
+	if res := as("ls", m.Path("snapshots", "tree", "modes", "private")); res.Code == 0 {
+		t.Errorf("another user listing a 0700 directory of someone else: exit %d", res.Code)
+	}
+	if res := as("sh", "-c", "echo x > "+m.Path(".ctl", "status")); res.Code == 0 {
+		t.Error("another user wrote to .ctl/status")
+	}
+	if b, err := os.ReadFile(m.Path("snapshots", "tree", "modes", "secret")); err != nil || string(b) != "secret" {
+		t.Errorf("root reading the 0600 file: %q, %v", b, err)
+	}
+}
+
+// mountOptions returns the options column of dir's line in /proc/mounts.
+func mountOptions(dir string) string {
+	b, _ := os.ReadFile("/proc/mounts")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == dir {
+			return f[3]
+		}
+	}
+	return ""
+}
