@@ -61,7 +61,8 @@ type Options struct {
 	Refresh time.Duration
 
 	// ReadAhead is how far ahead of a sequential reader content is
-	// decrypted in the background. Default 8 MiB. Random readers get none.
+	// decrypted in the background: default 8 MiB, at most an eighth of
+	// the repository's segment cache. Random readers get none.
 	ReadAhead int64
 
 	// Controls are files added to .ctl/ beside status.
@@ -99,9 +100,6 @@ type Server struct {
 	srv  *fuse.Server
 	done chan struct{}
 	wg   sync.WaitGroup
-
-	unmountOnce sync.Once
-	unmountErr  error
 }
 
 // Mount checks mountpoint, mounts the repository on it and serves it until

@@ -25,6 +25,7 @@ type Status struct {
 	Snapshots    int       `json:"snapshots"`
 	Latest       string    `json:"latest,omitempty"` // directory name of the newest
 	RefreshedAt  time.Time `json:"refreshed_at"`     // of the snapshot list
+	Refreshes    uint64    `json:"refreshes"`        // of the snapshot list, so far
 	RefreshError string    `json:"refresh_error,omitempty"`
 
 	// Unreadable lists the snapshot manifests and index objects the last
@@ -116,6 +117,7 @@ func (m *mount) status() Status {
 		Cache:      m.r.CacheStats(),
 		EIO:        m.eio.Load(),
 		Panics:     m.panics.Load(),
+		Refreshes:  m.refCount.Load(),
 	}
 	if v := m.current(); v != nil {
 		s.Snapshots = len(v.snaps)
