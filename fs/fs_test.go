@@ -624,9 +624,13 @@ func TestMissingKey(t *testing.T) {
 	if len(st.Keys.Errors) == 0 || !strings.Contains(strings.Join(st.Keys.Errors, "\n"), newGen) {
 		t.Errorf("status keys.errors %q do not name %s", st.Keys.Errors, newGen)
 	}
-	found := false
+	found, index := false, false
 	for _, p := range st.Unreadable {
 		found = found || p.Object == "snapshots/"+after.ID.String()
+		index = index || strings.HasPrefix(p.Object, "index/") && strings.Contains(p.Error, newGen)
+	}
+	if !index {
+		t.Errorf("status does not list the new index as unreadable: %+v", st.Unreadable)
 	}
 	if !found || st.Snapshots != 1 || st.EIO == 0 {
 		t.Errorf("status: unreadable %+v, snapshots %d, eio %d", st.Unreadable, st.Snapshots, st.EIO)
