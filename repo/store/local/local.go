@@ -42,6 +42,10 @@ type Store struct {
 	// writeHook, when set by tests, replaces writing the temporary file's
 	// content, to inject errors such as ENOSPC.
 	writeHook func(f *os.File, data []byte) error
+
+	// durable makes written data and directory entries durable, one
+	// syncfs for all writers waiting at once.
+	durable *groupSync
 }
 
 var _ store.Store = (*Store)(nil)
@@ -59,7 +63,11 @@ func Open(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("open store %s: not a directory", abs)
 	}
-	s := &Store{root: abs}
+	d, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{root: abs, durable: newGroupSync(d)}
 	s.synced.Store("", true)
 	return s, nil
 }
@@ -260,8 +268,9 @@ func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(store.Info
 	return nil
 }
 
-// Create implements store.Store: temporary file, fsync, link to the final
-// name (which fails if it exists), remove the temporary, fsync the directory.
+// Create implements store.Store: temporary file, sync, link to the final
+// name (which fails if it exists), remove the temporary, sync. Syncs are
+// shared by concurrent writers (see groupSync).
 func (s *Store) Create(ctx context.Context, name string, data []byte) error {
 	if err := check(ctx, "create", name); err != nil {
 		return err
@@ -275,8 +284,8 @@ func (s *Store) Create(ctx context.Context, name string, data []byte) error {
 	})
 }
 
-// Put implements store.Store: temporary file, fsync, rename over the final
-// name, fsync the directory.
+// Put implements store.Store: temporary file, sync, rename over the final
+// name, sync.
 func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := check(ctx, "put", name); err != nil {
 		return err
@@ -308,11 +317,11 @@ func (s *Store) write(op, name string, data []byte, install func(tmp, final stri
 	} else {
 		_, err = f.Write(data)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
+	}
+	if err == nil {
+		err = s.durable.wait() // the content is durable before its name
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, name, err)
@@ -320,14 +329,14 @@ func (s *Store) write(op, name string, data []byte, install func(tmp, final stri
 	if err := install(tmp, final); err != nil {
 		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := s.durable.wait(); err != nil {
 		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
 	return nil
 }
 
 // Delete implements store.Store. It unlinks the file (never a directory) and
-// syncs its directory. Directories stay.
+// syncs. Directories stay.
 func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := check(ctx, "delete", name); err != nil {
 		return err
@@ -340,7 +349,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", name, &os.PathError{Op: "unlink", Path: p, Err: err})
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := s.durable.wait(); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
