@@ -589,3 +589,25 @@ func mountOptions(dir string) string {
 	}
 	return ""
 }
+
+func TestMountCacheSize(t *testing.T) {
+	_, r, _ := sharedRepo(t)
+	m := startMount(t, r, "--cache-size", "16M")
+	b, err := os.ReadFile(m.Path(".ctl", "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Cache map[string]struct {
+			Limit int64 `json:"limit"`
+		} `json:"cache"`
+	}
+	json.Unmarshal(b, &st)
+	if got := st.Cache["segments"].Limit + st.Cache["trees"].Limit; got != 16<<20 {
+		t.Errorf("cache limits add up to %d, want %d:\n%s", got, 16<<20, b)
+	}
+	res := run(t, "", binary, "mount", "-r", r.Dir, "-k", r.Key, "--cache-size", "lots", t.TempDir())
+	if res.Code != 2 || !strings.Contains(res.Stderr, "--cache-size") {
+		t.Errorf("bad --cache-size: exit %d, %q", res.Code, res.Stderr)
+	}
+}
