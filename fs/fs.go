@@ -150,6 +150,7 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 			MaxWrite:      maxRead,
 			MaxReadAhead:  maxRead,
 			MaxBackground: 16,
+			DisableSplice: true, // reads return memory, not file descriptors: writev it
 			DirectMount:   os.Geteuid() == 0,
 			Debug:         opts.Debug,
 			Logger:        logger,
