@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -40,7 +41,7 @@ func (r *flipReader) Read(p []byte) (int, error) {
 func (d *damagingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodPut && req.Body != nil {
 		d.mu.Lock()
-		d.payload = append(d.payload, req.Header.Get("X-Amz-Content-Sha256"))
+		d.payload = append(d.payload, req.Header.Get("X-Amz-Content-Sha256")+" crc32c="+req.Header.Get("X-Amz-Checksum-Crc32c"))
 		damage := d.damage
 		d.mu.Unlock()
 		if damage {
@@ -52,8 +53,9 @@ func (d *damagingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // TestPutDamagedOnTheWay: a body damaged between client and server is
-// refused by its Content-MD5, for Put and Create, and what is stored stays
-// intact. The payload itself is not signed (no SHA-256 pass over it).
+// refused by its CRC-32C (x-amz-checksum-crc32c), for Put and Create, and
+// what is stored stays intact. The payload itself is not signed (no SHA-256
+// pass over it).
 func TestPutDamagedOnTheWay(t *testing.T) {
 	srv := s3test.Start(t)
 	ctx := context.Background()
@@ -84,8 +86,8 @@ func TestPutDamagedOnTheWay(t *testing.T) {
 	tr.mu.Lock()
 	tr.damage = false
 	for _, p := range tr.payload {
-		if p != "UNSIGNED-PAYLOAD" {
-			t.Errorf("a PUT went out with X-Amz-Content-Sha256: %q, want UNSIGNED-PAYLOAD", p)
+		if !strings.HasPrefix(p, "UNSIGNED-PAYLOAD crc32c=") || len(p) == len("UNSIGNED-PAYLOAD crc32c=") {
+			t.Errorf("a PUT went out with X-Amz-Content-Sha256 and checksum %q, want UNSIGNED-PAYLOAD and a CRC-32C", p)
 		}
 	}
 	tr.mu.Unlock()
