@@ -31,7 +31,11 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-func leaseName(seq uint64) string { return fmt.Sprintf("%s%020d", leasePrefix, seq) }
+func leaseName(seq uint64) string { return leaseNameAt(leasePrefix, seq) }
+
+// leaseNameAt is the name of lease seq below prefix (the rotation lease, or
+// a re-wrap shard's lease).
+func leaseNameAt(prefix string, seq uint64) string { return fmt.Sprintf("%s%020d", prefix, seq) }
 
 // ParseLease decodes a lease object strictly.
 func ParseLease(b []byte) (Lease, error) {
@@ -60,9 +64,15 @@ func (l *Lease) marshal() []byte {
 // advisory (keyring commits are compare-and-swap), and a damaged object
 // must not block rotation forever.
 func latestLease(ctx context.Context, st store.Reader) (uint64, *Lease, error) {
+	return latestLeaseAt(ctx, st, leasePrefix)
+}
+
+// latestLeaseAt is latestLease for the lease below prefix. Names below
+// prefix that are not 20 decimal digits (a shard's done marker) are ignored.
+func latestLeaseAt(ctx context.Context, st store.Reader, prefix string) (uint64, *Lease, error) {
 	var last uint64
-	err := st.List(ctx, leasePrefix, func(info store.Info) error {
-		s := strings.TrimPrefix(info.Name, leasePrefix)
+	err := st.List(ctx, prefix, func(info store.Info) error {
+		s := strings.TrimPrefix(info.Name, prefix)
 		seq, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || len(s) != 20 {
 			return nil // not ours; ignore
@@ -73,27 +83,40 @@ func latestLease(ctx context.Context, st store.Reader) (uint64, *Lease, error) {
 	if err != nil || last == 0 {
 		return 0, nil, err
 	}
-	b, err := st.Get(ctx, leaseName(last))
+	l, err := readLease(ctx, st, leaseNameAt(prefix, last))
+	return last, l, err
+}
+
+// readLease reads one lease object: nil if it is gone (released) or does not
+// parse (counts as expired).
+func readLease(ctx context.Context, st store.Reader, name string) (*Lease, error) {
+	b, err := st.Get(ctx, name)
 	if errors.Is(err, store.ErrNotExist) { // released meanwhile
-		return last, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	l, err := ParseLease(b)
 	if err != nil {
-		return last, nil, nil
+		return nil, nil
 	}
-	return last, &l, nil
+	return &l, nil
 }
+
+// errTakenOver is wrapped when a lease was taken over by another process
+// (its object is no longer the highest).
+var errTakenOver = errors.New("taken over")
 
 // heldLease is a lease this process holds, renewed in the background.
 type heldLease struct {
-	k    *Keychain
-	seq  uint64
-	rec  Lease
-	dur  time.Duration
-	lost chan struct{} // closed when the lease is lost
+	k      *Keychain
+	prefix string // leasePrefix, or a shard's
+	what   string // "rotation lease", for messages
+	seq    uint64
+	rec    Lease
+	dur    time.Duration
+	lost   chan struct{} // closed when the lease is lost
 
 	mu      sync.Mutex
 	stopped bool
@@ -106,10 +129,16 @@ type heldLease struct {
 // lease object if that one is absent or expired. Otherwise it returns a
 // *BusyError.
 func (k *Keychain) takeLease(ctx context.Context, opts RotateOptions) (*heldLease, error) {
+	return k.takeLeaseAt(ctx, leasePrefix, "rotation lease", opts)
+}
+
+// takeLeaseAt takes the lease below prefix (what names it in messages), as
+// takeLease does the rotation lease.
+func (k *Keychain) takeLeaseAt(ctx context.Context, prefix, what string, opts RotateOptions) (*heldLease, error) {
 	dur := opts.LeaseDuration
-	seq, cur, err := latestLease(ctx, k.st)
+	seq, cur, err := latestLeaseAt(ctx, k.st, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("rotation lease: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	now := k.now()
 	if cur != nil && now.Before(cur.Expires) {
@@ -120,27 +149,27 @@ func (k *Keychain) takeLease(ctx context.Context, opts RotateOptions) (*heldLeas
 		return nil, err
 	}
 	rec := Lease{Holder: hex.EncodeToString(holder), Host: opts.Host, PID: os.Getpid(), Expires: now.Add(dur).UTC()}
-	if err := k.st.Create(ctx, leaseName(seq+1), rec.marshal()); err != nil {
-		if got, gerr := k.st.Get(ctx, leaseName(seq+1)); gerr == nil && bytes.Equal(got, rec.marshal()) {
+	if err := k.st.Create(ctx, leaseNameAt(prefix, seq+1), rec.marshal()); err != nil {
+		if got, gerr := k.st.Get(ctx, leaseNameAt(prefix, seq+1)); gerr == nil && bytes.Equal(got, rec.marshal()) {
 			err = nil // the response was lost, the lease is ours
 		}
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrExist) {
-			if _, other, err2 := latestLease(ctx, k.st); err2 == nil && other != nil {
+			if _, other, err2 := latestLeaseAt(ctx, k.st, prefix); err2 == nil && other != nil {
 				return nil, &BusyError{Host: other.Host, PID: other.PID, Expires: other.Expires}
 			}
 			return nil, &BusyError{Host: "unknown", Expires: now.Add(dur)}
 		}
-		return nil, fmt.Errorf("rotation lease: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	// Older lease objects are expired or superseded: remove them (best effort).
 	for s := seq; s > 0; s-- {
-		if err := k.st.Delete(ctx, leaseName(s)); errors.Is(err, store.ErrNotExist) {
+		if err := k.st.Delete(ctx, leaseNameAt(prefix, s)); errors.Is(err, store.ErrNotExist) {
 			break
 		}
 	}
-	h := &heldLease{k: k, seq: seq + 1, rec: rec, dur: dur, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &heldLease{k: k, prefix: prefix, what: what, seq: seq + 1, rec: rec, dur: dur, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.renewLoop()
 	return h, nil
 }
@@ -168,17 +197,17 @@ func (h *heldLease) renewLoop() {
 }
 
 func (h *heldLease) renew(ctx context.Context) error {
-	seq, _, err := latestLease(ctx, h.k.st)
+	seq, _, err := latestLeaseAt(ctx, h.k.st, h.prefix)
 	if err != nil {
-		return fmt.Errorf("renewing the rotation lease: %w", err)
+		return fmt.Errorf("renewing the %s: %w", h.what, err)
 	}
 	if seq != h.seq {
-		return fmt.Errorf("the rotation lease was taken over (lease %d, ours %d)", seq, h.seq)
+		return fmt.Errorf("the %s was %w (lease %d, ours %d)", h.what, errTakenOver, seq, h.seq)
 	}
 	rec := h.rec
 	rec.Expires = h.k.now().Add(h.dur).UTC()
-	if err := h.k.st.Put(ctx, leaseName(h.seq), rec.marshal()); err != nil {
-		return fmt.Errorf("renewing the rotation lease: %w", err)
+	if err := h.k.st.Put(ctx, leaseNameAt(h.prefix, h.seq), rec.marshal()); err != nil {
+		return fmt.Errorf("renewing the %s: %w", h.what, err)
 	}
 	return nil
 }
@@ -214,9 +243,9 @@ func (h *heldLease) release(ctx context.Context) error {
 	if h.err() != nil {
 		return nil // not ours any more
 	}
-	err := h.k.st.Delete(ctx, leaseName(h.seq))
+	err := h.k.st.Delete(ctx, leaseNameAt(h.prefix, h.seq))
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return fmt.Errorf("releasing the rotation lease: %w", err)
+		return fmt.Errorf("releasing the %s: %w", h.what, err)
 	}
 	return nil
 }

@@ -23,7 +23,9 @@ const DefaultWorkers = 16
 const (
 	PointLease        = "lease"         // the lease is taken
 	PointSwitch       = "switch"        // the switch commit is durable
+	PointShard        = "shard"         // a re-wrap shard's lease is taken
 	PointRewrap       = "rewrap"        // one twin under the new generation is written and verified
+	PointShardDone    = "shard-done"    // a shard's done marker is written; its lease is released next
 	PointBeforeRetire = "before-retire" // every old entry has a verified twin; retire commit next
 	PointRetired      = "retired"       // the retire commit is durable
 	PointDelete       = "delete"        // one old-prefix entry is deleted
@@ -35,6 +37,7 @@ type RotateOptions struct {
 	Workers       int           // parallel re-wraps and deletes (DefaultWorkers)
 	LeaseDuration time.Duration // rotation lease lifetime without renewal (DefaultLeaseDuration)
 	Host          string        // host name recorded in the lease and rotation record (os.Hostname)
+	ShardPoll     time.Duration // how often a coordinator looks at shards others hold (DefaultShardPoll)
 }
 
 func (o RotateOptions) withDefaults() RotateOptions {
@@ -46,6 +49,9 @@ func (o RotateOptions) withDefaults() RotateOptions {
 	}
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()
+	}
+	if o.ShardPoll <= 0 {
+		o.ShardPoll = DefaultShardPoll
 	}
 	return o
 }
@@ -60,6 +66,9 @@ type Progress struct {
 	Deleted int64     // old-prefix entries deleted
 	Started time.Time // when this run started
 	Rate    float64   // Done per second since Started
+	Helper  bool      // this process helps (HelpRotation); it does not retire or delete
+	Shards  int64     // re-wrap shards this process claimed and finished
+	Checked int64     // of Done: twins other processes made, checked by this one
 }
 
 // rotator is the rotation state of a Keychain.
@@ -72,6 +81,8 @@ type rotator struct {
 	done    atomic.Int64
 	total   atomic.Int64
 	deleted atomic.Int64
+	shards  atomic.Int64
+	checked atomic.Int64
 
 	// verified holds the old-prefix entries whose twins this process has
 	// verified, for the rotation verifiedID, so that a run retried after a
@@ -329,24 +340,14 @@ func (k *Keychain) Resume(ctx context.Context, progress func(Progress)) error {
 // Any failure leaves the repository consistent; Resume continues.
 func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (err error) {
 	opts := k.rotateOptions()
-	k.rot.mu.Lock()
-	if k.rot.running {
-		k.rot.mu.Unlock()
-		return fmt.Errorf("rotate: %w: a rotation is running in this process", ErrBusy)
+	if err := k.beginRun(nil, false); err != nil {
+		return fmt.Errorf("rotate: %w", err)
 	}
-	k.rot.running = true
+	defer k.endRun()
+	k.rot.mu.Lock()
 	lease := k.rot.lease
 	k.rot.lease = nil
-	k.rot.done.Store(0)
-	k.rot.total.Store(0)
-	k.rot.deleted.Store(0)
-	k.rot.prog = Progress{Phase: "starting", Started: k.now()}
 	k.rot.mu.Unlock()
-	defer func() {
-		k.rot.mu.Lock()
-		k.rot.running = false
-		k.rot.mu.Unlock()
-	}()
 
 	if lease == nil {
 		if lease, err = k.takeLease(ctx, opts); err != nil {
@@ -385,6 +386,33 @@ func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (er
 	return k.step(PointDeleted)
 }
 
+// beginRun marks a rotation run (RunRotation, HelpRotation) as running in
+// this process and resets its progress; ErrBusy if one is running already.
+func (k *Keychain) beginRun(rot *Rotation, helper bool) error {
+	k.rot.mu.Lock()
+	defer k.rot.mu.Unlock()
+	if k.rot.running {
+		return fmt.Errorf("%w: a rotation is running in this process", ErrBusy)
+	}
+	k.rot.running = true
+	k.rot.done.Store(0)
+	k.rot.total.Store(0)
+	k.rot.deleted.Store(0)
+	k.rot.shards.Store(0)
+	k.rot.checked.Store(0)
+	k.rot.prog = Progress{Phase: "starting", Started: k.now(), Helper: helper}
+	if rot != nil {
+		k.rot.prog.From, k.rot.prog.To = slices.Clone(rot.From), rot.To
+	}
+	return nil
+}
+
+func (k *Keychain) endRun() {
+	k.rot.mu.Lock()
+	k.rot.running = false
+	k.rot.mu.Unlock()
+}
+
 func (k *Keychain) report(progress func(Progress), phase string) {
 	k.rot.mu.Lock()
 	if phase != "" {
@@ -401,6 +429,7 @@ func (k *Keychain) progressLocked() Progress {
 	p := k.rot.prog
 	p.From = slices.Clone(p.From)
 	p.Done, p.Total, p.Deleted = k.rot.done.Load(), k.rot.total.Load(), k.rot.deleted.Load()
+	p.Shards, p.Checked = k.rot.shards.Load(), k.rot.checked.Load()
 	if el := k.now().Sub(p.Started).Seconds(); el > 0 {
 		p.Rate = float64(p.Done) / el
 	}
@@ -456,61 +485,36 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 }
 
 // rewrapAll gives every entry below deks/<from>/ a verified twin under
-// rot.To, re-listing until a pass finds nothing new (late writers).
+// rot.To: shard by shard, together with any helpers (shard.go), then one
+// pass over the whole old prefix, re-listed until a listing finds nothing
+// unverified (late writers, and whatever a lying done marker hid).
 func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOptions, progress func(Progress)) error {
 	k.mu.RLock()
 	kTo := k.keks[rot.To]
+	kFrom := map[string]*kek{}
+	for _, g := range rot.From {
+		kFrom[g] = k.keks[g]
+	}
 	k.mu.RUnlock()
 	if kTo == nil {
 		return fmt.Errorf("rotate: %w: finishing the rotation needs the key of the new generation %s", ErrDEKUnavailable, rot.To)
 	}
-	for _, from := range rot.From {
-		k.mu.RLock()
-		kFrom := k.keks[from]
-		k.mu.RUnlock()
-		seen := map[string]bool{}
-		for {
-			var todo []string
-			var skipped int64
-			err := k.st.List(ctx, genPrefix(from), func(i store.Info) error {
-				switch {
-				case seen[i.Name]:
-				case k.wasVerified(rot.ID, i.Name):
-					seen[i.Name] = true
-					skipped++
-				default:
-					todo = append(todo, i.Name)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("rotate: listing %s: %w", genPrefix(from), err)
-			}
-			k.rot.total.Add(int64(len(todo)) + skipped)
-			k.rot.done.Add(skipped)
-			if len(todo) == 0 {
-				break
-			}
-			err = k.parallel(ctx, opts.Workers, todo, func(name string) error {
-				if err := k.rewrapOne(ctx, name, kFrom, kTo); err != nil {
-					return err
-				}
-				k.setVerified(rot.ID, name)
-				if n := k.rot.done.Add(1); n%1024 == 0 {
-					k.report(progress, "")
-				}
-				return k.step(PointRewrap)
-			})
-			if err != nil {
-				return err
-			}
-			for _, n := range todo {
-				seen[n] = true
-			}
-			k.report(progress, "")
-		}
+	run := k.newShardRun(rot, kTo, kFrom, opts, progress, true)
+	if err := run.work(ctx); err != nil {
+		return err
 	}
-	return nil
+	k.report(progress, "")
+	for {
+		before := k.rot.done.Load()
+		n, err := run.pass(ctx, genPrefix, false)
+		if err != nil {
+			return err
+		}
+		if k.rot.done.Load() == before || n == 0 {
+			return nil
+		}
+		k.report(progress, "")
+	}
 }
 
 func (k *Keychain) wasVerified(rotID, name string) bool {
@@ -653,9 +657,17 @@ func (k *Keychain) rewrapOne(ctx context.Context, name string, kFrom, kTo *kek) 
 	return nil
 }
 
-// deleteRetired deletes every wrapped DEK of every retired generation.
+// deleteRetired deletes the shard leases and done markers of finished
+// rotations, then every wrapped DEK of every retired generation.
 func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions) error {
 	r := k.Keyring()
+	keep := ""
+	if r.Rotation != nil {
+		keep = r.Rotation.ID
+	}
+	if err := k.deleteRewrapObjects(ctx, opts, keep); err != nil {
+		return err
+	}
 	for _, g := range r.Generations {
 		if g.State != StateRetired {
 			continue
@@ -710,10 +722,11 @@ type Status struct {
 	Epoch       uint64
 	Current     string
 	Generations []GenerationStatus
-	Rotation    *Rotation // the keyring's rotation record, if any
-	Progress    *Progress // a rotation running in this process, if any
-	Lease       *Lease    // the live rotation lease, if any
-	Unfinished  bool      // a rotation record, or DEKs of a retired generation remain
+	Rotation    *Rotation     // the keyring's rotation record, if any
+	Progress    *Progress     // a rotation running in this process, if any
+	Lease       *Lease        // the live rotation lease, if any
+	Unfinished  bool          // a rotation record, or DEKs of a retired generation remain
+	Shards      []ShardStatus // re-wrap shards of the rotation in progress, if any
 }
 
 // Status reloads the keyring and reports generations (with counts of
@@ -737,6 +750,11 @@ func (k *Keychain) Status(ctx context.Context) (Status, error) {
 	}
 	if r.Rotation != nil {
 		s.Unfinished = true
+		shards, err := k.shardStatus(ctx, r.Rotation.ID)
+		if err != nil {
+			return Status{}, err
+		}
+		s.Shards = shards
 	}
 	_, l, err := latestLease(ctx, k.st)
 	if err != nil {

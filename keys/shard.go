@@ -1,0 +1,525 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// Distributed re-wrap (docs/rotation.md, "Several processes"). The re-wrap
+// step of a rotation is split into RewrapShards shards by the first hex
+// digit of the DEK id, so shard s of generation g is the one listing
+// deks/<g>/<s>. Any process that holds the new key and the old one may work
+// a shard: it claims it with a shard lease (create-only, with expiry and
+// renewal, like the rotation lease), re-wraps it exactly as a lone rotator
+// would, and records it done with a create-only marker. The marker is only
+// a hint for scheduling: before it retires the old generation the
+// coordinator (the holder of the rotation lease) checks every entry of
+// every shard itself and then re-lists the whole old prefix, so the
+// invariants do not depend on markers, shard leases or helpers.
+
+// RewrapShards is the number of shards the re-wrap of a rotation is split
+// into: shard s (0 to 15) holds the DEK ids whose first hex digit is s.
+const RewrapShards = 16
+
+// rewrapPrefix is where shard leases and done markers live:
+// leases/rewrap/<rotation id>/<shard hex digit>/<seq> and .../done.
+const rewrapPrefix = "leases/rewrap/"
+
+// shardDoneName is the last name component of a shard's done marker.
+const shardDoneName = "done"
+
+// DefaultShardPoll is how often a coordinator that waits for shards other
+// processes hold looks again.
+const DefaultShardPoll = 250 * time.Millisecond
+
+func shardHex(s int) string { return strconv.FormatUint(uint64(s), 16) }
+
+func rewrapRotPrefix(rotID string) string { return rewrapPrefix + rotID + "/" }
+
+func shardPrefix(rotID string, s int) string { return rewrapRotPrefix(rotID) + shardHex(s) + "/" }
+
+func shardDoneObject(rotID string, s int) string { return shardPrefix(rotID, s) + shardDoneName }
+
+// shardDEKPrefix is the listing prefix of shard s of generation gen.
+func shardDEKPrefix(gen string, s int) string { return genPrefix(gen) + shardHex(s) }
+
+// ShardDone is the content of a shard's done marker
+// leases/rewrap/<rotation id>/<shard>/done.
+type ShardDone struct {
+	Rotation string    `json:"rotation"` // 32 hex: the rotation record's id
+	Shard    string    `json:"shard"`    // one hex digit
+	Entries  int64     `json:"entries"`  // old-prefix entries the shard had
+	Holder   string    `json:"holder"`   // 32 hex: the shard lease's holder
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Finished time.Time `json:"finished"`
+}
+
+// ParseShardDone decodes a done marker strictly.
+func ParseShardDone(b []byte) (ShardDone, error) {
+	var m ShardDone
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&m); err != nil {
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", ErrCorrupt, err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: data after the JSON object", ErrCorrupt)
+	}
+	if !isHex(m.Rotation, 32) || len(m.Shard) != 1 || !isHex(m.Shard, 1) || !isHex(m.Holder, 32) ||
+		m.Entries < 0 || m.PID < 0 || m.Finished.IsZero() {
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", ErrCorrupt)
+	}
+	return m, nil
+}
+
+func (m *ShardDone) marshal() []byte {
+	b, _ := json.MarshalIndent(m, "", "  ")
+	return append(b, '\n')
+}
+
+// shardInfo is what one listing of leases/rewrap/<rotation id>/ says about
+// a shard.
+type shardInfo struct {
+	done bool   // a done marker exists
+	seq  uint64 // highest shard lease sequence number, 0 if none
+}
+
+// scanShards lists the shard leases and done markers of rotation rotID.
+// Names that are not ours are ignored.
+func (k *Keychain) scanShards(ctx context.Context, rotID string) ([RewrapShards]shardInfo, error) {
+	var out [RewrapShards]shardInfo
+	prefix := rewrapRotPrefix(rotID)
+	err := k.st.List(ctx, prefix, func(i store.Info) error {
+		shard, rest, ok := strings.Cut(strings.TrimPrefix(i.Name, prefix), "/")
+		if !ok || len(shard) != 1 || !isHex(shard, 1) {
+			return nil
+		}
+		s, _ := strconv.ParseUint(shard, 16, 8)
+		if rest == shardDoneName {
+			out[s].done = true
+			return nil
+		}
+		if seq, err := strconv.ParseUint(rest, 10, 64); err == nil && len(rest) == 20 {
+			out[s].seq = max(out[s].seq, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("rotate: listing %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// ShardStatus is one re-wrap shard of the rotation in progress, in a Status.
+type ShardStatus struct {
+	Shard int
+	Done  bool   // a done marker exists (a hint: the coordinator checks anyway)
+	Lease *Lease // the live shard lease, if any
+}
+
+// shardStatus reports the shards of rotation rotID.
+func (k *Keychain) shardStatus(ctx context.Context, rotID string) ([]ShardStatus, error) {
+	infos, err := k.scanShards(ctx, rotID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ShardStatus, 0, RewrapShards)
+	for s, in := range infos {
+		ss := ShardStatus{Shard: s, Done: in.done}
+		if in.seq > 0 && !in.done {
+			l, err := readLease(ctx, k.st, leaseNameAt(shardPrefix(rotID, s), in.seq))
+			if err != nil {
+				return nil, err
+			}
+			if l != nil && k.now().Before(l.Expires) {
+				ss.Lease = l
+			}
+		}
+		out = append(out, ss)
+	}
+	return out, nil
+}
+
+// shardRun is one process's part in the re-wrap of one rotation: a
+// coordinator (RunRotation, holding the rotation lease) or a helper
+// (HelpRotation).
+type shardRun struct {
+	k        *Keychain
+	rot      *Rotation
+	kTo      *kek
+	kFrom    map[string]*kek // nil entries: this process lacks that old key
+	opts     RotateOptions
+	progress func(Progress)
+	coord    bool
+
+	mu      sync.Mutex
+	entries map[string]uint8 // old-prefix names seen by this run: entryListed, entryDone
+	settled [RewrapShards]bool
+	failed  [RewrapShards]error
+}
+
+const (
+	entryListed = 1 << iota // counted in Progress.Total
+	entryDone               // counted in Progress.Done
+)
+
+func (k *Keychain) newShardRun(rot *Rotation, kTo *kek, kFrom map[string]*kek, opts RotateOptions, progress func(Progress), coord bool) *shardRun {
+	return &shardRun{k: k, rot: rot, kTo: kTo, kFrom: kFrom, opts: opts, progress: progress, coord: coord, entries: map[string]uint8{}}
+}
+
+// listed records that name was listed and reports whether it still needs
+// work (it was not verified by this process for this rotation).
+func (r *shardRun) listed(name string) (todo bool) {
+	verified := r.k.wasVerified(r.rot.ID, name)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.entries[name]
+	if st&entryListed == 0 {
+		st |= entryListed
+		r.k.rot.total.Add(1)
+	}
+	if verified && st&entryDone == 0 {
+		st |= entryDone
+		r.k.rot.done.Add(1)
+	}
+	r.entries[name] = st
+	return !verified
+}
+
+// verified records that name has a verified twin.
+func (r *shardRun) verified(name string) {
+	r.k.setVerified(r.rot.ID, name)
+	r.mu.Lock()
+	st := r.entries[name]
+	first := st&entryDone == 0
+	r.entries[name] = st | entryDone
+	r.mu.Unlock()
+	if first {
+		if n := r.k.rot.done.Add(1); n%1024 == 0 {
+			r.k.report(r.progress, "")
+		}
+	}
+}
+
+// pass gives every entry below each old generation's prefix+suffix a
+// verified twin: by re-wrapping (rewrapOne) or, with check, by checking the
+// twin another process made (checkOne). It returns the number of entries
+// listed.
+func (r *shardRun) pass(ctx context.Context, prefix func(gen string) string, check bool) (int64, error) {
+	var n int64
+	for _, from := range r.rot.From {
+		var todo []string
+		err := r.k.st.List(ctx, prefix(from), func(i store.Info) error {
+			n++
+			if r.listed(i.Name) {
+				todo = append(todo, i.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("rotate: listing %s: %w", prefix(from), err)
+		}
+		kFrom := r.kFrom[from]
+		err = r.k.parallel(ctx, r.opts.Workers, todo, func(name string) error {
+			var checked bool
+			var err error
+			if check {
+				checked, err = r.k.checkOne(ctx, name, kFrom, r.kTo)
+			} else {
+				err = r.k.rewrapOne(ctx, name, kFrom, r.kTo)
+			}
+			if err != nil {
+				return err
+			}
+			if checked {
+				r.k.rot.checked.Add(1)
+			}
+			r.verified(name)
+			return r.k.step(PointRewrap)
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// work claims and works shards until none is left that this run can do.
+// A helper returns then; a coordinator also checks the shards that other
+// processes marked done and waits for those they hold, taking over a shard
+// whose lease expires. It returns the first error of a shard (after trying
+// the others), or at once on a crash, a canceled context or a failure to
+// list the shards.
+func (r *shardRun) work(ctx context.Context) error {
+	start := rand.IntN(RewrapShards) // spread the processes over the shards
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !r.coord {
+			// A helper stops when the rotation is finished or replaced.
+			if err := r.k.Refresh(ctx); err != nil {
+				return fmt.Errorf("rotate: %w", err)
+			}
+			if cur := r.k.Keyring().Rotation; cur == nil || cur.ID != r.rot.ID {
+				return nil
+			}
+		}
+		infos, err := r.k.scanShards(ctx, r.rot.ID)
+		if err != nil {
+			return err
+		}
+		progressed, pending := false, false
+		// A coordinator checks what others did before taking more: that
+		// spreads the work best (a check costs a third of a re-wrap).
+		if r.coord {
+			for i := range RewrapShards {
+				s := (start + i) % RewrapShards
+				if infos[s].done && !r.settled[s] && r.failed[s] == nil {
+					if err := r.checkShard(ctx, s); isFatal(err) {
+						return err
+					}
+					progressed = true
+					break
+				}
+			}
+		}
+		for i := 0; i < RewrapShards && !progressed; i++ {
+			s := (start + i) % RewrapShards
+			if infos[s].done || r.settled[s] || r.failed[s] != nil {
+				continue
+			}
+			if infos[s].seq > 0 {
+				l, err := readLease(ctx, r.k.st, leaseNameAt(shardPrefix(r.rot.ID, s), infos[s].seq))
+				if err != nil {
+					r.failed[s] = fmt.Errorf("rotate: shard %s: %w", shardHex(s), err)
+					continue
+				}
+				if l != nil && r.k.now().Before(l.Expires) {
+					pending = true
+					continue
+				}
+			}
+			busy, err := r.claimShard(ctx, s)
+			if isFatal(err) {
+				return err
+			}
+			if busy {
+				pending = true // another process was quicker
+				continue
+			}
+			progressed = true
+		}
+		if progressed {
+			continue
+		}
+		if !r.coord || !pending {
+			break
+		}
+		t := time.NewTimer(r.opts.ShardPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	for _, err := range r.failed {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isFatal says whether an error ends a run at once: a crash or a canceled
+// context. Other errors fail one shard.
+func isFatal(err error) bool {
+	return isCrash(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func isCrash(err error) bool {
+	var c errCrashed
+	return errors.As(err, &c)
+}
+
+// checkShard checks every entry of shard s, which another process marked
+// done: each twin must open under the new key (missing or damaged twins
+// are made here).
+func (r *shardRun) checkShard(ctx context.Context, s int) error {
+	_, err := r.pass(ctx, func(g string) string { return shardDEKPrefix(g, s) }, true)
+	if err != nil {
+		if !isFatal(err) {
+			r.failed[s] = err
+		}
+		return err
+	}
+	r.settled[s] = true
+	return nil
+}
+
+// claimShard takes shard s's lease and re-wraps the shard. busy says
+// another process took the lease first. A failure is recorded in r.failed
+// (and returned); a shard lease lost to a takeover is not a failure: the
+// new holder finishes the shard.
+func (r *shardRun) claimShard(ctx context.Context, s int) (busy bool, err error) {
+	k := r.k
+	h, err := k.takeLeaseAt(ctx, shardPrefix(r.rot.ID, s), "re-wrap lease of shard "+shardHex(s), r.opts)
+	if errors.Is(err, ErrBusy) {
+		return true, nil
+	}
+	if err != nil {
+		r.failed[s] = fmt.Errorf("rotate: %w", err)
+		return false, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.lost:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	defer func() {
+		if isCrash(err) {
+			h.abandon() // a dead process releases nothing
+			return
+		}
+		h.release(context.WithoutCancel(ctx)) // best effort: a leftover lapses
+	}()
+	if err := k.step(PointShard); err != nil {
+		return false, err
+	}
+	n, err := r.pass(sctx, func(g string) string { return shardDEKPrefix(g, s) }, false)
+	if lerr := h.err(); lerr != nil && ctx.Err() == nil && !isCrash(err) {
+		if errors.Is(lerr, errTakenOver) {
+			return false, nil
+		}
+		r.failed[s] = fmt.Errorf("rotate: shard %s: lost the shard lease: %w", shardHex(s), lerr)
+		return false, r.failed[s]
+	}
+	if err != nil {
+		if !isFatal(err) {
+			r.failed[s] = err
+		}
+		return false, err
+	}
+	r.settled[s] = true
+	k.rot.shards.Add(1)
+	// The marker is a hint for the others; losing it costs only a redo.
+	m := ShardDone{Rotation: r.rot.ID, Shard: shardHex(s), Entries: n, Holder: h.rec.Holder,
+		Host: r.opts.Host, PID: os.Getpid(), Finished: k.now().UTC().Truncate(time.Second)}
+	k.st.Create(ctx, shardDoneObject(r.rot.ID, s), m.marshal())
+	return false, k.step(PointShardDone)
+}
+
+// checkOne checks the twin of the old-prefix entry name, which another
+// process made: it must open under the new KEK. The twin's additional data
+// binds repository, generation and DEK id, so it can only have been made by
+// a holder of the new key for this DEK id, and every writer of twins (a
+// re-wrap, a late writer) wraps the DEK it read or made: this is the check
+// a process without the old key does too. A missing or damaged twin is made
+// (rewrapOne). checked says the twin was there and opened.
+func (k *Keychain) checkOne(ctx context.Context, name string, kFrom, kTo *kek) (checked bool, err error) {
+	idHex := name[strings.LastIndexByte(name, '/')+1:]
+	id, err := parseDEKID(idHex)
+	if err != nil {
+		return false, fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+	}
+	tb, err := k.st.Get(ctx, dekName(kTo.gen, id))
+	switch {
+	case err == nil:
+		if _, uerr := kTo.unwrap(k.rid, id, tb); uerr == nil {
+			return true, nil
+		}
+	case !errors.Is(err, store.ErrNotExist):
+		return false, fmt.Errorf("rotate: %w", err)
+	}
+	return false, k.rewrapOne(ctx, name, kFrom, kTo)
+}
+
+// deleteRewrapObjects deletes the shard leases and done markers of every
+// rotation other than keep (the one in progress, if any).
+func (k *Keychain) deleteRewrapObjects(ctx context.Context, opts RotateOptions, keep string) error {
+	var names []string
+	err := k.st.List(ctx, rewrapPrefix, func(i store.Info) error {
+		if keep == "" || !strings.HasPrefix(i.Name, rewrapRotPrefix(keep)) {
+			names = append(names, i.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rotate: listing %s: %w", rewrapPrefix, err)
+	}
+	return k.parallel(ctx, opts.Workers, names, func(name string) error {
+		if err := k.st.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotExist) {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		return nil
+	})
+}
+
+// HelpRotation works on the re-wrap of the rotation in progress alongside
+// the process that runs it (the coordinator, which holds the rotation
+// lease): it claims shards one at a time with shard leases, re-wraps each
+// (as RunRotation does: idempotent, read back and verified) and marks it
+// done, until no shard is left unclaimed and unfinished; then it returns.
+// It does not wait for shards others hold, and never retires or deletes.
+// A daemon calls it when it sees a rotation record and holds the new key;
+// calling it again later is cheap.
+//
+// With no rotation in progress it returns nil. It needs the keys of the new
+// generation and of every generation rotated from (ErrDEKUnavailable
+// otherwise, nothing written). The first error of a shard is returned after
+// the other shards were tried; the coordinator redoes such a shard.
+func (k *Keychain) HelpRotation(ctx context.Context, progress func(Progress)) error {
+	opts := k.rotateOptions()
+	if err := k.Refresh(ctx); err != nil {
+		return fmt.Errorf("help rotation: %w", err)
+	}
+	rot := k.Keyring().Rotation
+	if rot == nil {
+		return nil
+	}
+	k.mu.RLock()
+	kTo := k.keks[rot.To]
+	kFrom := map[string]*kek{}
+	var lack []string
+	for _, g := range rot.From {
+		kFrom[g] = k.keks[g]
+		if kFrom[g] == nil {
+			lack = append(lack, g)
+		}
+	}
+	k.mu.RUnlock()
+	if kTo == nil {
+		lack = append(lack, rot.To)
+	}
+	if len(lack) > 0 {
+		return fmt.Errorf("help rotation: %w: re-wrapping needs the key of generation %s, which this process does not hold", ErrDEKUnavailable, strings.Join(lack, " and "))
+	}
+	if err := k.beginRun(rot, true); err != nil {
+		return fmt.Errorf("help rotation: %w", err)
+	}
+	defer k.endRun()
+	k.report(progress, "rewrap")
+	if err := k.newShardRun(rot, kTo, kFrom, opts, progress, false).work(ctx); err != nil {
+		return err
+	}
+	k.report(progress, "done")
+	return nil
+}
