@@ -68,7 +68,7 @@ if [[ " $parts " == *" snapshot "* ]]; then
   echo
 fi
 
-for part in mount rotate; do
+for part in mount rotate s3; do
   if [[ " $parts " == *" $part "* ]] && [ -x "scripts/bench-$part.sh" ]; then
     B="$B" bin="$bin" data="$data" "scripts/bench-$part.sh"
   fi
