@@ -25,7 +25,8 @@ type Control struct {
 	// Write, if set, makes the file writable by the mounting user only
 	// (anyone else gets EACCES). Each non-empty line written, without its
 	// newline, is passed to Write (a write(2) without a newline is one
-	// line), and
+	// line; a write(2) of nothing but white space passes one empty line),
+	// and
 	// the write(2) returns once Write has. Write's error becomes the
 	// write(2)'s errno (see controlErrno) and one log line. ctx carries
 	// the caller (fuse.FromContext) and ends when the mount does, not
@@ -190,6 +191,14 @@ func (h *ctlHandle) Write(ctx context.Context, data []byte, off int64) (uint32, 
 		return 0, syscall.EBADF
 	}
 	hctx := f.handlerContext(ctx)
+	if len(bytes.TrimSpace(data)) == 0 {
+		// An empty request is the handler's to refuse, not a no-op.
+		if err := f.c.Write(hctx, nil); err != nil {
+			f.m.opts.Logf(".ctl/%s: %v", f.c.Name, err)
+			return 0, controlErrno(err)
+		}
+		return uint32(len(data)), 0
+	}
 	for rest := data; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {

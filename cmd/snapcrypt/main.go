@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -42,9 +43,11 @@ func register(c *command) { commands = append(commands, c) }
 
 // cli holds what every command shares.
 type cli struct {
-	repo   string
-	keys   []string
-	json   bool
+	repo string
+	keys []string
+	json bool
+	// lease is the rotation lease lifetime of rotations this process runs.
+	lease  time.Duration
 	stdout io.Writer
 	stderr io.Writer
 }
