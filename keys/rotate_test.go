@@ -72,10 +72,17 @@ func makeDEKs(t testing.TB, k *Keychain, n int) map[[16]byte][]byte {
 // current or retiring that unwraps (with one of ms) to the right key.
 func checkReachable(t testing.TB, st store.Store, deks map[[16]byte][]byte, ms ...*Material) {
 	t.Helper()
+	if err := reachable(st, deks, ms...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reachable is checkReachable returning the first failure, for goroutines.
+func reachable(st store.Store, deks map[[16]byte][]byte, ms ...*Material) error {
 	ctx := context.Background()
 	r, err := LoadKeyring(ctx, st)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	rid, _ := parseRepoID(testRepoID)
 	keks := matchAll(r, ms, rid, nil)
@@ -96,9 +103,10 @@ func checkReachable(t testing.TB, st store.Store, deks map[[16]byte][]byte, ms .
 			}
 		}
 		if !ok {
-			t.Fatalf("DEK %x is unreachable with the keys keyring epoch %d names", id, r.Epoch)
+			return fmt.Errorf("DEK %x is unreachable with the keys keyring epoch %d names", id, r.Epoch)
 		}
 	}
+	return nil
 }
 
 // checkFinished asserts the end state of a rotation to newKey: only the new
@@ -133,6 +141,9 @@ func checkFinished(t testing.TB, st store.Store, clock *fakeClock, deks map[[16]
 	}
 	if u, err := k.Unfinished(ctx); err != nil || u {
 		t.Fatalf("Unfinished = %v, %v", u, err)
+	}
+	if n, _ := k.count(ctx, rewrapPrefix, 0); n != 0 {
+		t.Fatalf("%d shard leases or done markers left", n)
 	}
 }
 

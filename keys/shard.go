@@ -420,7 +420,17 @@ func (r *shardRun) claimShard(ctx context.Context, s int) (busy bool, err error)
 	}
 	r.settled[s] = true
 	k.rot.shards.Add(1)
-	// The marker is a hint for the others; losing it costs only a redo.
+	// The marker is a hint for the others; losing it costs only a redo. A
+	// helper that was slow writes none once the rotation is over (it would
+	// be left behind until the next rotation's cleanup).
+	if !r.coord {
+		if err := k.Refresh(ctx); err != nil {
+			return false, nil
+		}
+		if cur := k.Keyring().Rotation; cur == nil || cur.ID != r.rot.ID {
+			return false, nil
+		}
+	}
 	m := ShardDone{Rotation: r.rot.ID, Shard: shardHex(s), Entries: n, Holder: h.rec.Holder,
 		Host: r.opts.Host, PID: os.Getpid(), Finished: k.now().UTC().Truncate(time.Second)}
 	k.st.Create(ctx, shardDoneObject(r.rot.ID, s), m.marshal())
