@@ -24,13 +24,16 @@ type dirNode struct {
 	a       meta
 }
 
-// snapshotRoot is the directory of one snapshot. The manifest keeps no
-// attributes for the root, so it shows the snapshot's time, mode 0755 and
-// the snapshot's owner where known (else the mounting user).
+// snapshotRoot is the directory of one snapshot, with the root's attributes
+// from the manifest; manifests without them show the snapshot's time, mode
+// 0755 and the mounting user.
 func (m *mount) snapshotRoot(e *snapEntry) *dirNode {
 	t := e.s.Time.UnixNano()
-	return &dirNode{m: m, snapIno: e.ino, tree: e.s.Tree,
-		a: meta{typ: syscall.S_IFDIR, perm: 0o755, uid: m.uid, gid: m.gid, links: 2, mtime: t, ctime: t}}
+	a := meta{typ: syscall.S_IFDIR, perm: 0o755, uid: m.uid, gid: m.gid, links: 2, mtime: t, ctime: t}
+	if rm := e.s.Root; rm != nil {
+		a.perm, a.uid, a.gid, a.mtime = rm.Mode, rm.UID, rm.GID, rm.MTime
+	}
+	return &dirNode{m: m, snapIno: e.ino, tree: e.s.Tree, a: a}
 }
 
 func (d *dirNode) attr(out *fuse.Attr)    { a := d.stat(); a.fill(out) }

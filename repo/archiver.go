@@ -123,6 +123,7 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	snap := &Snapshot{
 		Version: snapshotVersion, Time: time.Now().UTC(), Host: opts.Host, Paths: abs,
 		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
+		Root:  &RootMeta{Mode: root.Mode, UID: root.UID, GID: root.GID, MTime: root.MTime},
 		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,
 	}
 	if u := os.Getenv("USER"); u != "" {

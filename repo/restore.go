@@ -42,7 +42,8 @@ type restorer struct {
 
 // Restore writes the snapshot's tree below target, which must be absent or
 // an empty directory. Content, modes, ownership (as root), times with
-// nanoseconds, symlinks and hard links are reproduced.
+// nanoseconds, symlinks and hard links are reproduced; target itself gets
+// the root directory's attributes (unless Include selects a part).
 func (r *Repository) Restore(ctx context.Context, s *Snapshot, target string, opts RestoreOptions) (*RestoreResult, error) {
 	for _, p := range opts.Include {
 		if _, err := path.Match(p, ""); err != nil {
@@ -60,6 +61,9 @@ func (r *Repository) Restore(ctx context.Context, s *Snapshot, target string, op
 	rs := &restorer{r: r, opts: opts, links: map[[2]uint64]string{}, root: os.Geteuid() == 0}
 	if err := rs.dir(ctx, s.Tree, target, ""); err != nil {
 		return &rs.res, err
+	}
+	if s.Root != nil && len(opts.Include) == 0 {
+		rs.meta(&Node{Type: TypeDir, Mode: s.Root.Mode, UID: s.Root.UID, GID: s.Root.GID, MTime: s.Root.MTime}, target)
 	}
 	return &rs.res, nil
 }

@@ -18,15 +18,26 @@ type Snapshot struct {
 	Tags     []string  `json:"tags,omitempty"`
 	Tree     BlobID    `json:"tree"`
 	Parent   *ObjectID `json:"parent,omitempty"`
-	Files    uint64    `json:"files"`
-	Dirs     uint64    `json:"dirs"`
-	Bytes    uint64    `json:"bytes"`
+	// Root holds the root directory's own attributes; manifests written
+	// before it existed lack it.
+	Root  *RootMeta `json:"root,omitempty"`
+	Files uint64    `json:"files"`
+	Dirs  uint64    `json:"dirs"`
+	Bytes uint64    `json:"bytes"`
 
 	// ID is the snapshot object's id; not part of the manifest bytes.
 	ID ObjectID `json:"-"`
 }
 
 const snapshotVersion = 1
+
+// RootMeta are the attributes of a snapshot's root directory.
+type RootMeta struct {
+	Mode  uint32 `json:"mode"` // st_mode & 07777
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	MTime int64  `json:"mtime"` // nanoseconds since the epoch
+}
 
 // MarshalJSON encodings of ids are hex strings.
 func (id BlobID) MarshalText() ([]byte, error)   { return []byte(id.String()), nil }
