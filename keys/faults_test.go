@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -149,4 +150,86 @@ func TestRotateUnderLoad(t *testing.T) {
 		return
 	}
 	checkFinished(t, st, clock, deks, newKey)
+}
+
+// TestCooperativeRotateWithStoreFaults: a coordinator and a helper rotate
+// through a store that fails and loses responses at random, retrying until
+// the rotation is finished. Meanwhile the clock runs fast, so shard leases
+// (never renewed in time) expire in the middle of shards and are taken
+// over. After every attempt no DEK is unreachable.
+func TestCooperativeRotateWithStoreFaults(t *testing.T) {
+	ctx := context.Background()
+	for seed := range 3 {
+		inner := mem.New()
+		fs := faults.New(inner)
+		clock := newFakeClock()
+		oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
+		k := mustInit(t, fs, oldKey)
+		setClock(k, clock.Now)
+		k.SetRotateOptions(shardOpts)
+		deks := makeDEKs(t, k, 100)
+		h := openWith(t, fs, clock, oldKey, newKey)
+		h.SetRotateOptions(shardOpts)
+		fs.Add(faults.Rule{Probability: 0.02 + 0.01*float64(seed)})
+		fs.Add(faults.Rule{Ops: []faults.Op{faults.Create, faults.Put, faults.Delete}, Probability: 0.02, Dropped: true})
+		stop := make(chan struct{})
+		ticked := make(chan struct{})
+		go func() {
+			defer close(ticked)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+					clock.advance(shardOpts.LeaseDuration / 4)
+				}
+			}
+		}()
+		finished := false
+		helped := 0
+		for attempt := 0; attempt < 300 && !finished; attempt++ {
+			helpErr := make(chan error, 1)
+			go func() { helpErr <- h.HelpRotation(ctx, nil) }()
+			var err error
+			r := k.Keyring()
+			if matchKEK(r.Generation(r.Current), newKey, k.rid) == nil && r.Rotation == nil {
+				if err = k.StartRotation(ctx, newKey, shardOpts); err == nil {
+					err = k.RunRotation(ctx, nil)
+				}
+			} else if err = k.AddKey(ctx, newKey); err == nil {
+				err = k.Resume(ctx, nil)
+			}
+			if err == nil {
+				var u bool
+				u, err = k.Unfinished(ctx)
+				finished = err == nil && !u
+			}
+			if err != nil && !errors.Is(err, faults.ErrInjected) && !errors.Is(err, ErrRotationUnfinished) && !errors.Is(err, ErrAlreadyCurrent) && !errors.Is(err, ErrBusy) {
+				t.Fatalf("seed %d attempt %d: %v", seed, attempt, err)
+			}
+			herr := <-helpErr
+			if herr != nil && !errors.Is(herr, faults.ErrInjected) {
+				t.Fatalf("seed %d attempt %d: helper: %v", seed, attempt, herr)
+			}
+			if p, ok := lastHelp(h); ok && p.Shards > 0 {
+				helped++
+			}
+			checkReachable(t, inner, deks, oldKey, newKey)
+		}
+		close(stop)
+		<-ticked
+		if !finished {
+			t.Fatalf("seed %d: rotation did not finish (%d faults injected)", seed, fs.Injected())
+		}
+		fs.Reset()
+		checkFinished(t, inner, clock, deks, newKey)
+		t.Logf("seed %d: %d faults injected; the helper worked shards in %d attempts", seed, fs.Injected(), helped)
+	}
+}
+
+// lastHelp returns the progress of k's last run.
+func lastHelp(k *Keychain) (Progress, bool) {
+	k.rot.mu.Lock()
+	defer k.rot.mu.Unlock()
+	return k.progressLocked(), k.rot.prog.Helper
 }
