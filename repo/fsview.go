@@ -111,5 +111,6 @@ func (r *Repository) LoadIndexPartial(ctx context.Context) (failed map[ObjectID]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r.setIndexFailures(failed)
 	return failed, nil
 }

@@ -13,14 +13,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -69,9 +67,10 @@ type Repository struct {
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
 
-	errMu sync.Mutex
-	errs  []string // recent read errors, for status
-	nErrs uint64
+	errMu    sync.Mutex
+	errs     []string // recent read errors, for status
+	nErrs    uint64
+	indexErr error // why index objects could not be read, at the last load
 }
 
 type segKey struct {
@@ -178,10 +177,32 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
 		snaps:   map[ObjectID]*Snapshot{},
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	// An index that cannot be read (sealed with a data key that none of
+	// the keys unwraps yet, during a rotation) does not stop the opening:
+	// what needs its blobs fails later and says why (see ReadBlob).
+	if _, err := r.LoadIndexPartial(ctx); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// setIndexFailures records the index objects the last load could not read,
+// for the errors of blobs they would have listed.
+func (r *Repository) setIndexFailures(failed map[ObjectID]error) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	r.indexErr = firstFailure(failed)
+}
+
+// missingBlob is the error for a blob the index does not know.
+func (r *Repository) missingBlob(t BlobType, id BlobID) error {
+	r.errMu.Lock()
+	ierr := r.indexErr
+	r.errMu.Unlock()
+	if ierr != nil {
+		return fmt.Errorf("%s blob %s is not in the index; an index object could not be read: %w", t, id.Short(), ierr)
+	}
+	return fmt.Errorf("%s blob %s is not in the index", t, id.Short())
 }
 
 // Config returns the repository's configuration.
@@ -197,41 +218,31 @@ func (r *Repository) Store() store.Store { return r.st }
 func (r *Repository) Index() *Index { return r.index }
 
 // LoadIndex reads every index object not yet merged. It is cheap to call
-// again: objects already read are skipped.
+// again: objects already read are skipped. It fails if any index object
+// cannot be read (LoadIndexPartial goes on past such objects).
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	var names []ObjectID
-	err := r.st.List(ctx, "index/", func(fi store.Info) error {
-		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "index/"))
-		if err != nil {
-			return nil // not ours; check reports it
-		}
-		r.index.mu.RLock()
-		done := r.index.loaded[id]
-		r.index.mu.RUnlock()
-		if !done {
-			names = append(names, id)
-		}
-		return nil
-	})
+	failed, err := r.LoadIndexPartial(ctx)
 	if err != nil {
-		return fmt.Errorf("listing indexes: %w", err)
+		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, id := range names {
-		g.Go(func() error {
-			packs, err := r.readIndex(gctx, id)
-			if err != nil {
-				return err
-			}
-			r.index.add(packs)
-			r.index.mu.Lock()
-			r.index.loaded[id] = true
-			r.index.mu.Unlock()
-			return nil
-		})
+	return firstFailure(failed)
+}
+
+// firstFailure returns the error of the lowest object id, or nil.
+func firstFailure(failed map[ObjectID]error) error {
+	var first *ObjectID
+	for id := range failed {
+		if first == nil || bytes.Compare(id[:], first[:]) < 0 {
+			first = &id
+		}
 	}
-	return g.Wait()
+	if first == nil {
+		return nil
+	}
+	if len(failed) > 1 {
+		return fmt.Errorf("%w (and %d more objects)", failed[*first], len(failed)-1)
+	}
+	return failed[*first]
 }
 
 func (r *Repository) readIndex(ctx context.Context, id ObjectID) ([]IndexPack, error) {
@@ -287,39 +298,17 @@ func (r *Repository) sealObject(ctx context.Context, name string, kind object.Ki
 	return h, int64(len(ct)), nil
 }
 
-// Snapshots returns every snapshot, oldest first.
+// Snapshots returns every snapshot, oldest first. It fails if any manifest
+// cannot be read (SnapshotsPartial goes on past such manifests).
 func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
-	var ids []ObjectID
-	err := r.st.List(ctx, "snapshots/", func(fi store.Info) error {
-		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "snapshots/"))
-		if err == nil {
-			ids = append(ids, id)
-		}
-		return nil
-	})
+	snaps, failed, err := r.SnapshotsPartial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing snapshots: %w", err)
-	}
-	out := make([]*Snapshot, len(ids))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i, id := range ids {
-		g.Go(func() error {
-			s, err := r.LoadSnapshot(gctx, id)
-			out[i] = s
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Time.Equal(out[j].Time) {
-			return out[i].Time.Before(out[j].Time)
-		}
-		return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0
-	})
-	return out, nil
+	if err := firstFailure(failed); err != nil {
+		return nil, err
+	}
+	return snaps, nil
 }
 
 // LoadSnapshot reads one snapshot manifest.
@@ -400,7 +389,7 @@ func (r *Repository) LoadTree(ctx context.Context, id BlobID) (*Tree, error) {
 func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byte, error) {
 	loc, ok := r.index.lookup(t, id)
 	if !ok {
-		return nil, fmt.Errorf("%s blob %s is not in the index", t, id.Short())
+		return nil, r.missingBlob(t, id)
 	}
 	buf := make([]byte, loc.length)
 	if _, err := r.readPack(ctx, loc.pack, buf, int64(loc.offset), 0); err != nil {
@@ -416,7 +405,7 @@ func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byt
 func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []byte, off, ahead int64) (int, error) {
 	loc, ok := r.index.lookup(t, id)
 	if !ok {
-		return 0, fmt.Errorf("%s blob %s is not in the index", t, id.Short())
+		return 0, r.missingBlob(t, id)
 	}
 	if off >= int64(loc.length) {
 		return 0, nil
