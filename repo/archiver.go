@@ -87,7 +87,9 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	// An index that cannot be read yet (during a rotation, by a process
+	// holding only the new key) costs deduplication, not the snapshot.
+	if _, err := r.LoadIndexPartial(ctx); err != nil {
 		return nil, err
 	}
 	a := &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
