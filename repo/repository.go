@@ -497,29 +497,15 @@ func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, po
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	// Decrypt whole segments: round end up to a segment boundary.
-	segEnd := (end + seg - 1) / seg * seg
-	if segEnd > size {
-		segEnd = size
-	}
-	plain, err := c.OpenRange(nil, ct, start, segEnd-start, size)
+	// Decrypted in place: the cached segments share ct's memory.
+	segs, err := c.OpenSegments(ct, first, size)
 	if err != nil {
 		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
 	}
-	var firstData []byte
-	for s := first; start+(s-first)*seg < segEnd; s++ {
-		lo := (s - first) * seg
-		hi := lo + seg
-		if hi > int64(len(plain)) {
-			hi = int64(len(plain))
-		}
-		d := plain[lo:hi:hi]
-		if s == first {
-			firstData = d
-		}
-		r.segs.add(segKey{pk.ID, s}, d, int64(cap(d)))
+	for i, d := range segs {
+		r.segs.add(segKey{pk.ID, first + int64(i)}, d, int64(len(d))+object.TagSize)
 	}
-	return firstData, nil
+	return segs[0], nil
 }
 
 func (r *Repository) noteError(err error) {

@@ -323,6 +323,45 @@ func (c *Cipher) OpenRange(dst []byte, ct []byte, off, n, plainSize int64) ([]by
 	return ret[:len(dst)+want], nil
 }
 
+// OpenSegments authenticates and decrypts, in place, the whole segments
+// first.. of an object whose plaintext size is plainSize, given ct, the
+// object bytes CipherRange names for a range starting at segment first. It
+// returns one slice of ct per segment holding that segment's plaintext:
+// nothing is allocated or copied, so a reader can keep the segments (they
+// share ct's memory; ct is overwritten). Failures wrap ErrCorrupt.
+func (c *Cipher) OpenSegments(ct []byte, first, plainSize int64) ([][]byte, error) {
+	if first < 0 || plainSize < 0 {
+		return nil, fmt.Errorf("sealed object: invalid segment %d or size %d", first, plainSize)
+	}
+	final := numSegments(plainSize) - 1
+	if first > final {
+		return nil, fmt.Errorf("sealed object: segment %d past the last (%d): %w", first, final, ErrCorrupt)
+	}
+	var nonce [nonceSize]byte
+	var segs [][]byte
+	pos := 0
+	for s := first; pos < len(ct); s++ {
+		if s > final {
+			return nil, fmt.Errorf("sealed object: %d bytes past the last segment: %w", len(ct)-pos, ErrCorrupt)
+		}
+		plen := int(segmentPlainSize(s, final, plainSize))
+		if pos+plen+TagSize > len(ct) {
+			return nil, fmt.Errorf("sealed object: segment %d cut short: %w", s, ErrCorrupt)
+		}
+		setNonce(nonce[:], s, s == final)
+		seg := ct[pos : pos+plen+TagSize]
+		if _, err := c.aead.Open(seg[:0], nonce[:], seg, c.ad); err != nil {
+			return nil, fmt.Errorf("sealed object: segment %d: %w", s, ErrCorrupt)
+		}
+		segs = append(segs, seg[:plen:plen])
+		pos += plen + TagSize
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("sealed object: no segment: %w", ErrCorrupt)
+	}
+	return segs, nil
+}
+
 // grow extends b by n bytes, returning the extended slice and the new tail.
 func grow(b []byte, n int) (all, tail []byte) {
 	if total := len(b) + n; cap(b) >= total {

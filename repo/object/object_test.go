@@ -518,3 +518,59 @@ func TestCipherConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenSegments(t *testing.T) {
+	dek := make([]byte, KeySize)
+	h, err := NewHeader(KindPack, [16]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{0, 1, SegmentSize, SegmentSize + 1, 3*SegmentSize + 17} {
+		plain := make([]byte, size)
+		for i := range plain {
+			plain[i] = byte(i * 7)
+		}
+		obj, err := Seal(dek, h, "p", plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewCipher(dek, h, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for first := int64(0); first < numSegments(size); first++ {
+			ctOff, ctLen, seg := CipherRange(first*SegmentSize, size, size)
+			if seg != first {
+				t.Fatalf("CipherRange first segment %d, want %d", seg, first)
+			}
+			ct := append([]byte(nil), obj[ctOff:ctOff+ctLen]...)
+			segs, err := c.OpenSegments(ct, first, size)
+			if err != nil {
+				t.Fatalf("size %d first %d: %v", size, first, err)
+			}
+			var got []byte
+			for _, s := range segs {
+				got = append(got, s...)
+			}
+			if string(got) != string(plain[first*SegmentSize:]) {
+				t.Fatalf("size %d first %d: wrong plaintext", size, first)
+			}
+			// Tampering, truncation and a wrong segment number are caught.
+			ct = append([]byte(nil), obj[ctOff:ctOff+ctLen]...)
+			ct[len(ct)/2] ^= 1
+			if _, err := c.OpenSegments(ct, first, size); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("tampered: %v", err)
+			}
+			ct = append([]byte(nil), obj[ctOff:ctOff+ctLen-1]...)
+			if _, err := c.OpenSegments(ct, first, size); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("truncated: %v", err)
+			}
+			if numSegments(size) > 1 {
+				ct = append([]byte(nil), obj[ctOff:ctOff+ctLen]...)
+				if _, err := c.OpenSegments(ct, (first+1)%numSegments(size), size); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("wrong segment number: %v", err)
+				}
+			}
+		}
+	}
+}
