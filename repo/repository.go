@@ -49,7 +49,7 @@ type Options struct {
 }
 
 // DefaultCacheBytes is the default bound of the decrypted-data cache.
-const DefaultCacheBytes = 64 << 20
+const DefaultCacheBytes = 32 << 20
 
 // Repository is an open repository. It is safe for concurrent use.
 type Repository struct {

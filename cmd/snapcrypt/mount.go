@@ -36,7 +36,7 @@ func mountCommand() *command {
 		short: "Mount the repository read-only at MOUNTPOINT, in the foreground; prints one line when ready. SIGINT, SIGTERM or 'fusermount3 -u MOUNTPOINT' ends it.",
 		setup: func(f *pflag.FlagSet, c *cli) {
 			f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount, with the snapshotted permissions (an ordinary user needs user_allow_other in /etc/fuse.conf)")
-			f.StringVar(&cacheSize, "cache-size", "", "bound of the decrypted-data cache in bytes; suffixes K, M, G (default 64M)")
+			f.StringVar(&cacheSize, "cache-size", "", "bound of the decrypted-data cache in bytes; suffixes K, M, G (default 32M)")
 			f.BoolVar(&debug, "debug", false, "log every FUSE request to stderr")
 			f.DurationVar(&c.lease, "rotation-lease", keys.DefaultLeaseDuration, "lease lifetime of rotations this mount runs: how long a killed mount blocks others")
 		},
