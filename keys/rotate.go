@@ -668,27 +668,57 @@ func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions) error 
 	if err := k.deleteRewrapObjects(ctx, opts, keep); err != nil {
 		return err
 	}
+	return k.deleteGens(ctx, opts, retiredGens(r), false)
+}
+
+func retiredGens(r Keyring) []string {
+	var out []string
 	for _, g := range r.Generations {
-		if g.State != StateRetired {
+		if g.State == StateRetired {
+			out = append(out, g.ID)
+		}
+	}
+	return out
+}
+
+// deleteGens deletes every wrapped DEK below deks/<g>/ for each of gens,
+// which a committed keyring says are retired: shard by shard, from the
+// first shard up, or with down (a helper) from the last one down, so that
+// two processes deleting meet in the middle. An empty prefix costs one
+// listing.
+func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []string, down bool) error {
+	for _, g := range gens {
+		if n, err := k.count(ctx, genPrefix(g), 1); err != nil {
+			return fmt.Errorf("rotate: listing %s: %w", genPrefix(g), err)
+		} else if n == 0 {
 			continue
 		}
-		var names []string
-		err := k.st.List(ctx, genPrefix(g.ID), func(i store.Info) error {
-			names = append(names, i.Name)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("rotate: listing %s: %w", genPrefix(g.ID), err)
-		}
-		err = k.parallel(ctx, opts.Workers, names, func(name string) error {
-			if err := k.st.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotExist) {
-				return fmt.Errorf("rotate: %w", err)
+		for i := range RewrapShards {
+			s := i
+			if down {
+				s = RewrapShards - 1 - i
 			}
-			k.rot.deleted.Add(1)
-			return k.step(PointDelete)
-		})
-		if err != nil {
-			return err
+			var names []string
+			err := k.st.List(ctx, shardDEKPrefix(g, s), func(i store.Info) error {
+				names = append(names, i.Name)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("rotate: listing %s: %w", shardDEKPrefix(g, s), err)
+			}
+			err = k.parallel(ctx, opts.Workers, names, func(name string) error {
+				err := k.st.Delete(ctx, name)
+				if err != nil && !errors.Is(err, store.ErrNotExist) {
+					return fmt.Errorf("rotate: %w", err)
+				}
+				if err == nil {
+					k.rot.deleted.Add(1)
+				}
+				return k.step(PointDelete)
+			})
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -483,27 +483,35 @@ func (k *Keychain) deleteRewrapObjects(ctx context.Context, opts RotateOptions, 
 	})
 }
 
-// HelpRotation works on the re-wrap of the rotation in progress alongside
-// the process that runs it (the coordinator, which holds the rotation
-// lease): it claims shards one at a time with shard leases, re-wraps each
-// (as RunRotation does: idempotent, read back and verified) and marks it
-// done, until no shard is left unclaimed and unfinished; then it returns.
-// It does not wait for shards others hold, and never retires or deletes.
-// A daemon calls it when it sees a rotation record and holds the new key;
-// calling it again later is cheap.
+// HelpRotation works on the rotation in progress alongside the process
+// that runs it (the coordinator, which holds the rotation lease).
 //
-// With no rotation in progress it returns nil. It needs the keys of the new
-// generation and of every generation rotated from (ErrDEKUnavailable
-// otherwise, nothing written). The first error of a shard is returned after
-// the other shards were tried; the coordinator redoes such a shard.
+// While the keyring has a rotation record it helps re-wrap: it claims
+// shards one at a time with shard leases, re-wraps each (as RunRotation
+// does: idempotent, read back and verified) and marks it done, until no
+// shard is left unclaimed and unfinished; then it returns. It does not wait
+// for shards others hold and never retires anything. This needs the keys of
+// the new generation and of every generation rotated from
+// (ErrDEKUnavailable otherwise, nothing written). The first error of a
+// shard is returned after the other shards were tried; the coordinator
+// redoes such a shard.
+//
+// Once the old generations are retired it helps delete their wrapped DEKs
+// (from the last shard down, while the coordinator goes up; no key is
+// needed), then returns. With nothing to do it returns nil at once.
+//
+// A daemon calls it whenever it sees a new keyring epoch (or every few
+// seconds) while the rotation is unfinished; a call with nothing to do
+// costs a few listings.
 func (k *Keychain) HelpRotation(ctx context.Context, progress func(Progress)) error {
 	opts := k.rotateOptions()
 	if err := k.Refresh(ctx); err != nil {
 		return fmt.Errorf("help rotation: %w", err)
 	}
-	rot := k.Keyring().Rotation
+	r := k.Keyring()
+	rot := r.Rotation
 	if rot == nil {
-		return nil
+		return k.helpDelete(ctx, opts, r, progress)
 	}
 	k.mu.RLock()
 	kTo := k.keks[rot.To]
@@ -528,6 +536,37 @@ func (k *Keychain) HelpRotation(ctx context.Context, progress func(Progress)) er
 	defer k.endRun()
 	k.report(progress, "rewrap")
 	if err := k.newShardRun(rot, kTo, kFrom, opts, progress, false).work(ctx); err != nil {
+		return err
+	}
+	k.report(progress, "done")
+	return nil
+}
+
+// helpDelete deletes the wrapped DEKs of the generations r says are
+// retired, from the last shard down.
+func (k *Keychain) helpDelete(ctx context.Context, opts RotateOptions, r Keyring, progress func(Progress)) error {
+	var gens []string
+	for _, g := range retiredGens(r) {
+		n, err := k.count(ctx, genPrefix(g), 1)
+		if err != nil {
+			return fmt.Errorf("help rotation: listing %s: %w", genPrefix(g), err)
+		}
+		if n > 0 {
+			gens = append(gens, g)
+		}
+	}
+	if len(gens) == 0 {
+		return nil
+	}
+	if err := k.beginRun(nil, true); err != nil {
+		return fmt.Errorf("help rotation: %w", err)
+	}
+	defer k.endRun()
+	k.rot.mu.Lock()
+	k.rot.prog.From = gens
+	k.rot.mu.Unlock()
+	k.report(progress, "delete")
+	if err := k.deleteGens(ctx, opts, gens, true); err != nil {
 		return err
 	}
 	k.report(progress, "done")

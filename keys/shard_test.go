@@ -140,12 +140,15 @@ func TestCooperativeRotation(t *testing.T) {
 			fail.set(fmt.Errorf("%s at %s: %w", who, point, err))
 		}
 	}
-	helperClaimed := make(chan struct{})
-	var helperOnce, coordOnce sync.Once
+	helperClaimed, helperDeleted := make(chan struct{}), make(chan struct{})
+	var helperOnce, helperDelOnce, coordOnce, coordDelOnce sync.Once
 	var aSteps, bSteps atomic.Int64
 	setCrash(b, func(p string) error {
-		if p == PointShard {
+		switch p {
+		case PointShard:
 			helperOnce.Do(func() { close(helperClaimed) })
+		case PointDelete:
+			helperDelOnce.Do(func() { close(helperDeleted) })
 		}
 		if p != PointRewrap || bSteps.Add(1)%16 == 0 {
 			check("helper", p)
@@ -155,8 +158,11 @@ func TestCooperativeRotation(t *testing.T) {
 	var during Status
 	var markers []ShardDone
 	setCrash(a, func(p string) error {
-		if p == PointShard {
+		switch p {
+		case PointShard:
 			coordOnce.Do(func() { <-helperClaimed }) // both work shards
+		case PointDelete:
+			coordDelOnce.Do(func() { <-helperDeleted }) // both delete
 		}
 		if p == PointBeforeRetire {
 			var err error
@@ -238,22 +244,51 @@ func TestCooperativeRotation(t *testing.T) {
 		}
 	}()
 
+	// The helper calls HelpRotation as a daemon would, again and again
+	// while the rotation is unfinished: first it re-wraps, after the
+	// retire commit it deletes. pb is its re-wrap run, pbDeleted what it
+	// deleted in all.
 	var pb Progress
+	var pbDeleted int64
 	helped := make(chan error, 1)
-	go func() { helped <- b.HelpRotation(ctx, func(p Progress) { pb = p }) }()
+	finished := make(chan struct{})
+	go func() {
+		for {
+			var last Progress
+			if err := b.HelpRotation(ctx, func(p Progress) { last = p }); err != nil {
+				helped <- err
+				return
+			}
+			if last.Shards > 0 {
+				pb = last
+			}
+			pbDeleted += last.Deleted
+			select {
+			case <-finished:
+				helped <- nil
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
 	var pa Progress
-	if err := a.RunRotation(ctx, func(p Progress) { pa = p }); err != nil {
-		t.Fatal(err)
+	err := a.RunRotation(ctx, func(p Progress) { pa = p })
+	close(finished)
+	if herr := <-helped; herr != nil {
+		t.Fatalf("helper: %v", herr)
 	}
-	if err := <-helped; err != nil {
-		t.Fatalf("helper: %v", err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	close(stop)
 	wg.Wait()
 	if err := fail.get(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("coordinator: %d shards, %d done, %d checked; helper: %d shards, %d done", pa.Shards, pa.Done, pa.Checked, pb.Shards, pb.Done)
+	t.Logf("coordinator: %d shards, %d done, %d checked, %d deleted; helper: %d shards, %d done, %d deleted", pa.Shards, pa.Done, pa.Checked, pa.Deleted, pb.Shards, pb.Done, pbDeleted)
+	if pa.Deleted == 0 || pbDeleted == 0 || pa.Deleted+pbDeleted != 401 {
+		t.Fatalf("deleted: coordinator %d, helper %d, want both > 0 and 401 in all", pa.Deleted, pbDeleted)
+	}
 	if pa.Shards == 0 || pb.Shards == 0 || pa.Shards+pb.Shards != RewrapShards {
 		t.Fatalf("shards: coordinator %d, helper %d, want both > 0 and %d in all", pa.Shards, pb.Shards, RewrapShards)
 	}
@@ -719,4 +754,52 @@ func FuzzParseShardDone(f *testing.F) {
 			t.Fatalf("parse/marshal/parse changed the marker: %v", err)
 		}
 	})
+}
+
+// TestHelperDeletesAfterRetire: the coordinator dies right after the
+// retire commit; a helper (here holding only the new key) deletes the
+// retired generation's wrapped DEKs, and nothing is left to resume.
+func TestHelperDeletesAfterRetire(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
+	a := mustInit(t, st, oldKey)
+	setClock(a, clock.Now)
+	a.SetRotateOptions(shardOpts)
+	deks := makeDEKs(t, a, 100)
+	setCrash(a, func(p string) error {
+		if p == PointRetired {
+			return errCrash
+		}
+		return nil
+	})
+	err := a.StartRotation(ctx, newKey, shardOpts)
+	if err == nil {
+		err = a.RunRotation(ctx, nil)
+	}
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("rotation: %v, want the simulated crash", err)
+	}
+	h := openWith(t, st, clock, newKey)
+	if u, err := h.Unfinished(ctx); err != nil || !u {
+		t.Fatalf("Unfinished = %v, %v", u, err)
+	}
+	var last Progress
+	if err := h.HelpRotation(ctx, func(p Progress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	if last.Deleted != 101 || last.Phase != "done" || !last.Helper {
+		t.Fatalf("helper progress %+v: want 101 deleted", last)
+	}
+	// The coordinator's crash left its shard markers: the next rotation's
+	// cleanup (or a Resume) removes them; apart from that, finished.
+	if u, err := h.Unfinished(ctx); err != nil || u {
+		t.Fatalf("Unfinished = %v, %v", u, err)
+	}
+	clock.advance(2 * shardOpts.LeaseDuration)
+	if err := h.Resume(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFinished(t, st, clock, deks, newKey)
 }
