@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Mount part of make bench (BENCH_PARTS contains mount): reads through
+# `snapcrypt mount`, gocryptfs 2.3 and `restic mount` (Debian's packages) and
+# natively, side by side in one run on the same data, and prints a markdown
+# table of medians with the ratios and the goals of issue 3.
+#
+# Figures (each BENCH_REPS times, default 3; the median is shown; the four
+# systems take turns within a repetition so that load from other work on the
+# machine hits them alike):
+#   cold cat   `cat big.bin` (1 GiB) after unmounting everything, sync,
+#              dropping the page cache and mounting afresh
+#   warm cat   the same file again, right after the cold read
+#   tar        `tar cf - tree | wc -c`, cold
+#   grep       `grep -r -c zzzz_never_found tree`, cold
+#   peak RSS   VmHWM of the mount process after the cold read of big.bin on a
+#              fresh mount
+#
+# Called by scripts/bench.sh with B (bench dir), bin (snapcrypt binary) and
+# data (big.bin and tree/) in the environment; runs alone too once bench.sh
+# made the data. Needs root (drop_caches). Its repositories and mountpoints
+# live in $B/bench-mount; the gocryptfs and restic copies of the data are
+# kept between runs (rebuilt when the data changes), the snapcrypt
+# repository is made afresh by the binary under test every run.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+B="${B:-${BENCH_DIR:-/var/tmp/snapcrypt-bench}}"
+bin="${bin:-$PWD/bin/snapcrypt}"
+data="${data:-$B/data}"
+reps="${BENCH_REPS:-3}"
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes)"
+export RESTIC_PASSWORD="${RESTIC_PASSWORD:-bench-password}"
+
+die() { echo "bench-mount: $*" >&2; exit 1; }
+[ -f "$data/big.bin" ] && [ -d "$data/tree" ] || die "no bench data in $data (run scripts/bench.sh first)"
+[ -x "$bin" ] || die "no snapcrypt binary at $bin (make build)"
+[ -w /proc/sys/vm/drop_caches ] || die "needs root: cold figures drop the page cache"
+for t in gocryptfs restic fusermount3 tar grep; do
+  command -v "$t" >/dev/null || die "$t is not installed"
+done
+
+W="$B/bench-mount"
+mkdir -p "$W"
+systems=(native sc gc rs)
+declare -A NAME=([native]=native [sc]=snapcrypt [gc]=gocryptfs [rs]=restic)
+declare -A MNT=([sc]="$W/mnt-sc" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs")
+declare -A ROOT=([native]="$data" [sc]="$W/mnt-sc/snapshots/latest" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs/snapshots/latest")
+declare -A PID=()
+
+mounted() { awk -v p="$1" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; }
+
+# umount_one SYS: unmounts SYS (if mounted) and waits for its process to end.
+umount_one() {
+  local s=$1 m=${MNT[$1]} pid=${PID[$1]:-}
+  if mounted "$m"; then
+    fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  fi
+  if [ -n "$pid" ]; then
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    PID[$s]=
+  fi
+  if mounted "$m"; then die "could not unmount $m"; fi
+}
+umount_all() { local x; for x in sc gc rs; do umount_one "$x"; done; }
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  local x
+  for x in sc gc rs; do umount_one "$x" 2>/dev/null || true; done
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# mount_one SYS [plain]: mounts SYS in the background and waits until
+# big.bin shows (plain: until the mount is there).
+mount_one() {
+  local s=$1 plain=${2:-} m=${MNT[$1]} log="$W/$1-mount.log"
+  mkdir -p "$m"
+  mounted "$m" && die "$m is still mounted"
+  case $s in
+    sc) "$bin" mount -r "$W/sc-repo" -k "file:$W/sc.key" "$m" >"$log" 2>&1 & ;;
+    gc) gocryptfs -fg -q -passfile "$W/gc.pass" "$W/gc-cipher" "$m" >"$log" 2>&1 & ;;
+    rs) restic mount --no-lock -r "$W/restic-repo" "$m" >"$log" 2>&1 & ;;
+  esac
+  PID[$s]=$!
+  for _ in $(seq 1200); do
+    if [ -n "$plain" ]; then mounted "$m" && return 0; elif [ -f "${ROOT[$s]}/big.bin" ]; then return 0; fi
+    kill -0 "${PID[$s]}" 2>/dev/null || { cat "$log" >&2; die "${NAME[$s]} mount exited"; }
+    sleep 0.05
+  done
+  cat "$log" >&2
+  die "${NAME[$s]} mount at $m not ready after 60 s"
+}
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# cold SYS: nothing mounted, page cache dropped, SYS mounted afresh.
+cold() { umount_all; drop; if [ "$1" != native ]; then mount_one "$1"; fi; }
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+# timed CMD...: runs CMD (stdout to $W/out), prints wall seconds.
+timed() {
+  local t0 t1
+  t0=$(now)
+  "$@" >"$W/out"
+  t1=$(now)
+  secs "$t0" "$t1"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
+mibs() { awk -v s="$1" -v n="$2" 'BEGIN { if (s + 0 <= 0) print "-"; else printf "%.0f", n / 1048576 / s }'; }
+# verdict OK: " (met)" or " (MISSED)"
+verdict() { if [ "$1" = 1 ]; then echo " (met)"; else echo " (MISSED)"; fi; }
+cmp_le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a != "-" && a + 0 <= b + 0) ? 1 : 0 }'; }
+cmp_ge() { awk -v a="$1" -v b="$2" 'BEGIN { print (a != "-" && a + 0 >= b + 0) ? 1 : 0 }'; }
+cmp_lt() { awk -v a="$1" -v b="$2" 'BEGIN { print (a != "-" && a + 0 < b + 0) ? 1 : 0 }'; }
+
+cat_big() { cat "$1/big.bin"; }
+tar_tree() { (cd "$1" && tar cf - tree | wc -c); }
+grep_tree() { (cd "$1" && { grep -r -c zzzz_never_found tree || [ $? = 1 ]; } | wc -l); }
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# --- the repositories, on the same data -------------------------------------
+stamp="$(stat -c '%s %Y %i' "$data/big.bin") $(find "$data/tree" -type f | wc -l) $(du -sb "$data/tree" | cut -f1)"
+size=$(stat -c %s "$data/big.bin")
+umount_all
+
+echo "bench-mount: snapcrypt repository (snapshot of $data)" >&2
+rm -rf "$W/sc-repo" "$W/sc.key"
+"$bin" keygen "$W/sc.key" >/dev/null 2>&1
+"$bin" init -r "$W/sc-repo" -k "file:$W/sc.key" >/dev/null
+"$bin" snapshot -r "$W/sc-repo" -k "file:$W/sc.key" "$data" >"$W/sc-snapshot.log" 2>&1 ||
+  { cat "$W/sc-snapshot.log" >&2; die "snapcrypt snapshot failed"; }
+
+if [ "$(cat "$W/gc.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "bench-mount: gocryptfs copy of the data" >&2
+  rm -rf "$W/gc-cipher" "$W/gc.stamp"
+  mkdir -p "$W/gc-cipher"
+  echo bench-password >"$W/gc.pass"
+  gocryptfs -init -q -passfile "$W/gc.pass" "$W/gc-cipher" >/dev/null
+  mount_one gc plain
+  cp -a "$data/." "${MNT[gc]}/"
+  umount_one gc
+  echo "$stamp" >"$W/gc.stamp"
+fi
+
+if [ "$(cat "$W/rs.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "bench-mount: restic repository of the data" >&2
+  rm -rf "$W/restic-repo" "$W/rs.stamp"
+  restic init -q -r "$W/restic-repo" >/dev/null
+  (cd "$data" && restic backup -q -r "$W/restic-repo" .)
+  echo "$stamp" >"$W/rs.stamp"
+fi
+
+# --- the figures ------------------------------------------------------------
+declare -A COLD WARM TAR GREP RSS TARSZ GREPN
+for s in "${systems[@]}"; do COLD[$s]=; WARM[$s]=; TAR[$s]=; GREP[$s]=; RSS[$s]=; done
+for rep in $(seq "$reps"); do
+  echo "bench-mount: repetition $rep of $reps" >&2
+  for s in "${systems[@]}"; do
+    cold "$s"
+    COLD[$s]+=" $(timed cat_big "${ROOT[$s]}")"
+    if [ "$s" != native ]; then RSS[$s]+=" $(hwm "${PID[$s]}")"; fi
+    WARM[$s]+=" $(timed cat_big "${ROOT[$s]}")"
+  done
+  for s in "${systems[@]}"; do
+    cold "$s"
+    TAR[$s]+=" $(timed tar_tree "${ROOT[$s]}")"
+    TARSZ[$s]=$(cat "$W/out")
+  done
+  for s in "${systems[@]}"; do
+    cold "$s"
+    GREP[$s]+=" $(timed grep_tree "${ROOT[$s]}")"
+    GREPN[$s]=$(cat "$W/out")
+  done
+done
+umount_all
+
+declare -A mC mW mT mG mR tp
+for s in "${systems[@]}"; do
+  # shellcheck disable=SC2086
+  { mC[$s]=$(median ${COLD[$s]}); mW[$s]=$(median ${WARM[$s]}); mT[$s]=$(median ${TAR[$s]}); mG[$s]=$(median ${GREP[$s]}); }
+  if [ "$s" = native ]; then mR[$s]=-; else
+    # shellcheck disable=SC2086
+    mR[$s]=$(awk -v k="$(median ${RSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
+  fi
+  tp[$s]=$(mibs "${mC[$s]}" "$size")
+done
+
+row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
+echo "## mount (median of $reps runs; snapcrypt at $rev)"
+echo
+row "figure" "native" "snapcrypt" "gocryptfs" "restic" "snapcrypt/native" "snapcrypt/gocryptfs" "goal"
+row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---"
+row "cold \`cat\` 1 GiB, s" "${mC[native]}" "${mC[sc]}" "${mC[gc]}" "${mC[rs]}" "$(ratio "${mC[sc]}" "${mC[native]}")" "$(ratio "${mC[sc]}" "${mC[gc]}")" ""
+a=$(ratio "${tp[sc]}" "${tp[native]}") b=$(ratio "${tp[sc]}" "${tp[gc]}")
+row "cold sequential read, MiB/s" "${tp[native]}" "${tp[sc]}" "${tp[gc]}" "${tp[rs]}" "$a" "$b" \
+  "≥ 0.75 native, ≥ 1.3 gocryptfs$(verdict "$(($(cmp_ge "$a" 0.75) & $(cmp_ge "$b" 1.3)))")"
+a=$(ratio "${mW[sc]}" "${mW[native]}")
+row "warm re-read 1 GiB, s" "${mW[native]}" "${mW[sc]}" "${mW[gc]}" "${mW[rs]}" "$a" "$(ratio "${mW[sc]}" "${mW[gc]}")" \
+  "≤ 2 × native$(verdict "$(cmp_le "$a" 2)")"
+a=$(ratio "${mT[sc]}" "${mT[native]}") b=$(ratio "${mT[sc]}" "${mT[gc]}")
+row "cold \`tar cf - tree \| wc -c\`, s" "${mT[native]}" "${mT[sc]}" "${mT[gc]}" "${mT[rs]}" "$a" "$b" \
+  "≤ 1.5 × native, ≤ 0.5 × gocryptfs$(verdict "$(($(cmp_le "$a" 1.5) & $(cmp_le "$b" 0.5)))")"
+a=$(ratio "${mG[sc]}" "${mG[native]}") b=$(ratio "${mG[sc]}" "${mG[gc]}")
+row "cold \`grep -r -c zzzz_never_found tree\`, s" "${mG[native]}" "${mG[sc]}" "${mG[gc]}" "${mG[rs]}" "$a" "$b" \
+  "≤ 1.5 × native, ≤ 0.5 × gocryptfs$(verdict "$(($(cmp_le "$a" 1.5) & $(cmp_le "$b" 0.5)))")"
+row "peak RSS of the mount reading 1 GiB, MiB" "-" "${mR[sc]}" "${mR[gc]}" "${mR[rs]}" "-" "$(ratio "${mR[sc]}" "${mR[gc]}")" \
+  "< 128 MiB$(verdict "$(cmp_lt "${mR[sc]}" 128)")"
+echo
+for s in sc gc rs; do
+  [ "${TARSZ[$s]}" = "${TARSZ[native]}" ] || echo "note: tar through ${NAME[$s]} gave ${TARSZ[$s]} bytes, natively ${TARSZ[native]}"
+  [ "${GREPN[$s]}" = "${GREPN[native]}" ] || echo "note: grep through ${NAME[$s]} listed ${GREPN[$s]} files, natively ${GREPN[native]}"
+done
+echo "all runs (s): $(for s in "${systems[@]}"; do printf '%s cat [%s ] warm [%s ] tar [%s ] grep [%s ]; ' "${NAME[$s]}" "${COLD[$s]}" "${WARM[$s]}" "${TAR[$s]}" "${GREP[$s]}"; done)"
+echo

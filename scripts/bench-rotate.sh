@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Rotation part of make bench (BENCH_PARTS contains rotate): the key-rotation
+# figures of issue 4, side by side with restic where restic has a peer, and
+# a markdown table of medians with ratios and goals.
+#
+#   (a) `snapcrypt rotate` of a repository holding 100,000 wrapped DEKs on
+#       the local store (made through the library: scripts/benchtool fill
+#       calls Keychain.NewDEK in parallel); DEKs/s, goal >= 20,000. The same
+#       on tmpfs as a diagnostic (syncs nearly free there).
+#   (b) two repositories with the same number of DEKs (BENCH_ROT_DEKS, 2,000)
+#       and 10x different content (a tenth of big.bin vs all the data)
+#       rotate within 10% of each other.
+#   (c) what restic must do to replace a master key, `restic copy` of the
+#       same data into a new repository, vs `snapcrypt rotate`.
+#   (d) a reader looping over every file of the tree snapshot on a mount
+#       (scripts/benchtool read: each file's pages are dropped from the page
+#       cache first, so every read reaches the daemon), idle vs while the
+#       mount rotates the 100,000-DEK repository through .ctl/rotate; goal
+#       >= 0.9.
+#
+# Every figure BENCH_REPS times (default 3), median shown; timed rotations
+# and copies start with the page cache dropped. Called by scripts/bench.sh
+# with B, bin and data in the environment; runs alone too once bench.sh made
+# the data. Needs root (drop_caches), restic, jq and Go (to build benchtool).
+# Works in $B/bench-rotate; the restic repository is kept between runs.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+B="${B:-${BENCH_DIR:-/var/tmp/snapcrypt-bench}}"
+bin="${bin:-$PWD/bin/snapcrypt}"
+data="${data:-$B/data}"
+reps="${BENCH_REPS:-3}"
+manydeks="${BENCH_ROT_MANY:-100000}"
+samedeks="${BENCH_ROT_DEKS:-2000}"
+idle="${BENCH_ROT_IDLE:-10}" # seconds of each idle reader window
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes)"
+export RESTIC_PASSWORD="${RESTIC_PASSWORD:-bench-password}"
+export RESTIC_FROM_PASSWORD="$RESTIC_PASSWORD"
+
+die() { echo "bench-rotate: $*" >&2; exit 1; }
+say() { echo "bench-rotate: $*" >&2; }
+[ -f "$data/big.bin" ] && [ -d "$data/tree" ] || die "no bench data in $data (run scripts/bench.sh first)"
+[ -x "$bin" ] || die "no snapcrypt binary at $bin (make build)"
+[ -w /proc/sys/vm/drop_caches ] || die "needs root: timed runs drop the page cache"
+for t in restic jq go fusermount3; do command -v "$t" >/dev/null || die "$t is not installed"; done
+
+W="$B/bench-rotate"
+shm="/dev/shm/snapcrypt-bench-rotate.$$"
+mnt="$W/mnt"
+mkdir -p "$W"
+mountpid= readpid=
+
+mounted() { awk -v p="$1" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; }
+unmount() {
+  if mounted "$mnt"; then
+    fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+  fi
+  if [ -n "$mountpid" ]; then
+    for _ in $(seq 100); do kill -0 "$mountpid" 2>/dev/null || break; sleep 0.1; done
+    kill "$mountpid" 2>/dev/null || true
+    wait "$mountpid" 2>/dev/null || true
+    mountpid=
+  fi
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  if [ -n "$readpid" ]; then kill "$readpid" 2>/dev/null || true; wait "$readpid" 2>/dev/null || true; fi
+  unmount
+  rm -rf "$shm"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
+f1() { awk -v x="$1" 'BEGIN { if (x == "-") print x; else printf "%.1f", x }'; }
+f0() { awk -v x="$1" 'BEGIN { if (x == "-") print x; else printf "%.0f", x }'; }
+per() { awk -v n="$1" -v s="$2" 'BEGIN { if (s + 0 <= 0) print "-"; else printf "%.0f", n / s }'; }
+verdict() { if [ "$1" = 1 ]; then echo " (met)"; else echo " (MISSED)"; fi; }
+between() { awk -v a="$1" -v lo="$2" -v hi="$3" 'BEGIN { print (a != "-" && a + 0 >= lo && a + 0 <= hi) ? 1 : 0 }'; }
+
+tool="$W/benchtool"
+say "building scripts/benchtool"
+go build -o "$tool" ./scripts/benchtool || die "scripts/benchtool does not build"
+
+rm -rf "$W/keys"
+mkdir -p "$W/keys"
+kn=0
+declare -A KEY REPO
+# newkey: a fresh key file in NEWKEY.
+newkey() { kn=$((kn + 1)); NEWKEY="$W/keys/k$kn"; "$bin" keygen "$NEWKEY" >/dev/null 2>&1; }
+# mkrepo NAME DIR PATH...: a repository at DIR, with one snapshot of PATH if given.
+mkrepo() {
+  local name=$1 dir=$2
+  shift 2
+  rm -rf "$dir"
+  newkey
+  KEY[$name]=$NEWKEY REPO[$name]=$dir
+  "$bin" init -r "$dir" -k "file:$NEWKEY" >/dev/null
+  if (($#)); then
+    "$bin" snapshot -r "$dir" -k "file:$NEWKEY" "$@" >"$W/snapshot.log" 2>&1 || { cat "$W/snapshot.log" >&2; die "snapshot into $dir failed"; }
+  fi
+}
+fill() { "$tool" fill -r "${REPO[$1]}" -k "file:${KEY[$1]}" -total "$2" >&2; }
+deks() {
+  "$bin" status -r "${REPO[$1]}" -k "file:${KEY[$1]}" --json |
+    jq '[.generations[] | select(.state == "current") | .wrapped_deks] | add'
+}
+# rot NAME: drops the page cache, rotates NAME to a fresh key; LAST = seconds,
+# LASTDEKS = wrapped DEKs rotated.
+rot() {
+  local t0 t1
+  LASTDEKS=$(deks "$1")
+  newkey
+  drop
+  t0=$(now)
+  "$bin" rotate -r "${REPO[$1]}" -k "file:${KEY[$1]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 ||
+    { cat "$W/rotate.log" >&2; die "rotate $1 failed"; }
+  t1=$(now)
+  KEY[$1]=$NEWKEY
+  LAST=$(secs "$t0" "$t1")
+  [ "$(deks "$1")" = "$LASTDEKS" ] || die "rotate $1: $LASTDEKS DEKs before, $(deks "$1") after"
+}
+
+# --- repositories -------------------------------------------------------------
+stamp="$(stat -c '%s %Y %i' "$data/big.bin") $(find "$data/tree" -type f | wc -l) $(du -sb "$data/tree" | cut -f1)"
+size=$(du -sb "$data" | cut -f1)
+small=$((size / 10))
+
+say "repository with $manydeks DEKs (snapshot of tree/, then Keychain.NewDEK)"
+mkrepo many "$W/repo-many" "$data/tree"
+fill many "$manydeks"
+say "the same on tmpfs"
+mkrepo shm "$shm/repo" "$data/tree"
+fill shm "$manydeks"
+
+say "repositories of $((small / 1048576)) MiB and $((size / 1048576)) MiB"
+mkdir -p "$W/small-data"
+[ "$(stat -c %s "$W/small-data/part.bin" 2>/dev/null)" = "$small" ] || head -c "$small" "$data/big.bin" >"$W/small-data/part.bin"
+mkrepo small "$W/repo-small" "$W/small-data"
+mkrepo full "$W/repo-full" "$data"
+
+if [ "$(cat "$W/restic.stamp" 2>/dev/null)" != "$stamp" ]; then
+  say "restic repository of the data"
+  rm -rf "$W/restic-src" "$W/restic.stamp"
+  restic init -q -r "$W/restic-src" >/dev/null
+  (cd "$data" && restic backup -q -r "$W/restic-src" .)
+  echo "$stamp" >"$W/restic.stamp"
+fi
+
+# --- (a) 100,000 DEKs ---------------------------------------------------------
+declare -A T N
+for r in many shm fullnat resticcopy small full; do T[$r]=; N[$r]=; done
+for rep in $(seq "$reps"); do
+  say "(a) rotation of $manydeks DEKs, $rep of $reps"
+  rot many; T[many]+=" $LAST"; N[many]=$LASTDEKS
+  rot shm; T[shm]+=" $LAST"; N[shm]=$LASTDEKS
+done
+
+# --- (c) restic copy vs snapcrypt rotate, same data ----------------------------
+for rep in $(seq "$reps"); do
+  say "(c) snapcrypt rotate vs restic copy, $rep of $reps"
+  rot full; T[fullnat]+=" $LAST"; N[fullnat]=$LASTDEKS
+  rm -rf "$W/restic-dst"
+  restic init -q -r "$W/restic-dst" --from-repo "$W/restic-src" --copy-chunker-params >/dev/null
+  drop
+  t0=$(now)
+  restic copy -q -r "$W/restic-dst" --from-repo "$W/restic-src" >"$W/restic-copy.log" 2>&1 ||
+    { cat "$W/restic-copy.log" >&2; die "restic copy failed"; }
+  T[resticcopy]+=" $(secs "$t0" "$(now)")"
+done
+rm -rf "$W/restic-dst"
+
+# --- (b) same DEKs, 10x the data ----------------------------------------------
+fill small "$samedeks"
+fill full "$samedeks"
+for rep in $(seq "$reps"); do
+  say "(b) rotation of $samedeks DEKs, small and large repository, $rep of $reps"
+  rot small; T[small]+=" $LAST"; N[small]=$LASTDEKS
+  rot full; T[full]+=" $LAST"; N[full]=$LASTDEKS
+done
+
+# --- (d) reader throughput, idle and during a rotation on the mount ------------
+# reader SECONDS|rotate: runs the reader for SECONDS, or around one rotation
+# through .ctl/rotate; sets RATE (MiB/s), FILES (files/s), ERRS, ROT (s).
+reader() {
+  local t0 st out
+  rm -f "$W/ready"
+  "$tool" read -dir "$mnt/snapshots/latest" -ready "$W/ready" >"$W/read.out" 2>"$W/read.err" &
+  readpid=$!
+  for _ in $(seq 600); do [ -e "$W/ready" ] && break; kill -0 "$readpid" 2>/dev/null || break; sleep 0.05; done
+  [ -e "$W/ready" ] || { cat "$W/read.err" >&2; die "reader did not start"; }
+  ROT=-
+  if [ "$1" = rotate ]; then
+    newkey
+    t0=$(now)
+    printf 'file:%s\n' "$NEWKEY" >"$mnt/.ctl/rotate" ||
+      { jq . "$mnt/.ctl/status" >&2 || true; die "write to .ctl/rotate failed"; }
+    for _ in $(seq 36000); do
+      st=$(jq -r '.rotation.state' "$mnt/.ctl/status")
+      case $st in
+        done) break ;;
+        running | retiring) sleep 0.1 ;;
+        *) jq . "$mnt/.ctl/status" >&2; die "rotation through the mount: state $st" ;;
+      esac
+    done
+    [ "$st" = done ] || die "rotation through the mount did not finish in an hour"
+    ROT=$(secs "$t0" "$(now)")
+    KEY[many]=$NEWKEY
+  else
+    sleep "$1"
+  fi
+  kill "$readpid"
+  wait "$readpid" || { cat "$W/read.err" >&2; die "reader failed"; }
+  readpid=
+  out=$(cat "$W/read.out")
+  # read: BYTES bytes FILES files ERRS errors SECS s MIBS MiB/s FPS files/s
+  RATE=$(echo "$out" | awk '{ print $10 }')
+  FILES=$(echo "$out" | awk '{ print $12 }')
+  ERRS=$(echo "$out" | awk '{ print $6 }')
+}
+IDLE= DURING= RATIOS= ROTS= ERRS_ALL=0 FILES_IDLE= FILES_DURING= dskip=
+mkdir -p "$mnt"
+mounted "$mnt" && die "$mnt is still mounted"
+"$bin" mount -r "${REPO[many]}" -k "file:${KEY[many]}" "$mnt" >"$W/mount.log" 2>&1 &
+mountpid=$!
+for _ in $(seq 1200); do
+  [ -e "$mnt/snapshots/latest" ] && break
+  kill -0 "$mountpid" 2>/dev/null || { cat "$W/mount.log" >&2; die "mount exited"; }
+  sleep 0.05
+done
+[ -e "$mnt/snapshots/latest" ] || die "mount not ready after 60 s"
+if [ ! -e "$mnt/.ctl/rotate" ]; then
+  dskip="the mount has no .ctl/rotate"
+  say "(d) skipped: $dskip"
+else
+  say "(d) reader: warm-up"
+  reader 5
+  reader "$idle"
+  prev=$RATE IDLE=$RATE FILES_IDLE=$FILES ERRS_ALL=$((ERRS_ALL + ERRS))
+  for rep in $(seq "$reps"); do
+    say "(d) reader during a rotation of $manydeks DEKs through .ctl/rotate, $rep of $reps"
+    reader rotate
+    during=$RATE
+    DURING+=" $during" FILES_DURING+=" $FILES" ROTS+=" $ROT" ERRS_ALL=$((ERRS_ALL + ERRS))
+    reader "$idle"
+    IDLE+=" $RATE" FILES_IDLE+=" $FILES" ERRS_ALL=$((ERRS_ALL + ERRS))
+    RATIOS+=" $(awk -v d="$during" -v a="$prev" -v b="$RATE" 'BEGIN { printf "%.3f", d / ((a + b) / 2) }')"
+    prev=$RATE
+  done
+fi
+unmount
+
+# --- table --------------------------------------------------------------------
+# shellcheck disable=SC2086
+{
+  mt_many=$(median ${T[many]}) mt_shm=$(median ${T[shm]}) mt_fn=$(median ${T[fullnat]}) mt_rc=$(median ${T[resticcopy]})
+  mt_small=$(median ${T[small]}) mt_full=$(median ${T[full]})
+}
+rate_many=$(per "${N[many]}" "$mt_many") rate_shm=$(per "${N[shm]}" "$mt_shm")
+fs_many=$(df --output=fstype "$W" | tail -1)
+row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
+echo "## rotation (median of $reps runs; snapcrypt at $rev)"
+echo
+row "figure" "snapcrypt" "restic" "ratio" "goal"
+row "---" "---:" "---:" "---:" "---"
+row "(a) rotate ${N[many]} DEKs, local store ($fs_many, $W), s" "$mt_many" "-" "-" ""
+row "(a) rotation rate, DEKs/s" "$rate_many" "-" "-" "≥ 20,000$(verdict "$(between "$rate_many" 20000 1e12)")"
+row "(a) diagnostic: the same on tmpfs, s (DEKs/s)" "$mt_shm ($rate_shm/s)" "-" "-" ""
+r=$(ratio "$mt_full" "$mt_small")
+row "(b) rotate ${N[small]} DEKs, $((small / 1048576)) MiB repository, s" "$mt_small" "-" "-" ""
+row "(b) rotate ${N[full]} DEKs, $((size / 1048576)) MiB repository, s" "$mt_full" "-" "$r" "0.90 to 1.10$(verdict "$(between "$r" 0.9 1.1)")"
+row "(c) replace the master key of $((size / 1048576)) MiB: snapcrypt rotate (${N[fullnat]} DEKs) vs restic copy, s" "$mt_fn" "$mt_rc" "$(ratio "$mt_fn" "$mt_rc")" "report"
+row "(c) the same with ${N[full]} DEKs, s" "$mt_full" "$mt_rc" "$(ratio "$mt_full" "$mt_rc")" "report"
+if [ -n "$dskip" ]; then
+  row "(d) reader during rotation / idle" "skipped: $dskip" "-" "-" "≥ 0.9"
+else
+  # shellcheck disable=SC2086
+  {
+    mi=$(median $IDLE) md=$(median $DURING) mr=$(median $RATIOS) mrot=$(median $ROTS)
+    fi_=$(median $FILES_IDLE) fd=$(median $FILES_DURING)
+  }
+  row "(d) reader over the tree snapshot, idle, MiB/s (files/s)" "$(f1 "$mi") ($(f0 "$fi_"))" "-" "-" ""
+  row "(d) the same during a rotation via .ctl/rotate, MiB/s (files/s)" "$(f1 "$md") ($(f0 "$fd"))" "-" "-" ""
+  row "(d) reader during rotation / idle (median of per-run ratios)" "$mr" "-" "-" "≥ 0.9$(verdict "$(between "$mr" 0.9 1e12)")"
+  row "(d) rotation of ${N[many]} DEKs through the mount while reading, s (DEKs/s)" "$mrot ($(per "${N[many]}" "$mrot")/s)" "-" "-" ""
+  row "(d) read errors during the reader loops" "$ERRS_ALL" "-" "-" "0$(verdict "$([ "$ERRS_ALL" = 0 ] && echo 1 || echo 0)")"
+fi
+echo
+echo "all runs (s): rotate many [${T[many]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]"
+[ -n "$dskip" ] || echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"
+echo
