@@ -4,12 +4,12 @@
 # of times and ratios. Needs root (drops the page cache for cold figures).
 #
 # BENCH_DIR (default /var/tmp/snapcrypt-bench) keeps the data between runs;
-# BENCH_PARTS selects parts: snapshot, mount, rotate (default all).
+# BENCH_PARTS selects parts: snapshot, mount, rotate, s3 (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$PWD/bin/snapcrypt"
 B="${BENCH_DIR:-/var/tmp/snapcrypt-bench}"
-parts="${BENCH_PARTS:-snapshot mount rotate}"
+parts="${BENCH_PARTS:-snapshot mount rotate s3}"
 export RESTIC_PASSWORD=bench-password
 
 need=()
@@ -35,10 +35,10 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 declare -A T M
 measure() {
   local name=$1; shift
-  local out
-  out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-  T[$name]=$(echo "$out" | cut -d' ' -f1)
-  M[$name]=$(echo "$out" | cut -d' ' -f2)
+  local out="$B/time.out"
+  /usr/bin/time -o "$out" -f '%e %M' "$@" >/dev/null 2>/dev/null
+  T[$name]=$(tail -1 "$out" | cut -d' ' -f1)
+  M[$name]=$(tail -1 "$out" | cut -d' ' -f2)
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '| %-44s | %10s | %10s | %10s | %8s |\n' "$@"; }

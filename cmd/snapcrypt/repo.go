@@ -61,6 +61,9 @@ func (c *cli) openStore(ctx context.Context, create bool) (store.Store, error) {
 	}
 	if strings.HasPrefix(c.repo, "s3:") {
 		st, err := s3.Open(ctx, c.repo)
+		if errors.Is(err, store.ErrNotExist) { // the bucket does not exist
+			return nil, fmt.Errorf("%w: %w", err, repo.ErrNotRepository)
+		}
 		if err != nil {
 			return nil, err
 		}

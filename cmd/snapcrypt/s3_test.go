@@ -279,7 +279,7 @@ func TestS3Unavailable(t *testing.T) {
 		// s3.Open's error wraps store.ErrNotExist; exit 4 (exitNoRepo)
 		// once openStore maps that to repo.ErrNotRepository for s3, as it
 		// does for a local directory. Until then only non-zero is checked.
-		{"missing bucket", "s3:http://" + srv.Endpoint + "/no-such-bucket/repo", "bucket no-such-bucket does not exist", 0},
+		{"missing bucket", "s3:http://" + srv.Endpoint + "/no-such-bucket/repo", "bucket no-such-bucket does not exist", exitNoRepo},
 		{"no repository under the prefix", srv.URL("nothing-here"), "no snapcrypt repository", exitNoRepo},
 		{"closed port", "s3:http://" + closedPort(t) + "/bucket", "connection refused", exitFailure},
 		{"server never answers", "s3:http://" + blackHole(t) + "/bucket", "timeout", exitFailure},
