@@ -135,21 +135,30 @@ func (k *Keychain) takeLease(ctx context.Context, opts RotateOptions) (*heldLeas
 // takeLeaseAt takes the lease below prefix (what names it in messages), as
 // takeLease does the rotation lease.
 func (k *Keychain) takeLeaseAt(ctx context.Context, prefix, what string, opts RotateOptions) (*heldLease, error) {
-	dur := opts.LeaseDuration
 	seq, cur, err := latestLeaseAt(ctx, k.st, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	now := k.now()
-	if cur != nil && now.Before(cur.Expires) {
+	if cur != nil && k.now().Before(cur.Expires) {
 		return nil, &BusyError{Host: cur.Host, PID: cur.PID, Expires: cur.Expires}
 	}
+	return k.createLeaseAt(ctx, prefix, what, seq, opts)
+}
+
+// createLeaseAt takes the lease below prefix by creating seq+1, where seq
+// is the highest lease object the caller found absent, expired or
+// unparseable. Of two racing takers exactly one wins; the other gets a
+// *BusyError.
+func (k *Keychain) createLeaseAt(ctx context.Context, prefix, what string, seq uint64, opts RotateOptions) (*heldLease, error) {
+	dur := opts.LeaseDuration
+	now := k.now()
 	holder, err := randomID(16)
 	if err != nil {
 		return nil, err
 	}
 	rec := Lease{Holder: hex.EncodeToString(holder), Host: opts.Host, PID: os.Getpid(), Expires: now.Add(dur).UTC()}
-	if err := k.st.Create(ctx, leaseNameAt(prefix, seq+1), rec.marshal()); err != nil {
+	err = k.st.Create(ctx, leaseNameAt(prefix, seq+1), rec.marshal())
+	if err != nil {
 		if got, gerr := k.st.Get(ctx, leaseNameAt(prefix, seq+1)); gerr == nil && bytes.Equal(got, rec.marshal()) {
 			err = nil // the response was lost, the lease is ours
 		}

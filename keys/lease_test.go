@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,4 +179,43 @@ func TestLeaseTakeover(t *testing.T) {
 		t.Fatalf("take over a damaged lease: %v", err)
 	}
 	h3.release(ctx)
+}
+
+// TestLeaseRace: of several processes creating the same lease sequence
+// number at once exactly one holds the lease; the others are told it is
+// busy. (A failed Create once counted as taken.)
+func TestLeaseRace(t *testing.T) {
+	ctx := context.Background()
+	for _, prefix := range []string{leasePrefix, shardPrefix(strings.Repeat("cd", 16), 7)} {
+		st := mem.New()
+		clock := newFakeClock()
+		k := mustInit(t, st, rawKey(t, 1))
+		setClock(k, clock.Now)
+		opts := RotateOptions{LeaseDuration: time.Hour, Host: "racer"}.withDefaults()
+		const n = 8
+		held := make([]*heldLease, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				held[i], errs[i] = k.createLeaseAt(ctx, prefix, "test lease", 0, opts)
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for i := range n {
+			switch {
+			case errs[i] == nil:
+				won++
+				held[i].abandon()
+			case !errors.Is(errs[i], ErrBusy):
+				t.Fatalf("%s: racer %d: %v", prefix, i, errs[i])
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%s: %d racers hold the lease", prefix, won)
+		}
+	}
 }
