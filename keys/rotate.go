@@ -441,19 +441,24 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 		return fmt.Errorf("rotate: %w", err)
 	}
 	r := k.Keyring()
+	order := deleteAll
 	if rot := r.Rotation; rot != nil {
 		k.rot.mu.Lock()
 		k.rot.prog.From, k.rot.prog.To = slices.Clone(rot.From), rot.To
 		k.rot.mu.Unlock()
 		k.report(progress, "rewrap")
-		if err := k.rewrapAll(ctx, rot, opts, progress); err != nil {
+		others, err := k.rewrapAll(ctx, rot, opts, progress)
+		if err != nil {
 			return err
+		}
+		if others {
+			order = deleteUp // helpers may delete from the top down
 		}
 		if err := k.step(PointBeforeRetire); err != nil {
 			return err
 		}
 		k.report(progress, "retire")
-		err := k.commit(ctx, func(r *Keyring) (bool, error) {
+		err = k.commit(ctx, func(r *Keyring) (bool, error) {
 			if r.Rotation == nil || r.Rotation.ID != rot.ID {
 				return false, nil // finished by another process
 			}
@@ -477,7 +482,7 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 		}
 	}
 	k.report(progress, "delete")
-	if err := k.deleteRetired(ctx, opts); err != nil {
+	if err := k.deleteRetired(ctx, opts, order); err != nil {
 		return err
 	}
 	k.report(progress, "done")
@@ -488,7 +493,9 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 // rot.To: shard by shard, together with any helpers (shard.go), then one
 // pass over the whole old prefix, re-listed until a listing finds nothing
 // unverified (late writers, and whatever a lying done marker hid).
-func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOptions, progress func(Progress)) error {
+//
+// others says whether other processes worked shards (they may help delete).
+func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOptions, progress func(Progress)) (others bool, err error) {
 	k.mu.RLock()
 	kTo := k.keks[rot.To]
 	kFrom := map[string]*kek{}
@@ -497,21 +504,21 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 	}
 	k.mu.RUnlock()
 	if kTo == nil {
-		return fmt.Errorf("rotate: %w: finishing the rotation needs the key of the new generation %s", ErrDEKUnavailable, rot.To)
+		return false, fmt.Errorf("rotate: %w: finishing the rotation needs the key of the new generation %s", ErrDEKUnavailable, rot.To)
 	}
 	run := k.newShardRun(rot, kTo, kFrom, opts, progress, true)
 	if err := run.work(ctx); err != nil {
-		return err
+		return false, err
 	}
 	k.report(progress, "")
 	for {
 		before := k.rot.done.Load()
-		n, err := run.pass(ctx, genPrefix, false)
+		n, err := run.fullPass(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if k.rot.done.Load() == before || n == 0 {
-			return nil
+			return run.others, nil
 		}
 		k.report(progress, "")
 	}
@@ -659,7 +666,7 @@ func (k *Keychain) rewrapOne(ctx context.Context, name string, kFrom, kTo *kek) 
 
 // deleteRetired deletes the shard leases and done markers of finished
 // rotations, then every wrapped DEK of every retired generation.
-func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions) error {
+func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions, order deleteOrder) error {
 	r := k.Keyring()
 	keep := ""
 	if r.Rotation != nil {
@@ -668,7 +675,7 @@ func (k *Keychain) deleteRetired(ctx context.Context, opts RotateOptions) error 
 	if err := k.deleteRewrapObjects(ctx, opts, keep); err != nil {
 		return err
 	}
-	return k.deleteGens(ctx, opts, retiredGens(r), false)
+	return k.deleteGens(ctx, opts, retiredGens(r), order)
 }
 
 func retiredGens(r Keyring) []string {
@@ -681,13 +688,55 @@ func retiredGens(r Keyring) []string {
 	return out
 }
 
+// deleteOrder is how deleteGens walks a retired prefix.
+type deleteOrder int
+
+const (
+	deleteAll  deleteOrder = iota // one listing per generation: nobody else deletes
+	deleteUp                      // shard by shard from the first (a coordinator with helpers about)
+	deleteDown                    // shard by shard from the last (a helper)
+)
+
 // deleteGens deletes every wrapped DEK below deks/<g>/ for each of gens,
-// which a committed keyring says are retired: shard by shard, from the
-// first shard up, or with down (a helper) from the last one down, so that
-// two processes deleting meet in the middle. An empty prefix costs one
+// which a committed keyring says are retired. A coordinator and a helper
+// deleting at once go shard by shard, listing each afresh, from opposite
+// ends, so that they meet in the middle; an empty prefix then costs one
 // listing.
-func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []string, down bool) error {
+func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []string, order deleteOrder) error {
+	del := func(names []string) error {
+		return k.parallel(ctx, opts.Workers, names, func(name string) error {
+			err := k.st.Delete(ctx, name)
+			if err != nil && !errors.Is(err, store.ErrNotExist) {
+				return fmt.Errorf("rotate: %w", err)
+			}
+			if err == nil {
+				k.rot.deleted.Add(1)
+			}
+			return k.step(PointDelete)
+		})
+	}
+	list := func(prefix string) ([]string, error) {
+		var names []string
+		err := k.st.List(ctx, prefix, func(i store.Info) error {
+			names = append(names, i.Name)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rotate: listing %s: %w", prefix, err)
+		}
+		return names, nil
+	}
 	for _, g := range gens {
+		if order == deleteAll {
+			names, err := list(genPrefix(g))
+			if err == nil {
+				err = del(names)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if n, err := k.count(ctx, genPrefix(g), 1); err != nil {
 			return fmt.Errorf("rotate: listing %s: %w", genPrefix(g), err)
 		} else if n == 0 {
@@ -695,27 +744,13 @@ func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []st
 		}
 		for i := range RewrapShards {
 			s := i
-			if down {
+			if order == deleteDown {
 				s = RewrapShards - 1 - i
 			}
-			var names []string
-			err := k.st.List(ctx, shardDEKPrefix(g, s), func(i store.Info) error {
-				names = append(names, i.Name)
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("rotate: listing %s: %w", shardDEKPrefix(g, s), err)
+			names, err := list(shardDEKPrefix(g, s))
+			if err == nil {
+				err = del(names)
 			}
-			err = k.parallel(ctx, opts.Workers, names, func(name string) error {
-				err := k.st.Delete(ctx, name)
-				if err != nil && !errors.Is(err, store.ErrNotExist) {
-					return fmt.Errorf("rotate: %w", err)
-				}
-				if err == nil {
-					k.rot.deleted.Add(1)
-				}
-				return k.step(PointDelete)
-			})
 			if err != nil {
 				return err
 			}

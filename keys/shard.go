@@ -165,10 +165,13 @@ type shardRun struct {
 	progress func(Progress)
 	coord    bool
 
+	buckets map[string]*[RewrapShards][]string // snapshot of each old prefix, by shard
+	settled [RewrapShards]bool                 // worked or checked by this run
+	failed  [RewrapShards]error
+	others  bool // another process worked a shard: it may delete too
+
 	mu      sync.Mutex
 	entries map[string]uint8 // old-prefix names seen by this run: entryListed, entryDone
-	settled [RewrapShards]bool
-	failed  [RewrapShards]error
 }
 
 const (
@@ -214,47 +217,104 @@ func (r *shardRun) verified(name string) {
 	}
 }
 
-// pass gives every entry below each old generation's prefix+suffix a
-// verified twin: by re-wrapping (rewrapOne) or, with check, by checking the
-// twin another process made (checkOne). It returns the number of entries
-// listed.
-func (r *shardRun) pass(ctx context.Context, prefix func(gen string) string, check bool) (int64, error) {
-	var n int64
+// snapshot lists each old generation's prefix once (the first time a
+// shard is worked or checked in this run) and splits it by shard: one
+// listing instead of one per shard (a store lists a prefix by reading the
+// whole directory, or the whole of memory). Entries that appear later are
+// the final pass's: every shard pass works from this snapshot.
+func (r *shardRun) snapshot(ctx context.Context) error {
+	if r.buckets != nil {
+		return nil
+	}
+	buckets := map[string]*[RewrapShards][]string{}
 	for _, from := range r.rot.From {
-		var todo []string
-		err := r.k.st.List(ctx, prefix(from), func(i store.Info) error {
-			n++
-			if r.listed(i.Name) {
-				todo = append(todo, i.Name)
+		var b [RewrapShards][]string
+		p := genPrefix(from)
+		err := r.k.st.List(ctx, p, func(i store.Info) error {
+			s := 0
+			if rest := i.Name[len(p):]; rest != "" {
+				if v, err := strconv.ParseUint(rest[:1], 16, 8); err == nil {
+					s = int(v)
+				}
 			}
+			b[s] = append(b[s], i.Name)
 			return nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("rotate: listing %s: %w", prefix(from), err)
+			return fmt.Errorf("rotate: listing %s: %w", p, err)
 		}
-		kFrom := r.kFrom[from]
-		err = r.k.parallel(ctx, r.opts.Workers, todo, func(name string) error {
-			var checked bool
-			var err error
-			if check {
-				checked, err = r.k.checkOne(ctx, name, kFrom, r.kTo)
-			} else {
-				err = r.k.rewrapOne(ctx, name, kFrom, r.kTo)
-			}
-			if err != nil {
-				return err
-			}
-			if checked {
-				r.k.rot.checked.Add(1)
-			}
-			r.verified(name)
-			return r.k.step(PointRewrap)
-		})
-		if err != nil {
+		buckets[from] = &b
+	}
+	r.buckets = buckets
+	return nil
+}
+
+// shardPass gives every entry of shard s (as of the snapshot) a verified
+// twin: by re-wrapping, or with check by checking the twins another process
+// made. It returns the number of entries.
+func (r *shardRun) shardPass(ctx context.Context, s int, check bool) (int64, error) {
+	if err := r.snapshot(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, from := range r.rot.From {
+		names := r.buckets[from][s]
+		n += int64(len(names))
+		if err := r.process(ctx, from, names, check); err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// fullPass lists every old generation's whole prefix afresh and re-wraps
+// what this process has not verified. It returns the number of entries.
+func (r *shardRun) fullPass(ctx context.Context) (int64, error) {
+	var n int64
+	for _, from := range r.rot.From {
+		var names []string
+		err := r.k.st.List(ctx, genPrefix(from), func(i store.Info) error {
+			names = append(names, i.Name)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("rotate: listing %s: %w", genPrefix(from), err)
+		}
+		n += int64(len(names))
+		if err := r.process(ctx, from, names, false); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// process gives each of names (entries below deks/<from>/) not yet verified
+// by this process a verified twin: rewrapOne, or with check checkOne.
+func (r *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
+	var todo []string
+	for _, name := range names {
+		if r.listed(name) {
+			todo = append(todo, name)
+		}
+	}
+	kFrom := r.kFrom[from]
+	return r.k.parallel(ctx, r.opts.Workers, todo, func(name string) error {
+		var checked bool
+		var err error
+		if check {
+			checked, err = r.k.checkOne(ctx, name, kFrom, r.kTo)
+		} else {
+			err = r.k.rewrapOne(ctx, name, kFrom, r.kTo)
+		}
+		if err != nil {
+			return err
+		}
+		if checked {
+			r.k.rot.checked.Add(1)
+		}
+		r.verified(name)
+		return r.k.step(PointRewrap)
+	})
 }
 
 // work claims and works shards until none is left that this run can do.
@@ -265,6 +325,13 @@ func (r *shardRun) pass(ctx context.Context, prefix func(gen string) string, che
 // list the shards.
 func (r *shardRun) work(ctx context.Context) error {
 	start := rand.IntN(RewrapShards) // spread the processes over the shards
+	// A scan is reused for the next claims while it is young: a claim is
+	// decided by the create-only lease object and the done marker, not by
+	// the scan, which only saves claims that would fail. The run ends (or
+	// a coordinator waits) only on what a fresh scan shows.
+	var infos [RewrapShards]shardInfo
+	stale := true
+	var scanned time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -278,9 +345,13 @@ func (r *shardRun) work(ctx context.Context) error {
 				return nil
 			}
 		}
-		infos, err := r.k.scanShards(ctx, r.rot.ID)
-		if err != nil {
-			return err
+		fresh := stale || time.Since(scanned) > r.opts.LeaseDuration/4
+		if fresh {
+			var err error
+			if infos, err = r.k.scanShards(ctx, r.rot.ID); err != nil {
+				return err
+			}
+			stale, scanned = false, time.Now()
 		}
 		progressed, pending := false, false
 		// A coordinator checks what others did before taking more: that
@@ -289,6 +360,7 @@ func (r *shardRun) work(ctx context.Context) error {
 			for i := range RewrapShards {
 				s := (start + i) % RewrapShards
 				if infos[s].done && !r.settled[s] && r.failed[s] == nil {
+					r.others = true
 					if err := r.checkShard(ctx, s); isFatal(err) {
 						return err
 					}
@@ -309,16 +381,17 @@ func (r *shardRun) work(ctx context.Context) error {
 					continue
 				}
 				if l != nil && r.k.now().Before(l.Expires) {
-					pending = true
+					pending, r.others = true, true
 					continue
 				}
 			}
-			busy, err := r.claimShard(ctx, s)
+			busy, err := r.claimShard(ctx, s, infos[s].seq)
 			if isFatal(err) {
 				return err
 			}
 			if busy {
-				pending = true // another process was quicker
+				// Another process was quicker: the scan is out of date.
+				pending, r.others, stale = true, true, true
 				continue
 			}
 			progressed = true
@@ -326,9 +399,14 @@ func (r *shardRun) work(ctx context.Context) error {
 		if progressed {
 			continue
 		}
+		if !fresh {
+			stale = true
+			continue
+		}
 		if !r.coord || !pending {
 			break
 		}
+		stale = true
 		t := time.NewTimer(r.opts.ShardPoll)
 		select {
 		case <-ctx.Done():
@@ -360,7 +438,7 @@ func isCrash(err error) bool {
 // done: each twin must open under the new key (missing or damaged twins
 // are made here).
 func (r *shardRun) checkShard(ctx context.Context, s int) error {
-	_, err := r.pass(ctx, func(g string) string { return shardDEKPrefix(g, s) }, true)
+	_, err := r.shardPass(ctx, s, true)
 	if err != nil {
 		if !isFatal(err) {
 			r.failed[s] = err
@@ -375,9 +453,9 @@ func (r *shardRun) checkShard(ctx context.Context, s int) error {
 // another process took the lease first. A failure is recorded in r.failed
 // (and returned); a shard lease lost to a takeover is not a failure: the
 // new holder finishes the shard.
-func (r *shardRun) claimShard(ctx context.Context, s int) (busy bool, err error) {
+func (r *shardRun) claimShard(ctx context.Context, s int, seq uint64) (busy bool, err error) {
 	k := r.k
-	h, err := k.takeLeaseAt(ctx, shardPrefix(r.rot.ID, s), "re-wrap lease of shard "+shardHex(s), r.opts)
+	h, err := k.createLeaseAt(ctx, shardPrefix(r.rot.ID, s), "re-wrap lease of shard "+shardHex(s), seq, r.opts)
 	if errors.Is(err, ErrBusy) {
 		return true, nil
 	}
@@ -401,10 +479,17 @@ func (r *shardRun) claimShard(ctx context.Context, s int) (busy bool, err error)
 		}
 		h.release(context.WithoutCancel(ctx)) // best effort: a leftover lapses
 	}()
+	// Done and released meanwhile (the scan was older than that)?
+	if _, err := k.st.Stat(ctx, shardDoneObject(r.rot.ID, s)); err == nil {
+		return true, nil
+	} else if !errors.Is(err, store.ErrNotExist) {
+		r.failed[s] = fmt.Errorf("rotate: %w", err)
+		return false, r.failed[s]
+	}
 	if err := k.step(PointShard); err != nil {
 		return false, err
 	}
-	n, err := r.pass(sctx, func(g string) string { return shardDEKPrefix(g, s) }, false)
+	n, err := r.shardPass(sctx, s, false)
 	if lerr := h.err(); lerr != nil && ctx.Err() == nil && !isCrash(err) {
 		if errors.Is(lerr, errTakenOver) {
 			return false, nil
@@ -566,7 +651,7 @@ func (k *Keychain) helpDelete(ctx context.Context, opts RotateOptions, r Keyring
 	k.rot.prog.From = gens
 	k.rot.mu.Unlock()
 	k.report(progress, "delete")
-	if err := k.deleteGens(ctx, opts, gens, true); err != nil {
+	if err := k.deleteGens(ctx, opts, gens, deleteDown); err != nil {
 		return err
 	}
 	k.report(progress, "done")
