@@ -17,7 +17,7 @@ import (
 
 // keyringPoll is how often a mount re-reads the keyring, so that it notices
 // a rotation started elsewhere (and resumes one it can finish).
-const keyringPoll = 5 * time.Second
+const keyringPoll = 2 * time.Second
 
 // maxRequest bounds a line written to .ctl/rotate or .ctl/keys.
 const maxRequest = 4096
@@ -52,6 +52,8 @@ type rotationControl struct {
 	mu        sync.Mutex
 	state     string // idle, running, retiring, done, failed
 	running   bool
+	helping   bool // working shards of a rotation another process runs
+	helped    int  // helping runs finished
 	prog      keys.Progress
 	started   time.Time
 	ended     time.Time
@@ -81,6 +83,10 @@ type RotationStatus struct {
 	Ended       *time.Time     `json:"ended,omitempty"`
 	LastRequest *requestStatus `json:"last_request"`
 	LastError   string         `json:"last_error,omitempty"`
+	// Helping: this mount works shards of a rotation another process
+	// coordinates; HelpRuns counts such runs finished.
+	Helping  bool `json:"helping"`
+	HelpRuns int  `json:"help_runs"`
 }
 
 func (rc *rotationControl) status() any {
@@ -88,7 +94,7 @@ func (rc *rotationControl) status() any {
 	defer rc.mu.Unlock()
 	s := RotationStatus{Version: 1, State: rc.state, From: rc.prog.From, To: rc.prog.To,
 		Rewrapped: rc.prog.Done, Total: rc.prog.Total, Deleted: rc.prog.Deleted, Rate: rc.prog.Rate,
-		LastRequest: rc.last, LastError: rc.lastError}
+		LastRequest: rc.last, LastError: rc.lastError, Helping: rc.helping, HelpRuns: rc.helped}
 	if s.From == nil {
 		s.From = []string{}
 	}
@@ -283,10 +289,36 @@ func (rc *rotationControl) resumeIfNeeded(ctx context.Context) {
 		return
 	}
 	st, err := rc.kc.Status(ctx)
-	if err != nil || st.Lease != nil {
-		return // another live process holds the rotation
+	if err != nil {
+		return
+	}
+	if st.Lease != nil {
+		rc.help(ctx) // another live process coordinates it: take shards
+		return
 	}
 	rc.run(ctx)
+}
+
+// help works shards of a rotation another process coordinates, once at a
+// time (the seed's "distribute the key-rotation step").
+func (rc *rotationControl) help(ctx context.Context) {
+	rc.mu.Lock()
+	if rc.running || rc.helping {
+		rc.mu.Unlock()
+		return
+	}
+	rc.helping = true
+	rc.mu.Unlock()
+	go func() {
+		err := rc.kc.HelpRotation(ctx, nil)
+		rc.mu.Lock()
+		rc.helping = false
+		rc.helped++
+		rc.mu.Unlock()
+		if err != nil && !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, keys.ErrBusy) {
+			rc.logf("rotation: helping: %v", err)
+		}
+	}()
 }
 
 // poll re-reads the keyring now and then until ctx ends.
