@@ -242,7 +242,9 @@ func TestCrashAnywhere(t *testing.T) {
 	const n = 40 // DEKs besides the content-id key
 	cases := []crashCase{
 		{PointLease, 1}, {PointSwitch, 1},
+		{PointShard, 1}, {PointShard, RewrapShards / 2},
 		{PointRewrap, 1}, {PointRewrap, n / 2}, {PointRewrap, n + 1},
+		{PointShardDone, 1}, {PointShardDone, RewrapShards},
 		{PointBeforeRetire, 1}, {PointRetired, 1},
 		// n+1 entries; up to Workers-1 deletes in flight may land after the crash
 		{PointDelete, 1}, {PointDelete, n / 2}, {PointDelete, n + 1 - testOpts.Workers},
