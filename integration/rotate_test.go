@@ -264,6 +264,8 @@ func TestMountRotation(t *testing.T) {
 	id := strings.TrimSpace(must(t, "", binary, "snapshot", "-r", r.Dir, "-k", oldKey, "-k", newKey, "--name", "during", src))
 	id = id[strings.LastIndexByte(id, '\n')+1:]
 	r.Key = newKey
+	// A host holding only the new key snapshots too, right after the switch.
+	r.Snapshot(t, "--name", "new-key-only", src)
 	if dek := objectDEK(t, filepath.Join(r.Dir, "snapshots", id)); dekCount(t, r, newGen) == 0 ||
 		!fileExists(filepath.Join(r.Dir, "deks", newGen, dek)) {
 		t.Fatalf("the snapshot's data key %s is not under the new generation %s", dek, newGen)

@@ -258,7 +258,36 @@ func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOp
 	k.keks = keks
 	k.mats = append(k.mats, m)
 	k.mu.Unlock()
-	return k.step(PointSwitch)
+	if err := k.step(PointSwitch); err != nil {
+		return err
+	}
+	k.rewrapIDKey(ctx, newKEK)
+	return nil
+}
+
+// rewrapIDKey gives the content-id key its twin under the new generation
+// right after the switch, so that a process holding only the new key can
+// open the repository and write snapshots at once. Best effort: the re-wrap
+// step does it anyway.
+func (k *Keychain) rewrapIDKey(ctx context.Context, kTo *kek) {
+	r := k.Keyring()
+	id, err := parseDEKID(r.IDKeyDEK)
+	if err != nil || r.Rotation == nil {
+		return
+	}
+	for _, from := range r.Rotation.From {
+		k.mu.RLock()
+		kFrom := k.keks[from]
+		k.mu.RUnlock()
+		if kFrom == nil {
+			continue
+		}
+		name := dekName(kFrom.gen, id)
+		if _, err := k.st.Stat(ctx, name); err == nil {
+			k.rewrapOne(ctx, name, kFrom, kTo)
+			return
+		}
+	}
 }
 
 // checkRotatable says why r cannot be rotated to m, if it cannot.
@@ -772,6 +801,19 @@ func (k *Keychain) Close(ctx context.Context) error {
 	return nil
 }
 
+// RotationLease returns the live rotation lease (its holder runs the
+// rotation), or nil: one listing of the lease prefix, cheap enough to poll.
+func (k *Keychain) RotationLease(ctx context.Context) (*Lease, error) {
+	_, l, err := latestLease(ctx, k.st)
+	if err != nil {
+		return nil, err
+	}
+	if l != nil && k.now().Before(l.Expires) {
+		return l, nil
+	}
+	return nil, nil
+}
+
 // GenerationStatus is one generation in a Status.
 type GenerationStatus struct {
 	ID      string
@@ -821,13 +863,11 @@ func (k *Keychain) Status(ctx context.Context) (Status, error) {
 		}
 		s.Shards = shards
 	}
-	_, l, err := latestLease(ctx, k.st)
+	lease, err := k.RotationLease(ctx)
 	if err != nil {
 		return Status{}, err
 	}
-	if l != nil && k.now().Before(l.Expires) {
-		s.Lease = l
-	}
+	s.Lease = lease
 	k.rot.mu.Lock()
 	if k.rot.running {
 		p := k.progressLocked()

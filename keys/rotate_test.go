@@ -664,3 +664,36 @@ func TestSecretsStaySecret(t *testing.T) {
 		}
 	}
 }
+
+// TestNewKeyAloneAfterSwitch: right after the switch, a process that holds
+// only the new key opens the repository and reads the content-id key.
+func TestNewKeyAloneAfterSwitch(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	k, err := Init(ctx, st, testRepoID, rawKey(t, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := k.IDKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.StartRotation(ctx, rawKey(t, 1), RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Open(ctx, st, testRepoID, rawKey(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := k2.IDKey(ctx)
+	if err != nil {
+		t.Fatalf("content-id key with only the new key after the switch: %v", err)
+	}
+	if string(got) != string(want) {
+		t.Fatal("content-id key differs")
+	}
+	if _, _, err := k2.NewDEK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k.Close(ctx)
+}

@@ -288,11 +288,11 @@ func (rc *rotationControl) resumeIfNeeded(ctx context.Context) {
 	if err != nil || !unfinished || !rc.kc.Holds(rc.kc.Keyring().Current) {
 		return
 	}
-	st, err := rc.kc.Status(ctx)
+	lease, err := rc.kc.RotationLease(ctx)
 	if err != nil {
 		return
 	}
-	if st.Lease != nil {
+	if lease != nil {
 		rc.help(ctx) // another live process coordinates it: take shards
 		return
 	}
