@@ -28,7 +28,7 @@ B="${B:-${BENCH_DIR:-/var/tmp/snapcrypt-bench}}"
 bin="${bin:-$PWD/bin/snapcrypt}"
 data="${data:-$B/data}"
 reps="${BENCH_REPS:-3}"
-rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes)"
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes), binary built $(date -u -r "$bin" +%H:%M:%SZ 2>/dev/null || echo '?')"
 export RESTIC_PASSWORD="${RESTIC_PASSWORD:-bench-password}"
 
 die() { echo "bench-mount: $*" >&2; exit 1; }
@@ -109,7 +109,17 @@ timed() {
   secs "$t0" "$t1"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
+# pairmed "A1 A2 ..." "B1 B2 ...": median of Ai / Bi, the ratio of each
+# repetition's side-by-side pair (robust to load that changes over the run).
+pairmed() {
+  local -a a b
+  local i out=()
+  read -ra a <<<"$1"
+  read -ra b <<<"$2"
+  for i in "${!a[@]}"; do out+=("$(awk -v x="${a[$i]}" -v y="${b[$i]:-0}" 'BEGIN { if (y + 0 > 0) printf "%.3f", x / y }')"); done
+  median "${out[@]}" | awk '{ if ($1 == "-" || $1 == "") print "-"; else if ($1 >= 0.1) printf "%.2f", $1; else printf "%.2g", $1 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else if (a / b >= 0.1) printf "%.2f", a / b; else printf "%.2g", a / b }'; }
 mibs() { awk -v s="$1" -v n="$2" 'BEGIN { if (s + 0 <= 0) print "-"; else printf "%.0f", n / 1048576 / s }'; }
 # verdict OK: " (met)" or " (MISSED)"
 verdict() { if [ "$1" = 1 ]; then echo " (met)"; else echo " (MISSED)"; fi; }
@@ -154,7 +164,7 @@ if [ "$(cat "$W/rs.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" >"$W/rs.stamp"
 fi
 
-# --- the figures ------------------------------------------------------------
+# --- the figures (the ratio columns are medians of per-repetition ratios) ---
 declare -A COLD WARM TAR GREP RSS TARSZ GREPN
 for s in "${systems[@]}"; do COLD[$s]=; WARM[$s]=; TAR[$s]=; GREP[$s]=; RSS[$s]=; done
 for rep in $(seq "$reps"); do
@@ -190,24 +200,24 @@ for s in "${systems[@]}"; do
 done
 
 row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
-echo "## mount (median of $reps runs; snapcrypt at $rev)"
+echo "## mount (median of $reps runs; ratios: median of per-run ratios; snapcrypt at $rev)"
 echo
 row "figure" "native" "snapcrypt" "gocryptfs" "restic" "snapcrypt/native" "snapcrypt/gocryptfs" "goal"
 row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---"
-row "cold \`cat\` 1 GiB, s" "${mC[native]}" "${mC[sc]}" "${mC[gc]}" "${mC[rs]}" "$(ratio "${mC[sc]}" "${mC[native]}")" "$(ratio "${mC[sc]}" "${mC[gc]}")" ""
-a=$(ratio "${tp[sc]}" "${tp[native]}") b=$(ratio "${tp[sc]}" "${tp[gc]}")
+row "cold \`cat\` 1 GiB, s" "${mC[native]}" "${mC[sc]}" "${mC[gc]}" "${mC[rs]}" "$(pairmed "${COLD[sc]}" "${COLD[native]}")" "$(pairmed "${COLD[sc]}" "${COLD[gc]}")" ""
+a=$(pairmed "${COLD[native]}" "${COLD[sc]}") b=$(pairmed "${COLD[gc]}" "${COLD[sc]}")
 row "cold sequential read, MiB/s" "${tp[native]}" "${tp[sc]}" "${tp[gc]}" "${tp[rs]}" "$a" "$b" \
   "≥ 0.75 native, ≥ 1.3 gocryptfs$(verdict "$(($(cmp_ge "$a" 0.75) & $(cmp_ge "$b" 1.3)))")"
-a=$(ratio "${mW[sc]}" "${mW[native]}")
-row "warm re-read 1 GiB, s" "${mW[native]}" "${mW[sc]}" "${mW[gc]}" "${mW[rs]}" "$a" "$(ratio "${mW[sc]}" "${mW[gc]}")" \
+a=$(pairmed "${WARM[sc]}" "${WARM[native]}")
+row "warm re-read 1 GiB, s" "${mW[native]}" "${mW[sc]}" "${mW[gc]}" "${mW[rs]}" "$a" "$(pairmed "${WARM[sc]}" "${WARM[gc]}")" \
   "≤ 2 × native$(verdict "$(cmp_le "$a" 2)")"
-a=$(ratio "${mT[sc]}" "${mT[native]}") b=$(ratio "${mT[sc]}" "${mT[gc]}")
+a=$(pairmed "${TAR[sc]}" "${TAR[native]}") b=$(pairmed "${TAR[sc]}" "${TAR[gc]}")
 row "cold \`tar cf - tree \| wc -c\`, s" "${mT[native]}" "${mT[sc]}" "${mT[gc]}" "${mT[rs]}" "$a" "$b" \
   "≤ 1.5 × native, ≤ 0.5 × gocryptfs$(verdict "$(($(cmp_le "$a" 1.5) & $(cmp_le "$b" 0.5)))")"
-a=$(ratio "${mG[sc]}" "${mG[native]}") b=$(ratio "${mG[sc]}" "${mG[gc]}")
+a=$(pairmed "${GREP[sc]}" "${GREP[native]}") b=$(pairmed "${GREP[sc]}" "${GREP[gc]}")
 row "cold \`grep -r -c zzzz_never_found tree\`, s" "${mG[native]}" "${mG[sc]}" "${mG[gc]}" "${mG[rs]}" "$a" "$b" \
   "≤ 1.5 × native, ≤ 0.5 × gocryptfs$(verdict "$(($(cmp_le "$a" 1.5) & $(cmp_le "$b" 0.5)))")"
-row "peak RSS of the mount reading 1 GiB, MiB" "-" "${mR[sc]}" "${mR[gc]}" "${mR[rs]}" "-" "$(ratio "${mR[sc]}" "${mR[gc]}")" \
+row "peak RSS of the mount reading 1 GiB, MiB" "-" "${mR[sc]}" "${mR[gc]}" "${mR[rs]}" "-" "$(pairmed "${RSS[sc]}" "${RSS[gc]}")" \
   "< 128 MiB$(verdict "$(cmp_lt "${mR[sc]}" 128)")"
 echo
 for s in sc gc rs; do

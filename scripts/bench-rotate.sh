@@ -16,8 +16,11 @@
 #       (scripts/benchtool read: each file's pages are dropped from the page
 #       cache first, so every read reaches the daemon), idle vs while the
 #       mount rotates the 100,000-DEK repository through .ctl/rotate; goal
-#       >= 0.9.
+#       >= 0.9. Diagnostics after it: the same rotation through the mount
+#       with no reader, and the reader while `snapcrypt rotate` (another
+#       process) rotates the repository.
 #
+# BENCH_ROT_STEPS (default "a b c d") selects steps.
 # Every figure BENCH_REPS times (default 3), median shown; timed rotations
 # and copies start with the page cache dropped. Called by scripts/bench.sh
 # with B, bin and data in the environment; runs alone too once bench.sh made
@@ -33,7 +36,9 @@ reps="${BENCH_REPS:-3}"
 manydeks="${BENCH_ROT_MANY:-100000}"
 samedeks="${BENCH_ROT_DEKS:-2000}"
 idle="${BENCH_ROT_IDLE:-10}" # seconds of each idle reader window
-rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes)"
+steps="${BENCH_ROT_STEPS:-a b c d}"
+has() { [[ " $steps " == *" $1 "* ]]; }
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes), binary built $(date -u -r "$bin" +%H:%M:%SZ 2>/dev/null || echo '?')"
 export RESTIC_PASSWORD="${RESTIC_PASSWORD:-bench-password}"
 export RESTIC_FROM_PASSWORD="$RESTIC_PASSWORD"
 
@@ -77,9 +82,19 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 <= 0) print "-"; else if (a / b >= 0.1) printf "%.2f", a / b; else printf "%.2g", a / b }'; }
 f1() { awk -v x="$1" 'BEGIN { if (x == "-") print x; else printf "%.1f", x }'; }
 f0() { awk -v x="$1" 'BEGIN { if (x == "-") print x; else printf "%.0f", x }'; }
+# pairmed "A1 A2 ..." "B1 B2 ...": median of Ai / Bi, the ratio of each
+# repetition's side-by-side pair (robust to load that changes over the run).
+pairmed() {
+  local -a a b
+  local i out=()
+  read -ra a <<<"$1"
+  read -ra b <<<"$2"
+  for i in "${!a[@]}"; do out+=("$(awk -v x="${a[$i]}" -v y="${b[$i]:-0}" 'BEGIN { if (y + 0 > 0) printf "%.3f", x / y }')"); done
+  median "${out[@]}" | awk '{ if ($1 == "-" || $1 == "") print "-"; else if ($1 >= 0.1) printf "%.2f", $1; else printf "%.2g", $1 }'
+}
 per() { awk -v n="$1" -v s="$2" 'BEGIN { if (s + 0 <= 0) print "-"; else printf "%.0f", n / s }'; }
 verdict() { if [ "$1" = 1 ]; then echo " (met)"; else echo " (MISSED)"; fi; }
 between() { awk -v a="$1" -v lo="$2" -v hi="$3" 'BEGIN { print (a != "-" && a + 0 >= lo && a + 0 <= hi) ? 1 : 0 }'; }
@@ -132,20 +147,24 @@ stamp="$(stat -c '%s %Y %i' "$data/big.bin") $(find "$data/tree" -type f | wc -l
 size=$(du -sb "$data" | cut -f1)
 small=$((size / 10))
 
-say "repository with $manydeks DEKs (snapshot of tree/, then Keychain.NewDEK)"
-mkrepo many "$W/repo-many" "$data/tree"
-fill many "$manydeks"
-say "the same on tmpfs"
-mkrepo shm "$shm/repo" "$data/tree"
-fill shm "$manydeks"
-
-say "repositories of $((small / 1048576)) MiB and $((size / 1048576)) MiB"
-mkdir -p "$W/small-data"
-[ "$(stat -c %s "$W/small-data/part.bin" 2>/dev/null)" = "$small" ] || head -c "$small" "$data/big.bin" >"$W/small-data/part.bin"
-mkrepo small "$W/repo-small" "$W/small-data"
-mkrepo full "$W/repo-full" "$data"
-
-if [ "$(cat "$W/restic.stamp" 2>/dev/null)" != "$stamp" ]; then
+if has a || has d; then
+  say "repository with $manydeks DEKs (snapshot of tree/, then Keychain.NewDEK)"
+  mkrepo many "$W/repo-many" "$data/tree"
+  fill many "$manydeks"
+fi
+if has a; then
+  say "the same on tmpfs"
+  mkrepo shm "$shm/repo" "$data/tree"
+  fill shm "$manydeks"
+fi
+if has b || has c; then
+  say "repositories of $((small / 1048576)) MiB and $((size / 1048576)) MiB"
+  mkdir -p "$W/small-data"
+  [ "$(stat -c %s "$W/small-data/part.bin" 2>/dev/null)" = "$small" ] || head -c "$small" "$data/big.bin" >"$W/small-data/part.bin"
+  mkrepo small "$W/repo-small" "$W/small-data"
+  mkrepo full "$W/repo-full" "$data"
+fi
+if has c && [ "$(cat "$W/restic.stamp" 2>/dev/null)" != "$stamp" ]; then
   say "restic repository of the data"
   rm -rf "$W/restic-src" "$W/restic.stamp"
   restic init -q -r "$W/restic-src" >/dev/null
@@ -156,14 +175,14 @@ fi
 # --- (a) 100,000 DEKs ---------------------------------------------------------
 declare -A T N
 for r in many shm fullnat resticcopy small full; do T[$r]=; N[$r]=; done
-for rep in $(seq "$reps"); do
+has a && for rep in $(seq "$reps"); do
   say "(a) rotation of $manydeks DEKs, $rep of $reps"
   rot many; T[many]+=" $LAST"; N[many]=$LASTDEKS
   rot shm; T[shm]+=" $LAST"; N[shm]=$LASTDEKS
 done
 
 # --- (c) restic copy vs snapcrypt rotate, same data ----------------------------
-for rep in $(seq "$reps"); do
+has c && for rep in $(seq "$reps"); do
   say "(c) snapcrypt rotate vs restic copy, $rep of $reps"
   rot full; T[fullnat]+=" $LAST"; N[fullnat]=$LASTDEKS
   rm -rf "$W/restic-dst"
@@ -177,44 +196,62 @@ done
 rm -rf "$W/restic-dst"
 
 # --- (b) same DEKs, 10x the data ----------------------------------------------
-fill small "$samedeks"
-fill full "$samedeks"
-for rep in $(seq "$reps"); do
+if has b; then
+  fill small "$samedeks"
+  fill full "$samedeks"
+fi
+has b && for rep in $(seq "$reps"); do
   say "(b) rotation of $samedeks DEKs, small and large repository, $rep of $reps"
   rot small; T[small]+=" $LAST"; N[small]=$LASTDEKS
   rot full; T[full]+=" $LAST"; N[full]=$LASTDEKS
 done
 
 # --- (d) reader throughput, idle and during a rotation on the mount ------------
-# reader SECONDS|rotate: runs the reader for SECONDS, or around one rotation
-# through .ctl/rotate; sets RATE (MiB/s), FILES (files/s), ERRS, ROT (s).
+# ctlrot: rotates the mounted repository to a fresh key through .ctl/rotate
+# and waits until .ctl/status says done; ROT = seconds.
+ctlrot() {
+  local t0 st
+  newkey
+  t0=$(now)
+  printf 'file:%s\n' "$NEWKEY" >"$mnt/.ctl/rotate" ||
+    { jq . "$mnt/.ctl/status" >&2 || true; die "write to .ctl/rotate failed"; }
+  for _ in $(seq 36000); do
+    st=$(jq -r '.rotation.state' "$mnt/.ctl/status")
+    case $st in
+      done) break ;;
+      running | retiring) sleep 0.1 ;;
+      *) jq . "$mnt/.ctl/status" >&2; die "rotation through the mount: state $st" ;;
+    esac
+  done
+  [ "$st" = done ] || die "rotation through the mount did not finish in an hour"
+  ROT=$(secs "$t0" "$(now)")
+  KEY[many]=$NEWKEY
+}
+# reader SECONDS|rotate|cli: runs the reader for SECONDS, or around one
+# rotation through .ctl/rotate, or around one `snapcrypt rotate` of the
+# mounted repository (after which the mount lacks the current key: last);
+# sets RATE (MiB/s), FILES (files/s), ERRS, ROT (s).
 reader() {
-  local t0 st out
+  local out
   rm -f "$W/ready"
   "$tool" read -dir "$mnt/snapshots/latest" -ready "$W/ready" >"$W/read.out" 2>"$W/read.err" &
   readpid=$!
   for _ in $(seq 600); do [ -e "$W/ready" ] && break; kill -0 "$readpid" 2>/dev/null || break; sleep 0.05; done
   [ -e "$W/ready" ] || { cat "$W/read.err" >&2; die "reader did not start"; }
   ROT=-
-  if [ "$1" = rotate ]; then
-    newkey
-    t0=$(now)
-    printf 'file:%s\n' "$NEWKEY" >"$mnt/.ctl/rotate" ||
-      { jq . "$mnt/.ctl/status" >&2 || true; die "write to .ctl/rotate failed"; }
-    for _ in $(seq 36000); do
-      st=$(jq -r '.rotation.state' "$mnt/.ctl/status")
-      case $st in
-        done) break ;;
-        running | retiring) sleep 0.1 ;;
-        *) jq . "$mnt/.ctl/status" >&2; die "rotation through the mount: state $st" ;;
-      esac
-    done
-    [ "$st" = done ] || die "rotation through the mount did not finish in an hour"
-    ROT=$(secs "$t0" "$(now)")
-    KEY[many]=$NEWKEY
-  else
-    sleep "$1"
-  fi
+  case $1 in
+    rotate) ctlrot ;;
+    cli)
+      local t0
+      newkey
+      t0=$(now)
+      "$bin" rotate -r "${REPO[many]}" -k "file:${KEY[many]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 ||
+        { cat "$W/rotate.log" >&2; die "rotate of the mounted repository failed"; }
+      ROT=$(secs "$t0" "$(now)")
+      KEY[many]=$NEWKEY
+      ;;
+    *) sleep "$1" ;;
+  esac
   kill "$readpid"
   wait "$readpid" || { cat "$W/read.err" >&2; die "reader failed"; }
   readpid=
@@ -224,7 +261,9 @@ reader() {
   FILES=$(echo "$out" | awk '{ print $12 }')
   ERRS=$(echo "$out" | awk '{ print $6 }')
 }
-IDLE= DURING= RATIOS= ROTS= ERRS_ALL=0 FILES_IDLE= FILES_DURING= dskip=
+IDLE= DURING= RATIOS= ROTS= ERRS_ALL=0 FILES_IDLE= FILES_DURING= dskip= ROT_NOREAD= CLI_RATIO= CLI_ROT=
+if has d; then
+dmany=$(deks many)
 mkdir -p "$mnt"
 mounted "$mnt" && die "$mnt is still mounted"
 "$bin" mount -r "${REPO[many]}" -k "file:${KEY[many]}" "$mnt" >"$W/mount.log" 2>&1 &
@@ -253,8 +292,18 @@ else
     RATIOS+=" $(awk -v d="$during" -v a="$prev" -v b="$RATE" 'BEGIN { printf "%.3f", d / ((a + b) / 2) }')"
     prev=$RATE
   done
+  say "(d) diagnostic: rotation through .ctl/rotate with no reader"
+  ctlrot
+  ROT_NOREAD=$ROT
+  say "(d) diagnostic: reader during snapcrypt rotate (another process)"
+  reader cli
+  during=$RATE CLI_ROT=$ROT ERRS_ALL=$((ERRS_ALL + ERRS))
+  reader "$idle"
+  ERRS_ALL=$((ERRS_ALL + ERRS))
+  CLI_RATIO=$(awk -v d="$during" -v a="$prev" -v b="$RATE" 'BEGIN { printf "%.3f", d / ((a + b) / 2) }')
 fi
 unmount
+fi
 
 # --- table --------------------------------------------------------------------
 # shellcheck disable=SC2086
@@ -262,24 +311,30 @@ unmount
   mt_many=$(median ${T[many]}) mt_shm=$(median ${T[shm]}) mt_fn=$(median ${T[fullnat]}) mt_rc=$(median ${T[resticcopy]})
   mt_small=$(median ${T[small]}) mt_full=$(median ${T[full]})
 }
-rate_many=$(per "${N[many]}" "$mt_many") rate_shm=$(per "${N[shm]}" "$mt_shm")
+rate_many=$(per "${N[many]:-0}" "$mt_many") rate_shm=$(per "${N[shm]:-0}" "$mt_shm")
 fs_many=$(df --output=fstype "$W" | tail -1)
 row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
-echo "## rotation (median of $reps runs; snapcrypt at $rev)"
+echo "## rotation (median of $reps runs; ratios: median of per-run ratios; snapcrypt at $rev)"
 echo
 row "figure" "snapcrypt" "restic" "ratio" "goal"
 row "---" "---:" "---:" "---:" "---"
-row "(a) rotate ${N[many]} DEKs, local store ($fs_many, $W), s" "$mt_many" "-" "-" ""
-row "(a) rotation rate, DEKs/s" "$rate_many" "-" "-" "≥ 20,000$(verdict "$(between "$rate_many" 20000 1e12)")"
-row "(a) diagnostic: the same on tmpfs, s (DEKs/s)" "$mt_shm ($rate_shm/s)" "-" "-" ""
-r=$(ratio "$mt_full" "$mt_small")
-row "(b) rotate ${N[small]} DEKs, $((small / 1048576)) MiB repository, s" "$mt_small" "-" "-" ""
-row "(b) rotate ${N[full]} DEKs, $((size / 1048576)) MiB repository, s" "$mt_full" "-" "$r" "0.90 to 1.10$(verdict "$(between "$r" 0.9 1.1)")"
-row "(c) replace the master key of $((size / 1048576)) MiB: snapcrypt rotate (${N[fullnat]} DEKs) vs restic copy, s" "$mt_fn" "$mt_rc" "$(ratio "$mt_fn" "$mt_rc")" "report"
-row "(c) the same with ${N[full]} DEKs, s" "$mt_full" "$mt_rc" "$(ratio "$mt_full" "$mt_rc")" "report"
-if [ -n "$dskip" ]; then
+if has a; then
+  row "(a) rotate ${N[many]} DEKs, local store ($fs_many, $W), s" "$mt_many" "-" "-" ""
+  row "(a) rotation rate, DEKs/s" "$rate_many" "-" "-" "≥ 20,000$(verdict "$(between "$rate_many" 20000 1e12)")"
+  row "(a) diagnostic: the same on tmpfs, s (DEKs/s)" "$mt_shm ($rate_shm/s)" "-" "-" ""
+fi
+if has b; then
+  r=$(pairmed "${T[full]}" "${T[small]}")
+  row "(b) rotate ${N[small]} DEKs, $((small / 1048576)) MiB repository, s" "$mt_small" "-" "-" ""
+  row "(b) rotate ${N[full]} DEKs, $((size / 1048576)) MiB repository, s" "$mt_full" "-" "$r" "0.90 to 1.10$(verdict "$(between "$r" 0.9 1.1)")"
+fi
+if has c; then
+  row "(c) replace the master key of $((size / 1048576)) MiB: snapcrypt rotate (${N[fullnat]} DEKs) vs restic copy, s" "$mt_fn" "$mt_rc" "$(pairmed "${T[fullnat]}" "${T[resticcopy]}")" "report"
+  if has b; then row "(c) the same with ${N[full]} DEKs, s" "$mt_full" "$mt_rc" "$(ratio "$mt_full" "$mt_rc")" "report"; fi
+fi
+if has d && [ -n "$dskip" ]; then
   row "(d) reader during rotation / idle" "skipped: $dskip" "-" "-" "≥ 0.9"
-else
+elif has d; then
   # shellcheck disable=SC2086
   {
     mi=$(median $IDLE) md=$(median $DURING) mr=$(median $RATIOS) mrot=$(median $ROTS)
@@ -288,10 +343,12 @@ else
   row "(d) reader over the tree snapshot, idle, MiB/s (files/s)" "$(f1 "$mi") ($(f0 "$fi_"))" "-" "-" ""
   row "(d) the same during a rotation via .ctl/rotate, MiB/s (files/s)" "$(f1 "$md") ($(f0 "$fd"))" "-" "-" ""
   row "(d) reader during rotation / idle (median of per-run ratios)" "$mr" "-" "-" "≥ 0.9$(verdict "$(between "$mr" 0.9 1e12)")"
-  row "(d) rotation of ${N[many]} DEKs through the mount while reading, s (DEKs/s)" "$mrot ($(per "${N[many]}" "$mrot")/s)" "-" "-" ""
+  row "(d) rotation of $dmany DEKs through the mount while reading, s (DEKs/s)" "$mrot ($(per "$dmany" "$mrot")/s)" "-" "-" ""
   row "(d) read errors during the reader loops" "$ERRS_ALL" "-" "-" "0$(verdict "$([ "$ERRS_ALL" = 0 ] && echo 1 || echo 0)")"
+  row "(d) diagnostic: the same rotation through the mount, no reader, s (DEKs/s)" "$ROT_NOREAD ($(per "$dmany" "$ROT_NOREAD")/s)" "-" "-" ""
+  row "(d) diagnostic: reader during \`snapcrypt rotate\` (other process) / idle; rotation s" "$CLI_RATIO; $CLI_ROT" "-" "-" ""
 fi
 echo
 echo "all runs (s): rotate many [${T[many]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]"
-[ -n "$dskip" ] || echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"
+if has d && [ -z "$dskip" ]; then echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"; fi
 echo
