@@ -287,7 +287,7 @@ func newMount(r *repo.Repository, mountpoint string, opts Options) *mount {
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
 		trees:  newTreeCache(treeCacheBytes),
-		pf:     make(chan struct{}, 4),
+		pf:     make(chan struct{}, 8),
 		ahead:  readAhead(r, opts.ReadAhead),
 		logged: map[string]bool{},
 	}
