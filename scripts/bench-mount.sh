@@ -29,6 +29,7 @@ bin="${bin:-$PWD/bin/snapcrypt}"
 data="${data:-$B/data}"
 reps="${BENCH_REPS:-3}"
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo +changes), binary built $(date -u -r "$bin" +%H:%M:%SZ 2>/dev/null || echo '?')"
+start=$(date -u +%H:%M:%SZ)
 export RESTIC_PASSWORD="${RESTIC_PASSWORD:-bench-password}"
 
 die() { echo "bench-mount: $*" >&2; exit 1; }
@@ -41,6 +42,10 @@ done
 
 W="$B/bench-mount"
 mkdir -p "$W"
+# A private copy: bin/snapcrypt may be rebuilt by others while this runs.
+cp "$bin" "$W/snapcrypt.bin"
+bin="$W/snapcrypt.bin"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 systems=(native sc gc rs)
 declare -A NAME=([native]=native [sc]=snapcrypt [gc]=gocryptfs [rs]=restic)
 declare -A MNT=([sc]="$W/mnt-sc" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs")
@@ -224,5 +229,6 @@ for s in sc gc rs; do
   [ "${TARSZ[$s]}" = "${TARSZ[native]}" ] || echo "note: tar through ${NAME[$s]} gave ${TARSZ[$s]} bytes, natively ${TARSZ[native]}"
   [ "${GREPN[$s]}" = "${GREPN[native]}" ] || echo "note: grep through ${NAME[$s]} listed ${GREPN[$s]} files, natively ${GREPN[native]}"
 done
+echo "load average (1, 5, 15 min) at the start ($start): $load0; at the end ($(date -u +%H:%M:%SZ)): $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "all runs (s): $(for s in "${systems[@]}"; do printf '%s cat [%s ] warm [%s ] tar [%s ] grep [%s ]; ' "${NAME[$s]}" "${COLD[$s]}" "${WARM[$s]}" "${TAR[$s]}" "${GREP[$s]}"; done)"
 echo

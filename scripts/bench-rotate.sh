@@ -47,12 +47,17 @@ say() { echo "bench-rotate: $*" >&2; }
 [ -f "$data/big.bin" ] && [ -d "$data/tree" ] || die "no bench data in $data (run scripts/bench.sh first)"
 [ -x "$bin" ] || die "no snapcrypt binary at $bin (make build)"
 [ -w /proc/sys/vm/drop_caches ] || die "needs root: timed runs drop the page cache"
+[ -x /usr/bin/time ] || die "/usr/bin/time is not installed (apt-get install time)"
 for t in restic jq go fusermount3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 
 W="$B/bench-rotate"
 shm="/dev/shm/snapcrypt-bench-rotate.$$"
 mnt="$W/mnt"
 mkdir -p "$W"
+# A private copy: bin/snapcrypt may be rebuilt by others while this runs.
+cp "$bin" "$W/snapcrypt.bin"
+bin="$W/snapcrypt.bin"
+start=$(date -u +%H:%M:%SZ) load0=$(cut -d' ' -f1-3 /proc/loadavg)
 mountpid= readpid=
 
 mounted() { awk -v p="$1" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; }
@@ -127,18 +132,20 @@ deks() {
     jq '[.generations[] | select(.state == "current") | .wrapped_deks] | add'
 }
 # rot NAME: drops the page cache, rotates NAME to a fresh key; LAST = seconds,
-# LASTDEKS = wrapped DEKs rotated.
+# LASTCPU = CPU seconds (user + system) of the rotate process, LASTDEKS =
+# wrapped DEKs rotated.
 rot() {
   local t0 t1
   LASTDEKS=$(deks "$1")
   newkey
   drop
   t0=$(now)
-  "$bin" rotate -r "${REPO[$1]}" -k "file:${KEY[$1]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 ||
-    { cat "$W/rotate.log" >&2; die "rotate $1 failed"; }
+  /usr/bin/time -o "$W/rotate.time" -f '%U %S' "$bin" rotate -r "${REPO[$1]}" -k "file:${KEY[$1]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 ||
+    { cat "$W/rotate.log" "$W/rotate.time" >&2; die "rotate $1 failed"; }
   t1=$(now)
   KEY[$1]=$NEWKEY
   LAST=$(secs "$t0" "$t1")
+  LASTCPU=$(awk 'END { printf "%.2f", $1 + $2 }' "$W/rotate.time")
   [ "$(deks "$1")" = "$LASTDEKS" ] || die "rotate $1: $LASTDEKS DEKs before, $(deks "$1") after"
 }
 
@@ -173,12 +180,12 @@ if has c && [ "$(cat "$W/restic.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # --- (a) 100,000 DEKs ---------------------------------------------------------
-declare -A T N
-for r in many shm fullnat resticcopy small full; do T[$r]=; N[$r]=; done
+declare -A T N C
+for r in many shm fullnat resticcopy small full; do T[$r]=; N[$r]=; C[$r]=; done
 has a && for rep in $(seq "$reps"); do
   say "(a) rotation of $manydeks DEKs, $rep of $reps"
-  rot many; T[many]+=" $LAST"; N[many]=$LASTDEKS
-  rot shm; T[shm]+=" $LAST"; N[shm]=$LASTDEKS
+  rot many; T[many]+=" $LAST" C[many]+=" $LASTCPU"; N[many]=$LASTDEKS
+  rot shm; T[shm]+=" $LAST" C[shm]+=" $LASTCPU"; N[shm]=$LASTDEKS
 done
 
 # --- (c) restic copy vs snapcrypt rotate, same data ----------------------------
@@ -321,7 +328,13 @@ row "---" "---:" "---:" "---:" "---"
 if has a; then
   row "(a) rotate ${N[many]} DEKs, local store ($fs_many, $W), s" "$mt_many" "-" "-" ""
   row "(a) rotation rate, DEKs/s" "$rate_many" "-" "-" "≥ 20,000$(verdict "$(between "$rate_many" 20000 1e12)")"
-  row "(a) diagnostic: the same on tmpfs, s (DEKs/s)" "$mt_shm ($rate_shm/s)" "-" "-" ""
+  # shellcheck disable=SC2086
+  {
+    cpu_many=$(awk -v c="$(median ${C[many]})" -v n="${N[many]}" 'BEGIN { printf "%.0f", c * 1e6 / n }')
+    cpu_shm=$(awk -v c="$(median ${C[shm]})" -v n="${N[shm]}" 'BEGIN { printf "%.0f", c * 1e6 / n }')
+  }
+  row "(a) CPU of the rotate process per DEK (user + system), µs" "$cpu_many" "-" "-" ""
+  row "(a) diagnostic: the same on tmpfs, s (DEKs/s; CPU µs per DEK)" "$mt_shm ($rate_shm/s; $cpu_shm µs)" "-" "-" ""
 fi
 if has b; then
   r=$(pairmed "${T[full]}" "${T[small]}")
@@ -349,6 +362,7 @@ elif has d; then
   row "(d) diagnostic: reader during \`snapcrypt rotate\` (other process) / idle; rotation s" "$CLI_RATIO; $CLI_ROT" "-" "-" ""
 fi
 echo
+echo "load average (1, 5, 15 min) at the start ($start): $load0; at the end ($(date -u +%H:%M:%SZ)): $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "all runs (s): rotate many [${T[many]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]"
 if has d && [ -z "$dskip" ]; then echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"; fi
 echo
