@@ -28,10 +28,12 @@ set +x
 
 if "$bin" mount --help >/dev/null 2>&1; then
   mkdir -p "$demo/mnt"
+  "$bin" keygen "$demo/demo2.key" >/dev/null
   echo
   echo "Mounting at $demo/mnt. In another terminal try:"
   echo "  ls $demo/mnt/snapshots; diff -r $demo/mnt/snapshots/first $demo/mnt/snapshots/second"
   echo "  cat $demo/mnt/.ctl/status"
+  echo "  echo file:$demo/demo2.key > $demo/mnt/.ctl/rotate   # rotate the master key online"
   echo "Press Ctrl-C to unmount."
   exec "$bin" mount "$demo/mnt"
 else
