@@ -214,11 +214,11 @@ fi
 has b && for rep in $(seq "$breps"); do
   say "(b) rotation of $samedeks DEKs, small and large repository, $rep of $breps"
   if ((rep % 2)); then
-    rot small; T[small]+=" $LAST"; N[small]=$LASTDEKS
-    rot full; T[full]+=" $LAST"; N[full]=$LASTDEKS
+    rot small; T[small]+=" $LAST" C[small]+=" $LASTCPU"; N[small]=$LASTDEKS
+    rot full; T[full]+=" $LAST" C[full]+=" $LASTCPU"; N[full]=$LASTDEKS
   else
-    rot full; T[full]+=" $LAST"; N[full]=$LASTDEKS
-    rot small; T[small]+=" $LAST"; N[small]=$LASTDEKS
+    rot full; T[full]+=" $LAST" C[full]+=" $LASTCPU"; N[full]=$LASTDEKS
+    rot small; T[small]+=" $LAST" C[small]+=" $LASTCPU"; N[small]=$LASTDEKS
   fi
 done
 
@@ -226,8 +226,9 @@ done
 # ctlrot: rotates the mounted repository to a fresh key through .ctl/rotate
 # and waits until .ctl/status says done; ROT = seconds.
 ctlrot() {
-  local t0 st
+  local t0 st c0
   newkey
+  c0=$(pidcpu "$mountpid")
   t0=$(now)
   printf 'file:%s\n' "$NEWKEY" >"$mnt/.ctl/rotate" ||
     { jq . "$mnt/.ctl/status" >&2 || true; die "write to .ctl/rotate failed"; }
@@ -241,8 +242,11 @@ ctlrot() {
   done
   [ "$st" = done ] || die "rotation through the mount did not finish in an hour"
   ROT=$(secs "$t0" "$(now)")
+  ROTCPU=$(awk -v a="$c0" -v b="$(pidcpu "$mountpid")" 'BEGIN { printf "%.2f", b - a }')
   KEY[many]=$NEWKEY
 }
+# pidcpu PID: CPU seconds (user + system) PID has used so far.
+pidcpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # reader SECONDS|rotate|cli: runs the reader for SECONDS, or around one
 # rotation through .ctl/rotate, or around one `snapcrypt rotate` of the
 # mounted repository (after which the mount lacks the current key: last);
@@ -310,7 +314,7 @@ else
   done
   say "(d) diagnostic: rotation through .ctl/rotate with no reader"
   ctlrot
-  ROT_NOREAD=$ROT
+  ROT_NOREAD=$ROT ROTCPU_NOREAD=$ROTCPU
   say "(d) diagnostic: reader during snapcrypt rotate (another process)"
   reader cli
   during=$RATE CLI_ROT=$ROT ERRS_ALL=$((ERRS_ALL + ERRS))
@@ -349,6 +353,8 @@ if has b; then
   r=$(pairmed "${T[full]}" "${T[small]}")
   row "(b) rotate ${N[small]} DEKs, $((small / 1048576)) MiB repository, s (median of $breps)" "$mt_small" "-" "-" ""
   row "(b) rotate ${N[full]} DEKs, $((size / 1048576)) MiB repository, s" "$mt_full" "-" "$r" "0.90 to 1.10$(verdict "$(between "$r" 0.9 1.1)")"
+  # shellcheck disable=SC2086
+  row "(b) diagnostic: CPU of the rotate process (user + system), small / large, s" "$(median ${C[small]}) / $(median ${C[full]})" "-" "$(pairmed "${C[full]}" "${C[small]}")" ""
 fi
 if has c; then
   row "(c) replace the master key of $((size / 1048576)) MiB: snapcrypt rotate (${N[fullnat]} DEKs) vs restic copy, s" "$mt_fn" "$mt_rc" "$(pairmed "${T[fullnat]}" "${T[resticcopy]}")" "report"
@@ -367,11 +373,11 @@ elif has d; then
   row "(d) reader during rotation / idle (median of per-run ratios)" "$mr" "-" "-" "≥ 0.9$(verdict "$(between "$mr" 0.9 1e12)")"
   row "(d) rotation of $dmany DEKs through the mount while reading, s (DEKs/s)" "$mrot ($(per "$dmany" "$mrot")/s)" "-" "-" ""
   row "(d) read errors during the reader loops" "$ERRS_ALL" "-" "-" "0$(verdict "$([ "$ERRS_ALL" = 0 ] && echo 1 || echo 0)")"
-  row "(d) diagnostic: the same rotation through the mount, no reader, s (DEKs/s)" "$ROT_NOREAD ($(per "$dmany" "$ROT_NOREAD")/s)" "-" "-" ""
+  row "(d) diagnostic: the same rotation through the mount, no reader, s (DEKs/s; mount CPU µs per DEK)" "$ROT_NOREAD ($(per "$dmany" "$ROT_NOREAD")/s; $(awk -v c="$ROTCPU_NOREAD" -v n="$dmany" 'BEGIN { printf "%.0f", c * 1e6 / n }') µs)" "-" "-" ""
   row "(d) diagnostic: reader during \`snapcrypt rotate\` (other process) / idle; rotation s" "$CLI_RATIO; $CLI_ROT" "-" "-" ""
 fi
 echo
 echo "load average (1, 5, 15 min) at the start ($start): $load0; at the end ($(date -u +%H:%M:%SZ)): $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "all runs (s): rotate many [${T[many]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]"
+echo "all runs (s): rotate many [${T[many]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]; CPU s: many [${C[many]} ] tmpfs [${C[shm]} ] small [${C[small]} ] full [${C[full]} ]"
 if has d && [ -z "$dskip" ]; then echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"; fi
 echo
