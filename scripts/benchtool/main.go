@@ -31,8 +31,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapcrypt/snapcrypt/keys"
-	"github.com/snapcrypt/snapcrypt/repo"
-	"github.com/snapcrypt/snapcrypt/repo/store/local"
 )
 
 func main() {
@@ -56,86 +54,9 @@ func main() {
 	}
 }
 
-// fill tops up the current generation's wrapped DEKs to -total.
-func fill(args []string) error {
-	f := flag.NewFlagSet("fill", flag.ExitOnError)
-	dir := f.String("r", "", "local repository directory")
-	spec := f.String("k", "", "key spec of the current generation")
-	total := f.Int("total", 0, "wanted number of wrapped data keys under the current generation")
-	workers := f.Int("workers", 64, "parallel NewDEK calls")
-	f.Parse(args)
-	if *dir == "" || *spec == "" || *total <= 0 {
-		return errors.New("-r, -k and -total are required")
-	}
-	ctx := context.Background()
-	sp, err := keys.ParseSpec(*spec)
-	if err != nil {
-		return err
-	}
-	m, err := sp.Load()
-	if err != nil {
-		return err
-	}
-	st, err := local.Open(*dir)
-	if err != nil {
-		return err
-	}
-	cfg, err := repo.ReadConfig(ctx, st)
-	if err != nil {
-		return err
-	}
-	kc, err := keys.Open(ctx, st, cfg.ID, m)
-	if err != nil {
-		return err
-	}
-	have, gen, err := currentDEKs(ctx, kc)
-	if err != nil {
-		return err
-	}
-	n := *total - have
-	start := time.Now()
-	if n > 0 {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var once sync.Once
-		var firstErr error
-		for range *workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(n) {
-					_, dek, err := kc.NewDEK(ctx)
-					if err != nil {
-						once.Do(func() { firstErr = err })
-						return
-					}
-					clear(dek)
-				}
-			}()
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return firstErr
-		}
-	}
-	el := time.Since(start).Seconds()
-	if err := kc.Close(ctx); err != nil {
-		return err
-	}
-	after, _, err := currentDEKs(ctx, kc)
-	if err != nil {
-		return err
-	}
-	if after < *total {
-		return fmt.Errorf("generation %s holds %d data keys after the fill, want %d", gen, after, *total)
-	}
-	rate := 0.0
-	if n > 0 && el > 0 {
-		rate = float64(n) / el
-	}
-	fmt.Printf("fill: added %d data keys in %.1fs (%.0f/s); generation %s holds %d\n", max(n, 0), el, rate, gen, after)
-	return nil
-}
+// fill tops up the current generation's wrapped DEKs to -total; -r is a
+// directory or an s3: URL (fillStore in fills3.go).
+func fill(args []string) error { return fillStore(args) }
 
 func currentDEKs(ctx context.Context, kc *keys.Keychain) (int, string, error) {
 	s, err := kc.Status(ctx)
