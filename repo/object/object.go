@@ -362,6 +362,33 @@ func (c *Cipher) OpenSegments(ct []byte, first, plainSize int64) ([][]byte, erro
 	return segs, nil
 }
 
+// OpenSegment authenticates and decrypts sealed, the sealed bytes of
+// segment s (plaintext and tag) of an object whose plaintext size is
+// plainSize, appends the plaintext to dst and returns the extended slice.
+// dst's free capacity may be sealed's memory exactly (sealed[:0], in place)
+// or must not overlap it: a reader decrypts straight into the buffer that
+// wants the plaintext. Failures wrap ErrCorrupt and leave no plaintext
+// behind in dst.
+func (c *Cipher) OpenSegment(dst, sealed []byte, s, plainSize int64) ([]byte, error) {
+	if s < 0 || plainSize < 0 {
+		return nil, fmt.Errorf("sealed object: invalid segment %d or size %d", s, plainSize)
+	}
+	final := numSegments(plainSize) - 1
+	if s > final {
+		return nil, fmt.Errorf("sealed object: segment %d past the last (%d): %w", s, final, ErrCorrupt)
+	}
+	if want := segmentPlainSize(s, final, plainSize) + TagSize; int64(len(sealed)) != want {
+		return nil, fmt.Errorf("sealed object: segment %d is %d bytes, want %d: %w", s, len(sealed), want, ErrCorrupt)
+	}
+	var nonce [nonceSize]byte
+	setNonce(nonce[:], s, s == final)
+	out, err := c.aead.Open(dst, nonce[:], sealed, c.ad)
+	if err != nil {
+		return nil, fmt.Errorf("sealed object: segment %d: %w", s, ErrCorrupt)
+	}
+	return out, nil
+}
+
 // grow extends b by n bytes, returning the extended slice and the new tail.
 func grow(b []byte, n int) (all, tail []byte) {
 	if total := len(b) + n; cap(b) >= total {

@@ -574,3 +574,55 @@ func TestOpenSegments(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenSegment(t *testing.T) {
+	dek := testDEK(3)
+	h := testHeader(t, KindPack)
+	for _, size := range []int64{0, 1, SegmentSize, SegmentSize + 1, 3*SegmentSize + 17} {
+		plain := testPlain(int(size), uint64(size))
+		obj := seal(t, dek, h, "p", plain)
+		c, err := NewCipher(dek, h, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		final := numSegments(size) - 1
+		for s := int64(0); s <= final; s++ {
+			lo := s * SegmentSize
+			hi := min(lo+SegmentSize, size)
+			ctOff, ctLen, _ := CipherRange(lo, hi-lo, size)
+			if size == 0 {
+				ctOff, ctLen, _ = CipherRange(0, 0, 0)
+			}
+			sealed := obj[ctOff : ctOff+ctLen]
+			// Into a buffer of its own, after what it holds already.
+			got, err := c.OpenSegment([]byte("x"), sealed, s, size)
+			if err != nil || string(got) != "x"+string(plain[lo:hi]) {
+				t.Fatalf("size %d segment %d: %v (%d bytes)", size, s, err, len(got))
+			}
+			// In place.
+			ct := append([]byte(nil), sealed...)
+			if got, err := c.OpenSegment(ct[:0], ct, s, size); err != nil || string(got) != string(plain[lo:hi]) {
+				t.Fatalf("size %d segment %d in place: %v", size, s, err)
+			}
+			// Tampered, cut short, numbered wrong, the final flag wrong.
+			ct = append([]byte(nil), sealed...)
+			ct[len(ct)-1] ^= 1
+			bad := map[string]func() ([]byte, error){
+				"tampered":     func() ([]byte, error) { return c.OpenSegment(nil, ct, s, size) },
+				"short":        func() ([]byte, error) { return c.OpenSegment(nil, sealed[:len(sealed)-1], s, size) },
+				"past the end": func() ([]byte, error) { return c.OpenSegment(nil, sealed, final+1, size) },
+			}
+			if s == final { // no longer final, or of another length
+				bad["other size"] = func() ([]byte, error) { return c.OpenSegment(nil, sealed, s, size+SegmentSize) }
+			}
+			if final > 0 {
+				bad["other number"] = func() ([]byte, error) { return c.OpenSegment(nil, sealed, (s+1)%(final+1), size) }
+			}
+			for what, open := range bad {
+				if out, err := open(); !errors.Is(err, ErrCorrupt) || out != nil {
+					t.Errorf("size %d segment %d %s: %v, %d bytes; want ErrCorrupt", size, s, what, err, len(out))
+				}
+			}
+		}
+	}
+}
