@@ -369,3 +369,53 @@ func TestCreateRaceHelper(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRange reads ranges of objects into buffers of several sizes and
+// alignments, through the page cache and around it (direct), and compares
+// with GetRange.
+func TestReadRange(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for _, size := range []int{3*4096 + 777, 1<<20 + 333} {
+		name := fmt.Sprintf("data/ab/%d", size)
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i*7 + i>>12)
+		}
+		if err := s.Create(ctx, name, data); err != nil {
+			t.Fatal(err)
+		}
+		for _, off := range []int{0, 1, 4095, 4096, 5000, size - 10, size, size + 5} {
+			for _, length := range []int{0, 1, 4096, 300000, size} {
+				want, err := s.GetRange(ctx, name, int64(off), int64(length))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, direct := range []bool{false, true} {
+					for _, room := range []int{0, 12 << 10, 12<<10 + 1} {
+						buf := make([]byte, length+room+1)[1:] // not aligned
+						got, err := s.ReadRange(ctx, name, int64(off), int64(length), buf, direct)
+						if err != nil || !bytes.Equal(got, want) {
+							t.Fatalf("size %d: ReadRange(%d, %d, room %d, direct %v) = %d bytes, %v; want %d bytes",
+								size, off, length, room, direct, len(got), err, len(want))
+						}
+					}
+				}
+			}
+		}
+	}
+	buf := make([]byte, 64<<10)
+	for _, direct := range []bool{false, true} {
+		for _, name := range []string{"data/ab/missing", "data/ab"} {
+			if _, err := s.ReadRange(ctx, name, 0, 10, buf, direct); !errors.Is(err, store.ErrNotExist) {
+				t.Errorf("ReadRange of %s (direct %v): %v, want ErrNotExist", name, direct, err)
+			}
+		}
+		if _, err := s.ReadRange(ctx, "data/ab/1049109", -1, 10, buf, direct); err == nil {
+			t.Errorf("ReadRange at a negative offset (direct %v) did not fail", direct)
+		}
+		if _, err := s.ReadRange(ctx, "data/ab/1049109", 0, 100<<10, buf, direct); err == nil {
+			t.Errorf("ReadRange into a short buffer (direct %v) did not fail", direct)
+		}
+	}
+}
