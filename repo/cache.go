@@ -41,6 +41,24 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
+// take returns the entry of k and removes it from the cache. It counts a
+// hit when it finds k and no miss otherwise: a miss is the business of the
+// lookup that follows it.
+func (c *lru[K, V]) take(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		ent := e.Value.(*lruEntry[K, V])
+		c.ll.Remove(e)
+		delete(c.m, k)
+		c.cost -= ent.cost
+		c.hits++
+		return ent.v, true
+	}
+	var zero V
+	return zero, false
+}
+
 func (c *lru[K, V]) add(k K, v V, cost int64) {
 	if cost > c.max {
 		return

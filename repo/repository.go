@@ -61,8 +61,10 @@ type Repository struct {
 	index *Index
 
 	segs    *lru[segKey, []byte]           // decrypted 64 KiB pack segments
+	edges   *lru[segKey, []byte]           // the same, left over by reads of several segments
 	trees   *lru[BlobID, *Tree]            // decoded trees
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
+	ctBufs  bufPool                        // ciphertext buffers of reads
 
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
@@ -172,9 +174,11 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 	}
 	r := &Repository{
 		st: st, cfg: cfg, keys: kc, hash: hasher{key: idKey}, pol: pol, index: newIndex(),
-		segs:    newLRU[segKey, []byte](opts.CacheBytes * 3 / 4),
+		segs:    newLRU[segKey, []byte](opts.CacheBytes*3/4 - edgeBytes(opts.CacheBytes)),
+		edges:   newLRU[segKey, []byte](edgeBytes(opts.CacheBytes)),
 		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
+		ctBufs:  make(bufPool, 16),
 		snaps:   map[ObjectID]*Snapshot{},
 	}
 	// An index that cannot be read (sealed with a data key that none of
@@ -440,42 +444,220 @@ func (r *Repository) packCipher(ctx context.Context, p *IndexPack) (*object.Ciph
 	return c, nil
 }
 
-// readPack fills p from the pack's plaintext at off, through the segment
-// cache; missing segments are fetched with one ranged read, extended by
-// ahead bytes.
+// readPack fills p from the pack's plaintext at off and returns how many
+// bytes it read (fewer only where the pack ends). Segments in the cache are
+// copied; each run of the others is read with one ranged read, and the
+// segments of it that p covers whole are decrypted straight into p. A
+// segment that p covers only in part is cached, since the read next to
+// this one (the next request of a sequential reader, the next small file
+// of the pack) wants the rest. A read of several segments takes such a
+// partly covered segment out of the cache when it finds it there: that is
+// the sequential reader's second and last use of it; such segments have a
+// small cache of their own (edges), so that a sequential reader does not
+// push everything else out of the segment cache. ahead asks to
+// decrypt up to that many bytes after p into the cache as well.
 func (r *Repository) readPack(ctx context.Context, pk *IndexPack, p []byte, off, ahead int64) (int, error) {
 	const seg = object.SegmentSize
 	size := int64(pk.PlainSize)
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		s := pos / seg
-		data, ok := r.segs.get(segKey{pk.ID, s})
-		if !ok {
-			var err error
-			data, err = r.fetchSegments(ctx, pk, s, pos, int64(len(p)-n)+ahead, size)
-			if err != nil {
-				r.noteError(err)
-				return n, err
-			}
-		}
-		within := pos - s*seg
-		if within >= int64(len(data)) {
-			return n, fmt.Errorf("object %s is %w: short segment", packName(pk.ID), ErrCorrupt)
-		}
-		n += copy(p[n:], data[within:])
+	if off < 0 || off >= size || len(p) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	end := min(off+int64(len(p)), size)
+	p = p[:end-off]
+	first, last := off/seg, (end-1)/seg
+	run := int64(-1) // the first of the uncached segments before s
+	for s := first; s <= last+1; s++ {
+		hit := s <= last && r.copyCached(pk, s, p, off, last > first)
+		if run >= 0 && (hit || s > last) {
+			if err := r.openSegments(ctx, pk, run, s-1, p, off); err != nil {
+				r.noteError(err)
+				return 0, err
+			}
+			run = -1
+		}
+		if !hit && s <= last && run < 0 {
+			run = s
+		}
+	}
+	if ahead > 0 && end < size {
+		// Errors are left for the read that needs those bytes.
+		_ = r.fetchAhead(ctx, pk, end, ahead)
+	}
+	return len(p), nil
 }
 
-// fetchSegments decrypts the segments covering [pos, pos+want) starting at
-// segment first, caches them all, and returns segment first.
-func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, pos, want, size int64) ([]byte, error) {
+// copyCached copies what p (the plaintext from off) shares with segment s
+// from the cache, and tells whether the segment was there. A read of
+// several segments (big) takes a segment it covers only in part out of the
+// cache of such edges.
+func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big bool) bool {
+	lo := s * object.SegmentSize
+	hi := min(lo+object.SegmentSize, int64(pk.PlainSize))
+	end := off + int64(len(p))
+	k := segKey{pk.ID, s}
+	var data []byte
+	var ok bool
+	if big && (lo < off || hi > end) {
+		data, ok = r.edges.take(k)
+	}
+	if !ok {
+		data, ok = r.segs.get(k)
+	}
+	if !ok || int64(len(data)) != hi-lo {
+		return false
+	}
+	a, b := max(lo, off), min(hi, end)
+	copy(p[a-off:b-off], data[a-lo:b-lo])
+	return true
+}
+
+// openSegments decrypts segments first..last of the pack, read with one
+// ranged read, into p (the plaintext from off): each segment that p holds
+// whole goes straight into it; a segment that p holds in part is decrypted
+// into a buffer of its own, cached, and copied.
+func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, last int64, p []byte, off int64) error {
 	const seg = object.SegmentSize
 	name := packName(pk.ID)
 	c, err := r.packCipher(ctx, pk)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	size := int64(pk.PlainSize)
+	lo := first * seg
+	ctOff, ctLen, _ := object.CipherRange(lo, min((last+1)*seg, size)-lo, size)
+	ct, buf, err := r.readCiphertext(ctx, name, ctOff, ctLen)
+	if err != nil {
+		return err
+	}
+	defer r.ctBufs.put(buf)
+	end := off + int64(len(p))
+	big := (end-1)/seg > off/seg // p spans several segments
+	pos := int64(0)
+	for s := first; s <= last; s++ {
+		lo := s * seg
+		hi := min(lo+seg, size)
+		sealed := ct[pos : pos+hi-lo+object.TagSize]
+		pos += int64(len(sealed))
+		if lo >= off && hi <= end {
+			if _, err := c.OpenSegment(p[lo-off:lo-off], sealed, s, size); err != nil {
+				return fmt.Errorf("object %s is %w", name, ErrCorrupt)
+			}
+			continue
+		}
+		d, err := c.OpenSegment(make([]byte, 0, hi-lo), sealed, s, size)
+		if err != nil {
+			return fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		}
+		if big {
+			r.edges.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
+		} else {
+			r.segs.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
+		}
+		a, b := max(lo, off), min(hi, end)
+		copy(p[a-off:b-off], d[a-lo:b-lo])
+	}
+	return nil
+}
+
+// rangeReader is a store that reads a range into the caller's buffer,
+// straight from the disk if asked (local.Store does).
+type rangeReader interface {
+	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
+}
+
+// readCiphertext returns length bytes of the named object from off, and
+// the buffer of r.ctBufs they are in (nil if none), which the caller
+// returns with r.ctBufs.put when done with the bytes. A store that reads
+// into the caller's buffer gets one of r.ctBufs when the range fits; a
+// range of at least directMin bytes it reads around the page cache. An
+// object that ends before the range does is corrupt (the index says how
+// long it is).
+func (r *Repository) readCiphertext(ctx context.Context, name string, off, length int64) (ct, buf []byte, err error) {
+	if st, ok := r.st.(rangeReader); ok && length+ctSlack <= ctBufSize {
+		buf = r.ctBufs.get()
+		ct, err = st.ReadRange(ctx, name, off, length, buf, length >= directMin)
+	} else {
+		ct, err = r.st.GetRange(ctx, name, off, length)
+	}
+	if err != nil {
+		r.ctBufs.put(buf)
+		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if int64(len(ct)) != length {
+		r.ctBufs.put(buf)
+		return nil, nil, fmt.Errorf("object %s is %w: %d bytes short", name, ErrCorrupt, length-int64(len(ct)))
+	}
+	return ct, buf, nil
+}
+
+const (
+	// ctBufSize is the size of a pooled ciphertext buffer: the sealed
+	// segments of a read of 1 MiB (the largest FUSE read) that starts
+	// inside a segment, and ctSlack.
+	ctBufSize = (1<<20/object.SegmentSize+1)*object.SealedSegmentSize + ctSlack
+	// ctSlack is the room a direct read needs beyond the range (see
+	// local.Store.ReadRange).
+	ctSlack = 12 << 10
+	// directMin is the smallest range read around the page cache: a
+	// large read of a sequential reader. Small reads (small files, random
+	// access) go through the page cache, whose readahead serves their
+	// neighbours.
+	directMin = 256 << 10
+)
+
+// bufPool is a free list of at most cap(bufPool) ciphertext buffers of
+// ctBufSize bytes: reads reuse them instead of allocating (and zeroing) a
+// buffer each, and memory stays bounded by the reads in flight plus the
+// list.
+type bufPool chan []byte
+
+func (b bufPool) get() []byte {
+	select {
+	case p := <-b:
+		return p
+	default:
+		return make([]byte, ctBufSize)
+	}
+}
+
+// put returns p to the list if it is one of its buffers and the list has
+// room; other buffers are left to the garbage collector.
+func (b bufPool) put(p []byte) {
+	if len(p) != ctBufSize {
+		return
+	}
+	select {
+	case b <- p:
+	default:
+	}
+}
+
+// fetchAhead decrypts into the cache the segments that hold [pos, pos+n)
+// of the pack, from the first one not cached yet.
+func (r *Repository) fetchAhead(ctx context.Context, pk *IndexPack, pos, n int64) error {
+	const seg = object.SegmentSize
+	size := int64(pk.PlainSize)
+	end := min(pos+n, size)
+	s := pos / seg
+	for ; s*seg < end; s++ {
+		if _, ok := r.segs.get(segKey{pk.ID, s}); !ok {
+			break
+		}
+	}
+	if s*seg >= end {
+		return nil
+	}
+	return r.fetchSegments(ctx, pk, s, s*seg, end-s*seg, size)
+}
+
+// fetchSegments decrypts the segments covering [pos, pos+want) starting at
+// segment first and caches them all.
+func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, pos, want, size int64) error {
+	const seg = object.SegmentSize
+	name := packName(pk.ID)
+	c, err := r.packCipher(ctx, pk)
+	if err != nil {
+		return err
 	}
 	start := first * seg
 	end := pos + want
@@ -495,17 +677,17 @@ func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, po
 	ctOff, ctLen, _ := object.CipherRange(start, end-start, size)
 	ct, err := r.st.GetRange(ctx, name, ctOff, ctLen)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+		return fmt.Errorf("reading %s: %w", name, err)
 	}
 	// Decrypted in place: the cached segments share ct's memory.
 	segs, err := c.OpenSegments(ct, first, size)
 	if err != nil {
-		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		return fmt.Errorf("object %s is %w", name, ErrCorrupt)
 	}
 	for i, d := range segs {
 		r.segs.add(segKey{pk.ID, first + int64(i)}, d, int64(len(d))+object.TagSize)
 	}
-	return segs[0], nil
+	return nil
 }
 
 func (r *Repository) noteError(err error) {
@@ -525,7 +707,21 @@ func (r *Repository) ReadErrors() (uint64, []string) {
 	return r.nErrs, append([]string(nil), r.errs...)
 }
 
-// CacheStats returns the figures of the segment and tree caches.
+// edgeBytes is the part of the segment cache that holds the segments that
+// reads of several segments cover in part (see readPack): enough for the
+// reads a sequential reader has in flight, at most a quarter.
+func edgeBytes(cacheBytes int64) int64 {
+	return min(cacheBytes*3/4/4, 4<<20)
+}
+
+// CacheStats returns the figures of the segment and tree caches (segments:
+// both parts of the segment cache together).
 func (r *Repository) CacheStats() map[string]CacheStats {
-	return map[string]CacheStats{"segments": r.segs.stats(), "trees": r.trees.stats()}
+	segs, edges := r.segs.stats(), r.edges.stats()
+	segs.Entries += edges.Entries
+	segs.Bytes += edges.Bytes
+	segs.Limit += edges.Limit
+	segs.Hits += edges.Hits
+	segs.Misses += edges.Misses
+	return map[string]CacheStats{"segments": segs, "trees": r.trees.stats()}
 }
