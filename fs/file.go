@@ -110,8 +110,8 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 	end := min(off+int64(len(dest)), size)
 	m := h.f.m
-	seq := h.sequential(off, end)
-	ahead := m.ahead
+	ahead := m.ahead.Load() // 0 when the kernel reads ahead
+	seq := ahead > 0 && h.sequential(off, end)
 	if seq {
 		h.prefetch(end, ahead)
 	}

@@ -60,9 +60,13 @@ type Options struct {
 	// Default 2 s.
 	Refresh time.Duration
 
-	// ReadAhead is how far ahead of a sequential reader content is
-	// decrypted in the background: default 8 MiB, at most an eighth of
-	// the repository's segment cache. Random readers get none.
+	// ReadAhead is how far ahead of a sequential reader content is read:
+	// default 8 MiB. As root, the kernel's readahead of the mount is set
+	// to it, so the kernel keeps that much in requests in flight, each
+	// decrypted straight into its reply. Otherwise (the kernel then reads
+	// ahead 128 KiB) the mount decrypts that far ahead into the segment
+	// cache in the background, at most an eighth of the cache. Random
+	// readers get none.
 	ReadAhead int64
 
 	// Controls are files added to .ctl/ beside status.
@@ -171,7 +175,9 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 		m.cancel()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
-	setKernelReadAhead(mountpoint, maxRead)
+	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
+		m.ahead.Store(0) // the kernel reads ahead
+	}
 	s := &Server{m: m, srv: srv, done: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {
@@ -267,7 +273,7 @@ type mount struct {
 
 	trees *treeCache
 	pf    chan struct{} // bounds background prefetches
-	ahead int64         // readahead of sequential readers
+	ahead atomic.Int64  // how far the mount prefetches for sequential readers
 
 	errMu    sync.Mutex
 	logged   map[string]bool // error lines already logged
@@ -281,16 +287,17 @@ type mount struct {
 
 func newMount(r *repo.Repository, mountpoint string, opts Options) *mount {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &mount{
+	m := &mount{
 		r: r, opts: opts, mountpoint: mountpoint,
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
 		trees:  newTreeCache(treeCacheBytes),
 		pf:     make(chan struct{}, 8),
-		ahead:  readAhead(r, opts.ReadAhead),
 		logged: map[string]bool{},
 	}
+	m.ahead.Store(readAhead(r, opts.ReadAhead))
+	return m
 }
 
 // panicked is go-fuse's PanicHandler: log, count, answer EIO, keep serving.

@@ -128,14 +128,15 @@ func lazyUnmount(dir string) error {
 }
 
 // setKernelReadAhead raises the kernel's readahead for the mount (the
-// FUSE handshake caps it at 128 KiB) so that a sequential reader's
-// requests are up to bytes long: fewer round trips. Only root may; for
-// others it stays as it was.
-func setKernelReadAhead(mountpoint string, bytes int) {
+// FUSE handshake caps it at 128 KiB) to bytes, and tells whether it could:
+// only root may. The kernel then keeps several requests of up to a
+// megabyte (maxRead) in flight ahead of a sequential reader, which the
+// server answers in parallel.
+func setKernelReadAhead(mountpoint string, bytes int64) bool {
 	var st unix.Stat_t
 	if unix.Stat(mountpoint, &st) != nil {
-		return
+		return false
 	}
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	os.WriteFile(p, []byte(strconv.Itoa(bytes>>10)), 0)
+	return os.WriteFile(p, []byte(strconv.FormatInt(bytes>>10, 10)), 0) == nil
 }
