@@ -36,6 +36,9 @@ type Keychain struct {
 	cacheMu sync.Mutex
 	cache   map[[16]byte][]byte
 
+	packsMu sync.Mutex
+	packs   map[string]*packIndex // by generation id (dekpack.go)
+
 	rot rotator
 
 	// Test hooks (export_test.go).
@@ -50,6 +53,7 @@ func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {
 		st: st, repoID: repoID, rid: rid,
 		keks:  map[string]*kek{},
 		cache: map[[16]byte][]byte{},
+		packs: map[string]*packIndex{},
 		now:   time.Now,
 	}
 }
@@ -270,6 +274,10 @@ func (k *Keychain) install(r *Keyring) error {
 		}
 	}
 	k.ring, k.keks = r, keks
+	k.dropPackIndexes(func(gen string) bool {
+		g := r.Generation(gen)
+		return g != nil && g.State != StateRetired
+	})
 	return nil
 }
 
@@ -436,21 +444,23 @@ func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek [
 // DEK returns the DEK with the given id. It unwraps with fallback: first
 // under every retiring generation, then under the current one, using the
 // generations this process holds keys for (the seed's order: a retiring
-// copy exists until its twin under the current generation is verified). If
-// no copy is found the keyring is refreshed once and the lookup repeated.
-// Errors: ErrDEKUnavailable naming the generation(s) whose key is needed; a
-// wrapped DEK that fails authentication names the object and wraps
-// ErrCorrupt. The returned slice is the caller's.
+// copy exists until its twin under the current generation is verified).
+// Within a generation the single object deks/<gen>/<id> comes first, then
+// the generation's DEK packs. If no copy is found the keyring is refreshed
+// (and the packs listed again) once and the lookup repeated. Errors:
+// ErrDEKUnavailable naming the generation(s) whose key is needed; a wrapped
+// DEK that fails authentication names the object and wraps ErrCorrupt.
+// The returned slice is the caller's.
 func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 	if dek := k.cacheGet(id); dek != nil {
 		return bytes.Clone(dek), nil
 	}
-	dek, err := k.unwrapAny(ctx, id)
-	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) {
+	dek, err := k.unwrapAny(ctx, id, false)
+	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) || errors.Is(err, ErrCorrupt) {
 		if rerr := k.Refresh(ctx); rerr != nil {
 			return nil, fmt.Errorf("data key %x: %w", id, rerr)
 		}
-		dek, err = k.unwrapAny(ctx, id)
+		dek, err = k.unwrapAny(ctx, id, true)
 	}
 	if err != nil {
 		return nil, err
@@ -459,7 +469,7 @@ func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 	return bytes.Clone(dek), nil
 }
 
-func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte) ([]byte, error) {
+func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte, relist bool) ([]byte, error) {
 	k.mu.RLock()
 	r := k.ring
 	keks := k.keks
@@ -479,22 +489,22 @@ func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte) ([]byte, error) {
 			unheld = append(unheld, g.ID)
 			continue
 		}
-		name := dekName(kk.gen, id)
-		b, err := k.st.Get(ctx, name)
-		if errors.Is(err, store.ErrNotExist) {
-			continue
-		}
+		cs, bad, err := k.copiesIn(ctx, kk.gen, id, relist, true)
 		if err != nil {
 			return nil, fmt.Errorf("data key %x: %w", id, err)
 		}
-		dek, err := kk.unwrap(k.rid, id, b)
-		if err != nil {
-			if corrupt == nil {
-				corrupt = fmt.Errorf("data key %x: object %s is %w", id, name, err)
+		for _, c := range cs {
+			dek, err := kk.unwrap(k.rid, id, c.wrapped)
+			if err == nil {
+				return dek, nil
 			}
-			continue
+			if corrupt == nil {
+				corrupt = fmt.Errorf("data key %x: object %s is %w", id, c.object, err)
+			}
 		}
-		return dek, nil
+		if corrupt == nil && bad != nil {
+			corrupt = fmt.Errorf("data key %x: %w", id, bad)
+		}
 	}
 	if corrupt != nil {
 		return nil, corrupt
@@ -502,10 +512,12 @@ func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte) ([]byte, error) {
 	var need []string
 	for _, gen := range unheld {
 		gid, _ := parseGenID(gen)
-		if _, err := k.st.Stat(ctx, dekName(gid, id)); err == nil {
-			need = append(need, gen)
-		} else if !errors.Is(err, store.ErrNotExist) {
+		cs, _, err := k.copiesIn(ctx, gid, id, relist, true)
+		if err != nil {
 			return nil, fmt.Errorf("data key %x: %w", id, err)
+		}
+		if len(cs) > 0 {
+			need = append(need, gen)
 		}
 	}
 	if len(need) > 0 {

@@ -58,7 +58,7 @@ func (o RotateOptions) withDefaults() RotateOptions {
 
 // Progress of a rotation run in this process.
 type Progress struct {
-	Phase   string    // "rewrap", "retire", "delete" or "done"
+	Phase   string    // "rewrap", "retire", "delete", "free" (a deleted prefix's space) or "done"
 	From    []string  // the generations rotated away from
 	To      string    // the new current generation
 	Done    int64     // wrapped DEKs with a verified twin under To
@@ -282,9 +282,17 @@ func (k *Keychain) rewrapIDKey(ctx context.Context, kTo *kek) {
 		if kFrom == nil {
 			continue
 		}
-		name := dekName(kFrom.gen, id)
-		if _, err := k.st.Stat(ctx, name); err == nil {
-			k.rewrapOne(ctx, name, kFrom, kTo)
+		cs, _, err := k.copiesIn(ctx, kFrom.gen, id, false, true)
+		if err != nil {
+			continue
+		}
+		for _, c := range cs {
+			dek, err := kFrom.unwrap(k.rid, id, c.wrapped)
+			if err != nil {
+				continue
+			}
+			k.writeWrapped(ctx, kTo, id, dek)
+			clear(dek)
 			return
 		}
 	}
@@ -349,6 +357,17 @@ func (k *Keychain) count(ctx context.Context, prefix string, limit int) (int, er
 	if errors.Is(err, errEnough) {
 		err = nil
 	}
+	return n, err
+}
+
+// countDEKs counts the wrapped DEKs of generation gen: single objects and
+// the entries of DEK packs (by their names).
+func (k *Keychain) countDEKs(ctx context.Context, gen string) (int, error) {
+	n := 0
+	err := k.listNames(ctx, genPrefix(gen), func(name string) error {
+		n += int(objectEntries(name))
+		return nil
+	})
 	return n, err
 }
 
@@ -514,6 +533,14 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 	if err := k.deleteRetired(ctx, opts, order); err != nil {
 		return err
 	}
+	if pd, ok := k.st.(prefixDeleter); ok {
+		// The old prefixes are gone for every reader; what is left is
+		// giving the file system back the space of their objects.
+		k.report(progress, "free")
+		if err := pd.PurgeTrash(ctx); err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+	}
 	k.report(progress, "done")
 	return nil
 }
@@ -573,21 +600,26 @@ func (k *Keychain) setVerified(rotID, name string) {
 // other names (each one done is progress kept for the next attempt); a
 // crash stops everything.
 func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(string) error) error {
+	return k.parallelN(ctx, n, len(names), func(i int) error { return fn(names[i]) })
+}
+
+// parallelN is parallel over the indexes 0 to count-1.
+func (k *Keychain) parallelN(ctx context.Context, n, count int, fn func(int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch := make(chan string)
+	ch := make(chan int)
 	var mu sync.Mutex
 	var first error
 	var wg sync.WaitGroup
-	for range min(n, len(names)) {
+	for range min(n, count) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for name := range ch {
+			for i := range ch {
 				if ctx.Err() != nil {
 					continue // drain: stop after a crash
 				}
-				if err := fn(name); err != nil {
+				if err := fn(i); err != nil {
 					mu.Lock()
 					var c errCrashed
 					crashed := errors.As(err, &c)
@@ -603,9 +635,9 @@ func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(
 		}()
 	}
 feed:
-	for _, name := range names {
+	for i := range count {
 		select {
-		case ch <- name:
+		case ch <- i:
 		case <-ctx.Done():
 			break feed
 		}
@@ -618,79 +650,75 @@ feed:
 	return first
 }
 
-// rewrapOne gives deks/<from>/<id> a verified twin deks/<to>/<id>. kFrom may
-// be nil (this process lacks the old key): then an existing twin that
-// verifies under the new key is accepted and a missing one is an error.
-func (k *Keychain) rewrapOne(ctx context.Context, name string, kFrom, kTo *kek) error {
-	idHex := name[strings.LastIndexByte(name, '/')+1:]
-	id, err := parseDEKID(idHex)
+// prepareTwin looks for a twin of e under kTo's generation (singles says
+// which single objects exist there; pack entries come from the index). It
+// returns rw == nil when e has a verified twin already (checked: with
+// check, a twin another process made that opens under the new key), and
+// otherwise e's DEK wrapped under kTo, to be packed. kFrom may be nil (this
+// process lacks the old key): then a twin that opens under the new key is
+// accepted and a missing one is an error. A damaged copy under the new
+// generation is not repaired in place: the new pack entry supersedes it
+// (readers try every copy).
+func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek, singles map[[16]byte]bool, check bool) (rw *rewrapped, checked bool, err error) {
+	cs, _, err := k.copiesIn(ctx, kTo.gen, e.id, false, singles[e.id])
 	if err != nil {
-		return fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+		return nil, false, fmt.Errorf("rotate: %w", err)
 	}
-	twin := dekName(kTo.gen, id)
-	var dek []byte
-	if kFrom != nil {
-		b, err := k.st.Get(ctx, name)
-		if errors.Is(err, store.ErrNotExist) {
-			return nil // deleted: the rotation was finished by another process
-		}
-		if err != nil {
-			return fmt.Errorf("rotate: %w", err)
-		}
-		if dek, err = kFrom.unwrap(k.rid, id, b); err != nil {
-			// Its twin may be fine (a late writer's double wrap).
-			if tb, gerr := k.st.Get(ctx, twin); gerr == nil {
-				if _, terr := kTo.unwrap(k.rid, id, tb); terr == nil {
-					return nil
-				}
+	opensNew := func() bool {
+		for _, c := range cs {
+			if d, err := kTo.unwrap(k.rid, e.id, c.wrapped); err == nil {
+				clear(d)
+				return true
 			}
-			return fmt.Errorf("rotate: object %s is %w", name, err)
 		}
-		defer clear(dek)
-		w, err := kTo.wrap(k.rid, id, dek)
+		return false
+	}
+	if check || kFrom == nil {
+		if opensNew() {
+			return nil, check, nil
+		}
+		if kFrom == nil {
+			if len(cs) == 0 {
+				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, ErrDEKUnavailable, e.key[len(deksPrefix):len(deksPrefix)+16])
+			}
+			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].object, ErrCorrupt)
+		}
+	}
+	old := e.wrapped
+	if old == nil {
+		b, err := k.st.Get(ctx, e.object)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, false, nil // deleted: the rotation was finished by another process
+		}
 		if err != nil {
-			return err
+			return nil, false, fmt.Errorf("rotate: %w", err)
 		}
-		err = k.st.Create(ctx, twin, w)
-		if err != nil && !errors.Is(err, store.ErrExist) {
-			return fmt.Errorf("rotate: %w", err)
-		}
+		old = b
 	}
-	// Read back and verify (also an existing twin).
-	tb, err := k.st.Get(ctx, twin)
-	if errors.Is(err, store.ErrNotExist) && kFrom == nil {
-		return fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", name, ErrDEKUnavailable, name[len(deksPrefix):len(deksPrefix)+16])
-	}
+	dek, err := kFrom.unwrap(k.rid, e.id, old)
 	if err != nil {
-		return fmt.Errorf("rotate: reading back %s: %w", twin, err)
+		if opensNew() { // a late writer's double wrap
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("rotate: object %s is %w", e.object, err)
 	}
-	if kFrom == nil {
-		if _, err := kTo.unwrap(k.rid, id, tb); err != nil {
-			return fmt.Errorf("rotate: object %s is %w", twin, err)
+	for _, c := range cs {
+		verr := kTo.verifyWrapped(k.rid, e.id, c.wrapped, dek)
+		if verr == nil {
+			clear(dek)
+			return nil, false, nil
 		}
-		return nil
-	}
-	if err := kTo.verifyWrapped(k.rid, id, tb, dek); err != nil {
-		if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "different key") {
-			return fmt.Errorf("rotate: object %s does not match %s: %w", twin, name, err)
-		}
-		// A damaged twin (never a good one: that would verify) is replaced.
-		w, werr := kTo.wrap(k.rid, id, dek)
-		if werr != nil {
-			return werr
-		}
-		if perr := k.st.Put(ctx, twin, w); perr != nil {
-			return fmt.Errorf("rotate: repairing %s: %w", twin, perr)
-		}
-		tb, err = k.st.Get(ctx, twin)
-		if err == nil {
-			err = kTo.verifyWrapped(k.rid, id, tb, dek)
-		}
-		if err != nil {
-			return fmt.Errorf("rotate: repaired %s does not verify: %w", twin, err)
+		if !errors.Is(verr, ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
+			clear(dek)
+			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.object, e.object, verr)
 		}
 	}
-	return nil
+	w, err := kTo.wrap(k.rid, e.id, dek)
+	if err != nil {
+		clear(dek)
+		return nil, false, err
+	}
+	return &rewrapped{e: e, dek: dek, wrapped: w}, false, nil
 }
 
 // deleteRetired deletes the shard leases and done markers of finished
@@ -717,6 +745,30 @@ func retiredGens(r Keyring) []string {
 	return out
 }
 
+// nameLister is a store that lists names fastest in an order of its own
+// and without sizes (the local store: directory order). A rotation reads
+// every wrapped DEK of a generation and needs neither.
+type nameLister interface {
+	ListNames(ctx context.Context, prefix string, fn func(name string) error) error
+}
+
+// prefixDeleter is a store that deletes every object below a directory
+// prefix at once, atomically for readers, and frees their space later in
+// PurgeTrash (the local store).
+type prefixDeleter interface {
+	DeletePrefix(ctx context.Context, prefix string) error
+	PurgeTrash(ctx context.Context) error
+}
+
+// listNames lists the names below prefix in whatever order the store lists
+// fastest.
+func (k *Keychain) listNames(ctx context.Context, prefix string, fn func(name string) error) error {
+	if nl, ok := k.st.(nameLister); ok {
+		return nl.ListNames(ctx, prefix, fn)
+	}
+	return k.st.List(ctx, prefix, func(i store.Info) error { return fn(i.Name) })
+}
+
 // deleteOrder is how deleteGens walks a retired prefix.
 type deleteOrder int
 
@@ -739,7 +791,7 @@ func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []st
 				return fmt.Errorf("rotate: %w", err)
 			}
 			if err == nil {
-				k.rot.deleted.Add(1)
+				k.rot.deleted.Add(objectEntries(name))
 			}
 			return k.step(PointDelete)
 		})
@@ -754,6 +806,22 @@ func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []st
 			return nil, fmt.Errorf("rotate: listing %s: %w", prefix, err)
 		}
 		return names, nil
+	}
+	if pd, ok := k.st.(prefixDeleter); ok {
+		for _, g := range gens {
+			n, err := k.countDEKs(ctx, g)
+			if err != nil {
+				return fmt.Errorf("rotate: listing %s: %w", genPrefix(g), err)
+			}
+			if err := pd.DeletePrefix(ctx, genPrefix(g)); err != nil {
+				return fmt.Errorf("rotate: %w", err)
+			}
+			k.rot.deleted.Add(int64(n))
+			if err := k.step(PointDelete); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, g := range gens {
 		if order == deleteAll {
@@ -771,12 +839,18 @@ func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []st
 		} else if n == 0 {
 			continue
 		}
-		for i := range RewrapShards {
+		// The shards' single objects, then the DEK packs (a last pseudo
+		// shard).
+		for i := range RewrapShards + 1 {
 			s := i
 			if order == deleteDown {
-				s = RewrapShards - 1 - i
+				s = RewrapShards - i
 			}
-			names, err := list(shardDEKPrefix(g, s))
+			prefix := packPrefix(g)
+			if s < RewrapShards {
+				prefix = shardDEKPrefix(g, s)
+			}
+			names, err := list(prefix)
 			if err == nil {
 				err = del(names)
 			}
@@ -846,7 +920,7 @@ func (k *Keychain) Status(ctx context.Context) (Status, error) {
 	r := k.Keyring()
 	s := Status{Epoch: r.Epoch, Current: r.Current, Rotation: r.Rotation}
 	for _, g := range r.Generations {
-		n, err := k.count(ctx, genPrefix(g.ID), 0)
+		n, err := k.countDEKs(ctx, g.ID)
 		if err != nil {
 			return Status{}, err
 		}

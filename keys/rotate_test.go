@@ -93,12 +93,13 @@ func reachable(st store.Store, deks map[[16]byte][]byte, ms ...*Material) error 
 			if g.State == StateRetired || kk == nil {
 				continue
 			}
-			b, err := st.Get(ctx, dekName(kk.gen, id))
-			if err != nil {
-				continue
+			for _, b := range storedCopies(nil, st, kk.gen, id) {
+				if got, err := kk.unwrap(rid, id, b); err == nil && bytes.Equal(got, dek) {
+					ok = true
+					break
+				}
 			}
-			if got, err := kk.unwrap(rid, id, b); err == nil && bytes.Equal(got, dek) {
-				ok = true
+			if ok {
 				break
 			}
 		}

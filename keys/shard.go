@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,14 +231,9 @@ func (r *shardRun) snapshot(ctx context.Context) error {
 	for _, from := range r.rot.From {
 		var b [RewrapShards][]string
 		p := genPrefix(from)
-		err := r.k.st.List(ctx, p, func(i store.Info) error {
-			s := 0
-			if rest := i.Name[len(p):]; rest != "" {
-				if v, err := strconv.ParseUint(rest[:1], 16, 8); err == nil {
-					s = int(v)
-				}
-			}
-			b[s] = append(b[s], i.Name)
+		err := r.k.listNames(ctx, p, func(name string) error {
+			s := entryShard(name[len(p):])
+			b[s] = append(b[s], name)
 			return nil
 		})
 		if err != nil {
@@ -273,8 +269,8 @@ func (r *shardRun) fullPass(ctx context.Context) (int64, error) {
 	var n int64
 	for _, from := range r.rot.From {
 		var names []string
-		err := r.k.st.List(ctx, genPrefix(from), func(i store.Info) error {
-			names = append(names, i.Name)
+		err := r.k.listNames(ctx, genPrefix(from), func(name string) error {
+			names = append(names, name)
 			return nil
 		})
 		if err != nil {
@@ -288,33 +284,199 @@ func (r *shardRun) fullPass(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// process gives each of names (entries below deks/<from>/) not yet verified
-// by this process a verified twin: rewrapOne, or with check checkOne.
-func (r *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
-	var todo []string
-	for _, name := range names {
-		if r.listed(name) {
-			todo = append(todo, name)
+// entryShard is the re-wrap shard of the object rest below deks/<gen>/:
+// the first hex digit of a DEK id, or of a DEK pack's random name part.
+func entryShard(rest string) int {
+	rest = strings.TrimPrefix(rest, packDir)
+	if rest != "" {
+		if v, err := strconv.ParseUint(rest[:1], 16, 8); err == nil {
+			return int(v)
 		}
 	}
-	kFrom := r.kFrom[from]
-	return r.k.parallel(ctx, r.opts.Workers, todo, func(name string) error {
-		var checked bool
-		var err error
-		if check {
-			checked, err = r.k.checkOne(ctx, name, kFrom, r.kTo)
-		} else {
-			err = r.k.rewrapOne(ctx, name, kFrom, r.kTo)
+	return 0
+}
+
+// oldEntry is one wrapped DEK below deks/<from>/: a single object or an
+// entry of a DEK pack.
+type oldEntry struct {
+	key     string // deks/<from>/<id hex>: how progress and verification count it
+	id      [16]byte
+	object  string // the single object or the pack it is in
+	wrapped []byte // a pack entry's bytes; nil for a single (read when needed)
+}
+
+// expand turns listed names below deks/<from>/ into entries, reading DEK
+// packs. A pack that is gone was deleted by whoever finished the rotation.
+func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]oldEntry, error) {
+	out := make([]oldEntry, 0, len(names))
+	var first error
+	for _, name := range names {
+		if !isPackName(name) {
+			id, err := parseDEKID(name[strings.LastIndexByte(name, '/')+1:])
+			if err != nil {
+				if first == nil {
+					first = fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+				}
+				continue
+			}
+			out = append(out, oldEntry{key: name, id: id, object: name})
+			continue
+		}
+		n, _, ok := parsePackName(name)
+		var es []packEntry
+		b, err := r.k.st.Get(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotExist):
+			continue
+		case err != nil:
+			err = fmt.Errorf("rotate: %w", err)
+		case !ok:
+			err = fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+		default:
+			if es, err = parsePack(b, n); err != nil {
+				err = fmt.Errorf("rotate: object %s is %w: %v", name, ErrCorrupt, err)
+			}
 		}
 		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		for _, e := range es {
+			out = append(out, oldEntry{key: genPrefix(from) + hex.EncodeToString(e.id[:]), id: e.id, object: name, wrapped: e.wrapped})
+		}
+	}
+	return out, first
+}
+
+// singles lists the single wrapped-DEK objects of generation gen.
+func (k *Keychain) singles(ctx context.Context, gen string) (map[[16]byte]bool, error) {
+	out := map[[16]byte]bool{}
+	err := k.st.List(ctx, genPrefix(gen), func(i store.Info) error {
+		if id, err := parseDEKID(i.Name[len(genPrefix(gen)):]); err == nil {
+			out[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rotate: listing %s: %w", genPrefix(gen), err)
+	}
+	return out, nil
+}
+
+// rewrapped is a DEK wrapped under the new generation, to be packed.
+type rewrapped struct {
+	e       oldEntry
+	dek     []byte
+	wrapped []byte
+}
+
+// process gives each entry of names (objects below deks/<from>/) not yet
+// verified by this process a verified twin under the new generation:
+// an existing copy there that opens to the same DEK (with check, one that
+// opens under the new key: another process made it), or a new one. New
+// twins go into DEK packs of up to maxPackEntries, each read back and
+// verified entry by entry before any of its entries counts as done.
+func (r *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
+	entries, perr := r.expand(ctx, from, names)
+	var todo []oldEntry
+	for _, e := range entries {
+		if r.listed(e.key) {
+			todo = append(todo, e)
+		}
+	}
+	if len(todo) == 0 {
+		return perr
+	}
+	// Index the new generation's packs afresh: other processes may have
+	// written some since.
+	to := hex.EncodeToString(r.kTo.gen[:])
+	if err := r.k.packIndex(to).load(ctx, r.k.st, to, true); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	singles, err := r.k.singles(ctx, to)
+	if err != nil {
+		return err
+	}
+	kFrom := r.kFrom[from]
+	var mu sync.Mutex
+	var fresh []rewrapped
+	err = r.k.parallelN(ctx, r.opts.Workers, len(todo), func(i int) error {
+		e := todo[i]
+		rw, checked, err := r.k.prepareTwin(ctx, e, kFrom, r.kTo, singles, check)
+		if err != nil {
 			return err
+		}
+		if rw != nil {
+			mu.Lock()
+			fresh = append(fresh, *rw)
+			mu.Unlock()
+			return nil
 		}
 		if checked {
 			r.k.rot.checked.Add(1)
 		}
-		r.verified(name)
+		r.verified(e.key)
 		return r.k.step(PointRewrap)
 	})
+	defer func() {
+		for _, rw := range fresh {
+			clear(rw.dek)
+		}
+	}()
+	if isCrash(err) {
+		return err
+	}
+	for len(fresh) > 0 && ctx.Err() == nil {
+		n := min(len(fresh), maxPackEntries)
+		if werr := r.writeTwins(ctx, fresh[:n]); werr != nil {
+			if isCrash(werr) || err == nil {
+				err = werr
+			}
+			if isCrash(werr) {
+				return err
+			}
+		}
+		fresh = fresh[n:]
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// writeTwins packs batch under the new generation, reads the pack back and
+// verifies every entry against the DEK it must hold; only then does each
+// entry count as done.
+func (r *shardRun) writeTwins(ctx context.Context, batch []rewrapped) error {
+	es := make([]packEntry, len(batch))
+	for i, rw := range batch {
+		es[i] = packEntry{id: rw.e.id, wrapped: rw.wrapped}
+	}
+	name, got, err := r.k.writePack(ctx, r.kTo, es)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	byID := make(map[[16]byte][]byte, len(got))
+	for _, e := range got {
+		byID[e.id] = e.wrapped
+	}
+	for _, rw := range batch {
+		if err := r.kTo.verifyWrapped(r.k.rid, rw.e.id, byID[rw.e.id], rw.dek); err != nil {
+			return fmt.Errorf("rotate: DEK pack %s does not verify: %w", name, err)
+		}
+	}
+	for _, rw := range batch {
+		r.verified(rw.e.key)
+		if err := r.k.step(PointRewrap); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // work claims and works shards until none is left that this run can do.
@@ -520,31 +682,6 @@ func (r *shardRun) claimShard(ctx context.Context, s int, seq uint64) (busy bool
 		Host: r.opts.Host, PID: os.Getpid(), Finished: k.now().UTC().Truncate(time.Second)}
 	k.st.Create(ctx, shardDoneObject(r.rot.ID, s), m.marshal())
 	return false, k.step(PointShardDone)
-}
-
-// checkOne checks the twin of the old-prefix entry name, which another
-// process made: it must open under the new KEK. The twin's additional data
-// binds repository, generation and DEK id, so it can only have been made by
-// a holder of the new key for this DEK id, and every writer of twins (a
-// re-wrap, a late writer) wraps the DEK it read or made: this is the check
-// a process without the old key does too. A missing or damaged twin is made
-// (rewrapOne). checked says the twin was there and opened.
-func (k *Keychain) checkOne(ctx context.Context, name string, kFrom, kTo *kek) (checked bool, err error) {
-	idHex := name[strings.LastIndexByte(name, '/')+1:]
-	id, err := parseDEKID(idHex)
-	if err != nil {
-		return false, fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
-	}
-	tb, err := k.st.Get(ctx, dekName(kTo.gen, id))
-	switch {
-	case err == nil:
-		if _, uerr := kTo.unwrap(k.rid, id, tb); uerr == nil {
-			return true, nil
-		}
-	case !errors.Is(err, store.ErrNotExist):
-		return false, fmt.Errorf("rotate: %w", err)
-	}
-	return false, k.rewrapOne(ctx, name, kFrom, kTo)
 }
 
 // deleteRewrapObjects deletes the shard leases and done markers of every

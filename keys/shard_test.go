@@ -81,35 +81,33 @@ func rewrapObjects(t testing.TB, st store.Store, rotID string) []string {
 // twinsVerified checks that every entry below deks/<from>/ has a twin under
 // k's current generation that opens, to the right DEK where deks knows it.
 func twinsVerified(k *Keychain, st store.Store, from string, deks map[[16]byte][]byte) error {
-	ctx := context.Background()
 	r := k.Keyring()
 	k.mu.RLock()
 	kTo := k.keks[r.Current]
 	k.mu.RUnlock()
-	n := 0
-	err := st.List(ctx, genPrefix(from), func(i store.Info) error {
-		n++
-		id, err := parseDEKID(i.Name[strings.LastIndexByte(i.Name, '/')+1:])
-		if err != nil {
-			return err
-		}
-		b, err := st.Get(ctx, dekName(kTo.gen, id))
-		if err != nil {
-			return fmt.Errorf("%s has no twin: %w", i.Name, err)
-		}
-		got, err := kTo.unwrap(k.rid, id, b)
-		if err != nil {
-			return fmt.Errorf("twin of %s: %w", i.Name, err)
-		}
-		if want, ok := deks[id]; ok && !bytes.Equal(got, want) {
-			return fmt.Errorf("twin of %s holds another DEK", i.Name)
-		}
-		return nil
-	})
-	if err == nil && n == 0 {
-		err = fmt.Errorf("no entries below %s", genPrefix(from))
+	ids := storedIDs(nil, st, from)
+	if len(ids) == 0 {
+		return fmt.Errorf("no entries below %s", genPrefix(from))
 	}
-	return err
+	for id := range ids {
+		opened := false
+		var last error = store.ErrNotExist
+		for _, b := range storedCopies(nil, st, kTo.gen, id) {
+			got, err := kTo.unwrap(k.rid, id, b)
+			if err != nil {
+				last = err
+				continue
+			}
+			if want, ok := deks[id]; ok && !bytes.Equal(got, want) {
+				return fmt.Errorf("twin of %s%x holds another DEK", genPrefix(from), id)
+			}
+			opened = true
+		}
+		if !opened {
+			return fmt.Errorf("%s%x has no twin that opens: %w", genPrefix(from), id, last)
+		}
+	}
+	return nil
 }
 
 // TestCooperativeRotation: a coordinator and a helper rotate one store
@@ -496,16 +494,29 @@ func TestLyingDoneMarker(t *testing.T) {
 			}
 			broken = append(broken, id)
 		}
-		for _, id := range broken[:3] {
-			if err := st.Delete(ctx, dekName(to, id)); err != nil {
-				t.Fatal(err)
+		// The twins are in DEK packs: drop three entries, damage one.
+		editPacks(t, st, rot.To, func(es []packEntry) []packEntry {
+			var out []packEntry
+			for _, e := range es {
+				switch e.id {
+				case broken[0], broken[1], broken[2]:
+					continue
+				case broken[3]:
+					bad := make([]byte, wrappedSize)
+					copy(bad, wrapMagic)
+					bad[len(wrapMagic)] = wrapVersion
+					e.wrapped = bad
+				}
+				out = append(out, e)
 			}
-		}
-		bad := make([]byte, wrappedSize)
-		copy(bad, wrapMagic)
-		bad[len(wrapMagic)] = wrapVersion
-		if err := st.Put(ctx, dekName(to, broken[3]), bad); err != nil {
-			t.Fatal(err)
+			return out
+		})
+		for _, id := range broken {
+			for _, b := range storedCopies(t, st, to, id) {
+				if _, err := h.keks[rot.To].unwrap(h.rid, id, b); err == nil {
+					t.Fatalf("twin of %x still opens after breaking it", id)
+				}
+			}
 		}
 		return broken
 	}

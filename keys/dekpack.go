@@ -1,0 +1,355 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// DEK packs (docs/format.md, "DEK pack"). A rotation re-wraps DEKs into a
+// few pack objects instead of one object per DEK: on a local file system
+// each object is a file (an inode, a directory entry and a data block to
+// allocate, sync and later free), and that, not the cryptography, bounded
+// the re-wrap rate. A pack holds the same wrapped DEKs a rotation would
+// have written as single objects, byte for byte (each with its own nonce
+// and additional data), so a pack entry is exactly as strong as a single
+// object, and moving one to another repository, generation or id fails the
+// same way. Packs are written create-only under random names and never
+// change; readers find a DEK in a generation as a single object first and
+// then in that generation's packs.
+//
+//	deks/<generation id>/packs/<32 hex random>-<entries, decimal>
+//	magic "SCWP" (4) | version 0x01 (1) | entries (4) | entries × (DEK id (16) | wrapped DEK (77))
+//
+// Entries are sorted by DEK id, strictly increasing.
+const (
+	packMagic      = "SCWP"
+	packVersion    = 1
+	packHeaderSize = len(packMagic) + 1 + 4
+	packEntrySize  = 16 + wrappedSize
+	packDir        = "packs/"
+
+	// maxPackEntries bounds a DEK pack (8,192 entries: 744 KiB).
+	maxPackEntries = 8192
+)
+
+// errPackFormat is wrapped by structural errors of a DEK pack.
+var errPackFormat = errors.New("not a DEK pack")
+
+// packPrefix is where the DEK packs of generation gen live.
+func packPrefix(gen string) string { return genPrefix(gen) + packDir }
+
+// packName names a new DEK pack of n entries under generation gen.
+func packName(gen string, n int) (string, error) {
+	b, err := randomID(16)
+	if err != nil {
+		return "", err
+	}
+	return packPrefix(gen) + hex.EncodeToString(b) + "-" + strconv.Itoa(n), nil
+}
+
+// parsePackName returns the entry count a DEK pack's name states and the
+// first hex digit of its random part (its re-wrap shard). name is the full
+// object name below deks/<gen>/packs/.
+func parsePackName(name string) (n int, shard int, ok bool) {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	r, count, found := strings.Cut(base, "-")
+	if !found || !isHex(r, 32) || count == "" || count[0] == '0' || len(count) > 5 ||
+		strings.Trim(count, "0123456789") != "" {
+		return 0, 0, false
+	}
+	v, err := strconv.Atoi(count)
+	if err != nil || v < 1 || v > maxPackEntries {
+		return 0, 0, false
+	}
+	s, _ := strconv.ParseUint(r[:1], 16, 8)
+	return v, int(s), true
+}
+
+// isPackName reports whether name (below deks/) is a DEK pack's.
+func isPackName(name string) bool {
+	rest := strings.TrimPrefix(name, deksPrefix)
+	_, rest, _ = strings.Cut(rest, "/")
+	return strings.HasPrefix(rest, packDir)
+}
+
+// objectEntries is how many wrapped DEKs the object name below deks/
+// holds by its name: a pack's count, 1 for anything else.
+func objectEntries(name string) int64 {
+	if isPackName(name) {
+		if n, _, ok := parsePackName(name); ok {
+			return int64(n)
+		}
+	}
+	return 1
+}
+
+// packEntry is one wrapped DEK of a pack.
+type packEntry struct {
+	id      [16]byte
+	wrapped []byte // wrappedSize bytes
+}
+
+// marshalPack encodes entries (sorted by id; ids must be distinct).
+func marshalPack(entries []packEntry) []byte {
+	es := slices.Clone(entries)
+	slices.SortFunc(es, func(a, b packEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	out := make([]byte, 0, packHeaderSize+len(es)*packEntrySize)
+	out = append(out, packMagic...)
+	out = append(out, packVersion)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(es)))
+	for _, e := range es {
+		if len(e.wrapped) != wrappedSize {
+			panic("keys: packing a wrapped DEK of the wrong size")
+		}
+		out = append(out, e.id[:]...)
+		out = append(out, e.wrapped...)
+	}
+	return out
+}
+
+// parsePack decodes a DEK pack strictly. want is the entry count its name
+// states (0: not known). The entries' wrapped bytes alias b. Only the
+// structure is checked: each wrapped DEK authenticates when unwrapped.
+func parsePack(b []byte, want int) ([]packEntry, error) {
+	if len(b) < packHeaderSize || string(b[:len(packMagic)]) != packMagic {
+		return nil, fmt.Errorf("%w: bad magic", errPackFormat)
+	}
+	if v := b[len(packMagic)]; v != packVersion {
+		return nil, fmt.Errorf("%w: version %d, this snapcrypt reads version %d", errPackFormat, v, packVersion)
+	}
+	n := int(binary.BigEndian.Uint32(b[len(packMagic)+1:]))
+	if n < 1 || n > maxPackEntries || (want > 0 && n != want) {
+		return nil, fmt.Errorf("%w: %d entries (name says %d, at most %d)", errPackFormat, n, want, maxPackEntries)
+	}
+	if len(b) != packHeaderSize+n*packEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes for %d entries", errPackFormat, len(b), n)
+	}
+	out := make([]packEntry, n)
+	for i := range out {
+		e := b[packHeaderSize+i*packEntrySize:][:packEntrySize]
+		copy(out[i].id[:], e)
+		out[i].wrapped = e[16:packEntrySize:packEntrySize]
+		if i > 0 && bytes.Compare(out[i-1].id[:], out[i].id[:]) >= 0 {
+			return nil, fmt.Errorf("%w: entries out of order at %d", errPackFormat, i)
+		}
+	}
+	return out, nil
+}
+
+// packRef locates one entry: pack number (in packIndex.names) and entry.
+type packRef struct {
+	pack, entry uint32
+}
+
+// packIndex maps the DEK ids of one generation's packs to their entries.
+// It holds 24 bytes and a map slot per packed DEK, never the wrapped bytes
+// (a lookup reads the 77 bytes of its entry), and grows only with the
+// packs the generation has: it is bounded by the repository, like the
+// content index.
+type packIndex struct {
+	mu     sync.Mutex
+	listed bool
+	names  []string
+	seen   map[string]bool
+	where  map[[16]byte]packRef
+	extra  map[[16]byte][]packRef // further entries of an id (a pack written again after damage)
+	bad    map[string]error       // packs that do not parse, by name
+}
+
+// packIndex returns the index of generation gen's packs, made empty.
+func (k *Keychain) packIndex(gen string) *packIndex {
+	k.packsMu.Lock()
+	defer k.packsMu.Unlock()
+	p := k.packs[gen]
+	if p == nil {
+		p = &packIndex{seen: map[string]bool{}, where: map[[16]byte]packRef{}}
+		k.packs[gen] = p
+	}
+	return p
+}
+
+// dropPackIndexes forgets the indexes of generations other than keep.
+func (k *Keychain) dropPackIndexes(keep func(gen string) bool) {
+	k.packsMu.Lock()
+	defer k.packsMu.Unlock()
+	for g := range k.packs {
+		if !keep(g) {
+			delete(k.packs, g)
+		}
+	}
+}
+
+// load lists the generation's packs (the first time, or again with relist)
+// and reads the ones not yet indexed. A pack that does not parse is
+// remembered in bad; one that is gone (deleted after a retirement) is
+// skipped.
+func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relist bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listed && !relist {
+		return nil
+	}
+	var fresh []string
+	err := st.List(ctx, packPrefix(gen), func(i store.Info) error {
+		if !p.seen[i.Name] {
+			fresh = append(fresh, i.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", packPrefix(gen), err)
+	}
+	p.listed = true
+	for _, name := range fresh {
+		n, _, ok := parsePackName(name)
+		if !ok {
+			p.seen[name] = true // not ours: ignored like any stray object
+			continue
+		}
+		b, err := st.Get(ctx, name)
+		if errors.Is(err, store.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		es, err := parsePack(b, n)
+		p.seen[name] = true
+		if err != nil {
+			if p.bad == nil {
+				p.bad = map[string]error{}
+			}
+			p.bad[name] = fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+			continue
+		}
+		p.addLocked(name, es)
+	}
+	return nil
+}
+
+// add indexes a pack this process wrote and verified.
+func (p *packIndex) add(name string, es []packEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.seen[name] {
+		p.seen[name] = true
+		p.addLocked(name, es)
+	}
+}
+
+func (p *packIndex) addLocked(name string, es []packEntry) {
+	pn := uint32(len(p.names))
+	p.names = append(p.names, name)
+	for i, e := range es {
+		ref := packRef{pn, uint32(i)}
+		if _, dup := p.where[e.id]; dup {
+			if p.extra == nil {
+				p.extra = map[[16]byte][]packRef{}
+			}
+			p.extra[e.id] = append(p.extra[e.id], ref)
+			continue
+		}
+		p.where[e.id] = ref
+	}
+}
+
+// lookup returns where id's entries are (object name and byte offset) and
+// the error of a pack that did not parse, if any (the id may be there).
+func (p *packIndex) lookup(id [16]byte) (names []string, offs []int64, bad error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	refs := p.extra[id]
+	if r, ok := p.where[id]; ok {
+		refs = append([]packRef{r}, refs...)
+	}
+	for _, r := range refs {
+		names = append(names, p.names[r.pack])
+		offs = append(offs, int64(packHeaderSize)+int64(r.entry)*int64(packEntrySize)+16)
+	}
+	for _, err := range p.bad {
+		bad = err
+		break
+	}
+	return names, offs, bad
+}
+
+// wrappedCopy is one wrapped copy of a DEK under a generation: its bytes
+// and the object it is in.
+type wrappedCopy struct {
+	object  string
+	wrapped []byte
+}
+
+// copiesIn returns every wrapped copy of DEK id under generation gen: the
+// single object deks/<gen>/<id> if it exists (looked for only with
+// single), then the pack entries (indexing the packs on first use, or
+// listing them again with relist). bad is the error of a pack that did
+// not parse (it may hold the id).
+func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relist, single bool) (cs []wrappedCopy, bad error, err error) {
+	if single {
+		name := dekName(gen, id)
+		b, err := k.st.Get(ctx, name)
+		switch {
+		case err == nil:
+			cs = append(cs, wrappedCopy{name, b})
+		case !errors.Is(err, store.ErrNotExist):
+			return nil, nil, err
+		}
+	}
+	g := hex.EncodeToString(gen[:])
+	p := k.packIndex(g)
+	if err := p.load(ctx, k.st, g, relist); err != nil {
+		return nil, nil, err
+	}
+	names, offs, bad := p.lookup(id)
+	for i, pn := range names {
+		w, err := k.st.GetRange(ctx, pn, offs[i], int64(wrappedSize))
+		if errors.Is(err, store.ErrNotExist) {
+			continue // deleted: the generation was retired meanwhile
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		cs = append(cs, wrappedCopy{pn, w})
+	}
+	return cs, bad, nil
+}
+
+// writePack creates a DEK pack of entries under kk's generation, reads it
+// back, checks that it holds exactly the bytes written, and indexes it. It
+// returns the pack's name and its entries as read back (sorted by id); the
+// caller verifies that they open to the DEKs they must hold.
+func (k *Keychain) writePack(ctx context.Context, kk *kek, entries []packEntry) (string, []packEntry, error) {
+	gen := hex.EncodeToString(kk.gen[:])
+	name, err := packName(gen, len(entries))
+	if err != nil {
+		return "", nil, err
+	}
+	b := marshalPack(entries)
+	if err := k.st.Create(ctx, name, b); err != nil {
+		return "", nil, fmt.Errorf("writing DEK pack: %w", err)
+	}
+	back, err := k.st.Get(ctx, name)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
+	}
+	if !bytes.Equal(back, b) {
+		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, ErrCorrupt)
+	}
+	es, err := parsePack(back, len(entries))
+	if err != nil {
+		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, ErrCorrupt, err)
+	}
+	k.packIndex(gen).add(name, es)
+	return name, es, nil
+}

@@ -1,0 +1,144 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// Bulk operations for key rotation, which touches every wrapped DEK of a
+// generation: one small file each. On ext4 reading such files in directory
+// order instead of name order halves the time of a cold pass (the inodes
+// and data blocks were allocated in creation order, which directory order
+// follows more closely than the random DEK ids do), and removing a whole
+// directory is the cheapest way to delete them.
+
+// trashPrefix starts the names of directories DeletePrefix moved away and
+// is removing (a dot: List never sees them).
+const trashPrefix = ".trash-"
+
+// ListNames is List without order and sizes: it calls fn with the name of
+// every object below prefix in the order the file system returns directory
+// entries (the fastest order to read the objects in), and stats nothing.
+// It stops at and returns the first error fn returns.
+func (s *Store) ListNames(ctx context.Context, prefix string, fn func(name string) error) error {
+	dir, _ := splitDir(prefix)
+	return s.walkNames(ctx, dir, prefix, fn)
+}
+
+func (s *Store) walkNames(ctx context.Context, dir, prefix string, fn func(string) error) error {
+	f, err := os.Open(s.path(dir))
+	if err != nil {
+		if notExist(err) {
+			return nil // no such directory, or removed while listing
+		}
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	defer f.Close()
+	base := ""
+	if dir != "" {
+		base = dir + "/"
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+		entries, err := f.ReadDir(4096)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue // temporary file, or not ours
+			}
+			full := base + e.Name()
+			if e.IsDir() {
+				if strings.HasPrefix(full+"/", prefix) || strings.HasPrefix(prefix, full+"/") {
+					if err := s.walkNames(ctx, full, prefix, fn); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if !strings.HasPrefix(full, prefix) || !e.Type().IsRegular() {
+				continue
+			}
+			if err := fn(full); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+	}
+}
+
+// DeletePrefix deletes every object below prefix, which must end in "/"
+// (a directory: "deks/<generation>/"), at once: the directory is renamed
+// out of the store's name space (to a hidden directory at the top) and
+// that is made durable, so from then on no object below prefix exists for
+// any reader, even after a crash. Freeing the files' space is left to
+// PurgeTrash, which any process may run later. A prefix with no objects is
+// not an error.
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	if !strings.HasSuffix(prefix, "/") || store.CheckName(strings.TrimSuffix(prefix, "/")) != nil {
+		return fmt.Errorf("delete prefix %q: %w: not a directory prefix", prefix, store.ErrInvalidName)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete prefix %q: %w", prefix, err)
+	}
+	dir := strings.TrimSuffix(prefix, "/")
+	b := make([]byte, 8)
+	rand.Read(b)
+	trash := filepath.Join(s.root, trashPrefix+hex.EncodeToString(b))
+	if err := os.Rename(s.path(dir), trash); err != nil {
+		if notExist(err) {
+			return nil
+		}
+		return fmt.Errorf("delete prefix %q: %w", prefix, err)
+	}
+	// Directories below dir must be made again (and synced) if reused.
+	s.synced.Range(func(k, _ any) bool {
+		if d := k.(string); d == dir || strings.HasPrefix(d, prefix) {
+			s.synced.Delete(d)
+		}
+		return true
+	})
+	parent, _ := splitDir(dir)
+	if err := syncDir(s.path(parent)); err != nil {
+		return fmt.Errorf("delete prefix %q: %w", prefix, err)
+	}
+	if err := syncDir(s.root); err != nil {
+		return fmt.Errorf("delete prefix %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// PurgeTrash removes the directories DeletePrefix moved away (by any
+// process, including ones killed before they purged), files in directory
+// order, the cheapest way to free them. It returns the first error.
+func (s *Store) PurgeTrash(ctx context.Context) error {
+	entries, err := os.ReadDir(s.root)
+	if err != nil {
+		return fmt.Errorf("purge: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), trashPrefix) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		if err := os.RemoveAll(filepath.Join(s.root, e.Name())); err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+func bulkStore(t *testing.T, names ...string) *Store {
+	t.Helper()
+	s, err := Init(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := s.Create(context.Background(), n, []byte(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func listed(t *testing.T, s *Store, prefix string) []string {
+	t.Helper()
+	var out []string
+	if err := s.List(context.Background(), prefix, func(i store.Info) error { out = append(out, i.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestListNames(t *testing.T) {
+	ctx := context.Background()
+	names := []string{"deks/g1/aa", "deks/g1/ab", "deks/g1/b", "deks/g1/packs/x-1", "deks/g2/aa", "deks/g10/c", "keyring/1", "data/00/p"}
+	s := bulkStore(t, names...)
+	// A temporary file of a writer is not listed.
+	os.WriteFile(filepath.Join(s.root, "deks/g1/.tmp-123"), []byte("x"), 0o600)
+	for _, prefix := range []string{"", "deks/", "deks/g1/", "deks/g1/a", "deks/g1", "deks/g1/packs/", "deks/g3/", "nothing", "keyring/1"} {
+		var got []string
+		if err := s.ListNames(ctx, prefix, func(n string) error { got = append(got, n); return nil }); err != nil {
+			t.Fatalf("%q: %v", prefix, err)
+		}
+		slices.Sort(got)
+		if want := listed(t, s, prefix); !slices.Equal(got, want) {
+			t.Errorf("ListNames(%q) = %v, List gives %v", prefix, got, want)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := s.ListNames(ctx, "deks/", func(string) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("fn's error: %v after %d calls", err, n)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.ListNames(cctx, "deks/", func(string) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: %v", err)
+	}
+}
+
+func trashDirs(t *testing.T, s *Store) []string {
+	t.Helper()
+	es, err := os.ReadDir(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), trashPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestDeletePrefix(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t, "deks/g1/aa", "deks/g1/packs/x-1", "deks/g2/bb", "deks/g10/cc")
+	if err := s.DeletePrefix(ctx, "deks/g1/"); err != nil {
+		t.Fatal(err)
+	}
+	if got := listed(t, s, "deks/"); !slices.Equal(got, []string{"deks/g10/cc", "deks/g2/bb"}) {
+		t.Fatalf("after DeletePrefix: %v", got)
+	}
+	if _, err := s.Get(ctx, "deks/g1/aa"); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("Get of a deleted object: %v", err)
+	}
+	if n := len(trashDirs(t, s)); n != 1 {
+		t.Fatalf("%d trash directories before the purge, want 1", n)
+	}
+	// The prefix can be used again (its directory is made anew).
+	if err := s.Create(ctx, "deks/g1/packs/y-1", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	// A missing prefix is fine; a bad one is not.
+	if err := s.DeletePrefix(ctx, "deks/none/"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"deks/g2", "", "/", "../x/", "deks/.x/", "deks//"} {
+		if err := s.DeletePrefix(ctx, bad); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("DeletePrefix(%q): %v", bad, err)
+		}
+	}
+	// Another Store (a later process) purges what this one left.
+	s2, err := Open(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.PurgeTrash(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(trashDirs(t, s)); n != 0 {
+		t.Fatalf("%d trash directories after the purge", n)
+	}
+	if got := listed(t, s, ""); !slices.Equal(got, []string{"deks/g1/packs/y-1", "deks/g10/cc", "deks/g2/bb"}) {
+		t.Fatalf("after the purge: %v", got)
+	}
+}
