@@ -179,22 +179,19 @@ func objectDEK(t testing.TB, path string) string {
 	return fmt.Sprintf("%x", h.DEKID)
 }
 
+// dekCount counts the distinct data keys wrapped under generation gen
+// (single objects and DEK pack entries).
 func dekCount(t testing.TB, r *Repo, gen string) int {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(r.Dir, "deks", gen))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0
-	}
+	st, err := local.Open(r.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".") { // temporary files of killed writers
-			n++
-		}
+	ids := map[[16]byte]bool{}
+	if err := keys.ListDEKs(context.Background(), st, gen, func(id [16]byte) error { ids[id] = true; return nil }); err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return len(ids)
 }
 
 // TestMountRotation rotates through .ctl/rotate while readers go over every

@@ -130,9 +130,17 @@ func (r *s3Repo) names(t testing.TB, prefix string) []string {
 // dekIDs lists the ids of the data keys wrapped under generation gen.
 func (r *s3Repo) dekIDs(t testing.TB, gen string) []string {
 	t.Helper()
+	seen := map[[16]byte]bool{}
 	var ids []string
-	for _, n := range r.names(t, "deks/"+gen+"/") {
-		ids = append(ids, n[strings.LastIndexByte(n, '/')+1:])
+	err := keys.ListDEKs(context.Background(), r.st, gen, func(id [16]byte) error {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, fmt.Sprintf("%x", id))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }

@@ -157,6 +157,8 @@ type packRef struct {
 // packs the generation has: it is bounded by the repository, like the
 // content index.
 type packIndex struct {
+	loading sync.Mutex // one load at a time; lookups do not wait for it
+
 	mu     sync.Mutex
 	listed bool
 	names  []string
@@ -193,27 +195,33 @@ func (k *Keychain) dropPackIndexes(keep func(gen string) bool) {
 // and reads the ones not yet indexed. A pack that does not parse is
 // remembered in bad; one that is gone (deleted after a retirement) is
 // skipped.
+//
+// Only p.mu guards the maps, and never across store calls: a load (by a
+// background rotation, perhaps at low priority) does not hold up lookups.
 func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relist bool) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.listed && !relist {
+	if !relist && p.isListed() {
 		return nil
+	}
+	p.loading.Lock()
+	defer p.loading.Unlock()
+	if !relist && p.isListed() {
+		return nil // another load did it meanwhile
 	}
 	var fresh []string
 	err := st.List(ctx, packPrefix(gen), func(i store.Info) error {
-		if !p.seen[i.Name] {
-			fresh = append(fresh, i.Name)
-		}
+		fresh = append(fresh, i.Name)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", packPrefix(gen), err)
 	}
-	p.listed = true
 	for _, name := range fresh {
+		if p.hasSeen(name) {
+			continue
+		}
 		n, _, ok := parsePackName(name)
 		if !ok {
-			p.seen[name] = true // not ours: ignored like any stray object
+			p.markSeen(name, nil, nil) // not ours: ignored like any stray object
 			continue
 		}
 		b, err := st.Get(ctx, name)
@@ -224,28 +232,52 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 		es, err := parsePack(b, n)
-		p.seen[name] = true
 		if err != nil {
-			if p.bad == nil {
-				p.bad = map[string]error{}
-			}
-			p.bad[name] = fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err))
 			continue
 		}
-		p.addLocked(name, es)
+		p.markSeen(name, es, nil)
 	}
+	p.mu.Lock()
+	p.listed = true
+	p.mu.Unlock()
 	return nil
 }
 
-// add indexes a pack this process wrote and verified.
-func (p *packIndex) add(name string, es []packEntry) {
+func (p *packIndex) isListed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.seen[name] {
-		p.seen[name] = true
+	return p.listed
+}
+
+func (p *packIndex) hasSeen(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[name]
+}
+
+// markSeen records a pack: its entries, or why it does not parse.
+func (p *packIndex) markSeen(name string, es []packEntry, bad error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen[name] {
+		return
+	}
+	p.seen[name] = true
+	if bad != nil {
+		if p.bad == nil {
+			p.bad = map[string]error{}
+		}
+		p.bad[name] = bad
+		return
+	}
+	if es != nil {
 		p.addLocked(name, es)
 	}
 }
+
+// add indexes a pack this process wrote and verified.
+func (p *packIndex) add(name string, es []packEntry) { p.markSeen(name, es, nil) }
 
 func (p *packIndex) addLocked(name string, es []packEntry) {
 	pn := uint32(len(p.names))
@@ -352,4 +384,50 @@ func (k *Keychain) writePack(ctx context.Context, kk *kek, entries []packEntry) 
 	}
 	k.packIndex(gen).add(name, es)
 	return name, es, nil
+}
+
+// ListDEKs calls fn with the id of every wrapped DEK below deks/<gen>/, in
+// no particular order: single objects and the entries of DEK packs (read
+// from st). An id with several copies comes once per copy. A pack that
+// does not parse is an error naming it. For tools and tests that inspect
+// a repository; a Keychain finds DEKs by id without listing.
+func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]byte) error) error {
+	var packs []string
+	err := st.List(ctx, genPrefix(gen), func(i store.Info) error {
+		if isPackName(i.Name) {
+			packs = append(packs, i.Name)
+			return nil
+		}
+		id, err := parseDEKID(i.Name[strings.LastIndexByte(i.Name, '/')+1:])
+		if err != nil {
+			return fmt.Errorf("unexpected object %s: %w", i.Name, err)
+		}
+		return fn(id)
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range packs {
+		n, _, ok := parsePackName(name)
+		if !ok {
+			return fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+		}
+		b, err := st.Get(ctx, name)
+		if errors.Is(err, store.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		es, err := parsePack(b, n)
+		if err != nil {
+			return fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+		}
+		for _, e := range es {
+			if err := fn(e.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

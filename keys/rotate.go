@@ -38,6 +38,12 @@ type RotateOptions struct {
 	LeaseDuration time.Duration // rotation lease lifetime without renewal (DefaultLeaseDuration)
 	Host          string        // host name recorded in the lease and rotation record (os.Hostname)
 	ShardPoll     time.Duration // how often a coordinator looks at shards others hold (DefaultShardPoll)
+
+	// StartWorker, if set, is called first thing on every goroutine a
+	// rotation run starts for its work (the re-wrap, check and delete
+	// workers). A daemon uses it to run them at background priority, so
+	// that the rotation takes only time its readers do not want.
+	StartWorker func()
 }
 
 func (o RotateOptions) withDefaults() RotateOptions {
@@ -605,6 +611,7 @@ func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(
 
 // parallelN is parallel over the indexes 0 to count-1.
 func (k *Keychain) parallelN(ctx context.Context, n, count int, fn func(int) error) error {
+	start := k.rotateOptions().StartWorker
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan int)
@@ -615,6 +622,9 @@ func (k *Keychain) parallelN(ctx context.Context, n, count int, fn func(int) err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if start != nil {
+				start()
+			}
 			for i := range ch {
 				if ctx.Err() != nil {
 					continue // drain: stop after a crash

@@ -28,7 +28,7 @@ func init() { mountHooks = append(mountHooks, mountRotation) }
 // .ctl/status to a mount, and the keyring poll that resumes rotations.
 func mountRotation(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options) {
 	rc := &rotationControl{ctx: ctx, kc: r.Keys(), logf: opts.Logf, state: "idle",
-		opts: keys.RotateOptions{LeaseDuration: c.lease}}
+		opts: keys.RotateOptions{LeaseDuration: c.lease, StartWorker: backgroundPriority}}
 	rc.kc.SetRotateOptions(rc.opts)
 	opts.Controls = append(opts.Controls,
 		fs.Control{Name: "rotate", Write: rc.rotate},
@@ -258,10 +258,13 @@ func (rc *rotationControl) run(ctx context.Context) {
 	rc.running, rc.state, rc.started, rc.ended, rc.prog = true, "running", time.Now(), time.Time{}, keys.Progress{}
 	rc.mu.Unlock()
 	go func() {
+		// Readers come first: the rotation (this goroutine and its
+		// workers) gets the CPU and disk time they leave.
+		backgroundPriority()
 		err := rc.kc.RunRotation(ctx, func(p keys.Progress) {
 			rc.mu.Lock()
 			rc.prog = p
-			if p.Phase == "retire" || p.Phase == "delete" {
+			if p.Phase == "retire" || p.Phase == "delete" || p.Phase == "free" {
 				rc.state = "retiring"
 			}
 			rc.mu.Unlock()
@@ -310,6 +313,7 @@ func (rc *rotationControl) help(ctx context.Context) {
 	rc.helping = true
 	rc.mu.Unlock()
 	go func() {
+		backgroundPriority()
 		err := rc.kc.HelpRotation(ctx, nil)
 		rc.mu.Lock()
 		rc.helping = false
