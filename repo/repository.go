@@ -64,7 +64,8 @@ type Repository struct {
 	edges   *lru[segKey, []byte]           // the same, left over by reads of several segments
 	trees   *lru[BlobID, *Tree]            // decoded trees
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
-	ctBufs  bufPool                        // ciphertext buffers of reads
+	ctBufs  *bufPool                       // ciphertext buffers of reads
+	segBufs *bufPool                       // plaintext buffers of edges
 
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
@@ -178,7 +179,8 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		edges:   newLRU[segKey, []byte](edgeBytes(opts.CacheBytes)),
 		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
-		ctBufs:  make(bufPool, 16),
+		ctBufs:  newBufPool(16, ctBufSize),
+		segBufs: newBufPool(64, object.SegmentSize),
 		snaps:   map[ObjectID]*Snapshot{},
 	}
 	// An index that cannot be read (sealed with a data key that none of
@@ -496,9 +498,10 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	end := off + int64(len(p))
 	k := segKey{pk.ID, s}
 	var data []byte
-	var ok bool
+	var ok, taken bool
 	if big && (lo < off || hi > end) {
 		data, ok = r.edges.take(k)
+		taken = ok
 	}
 	if !ok {
 		data, ok = r.segs.get(k)
@@ -508,13 +511,16 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	}
 	a, b := max(lo, off), min(hi, end)
 	copy(p[a-off:b-off], data[a-lo:b-lo])
+	if taken {
+		r.segBufs.put(data) // no one else holds an edge taken out
+	}
 	return true
 }
 
 // openSegments decrypts segments first..last of the pack, read with one
 // ranged read, into p (the plaintext from off): each segment that p holds
 // whole goes straight into it; a segment that p holds in part is decrypted
-// into a buffer of its own, cached, and copied.
+// into a buffer of its own, copied, and cached.
 func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, last int64, p []byte, off int64) error {
 	const seg = object.SegmentSize
 	name := packName(pk.ID)
@@ -544,17 +550,19 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 			}
 			continue
 		}
-		d, err := c.OpenSegment(make([]byte, 0, hi-lo), sealed, s, size)
+		d, err := c.OpenSegment(r.segBufs.get()[:0], sealed, s, size)
 		if err != nil {
 			return fmt.Errorf("object %s is %w", name, ErrCorrupt)
 		}
+		a, b := max(lo, off), min(hi, end)
+		copy(p[a-off:b-off], d[a-lo:b-lo])
+		// Cached only now: an edge taken out of the cache goes back to
+		// r.segBufs, to be overwritten.
 		if big {
 			r.edges.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
 		} else {
 			r.segs.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
 		}
-		a, b := max(lo, off), min(hi, end)
-		copy(p[a-off:b-off], d[a-lo:b-lo])
 	}
 	return nil
 }
@@ -605,29 +613,34 @@ const (
 	directMin = 256 << 10
 )
 
-// bufPool is a free list of at most cap(bufPool) ciphertext buffers of
-// ctBufSize bytes: reads reuse them instead of allocating (and zeroing) a
-// buffer each, and memory stays bounded by the reads in flight plus the
-// list.
-type bufPool chan []byte
+// bufPool is a free list of at most cap(c) buffers of size bytes: reads
+// reuse them instead of allocating (and zeroing) a buffer each, and memory
+// stays bounded by the reads in flight plus the list.
+type bufPool struct {
+	c    chan []byte
+	size int
+}
 
-func (b bufPool) get() []byte {
+func newBufPool(n, size int) *bufPool { return &bufPool{make(chan []byte, n), size} }
+
+// get returns a buffer of b.size bytes.
+func (b *bufPool) get() []byte {
 	select {
-	case p := <-b:
+	case p := <-b.c:
 		return p
 	default:
-		return make([]byte, ctBufSize)
+		return make([]byte, b.size)
 	}
 }
 
-// put returns p to the list if it is one of its buffers and the list has
-// room; other buffers are left to the garbage collector.
-func (b bufPool) put(p []byte) {
-	if len(p) != ctBufSize {
+// put returns p to the list if it is one of its buffers (any length) and
+// the list has room; other buffers are left to the garbage collector.
+func (b *bufPool) put(p []byte) {
+	if cap(p) != b.size {
 		return
 	}
 	select {
-	case b <- p:
+	case b.c <- p[:b.size]:
 	default:
 	}
 }
