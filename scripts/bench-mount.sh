@@ -14,6 +14,8 @@
 #   grep       `grep -r -c zzzz_never_found tree`, cold
 #   peak RSS   VmHWM of the mount process after the cold read of big.bin on a
 #              fresh mount
+#   mount CPU  user + system CPU seconds of the mount process after that
+#              cold read (a diagnostic: what the daemon costs per GiB)
 #
 # Called by scripts/bench.sh with B (bench dir), bin (snapcrypt binary) and
 # data (big.bin and tree/) in the environment; runs alone too once bench.sh
@@ -136,6 +138,7 @@ cat_big() { cat "$1/big.bin"; }
 tar_tree() { (cd "$1" && tar cf - tree | wc -c); }
 grep_tree() { (cd "$1" && { grep -r -c zzzz_never_found tree || [ $? = 1 ]; } | wc -l); }
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # --- the repositories, on the same data -------------------------------------
 stamp="$(stat -c '%s %Y %i' "$data/big.bin") $(find "$data/tree" -type f | wc -l) $(du -sb "$data/tree" | cut -f1)"
@@ -170,14 +173,14 @@ if [ "$(cat "$W/rs.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # --- the figures (the ratio columns are medians of per-repetition ratios) ---
-declare -A COLD WARM TAR GREP RSS TARSZ GREPN
-for s in "${systems[@]}"; do COLD[$s]=; WARM[$s]=; TAR[$s]=; GREP[$s]=; RSS[$s]=; done
+declare -A COLD WARM TAR GREP RSS CPU TARSZ GREPN
+for s in "${systems[@]}"; do COLD[$s]=; WARM[$s]=; TAR[$s]=; GREP[$s]=; RSS[$s]=; CPU[$s]=; done
 for rep in $(seq "$reps"); do
   echo "bench-mount: repetition $rep of $reps" >&2
   for s in "${systems[@]}"; do
     cold "$s"
     COLD[$s]+=" $(timed cat_big "${ROOT[$s]}")"
-    if [ "$s" != native ]; then RSS[$s]+=" $(hwm "${PID[$s]}")"; fi
+    if [ "$s" != native ]; then RSS[$s]+=" $(hwm "${PID[$s]}")"; CPU[$s]+=" $(cpu "${PID[$s]}")"; fi
     WARM[$s]+=" $(timed cat_big "${ROOT[$s]}")"
   done
   for s in "${systems[@]}"; do
@@ -193,13 +196,15 @@ for rep in $(seq "$reps"); do
 done
 umount_all
 
-declare -A mC mW mT mG mR tp
+declare -A mC mW mT mG mR mU tp
 for s in "${systems[@]}"; do
   # shellcheck disable=SC2086
   { mC[$s]=$(median ${COLD[$s]}); mW[$s]=$(median ${WARM[$s]}); mT[$s]=$(median ${TAR[$s]}); mG[$s]=$(median ${GREP[$s]}); }
-  if [ "$s" = native ]; then mR[$s]=-; else
+  if [ "$s" = native ]; then mR[$s]=-; mU[$s]=-; else
     # shellcheck disable=SC2086
     mR[$s]=$(awk -v k="$(median ${RSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
+    # shellcheck disable=SC2086
+    mU[$s]=$(median ${CPU[$s]})
   fi
   tp[$s]=$(mibs "${mC[$s]}" "$size")
 done
@@ -224,11 +229,12 @@ row "cold \`grep -r -c zzzz_never_found tree\`, s" "${mG[native]}" "${mG[sc]}" "
   "≤ 1.5 × native, ≤ 0.5 × gocryptfs$(verdict "$(($(cmp_le "$a" 1.5) & $(cmp_le "$b" 0.5)))")"
 row "peak RSS of the mount reading 1 GiB, MiB" "-" "${mR[sc]}" "${mR[gc]}" "${mR[rs]}" "-" "$(pairmed "${RSS[sc]}" "${RSS[gc]}")" \
   "< 128 MiB$(verdict "$(cmp_lt "${mR[sc]}" 128)")"
+row "CPU of the mount process for the cold read, s" "-" "${mU[sc]}" "${mU[gc]}" "${mU[rs]}" "-" "$(pairmed "${CPU[sc]}" "${CPU[gc]}")" "diagnostic"
 echo
 for s in sc gc rs; do
   [ "${TARSZ[$s]}" = "${TARSZ[native]}" ] || echo "note: tar through ${NAME[$s]} gave ${TARSZ[$s]} bytes, natively ${TARSZ[native]}"
   [ "${GREPN[$s]}" = "${GREPN[native]}" ] || echo "note: grep through ${NAME[$s]} listed ${GREPN[$s]} files, natively ${GREPN[native]}"
 done
 echo "load average (1, 5, 15 min) at the start ($start): $load0; at the end ($(date -u +%H:%M:%SZ)): $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "all runs (s): $(for s in "${systems[@]}"; do printf '%s cat [%s ] warm [%s ] tar [%s ] grep [%s ]; ' "${NAME[$s]}" "${COLD[$s]}" "${WARM[$s]}" "${TAR[$s]}" "${GREP[$s]}"; done)"
+echo "all runs (s): $(for s in "${systems[@]}"; do printf '%s cat [%s ] warm [%s ] tar [%s ] grep [%s ] mount CPU [%s ]; ' "${NAME[$s]}" "${COLD[$s]}" "${WARM[$s]}" "${TAR[$s]}" "${GREP[$s]}" "${CPU[$s]}"; done)"
 echo
