@@ -491,7 +491,7 @@ func (r *Repository) readPack(ctx context.Context, pk *IndexPack, p []byte, off,
 // copyCached copies what p (the plaintext from off) shares with segment s
 // from the cache, and tells whether the segment was there. A read of
 // several segments (big) takes a segment it covers only in part out of the
-// cache of such edges.
+// cache of such edges; a read within one segment only looks there.
 func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big bool) bool {
 	lo := s * object.SegmentSize
 	hi := min(lo+object.SegmentSize, int64(pk.PlainSize))
@@ -505,6 +505,11 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	}
 	if !ok {
 		data, ok = r.segs.get(k)
+	}
+	if !ok && !big {
+		// The small files after a larger one in a pack start in its
+		// last segment.
+		data, ok = r.edges.get(k)
 	}
 	if !ok || int64(len(data)) != hi-lo {
 		return false
@@ -607,10 +612,10 @@ const (
 	// local.Store.ReadRange).
 	ctSlack = 12 << 10
 	// directMin is the smallest range read around the page cache: a
-	// large read of a sequential reader. Small reads (small files, random
-	// access) go through the page cache, whose readahead serves their
-	// neighbours.
-	directMin = 256 << 10
+	// large read of a sequential reader. Smaller reads (small files,
+	// random access) go through the page cache, whose readahead serves
+	// their neighbours.
+	directMin = 512 << 10
 )
 
 // bufPool is a free list of at most cap(c) buffers of size bytes: reads
