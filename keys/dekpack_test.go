@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
@@ -389,7 +390,7 @@ func FuzzParsePack(f *testing.F) {
 }
 
 // TestRotateLocalStore: on the local store a rotation packs the twins,
-// deletes the old prefix at once (DeletePrefix) and frees it (PurgeTrash);
+// deletes the old prefix at once (DeletePrefix), and Purge frees it;
 // a second rotation re-wraps from packs. Every DEK opens with the new key
 // alone after each, and the status counts packed DEKs.
 func TestRotateLocalStore(t *testing.T) {
@@ -416,8 +417,27 @@ func TestRotateLocalStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"rewrap", "retire", "delete", "free", "done"}; !slices.Equal(phases, want) {
+		if want := []string{"rewrap", "retire", "delete", "done"}; !slices.Equal(phases, want) {
 			t.Fatalf("rotation %d: phases %v, want %v", i+1, phases, want)
+		}
+		hidden := func() (n int) {
+			es, _ := os.ReadDir(st.Location())
+			for _, e := range es {
+				if strings.HasPrefix(e.Name(), ".") {
+					n++
+				}
+			}
+			return n
+		}
+		if n := hidden(); n != 1 {
+			t.Fatalf("rotation %d: %d hidden directories before Purge, want the old prefix's", i+1, n)
+		}
+		var paced int
+		if err := k.Purge(ctx, func(time.Duration) { paced++ }); err != nil {
+			t.Fatal(err)
+		}
+		if paced == 0 {
+			t.Fatalf("rotation %d: Purge never paced", i+1)
 		}
 		checkFinished(t, st, clock, deks, key)
 		cur := k.Keyring().Current
@@ -443,11 +463,8 @@ func TestRotateLocalStore(t *testing.T) {
 				t.Fatalf("rotation %d: status says generation %s (%s) has %d DEKs, want %d", i+1, g.ID, g.State, g.DEKs, want)
 			}
 		}
-		es, _ := os.ReadDir(st.Location())
-		for _, e := range es {
-			if strings.HasPrefix(e.Name(), ".") {
-				t.Fatalf("rotation %d left %s in the store's directory", i+1, e.Name())
-			}
+		if n := hidden(); n != 0 {
+			t.Fatalf("rotation %d: %d hidden directories left after Purge", i+1, n)
 		}
 	}
 }

@@ -44,6 +44,12 @@ type RotateOptions struct {
 	// workers). A daemon uses it to run them at background priority, so
 	// that the rotation takes only time its readers do not want.
 	StartWorker func()
+
+	// Pace, if set, is called by a rotation worker after each unit of
+	// work (a wrapped DEK re-wrapped, checked or deleted, a batch of a
+	// deleted prefix's files freed) with the time the unit took; it may
+	// sleep, to spread a background rotation out in time.
+	Pace func(worked time.Duration)
 }
 
 func (o RotateOptions) withDefaults() RotateOptions {
@@ -64,7 +70,7 @@ func (o RotateOptions) withDefaults() RotateOptions {
 
 // Progress of a rotation run in this process.
 type Progress struct {
-	Phase   string    // "rewrap", "retire", "delete", "free" (a deleted prefix's space) or "done"
+	Phase   string    // "rewrap", "retire", "delete" or "done"
 	From    []string  // the generations rotated away from
 	To      string    // the new current generation
 	Done    int64     // wrapped DEKs with a verified twin under To
@@ -95,7 +101,7 @@ type rotator struct {
 	// failure does not redo them.
 	verifiedMu sync.Mutex
 	verifiedID string
-	verified   map[string]bool
+	verified   map[[16]byte]bool // by DEK id: no pointers for the GC to scan
 }
 
 // SetRotateOptions sets the options later rotation runs (RunRotation,
@@ -539,15 +545,26 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 	if err := k.deleteRetired(ctx, opts, order); err != nil {
 		return err
 	}
-	if pd, ok := k.st.(prefixDeleter); ok {
-		// The old prefixes are gone for every reader; what is left is
-		// giving the file system back the space of their objects.
-		k.report(progress, "free")
-		if err := pd.PurgeTrash(ctx); err != nil {
-			return fmt.Errorf("rotate: %w", err)
-		}
-	}
 	k.report(progress, "done")
+	return nil
+}
+
+// Purge gives the store back the space of the wrapped DEKs of retired
+// generations on stores that delete a whole prefix at once (the local
+// store renames it away: no reader sees it from then on, but its files are
+// still on disk). It is housekeeping, not part of the rotation, which is
+// finished when RunRotation returns: a rotating command calls it after,
+// a daemon when it is idle. It also frees what killed processes left; with
+// nothing to free it costs one directory read. pace, if not nil, is
+// called after each batch of files with the time it took (it may sleep).
+func (k *Keychain) Purge(ctx context.Context, pace func(worked time.Duration)) error {
+	pd, ok := k.st.(prefixDeleter)
+	if !ok {
+		return nil
+	}
+	if err := pd.PurgeTrash(ctx, pace); err != nil {
+		return fmt.Errorf("freeing deleted data keys: %w", err)
+	}
 	return nil
 }
 
@@ -586,19 +603,19 @@ func (k *Keychain) rewrapAll(ctx context.Context, rot *Rotation, opts RotateOpti
 	}
 }
 
-func (k *Keychain) wasVerified(rotID, name string) bool {
+func (k *Keychain) wasVerified(rotID string, id [16]byte) bool {
 	k.rot.verifiedMu.Lock()
 	defer k.rot.verifiedMu.Unlock()
-	return k.rot.verifiedID == rotID && k.rot.verified[name]
+	return k.rot.verifiedID == rotID && k.rot.verified[id]
 }
 
-func (k *Keychain) setVerified(rotID, name string) {
+func (k *Keychain) setVerified(rotID string, id [16]byte) {
 	k.rot.verifiedMu.Lock()
 	defer k.rot.verifiedMu.Unlock()
 	if k.rot.verifiedID != rotID {
-		k.rot.verifiedID, k.rot.verified = rotID, map[string]bool{}
+		k.rot.verifiedID, k.rot.verified = rotID, map[[16]byte]bool{}
 	}
-	k.rot.verified[name] = true
+	k.rot.verified[id] = true
 }
 
 // parallel calls fn for every name with at most n at once and returns the
@@ -611,7 +628,8 @@ func (k *Keychain) parallel(ctx context.Context, n int, names []string, fn func(
 
 // parallelN is parallel over the indexes 0 to count-1.
 func (k *Keychain) parallelN(ctx context.Context, n, count int, fn func(int) error) error {
-	start := k.rotateOptions().StartWorker
+	o := k.rotateOptions()
+	start, pace := o.StartWorker, o.Pace
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan int)
@@ -629,7 +647,12 @@ func (k *Keychain) parallelN(ctx context.Context, n, count int, fn func(int) err
 				if ctx.Err() != nil {
 					continue // drain: stop after a crash
 				}
-				if err := fn(i); err != nil {
+				t := time.Now()
+				err := fn(i)
+				if pace != nil {
+					pace(time.Since(t))
+				}
+				if err != nil {
 					mu.Lock()
 					var c errCrashed
 					crashed := errors.As(err, &c)
@@ -689,7 +712,7 @@ func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek,
 		}
 		if kFrom == nil {
 			if len(cs) == 0 {
-				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, ErrDEKUnavailable, e.key[len(deksPrefix):len(deksPrefix)+16])
+				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, ErrDEKUnavailable, e.object[len(deksPrefix):len(deksPrefix)+16])
 			}
 			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].object, ErrCorrupt)
 		}
@@ -767,7 +790,7 @@ type nameLister interface {
 // PurgeTrash (the local store).
 type prefixDeleter interface {
 	DeletePrefix(ctx context.Context, prefix string) error
-	PurgeTrash(ctx context.Context) error
+	PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error
 }
 
 // listNames lists the names below prefix in whatever order the store lists

@@ -28,7 +28,8 @@ func init() { mountHooks = append(mountHooks, mountRotation) }
 // .ctl/status to a mount, and the keyring poll that resumes rotations.
 func mountRotation(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options) {
 	rc := &rotationControl{ctx: ctx, kc: r.Keys(), logf: opts.Logf, state: "idle",
-		opts: keys.RotateOptions{LeaseDuration: c.lease, StartWorker: backgroundPriority}}
+		opts: keys.RotateOptions{LeaseDuration: c.lease, Workers: backgroundWorkers,
+			StartWorker: backgroundPriority, Pace: backgroundPace}}
 	rc.kc.SetRotateOptions(rc.opts)
 	opts.Controls = append(opts.Controls,
 		fs.Control{Name: "rotate", Write: rc.rotate},
@@ -53,6 +54,7 @@ type rotationControl struct {
 	state     string // idle, running, retiring, done, failed
 	running   bool
 	helping   bool // working shards of a rotation another process runs
+	purging   bool // freeing the space of retired wrapped DEKs
 	helped    int  // helping runs finished
 	prog      keys.Progress
 	started   time.Time
@@ -260,11 +262,12 @@ func (rc *rotationControl) run(ctx context.Context) {
 	go func() {
 		// Readers come first: the rotation (this goroutine and its
 		// workers) gets the CPU and disk time they leave.
+		defer backgroundRun()()
 		backgroundPriority()
 		err := rc.kc.RunRotation(ctx, func(p keys.Progress) {
 			rc.mu.Lock()
 			rc.prog = p
-			if p.Phase == "retire" || p.Phase == "delete" || p.Phase == "free" {
+			if p.Phase == "retire" || p.Phase == "delete" {
 				rc.state = "retiring"
 			}
 			rc.mu.Unlock()
@@ -276,6 +279,7 @@ func (rc *rotationControl) run(ctx context.Context) {
 		case err == nil:
 			rc.state = "done"
 			rc.logf("rotation: done; generation(s) %s retired", strings.Join(rc.prog.From, ","))
+			rc.purge(ctx)
 		case errors.Is(err, keys.ErrBusy):
 			rc.state = "idle" // another process runs it
 		default:
@@ -313,11 +317,13 @@ func (rc *rotationControl) help(ctx context.Context) {
 	rc.helping = true
 	rc.mu.Unlock()
 	go func() {
+		defer backgroundRun()()
 		backgroundPriority()
 		err := rc.kc.HelpRotation(ctx, nil)
 		rc.mu.Lock()
 		rc.helping = false
 		rc.helped++
+		rc.purge(ctx)
 		rc.mu.Unlock()
 		if err != nil && !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, keys.ErrBusy) {
 			rc.logf("rotation: helping: %v", err)
@@ -325,9 +331,34 @@ func (rc *rotationControl) help(ctx context.Context) {
 	}()
 }
 
+// purge frees the space of retired wrapped DEKs (keys.Purge) in the
+// background, one purge at a time, only while the mount serves no reads:
+// the rotation is finished, so this can wait. Called with rc.mu held.
+func (rc *rotationControl) purge(ctx context.Context) {
+	if rc.purging {
+		return
+	}
+	rc.purging = true
+	go func() {
+		defer backgroundRun()()
+		backgroundPriority()
+		kc := rc.kc
+		err := kc.Purge(ctx, idlePace)
+		rc.mu.Lock()
+		rc.purging = false
+		rc.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			rc.logf("rotation: %v", err)
+		}
+	}()
+}
+
 // poll re-reads the keyring now and then until ctx ends.
 func (rc *rotationControl) poll(ctx context.Context) {
 	rc.resumeIfNeeded(ctx)
+	rc.mu.Lock()
+	rc.purge(ctx) // what killed processes left
+	rc.mu.Unlock()
 	t := time.NewTicker(keyringPoll)
 	defer t.Stop()
 	for {

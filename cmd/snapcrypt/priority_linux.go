@@ -10,18 +10,24 @@ import (
 // for one thread.
 const ioprioWhoProcess = 1
 
-// ioprioIdle is IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0) for ioprio_set(2).
-const ioprioIdle = 3 << 13
+// ioprioLow is IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 7) for ioprio_set(2):
+// the lowest best-effort I/O priority (the idle class could starve).
+const ioprioLow = 2<<13 | 7
+
+// backgroundNice is the CPU priority of background work: a tenth of a
+// normal thread's share when they compete, never starved (nice 19 was:
+// a rotation on a busy host made no progress).
+const backgroundNice = 10
 
 // backgroundPriority runs the calling goroutine, for the rest of its life,
-// on an OS thread of its own at the lowest CPU priority (nice 19) and in
-// the idle I/O class: it then gets only CPU and disk time that nothing
-// else wants. The thread ends with the goroutine (it stays locked), so no
-// other goroutine ever runs at that priority. Failures leave the thread as
-// it was: a slower reader, never an error.
+// on an OS thread of its own at a low CPU priority (backgroundNice) and
+// the lowest best-effort I/O priority, so that readers win when they
+// compete with it. The thread ends with the goroutine (it stays locked),
+// so no other goroutine ever runs at that priority. Failures leave the
+// thread as it was: slower readers, never an error.
 func backgroundPriority() {
 	runtime.LockOSThread()
 	tid := unix.Gettid()
-	unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
-	unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioIdle)
+	unix.Setpriority(unix.PRIO_PROCESS, tid, backgroundNice)
+	unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioLow)
 }

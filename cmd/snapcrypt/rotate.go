@@ -89,6 +89,11 @@ func rotateCommand() *command {
 			if err != nil {
 				return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
 			}
+			deleted := time.Now()
+			// The rotation is finished; give back the old objects' space.
+			if err := kc.Purge(ctx, nil); err != nil {
+				fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
+			}
 			st, err := kc.Status(ctx)
 			if err != nil {
 				return err
@@ -100,7 +105,7 @@ func rotateCommand() *command {
 				}
 			}
 			fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
-			printTiming(c, start, phases, done)
+			printTiming(c, start, phases, deleted, done)
 			return nil
 		},
 	}
@@ -135,20 +140,17 @@ func (c *cli) openKeys(ctx context.Context) (*keys.Keychain, error) {
 
 // printTiming reports how long the phases of a rotation took, from start
 // (just before the switch): the re-wrap until the retire commit, the old
-// prefix gone, the space of its objects freed.
-func printTiming(c *cli, start time.Time, phases map[string]time.Time, done int64) {
+// prefix deleted (the rotation finished), the space of its objects freed.
+func printTiming(c *cli, start time.Time, phases map[string]time.Time, deletedAt time.Time, done int64) {
 	at := func(phase string) float64 {
 		if t, ok := phases[phase]; ok {
 			return t.Sub(start).Seconds()
 		}
 		return -1
 	}
-	retired, deleted, end := at("delete"), at("free"), time.Since(start).Seconds()
+	retired, deleted, end := at("delete"), deletedAt.Sub(start).Seconds(), time.Since(start).Seconds()
 	if retired < 0 {
 		return // nothing was re-wrapped here: only a deletion resumed
-	}
-	if deleted < 0 {
-		deleted = end
 	}
 	rate := ""
 	if deleted > 0 {

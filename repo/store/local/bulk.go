@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -19,6 +23,19 @@ import (
 // and data blocks were allocated in creation order, which directory order
 // follows more closely than the random DEK ids do), and removing a whole
 // directory is the cheapest way to delete them.
+
+// openNoatime opens a file for reading without updating its access time
+// (O_NOATIME) when the file's owner or a privileged process opens it: a
+// rotation reads every wrapped DEK, tens of thousands of files, and with
+// relatime each first read in a day would dirty the file's inode and cost
+// a journal write. Anyone else opens it as usual.
+func openNoatime(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) {
+		return os.Open(path)
+	}
+	return f, err
+}
 
 // trashPrefix starts the names of directories DeletePrefix moved away and
 // is removing (a dot: List never sees them).
@@ -123,8 +140,10 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
 
 // PurgeTrash removes the directories DeletePrefix moved away (by any
 // process, including ones killed before they purged), files in directory
-// order, the cheapest way to free them. It returns the first error.
-func (s *Store) PurgeTrash(ctx context.Context) error {
+// order, the cheapest way to free them. pace, if not nil, is called after
+// every batch of purgeBatch files with the time the batch took (it may
+// sleep, to spread a background purge out). It returns the first error.
+func (s *Store) PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error {
 	entries, err := os.ReadDir(s.root)
 	if err != nil {
 		return fmt.Errorf("purge: %w", err)
@@ -133,12 +152,66 @@ func (s *Store) PurgeTrash(ctx context.Context) error {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), trashPrefix) {
 			continue
 		}
+		// A directory read while it shrinks might skip an entry: then
+		// the last removal finds it not empty, and a second pass takes
+		// what is left.
+		var err error
+		for range 3 {
+			if err = removeTree(ctx, filepath.Join(s.root, e.Name()), pace); !errors.Is(err, syscall.ENOTEMPTY) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	return nil
+}
+
+// purgeBatch is how many files PurgeTrash removes between calls of pace.
+const purgeBatch = 256
+
+// removeTree removes the directory dir and everything below it, reading
+// each directory in batches and unlinking in directory order.
+func removeTree(ctx context.Context, dir string, pace func(time.Duration)) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // another process purged it
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("purge: %w", err)
+			return err
 		}
-		if err := os.RemoveAll(filepath.Join(s.root, e.Name())); err != nil {
-			return fmt.Errorf("purge: %w", err)
+		t := time.Now()
+		entries, rerr := f.ReadDir(purgeBatch)
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if e.IsDir() {
+				if err := removeTree(ctx, p, pace); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 		}
+		if pace != nil && len(entries) > 0 {
+			pace(time.Since(t))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }

@@ -3,11 +3,14 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -112,13 +115,56 @@ func TestDeletePrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.PurgeTrash(ctx); err != nil {
+	// Enough files for several batches, in a nested directory.
+	for i := range purgeBatch*2 + 10 {
+		if err := s2.Create(ctx, fmt.Sprintf("deks/g2/x/%04d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s2.DeletePrefix(ctx, "deks/g2/"); err != nil {
 		t.Fatal(err)
+	}
+	var paced int
+	if err := s2.PurgeTrash(ctx, func(d time.Duration) {
+		if d <= 0 {
+			t.Errorf("pace called with %v", d)
+		}
+		paced++
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if paced < 3 {
+		t.Fatalf("pace called %d times for %d files", paced, purgeBatch*2+12)
 	}
 	if n := len(trashDirs(t, s)); n != 0 {
 		t.Fatalf("%d trash directories after the purge", n)
 	}
-	if got := listed(t, s, ""); !slices.Equal(got, []string{"deks/g1/packs/y-1", "deks/g10/cc", "deks/g2/bb"}) {
+	if got := listed(t, s, ""); !slices.Equal(got, []string{"deks/g1/packs/y-1", "deks/g10/cc"}) {
 		t.Fatalf("after the purge: %v", got)
+	}
+}
+
+// TestGetKeepsAtime: reading an object leaves its access time alone (with
+// relatime, a read after a modification would otherwise write the inode).
+func TestGetKeepsAtime(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t, "deks/g/aa")
+	p := filepath.Join(s.root, "deks/g/aa")
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(p, old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "deks/g/aa"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRange(ctx, "deks/g/aa", 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Unix(st.Atim.Unix()); !got.Equal(old) {
+		t.Fatalf("atime %v after reads, want %v", got, old)
 	}
 }

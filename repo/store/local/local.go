@@ -122,7 +122,7 @@ func notExist(err error) bool {
 
 // open opens the object's file for reading; a directory is no object.
 func (s *Store) open(op, name string) (*os.File, int64, error) {
-	f, err := os.Open(s.path(name))
+	f, err := openNoatime(s.path(name))
 	if notExist(err) {
 		return nil, 0, fmt.Errorf("%s %s: %w", op, name, store.ErrNotExist)
 	}
