@@ -252,6 +252,12 @@ func (r *shardRun) snapshot(ctx context.Context) error {
 	return r.preload(ctx, singles)
 }
 
+// smallReader is a store that reads a tiny object cheaper than Get (the
+// local store: three system calls).
+type smallReader interface {
+	ReadSmall(ctx context.Context, name string, max int) ([]byte, error)
+}
+
 // preKey names a single old entry: its generation and DEK id. The
 // preload map holds no pointers, so the garbage collector never scans it
 // (a daemon that rotates must not slow its readers by a large heap).
@@ -301,7 +307,13 @@ func (r *shardRun) preload(ctx context.Context, names []string) error {
 		if !ok {
 			return nil
 		}
-		b, err := r.k.st.Get(ctx, names[i])
+		var b []byte
+		var err error
+		if sr, ok := r.k.st.(smallReader); ok {
+			b, err = sr.ReadSmall(ctx, names[i], wrappedSize)
+		} else {
+			b, err = r.k.st.Get(ctx, names[i])
+		}
 		if err == nil && len(b) == wrappedSize {
 			r.preMu.Lock()
 			r.preloaded[k] = [wrappedSize]byte(b)

@@ -168,3 +168,28 @@ func TestGetKeepsAtime(t *testing.T) {
 		t.Fatalf("atime %v after reads, want %v", got, old)
 	}
 }
+
+func TestReadSmall(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t, "deks/g/aa", "deks/g/empty-not")
+	if err := s.Put(ctx, "deks/g/big", make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.ReadSmall(ctx, "deks/g/aa", 77); err != nil || string(b) != "deks/g/aa" {
+		t.Fatalf("ReadSmall = %q, %v", b, err)
+	}
+	if b, err := s.ReadSmall(ctx, "deks/g/big", 100); err != nil || len(b) != 100 {
+		t.Fatalf("ReadSmall of exactly max bytes = %d, %v", len(b), err)
+	}
+	if _, err := s.ReadSmall(ctx, "deks/g/big", 99); err == nil || !strings.Contains(err.Error(), "more than 99 bytes") {
+		t.Fatalf("ReadSmall of a longer object: %v", err)
+	}
+	for _, name := range []string{"deks/g/none", "deks/g", "deks/none/x"} {
+		if _, err := s.ReadSmall(ctx, name, 77); !errors.Is(err, store.ErrNotExist) {
+			t.Errorf("ReadSmall(%q): %v", name, err)
+		}
+	}
+	if _, err := s.ReadSmall(ctx, "../x", 77); !errors.Is(err, store.ErrInvalidName) {
+		t.Errorf("ReadSmall of a bad name: %v", err)
+	}
+}
