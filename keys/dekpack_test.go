@@ -468,3 +468,35 @@ func TestRotateLocalStore(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRotationWaitsForHelperRun: a daemon's keyring poll may start
+// HelpRotation for the rotation this process just switched to; RunRotation
+// then waits for that run instead of failing with ErrBusy.
+func TestRunRotationWaitsForHelperRun(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	k := mustInit(t, st, rawKey(t, 1))
+	setClock(k, clock.Now)
+	k.SetRotateOptions(testOpts)
+	deks := makeDEKs(t, k, 50)
+	if err := k.StartRotation(ctx, rawKey(t, 2), testOpts); err != nil {
+		t.Fatal(err)
+	}
+	// Stand in for a helper run that is still going.
+	if err := k.beginRun(k.Keyring().Rotation, true); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- k.RunRotation(ctx, nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("RunRotation returned while a helper run was active: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	k.endRun()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkFinished(t, st, clock, deks, rawKey(t, 2))
+}

@@ -400,6 +400,9 @@ func (k *Keychain) Resume(ctx context.Context, progress func(Progress)) error {
 // Any failure leaves the repository consistent; Resume continues.
 func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (err error) {
 	opts := k.rotateOptions()
+	if err := k.awaitHelperRun(ctx); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
 	if err := k.beginRun(nil, false); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
@@ -444,6 +447,29 @@ func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (er
 		return err
 	}
 	return k.step(PointDeleted)
+}
+
+// awaitHelperRun waits while this process runs HelpRotation (a daemon's
+// keyring poll may have started one for the very rotation this process is
+// about to coordinate, or a deletion it helps with); a helper run ends on
+// its own once no shard is left to claim. It returns at once when no
+// helper run is active, and ctx's error if ctx ends first.
+func (k *Keychain) awaitHelperRun(ctx context.Context) error {
+	for {
+		k.rot.mu.Lock()
+		helper := k.rot.running && k.rot.prog.Helper
+		k.rot.mu.Unlock()
+		if !helper {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // beginRun marks a rotation run (RunRotation, HelpRotation) as running in

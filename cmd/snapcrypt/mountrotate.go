@@ -53,6 +53,7 @@ type rotationControl struct {
 	mu        sync.Mutex
 	state     string // idle, running, retiring, done, failed
 	running   bool
+	starting  bool // a .ctl/rotate request is switching: run comes next
 	helping   bool // working shards of a rotation another process runs
 	purging   bool // freeing the space of retired wrapped DEKs
 	helped    int  // helping runs finished
@@ -209,10 +210,22 @@ func (rc *rotationControl) rotate(ctx context.Context, line []byte) error {
 	}
 	rc.mu.Lock()
 	running := rc.running
+	if !running {
+		// From the switch on, the keyring shows an unfinished rotation
+		// and the lease is ours: the keyring poll must not take this
+		// process for a helper of its own rotation (its HelpRotation
+		// would keep RunRotation from starting).
+		rc.starting = true
+	}
 	rc.mu.Unlock()
 	if running {
 		return rc.record("rotate", shown, withErrno(syscall.EBUSY, keys.ErrBusy))
 	}
+	defer func() {
+		rc.mu.Lock()
+		rc.starting = false
+		rc.mu.Unlock()
+	}()
 	err = rc.kc.StartRotation(ctx, m, rc.opts)
 	switch {
 	case err == nil:
@@ -291,6 +304,12 @@ func (rc *rotationControl) run(ctx context.Context) {
 
 // resumeIfNeeded resumes an unfinished rotation this mount can finish.
 func (rc *rotationControl) resumeIfNeeded(ctx context.Context) {
+	rc.mu.Lock()
+	starting := rc.starting
+	rc.mu.Unlock()
+	if starting {
+		return
+	}
 	unfinished, err := rc.kc.Unfinished(ctx)
 	if err != nil || !unfinished || !rc.kc.Holds(rc.kc.Keyring().Current) {
 		return
@@ -310,7 +329,7 @@ func (rc *rotationControl) resumeIfNeeded(ctx context.Context) {
 // time (the seed's "distribute the key-rotation step").
 func (rc *rotationControl) help(ctx context.Context) {
 	rc.mu.Lock()
-	if rc.running || rc.helping {
+	if rc.running || rc.helping || rc.starting {
 		rc.mu.Unlock()
 		return
 	}
