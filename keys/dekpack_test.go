@@ -134,7 +134,8 @@ func editPacks(t testing.TB, st store.Store, gen string, edit func([]packEntry) 
 	}
 }
 
-// packVectorKEK is the KEK of the raw-success wrapped-DEK vector.
+// packVectorKEK is the KEK of the raw-success wrapped-DEK vector (also
+// the fuzzer of wrapped DEKs uses it).
 func packVectorKEK(t testing.TB) (*kek, [16]byte) {
 	v := loadWrapVectors(t)["raw-success"]
 	rid, _ := parseRepoID(v.RepoID)

@@ -84,13 +84,22 @@ func (c *cli) openStore(ctx context.Context, create bool) (store.Store, error) {
 
 // open opens the repository with the given keys.
 func (c *cli) open(ctx context.Context, opts repo.Options) (*repo.Repository, error) {
-	ms, err := c.materials()
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.openStore(ctx, false)
+	st, ms, err := c.storeAndKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return repo.Open(ctx, st, opts, ms...)
+}
+
+// storeAndKeys loads the given keys and opens the repository's store.
+func (c *cli) storeAndKeys(ctx context.Context) (store.Store, []*keys.Material, error) {
+	ms, err := c.materials()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := c.openStore(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, ms, nil
 }

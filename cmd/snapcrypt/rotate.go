@@ -116,11 +116,7 @@ func rotateCommand() *command {
 // repo.Open, so that a key that matches a generation but cannot unwrap the
 // repository's secrets is refused before anything changes.
 func (c *cli) openKeys(ctx context.Context) (*keys.Keychain, error) {
-	ms, err := c.materials()
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.openStore(ctx, false)
+	st, ms, err := c.storeAndKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
