@@ -227,9 +227,18 @@ func startMount(t testing.TB, r *Repo, args ...string) *Mount {
 // startMountAt starts `snapcrypt mount` on dir and waits for the ready
 // line; if the process ends first, the error holds its stderr.
 func startMountAt(r *Repo, dir string, args ...string) (*Mount, error) {
+	return startMountWith(binary, nil, r, dir, args...)
+}
+
+// startMountWith is startMountAt with the binary bin and, if not nil,
+// cred: the user and group the mount runs as.
+func startMountWith(bin string, cred *syscall.Credential, r *Repo, dir string, args ...string) (*Mount, error) {
 	all := append([]string{"mount", "-r", r.Dir, "-k", r.Key}, args...)
-	cmd := exec.Command(binary, append(all, dir)...)
+	cmd := exec.Command(bin, append(all, dir)...)
 	cmd.Env = append(os.Environ(), "SNAPCRYPT_REPO=", "SNAPCRYPT_KEY=")
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	m := &Mount{Dir: dir, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = m.stderr
 	stdout, err := cmd.StdoutPipe()
