@@ -509,8 +509,9 @@ func (r *shardRun) process(ctx context.Context, from string, names []string, che
 		r.verified(e.id)
 		return r.k.step(PointRewrap)
 	})
+	all := fresh // fresh is consumed below; every DEK copy is cleared
 	defer func() {
-		for _, rw := range fresh {
+		for _, rw := range all {
 			clear(rw.dek)
 		}
 	}()
