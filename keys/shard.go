@@ -391,6 +391,7 @@ type oldEntry struct {
 func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]oldEntry, error) {
 	out := make([]oldEntry, 0, len(names))
 	var first error
+	fromGen, genErr := parseGenID(from)
 	for _, name := range names {
 		if !isPackName(name) {
 			id, err := parseDEKID(name[strings.LastIndexByte(name, '/')+1:])
@@ -401,9 +402,9 @@ func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]o
 				continue
 			}
 			var w []byte
-			if pk, ok := preKeyOf(name); ok {
+			if genErr == nil {
 				r.preMu.Lock()
-				if b, ok := r.preloaded[pk]; ok {
+				if b, ok := r.preloaded[preKey{fromGen, id}]; ok {
 					w = b[:]
 				}
 				r.preMu.Unlock()
@@ -442,8 +443,8 @@ func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]o
 // singles lists the single wrapped-DEK objects of generation gen.
 func (k *Keychain) singles(ctx context.Context, gen string) (map[[16]byte]bool, error) {
 	out := map[[16]byte]bool{}
-	err := k.st.List(ctx, genPrefix(gen), func(i store.Info) error {
-		if id, err := parseDEKID(i.Name[len(genPrefix(gen)):]); err == nil {
+	err := k.listNames(ctx, genPrefix(gen), func(name string) error {
+		if id, err := parseDEKID(name[len(genPrefix(gen)):]); err == nil {
 			out[id] = true
 		}
 		return nil

@@ -30,11 +30,32 @@ import (
 // relatime each first read in a day would dirty the file's inode and cost
 // a journal write. Anyone else opens it as usual.
 func openNoatime(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
-	if errors.Is(err, syscall.EPERM) {
-		return os.Open(path)
+	fd, err := openFD(path)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return f, err
+	// A blocking regular file: os.NewFile does not register it with the
+	// poller.
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// openFD is open(2) for reading, close-on-exec, with O_NOATIME where the
+// kernel allows it.
+func openFD(path string) (int, error) {
+	var fd int
+	var err error
+	for _, flags := range []int{syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NOATIME, syscall.O_RDONLY | syscall.O_CLOEXEC} {
+		for {
+			fd, err = syscall.Open(path, flags, 0)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if err != syscall.EPERM {
+			break
+		}
+	}
+	return fd, err
 }
 
 // ReadSmall returns the content of object name, which must be at most max
@@ -47,19 +68,7 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 		return nil, err
 	}
 	p := s.path(name)
-	var fd int
-	var err error
-	for _, flags := range []int{syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NOATIME, syscall.O_RDONLY | syscall.O_CLOEXEC} {
-		for {
-			fd, err = syscall.Open(p, flags, 0)
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		if err != syscall.EPERM {
-			break
-		}
-	}
+	fd, err := openFD(p)
 	if notExist(err) {
 		return nil, fmt.Errorf("get %s: %w", name, store.ErrNotExist)
 	}

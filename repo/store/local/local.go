@@ -10,7 +10,8 @@
 // file systems without hard links cannot hold a store.
 //
 // A crash can leave a temporary file behind; it is invisible to List and
-// harmless. Object names must not clash as file and directory ("a" and "a/b"
+// harmless. DeletePrefix (bulk.go) moves a directory to a hidden
+// ".trash-<random>" directory at the top, which PurgeTrash removes. Object names must not clash as file and directory ("a" and "a/b"
 // cannot both exist); snapcrypt's names never do.
 package local
 
