@@ -282,6 +282,11 @@ func TestMountRotation(t *testing.T) {
 	if n := dekCount(t, r, oldGen); n != 0 {
 		t.Fatalf("%d wrapped data keys remain under the retired generation", n)
 	}
+	// With the readers stopped the mount frees the old prefix's files.
+	eventually(t, 30*time.Second, "the mount frees the retired prefix's space", func() bool {
+		ms, _ := filepath.Glob(filepath.Join(r.Dir, ".trash-*"))
+		return len(ms) == 0
+	})
 	m.Stop(t)
 
 	// The new key alone reads everything; the old key matches nothing.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -500,4 +501,93 @@ func TestRunRotationWaitsForHelperRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFinished(t, st, clock, deks, rawKey(t, 2))
+}
+
+// TestRotateOptionsHooks: every worker goroutine of a run calls
+// StartWorker first, and Pace follows every unit of work with its time.
+func TestRotateOptionsHooks(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	k := mustInit(t, st, rawKey(t, 1))
+	setClock(k, clock.Now)
+	deks := makeDEKs(t, k, 100)
+	var started, paced, negative atomic.Int64
+	opts := testOpts
+	opts.StartWorker = func() { started.Add(1) }
+	opts.Pace = func(d time.Duration) {
+		paced.Add(1)
+		if d < 0 {
+			negative.Add(1)
+		}
+	}
+	k.SetRotateOptions(opts)
+	if err := k.StartRotation(ctx, rawKey(t, 2), opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.RunRotation(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFinished(t, st, clock, deks, rawKey(t, 2))
+	// 101 re-wraps and 101 deletes at least, each paced.
+	if paced.Load() < 2*101 || negative.Load() != 0 {
+		t.Fatalf("Pace called %d times (%d with a negative time), want at least %d", paced.Load(), negative.Load(), 2*101)
+	}
+	if started.Load() == 0 {
+		t.Fatal("StartWorker never called")
+	}
+}
+
+// TestRotateLocalStoreCrashAfterDelete: a process killed right after the
+// old prefix was renamed away leaves a finished rotation and a hidden
+// directory that the next process's Purge frees.
+func TestRotateLocalStoreCrashAfterDelete(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.Init(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	k := mustInit(t, st, rawKey(t, 1))
+	setClock(k, clock.Now)
+	k.SetRotateOptions(testOpts)
+	deks := makeDEKs(t, k, 200)
+	if err := k.StartRotation(ctx, rawKey(t, 2), testOpts); err != nil {
+		t.Fatal(err)
+	}
+	setCrash(k, func(p string) error {
+		if p == PointDelete {
+			return errCrash
+		}
+		return nil
+	})
+	if err := k.RunRotation(ctx, nil); !errors.Is(err, errCrash) {
+		t.Fatalf("RunRotation: %v, want the crash", err)
+	}
+	hidden := func() (n int) {
+		es, _ := os.ReadDir(st.Location())
+		for _, e := range es {
+			if strings.HasPrefix(e.Name(), ".trash-") {
+				n++
+			}
+		}
+		return n
+	}
+	if hidden() != 1 {
+		t.Fatalf("%d trash directories after the crash, want 1", hidden())
+	}
+	// The next process: the rotation is finished (the lease lapses), and
+	// Purge frees the renamed prefix.
+	clock.advance(time.Hour)
+	k2 := openWith(t, st, clock, rawKey(t, 2))
+	if err := k2.Resume(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFinished(t, st, clock, deks, rawKey(t, 2))
+	if err := k2.Purge(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hidden() != 0 {
+		t.Fatalf("%d trash directories after Purge", hidden())
+	}
 }
