@@ -115,31 +115,28 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	if seq {
 		h.prefetch(end, ahead)
 	}
-	n := 0
-	for i, pos := h.chunkAt(off), off; pos < end; i++ {
+	first, last := h.chunkAt(off), h.chunkAt(end-1)
+	for i := first; i <= last; i++ {
 		h.await(i)
-		c := h.f.chunks[i]
-		start := h.ends[i] - int64(c.Length)
-		stop := min(end, h.ends[i])
-		var more int64
-		if seq {
-			more = min(h.ends[i]-stop, ahead)
-		}
-		want := int(stop - pos)
-		got, err := m.r.ReadBlobAt(m.ctx, repo.BlobData, c.ID, dest[n:n+want], pos-start, more)
-		if err != nil && more > 0 {
-			// The bytes read ahead may be what failed: try just the
-			// ones asked for.
-			got, err = m.r.ReadBlobAt(m.ctx, repo.BlobData, c.ID, dest[n:n+want], pos-start, 0)
-		}
-		if err == nil && got != want {
-			err = fmt.Errorf("data blob %s is %w: %d bytes short of its tree entry", c.ID.Short(), repo.ErrCorrupt, want-got)
-		}
-		if err != nil {
-			return nil, m.fail(&h.f.Inode, err)
-		}
-		n += got
-		pos = stop
+	}
+	var more int64
+	if seq {
+		more = min(h.ends[last]-end, ahead)
+	}
+	start := h.ends[first] - int64(h.f.chunks[first].Length)
+	chunks := h.f.chunks[first : last+1]
+	want := int(end - off)
+	n, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, more)
+	if err != nil && more > 0 {
+		// The bytes read ahead may be what failed: try just the ones
+		// asked for.
+		n, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
+	}
+	if err == nil && n != want {
+		err = fmt.Errorf("data blob %s is %w: %d bytes short of its tree entry", chunks[len(chunks)-1].ID.Short(), repo.ErrCorrupt, want-n)
+	}
+	if err != nil {
+		return nil, m.fail(&h.f.Inode, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -61,8 +62,23 @@ func newBigFile(t testing.TB, size int) *bigFile {
 	return &bigFile{dir: dir, key: key, st: st, r: r, want: want, chunks: n.Chunks}
 }
 
-// readAt reads the file at off through r, chunk by chunk, as the mount does.
+// readAt reads the file at off through r as the mount does: one
+// ReadChunksAt for the chunks the read covers.
 func (f *bigFile) readAt(r *repo.Repository, p []byte, off int64) (int, error) {
+	var start int64
+	for i, c := range f.chunks {
+		end := start + int64(c.Length)
+		if off < end {
+			return r.ReadChunksAt(context.Background(), f.chunks[i:], p[:min(int64(len(p)), f.size()-off)], off-start, 0)
+		}
+		start = end
+	}
+	return 0, nil
+}
+
+// readBlobsAt reads the file at off through r chunk by chunk, with
+// ReadBlobAt.
+func (f *bigFile) readBlobsAt(r *repo.Repository, p []byte, off int64) (int, error) {
 	n := 0
 	var start int64
 	for _, c := range f.chunks {
@@ -80,6 +96,8 @@ func (f *bigFile) readAt(r *repo.Repository, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+func (f *bigFile) size() int64 { return int64(len(f.want)) }
+
 // TestReadBlobAtLocal reads a file of several chunks as a sequential reader
 // through the mount does (requests of 1 MiB, several in flight, out of
 // order) and as random readers do, from a fresh repository each time, and
@@ -87,7 +105,11 @@ func (f *bigFile) readAt(r *repo.Repository, p []byte, off int64) (int, error) {
 func TestReadBlobAtLocal(t *testing.T) {
 	ctx := context.Background()
 	f := newBigFile(t, 40<<20+12345)
-	for _, req := range []int{1 << 20, 128 << 10, 4096, 300001} {
+	for _, req := range []int{1 << 20, 128 << 10, 4096, 300001, -(1 << 20), -4096} {
+		readAt := f.readAt
+		if req < 0 { // the same, chunk by chunk with ReadBlobAt
+			req, readAt = -req, f.readBlobsAt
+		}
 		r, err := repo.Open(ctx, f.st, repo.Options{}, f.key)
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +120,7 @@ func TestReadBlobAtLocal(t *testing.T) {
 			wg.Go(func() {
 				p := make([]byte, req)
 				for off := int64(w * req); off < int64(len(f.want)); off += int64(8 * req) {
-					n, err := f.readAt(r, p, off)
+					n, err := readAt(r, p, off)
 					if err != nil {
 						errs <- err
 						return
@@ -201,5 +223,115 @@ func BenchmarkReadBlobAt(b *testing.B) {
 			})
 		}
 		wg.Wait()
+	}
+}
+
+// countingStore counts the ranged reads of a local store.
+type countingStore struct {
+	*local.Store
+	mu     sync.Mutex
+	ranges int
+}
+
+func (s *countingStore) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
+	s.mu.Lock()
+	s.ranges++
+	s.mu.Unlock()
+	return s.Store.ReadRange(ctx, name, off, length, buf, direct)
+}
+
+func (s *countingStore) GetRange(ctx context.Context, name string, off, length int64) ([]byte, error) {
+	s.mu.Lock()
+	s.ranges++
+	s.mu.Unlock()
+	return s.Store.GetRange(ctx, name, off, length)
+}
+
+// TestReadChunksAt: a read across the boundary of two chunks packed end to
+// end is one ranged read of the pack; a read across packs is one per pack;
+// and a chunk the index does not have, or has with another length, fails
+// naming its blob.
+func TestReadChunksAt(t *testing.T) {
+	ctx := context.Background()
+	f := newBigFile(t, 40<<20)
+	locs := map[repo.BlobID][2]uint64{} // pack number, offset
+	for i, pk := range f.r.Index().Packs() {
+		for _, b := range pk.Blobs {
+			locs[b.ID] = [2]uint64{uint64(i), b.Offset}
+		}
+	}
+	// Chunk k and k+1 lie end to end in one pack; chunk m is the last of
+	// its pack.
+	k, m := -1, -1
+	var startK, startM int64
+	var pos int64
+	for i := 0; i+1 < len(f.chunks); i++ {
+		a, b := locs[f.chunks[i].ID], locs[f.chunks[i+1].ID]
+		if a[0] == b[0] && a[1]+uint64(f.chunks[i].Length) == b[1] && k < 0 {
+			k, startK = i, pos
+		}
+		if a[0] != b[0] && m < 0 {
+			m, startM = i, pos
+		}
+		pos += int64(f.chunks[i].Length)
+	}
+	if k < 0 || m < 0 {
+		t.Fatalf("want chunks end to end in a pack and a chunk ending a pack; got k=%d m=%d", k, m)
+	}
+	for _, tc := range []struct {
+		name   string
+		i      int
+		off    int64 // in the file
+		ranges int
+	}{
+		{"within a pack", k, startK + int64(f.chunks[k].Length) - 300<<10, 1},
+		{"across packs", m, startM + int64(f.chunks[m].Length) - 300<<10, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := &countingStore{Store: f.st}
+			r, err := repo.Open(ctx, cs, repo.Options{}, f.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var start int64
+			for _, c := range f.chunks[:tc.i] {
+				start += int64(c.Length)
+			}
+			cs.ranges = 0
+			p := make([]byte, 1<<20)
+			n, err := r.ReadChunksAt(ctx, f.chunks[tc.i:], p, tc.off-start, 0)
+			if err != nil || n != len(p) {
+				t.Fatalf("read %d bytes, %v", n, err)
+			}
+			if !bytes.Equal(p, f.want[tc.off:tc.off+int64(len(p))]) {
+				t.Fatal("wrong bytes")
+			}
+			if cs.ranges != tc.ranges {
+				t.Errorf("%d ranged reads, want %d", cs.ranges, tc.ranges)
+			}
+		})
+	}
+
+	p := make([]byte, 4096)
+	long := []repo.Chunk{{ID: f.chunks[0].ID, Length: f.chunks[0].Length + 1}}
+	var missing repo.BlobID
+	missing[0] = 0x5a
+	for _, tc := range []struct {
+		name   string
+		chunks []repo.Chunk
+		off    int64
+		want   string
+	}{
+		{"length differs", long, 0, f.chunks[0].ID.Short()},
+		{"not in the index", []repo.Chunk{{ID: missing, Length: 10}}, 0, "not in the index"},
+		{"offset past the chunk", f.chunks[:1], int64(f.chunks[0].Length), "past the end of data blob " + f.chunks[0].ID.Short()},
+	} {
+		n, err := f.r.ReadChunksAt(ctx, tc.chunks, p, tc.off, 0)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: read %d bytes, error %v; want one containing %q", tc.name, n, err, tc.want)
+		}
+	}
+	if _, err := f.r.ReadChunksAt(ctx, long, p, 0, 0); !errors.Is(err, repo.ErrCorrupt) {
+		t.Errorf("length differs: %v, want ErrCorrupt", err)
 	}
 }

@@ -179,7 +179,7 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		edges:   newLRU[segKey, []byte](edgeBytes(opts.CacheBytes)),
 		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
-		ctBufs:  newBufPool(16, ctBufSize),
+		ctBufs:  ciphertextBufs(),
 		segBufs: newBufPool(64, object.SegmentSize),
 		snaps:   map[ObjectID]*Snapshot{},
 	}
@@ -425,6 +425,67 @@ func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []
 	return r.readPack(ctx, loc.pack, p, int64(loc.offset)+off, ahead)
 }
 
+// ReadChunksAt fills p with the content of a file made of chunks, from
+// offset off in chunks[0], and returns how many bytes it read (fewer only
+// where the chunks end). Chunks that lie next to each other in one pack
+// (as a file's chunks do when one snapshot wrote them) are read together:
+// one ranged read and one pass of decryption for the whole run, which
+// matters because a 1 MiB read of a file spans two chunks on average. A
+// chunk missing from the index, or whose blob's length differs from the
+// chunk's Length, is an error naming the blob. ahead is as for ReadBlobAt,
+// for the bytes after p in the last chunk p reaches.
+func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte, off, ahead int64) (int, error) {
+	n := 0
+	for i := 0; i < len(chunks) && n < len(p); {
+		loc, err := r.chunkLoc(chunks[i])
+		if err != nil {
+			return n, err
+		}
+		if off >= int64(loc.length) {
+			return n, fmt.Errorf("offset %d is past the end of data blob %s (%d bytes)", off, chunks[i].ID.Short(), loc.length)
+		}
+		// The run: chunks i..j-1, packed end to end in loc.pack.
+		start := int64(loc.offset) + off
+		end := int64(loc.offset) + int64(loc.length)
+		j := i + 1
+		for ; j < len(chunks) && end-start < int64(len(p)-n); j++ {
+			next, err := r.chunkLoc(chunks[j])
+			if err != nil || next.pack != loc.pack || int64(next.offset) != end {
+				break // an error is reported when the loop gets there
+			}
+			end += int64(next.length)
+		}
+		want := min(end-start, int64(len(p)-n))
+		var more int64
+		if j == len(chunks) || want < end-start {
+			more = min(ahead, end-start-want)
+		}
+		got, err := r.readPack(ctx, loc.pack, p[n:n+int(want)], start, more)
+		if err != nil {
+			return n, err
+		}
+		if int64(got) != want {
+			return n, fmt.Errorf("pack %s is %w: it ends %d bytes before data blob %s does", packName(loc.pack.ID), ErrCorrupt, want-int64(got), chunks[j-1].ID.Short())
+		}
+		n += got
+		off = 0
+		i = j
+	}
+	return n, nil
+}
+
+// chunkLoc finds chunk c's blob and checks it is as long as the chunk.
+func (r *Repository) chunkLoc(c Chunk) (blobLoc, error) {
+	loc, ok := r.index.lookup(BlobData, c.ID)
+	if !ok {
+		return blobLoc{}, r.missingBlob(BlobData, c.ID)
+	}
+	if loc.length != c.Length {
+		return blobLoc{}, fmt.Errorf("data blob %s is %w: %d bytes in the index, %d in its tree entry", c.ID.Short(), ErrCorrupt, loc.length, c.Length)
+	}
+	return loc, nil
+}
+
 func (r *Repository) packCipher(ctx context.Context, p *IndexPack) (*object.Cipher, error) {
 	if c, ok := r.ciphers.get(p.ID); ok {
 		return c, nil
@@ -616,39 +677,15 @@ const (
 	// random access) go through the page cache, whose readahead serves
 	// their neighbours.
 	directMin = 512 << 10
+	// ctBufs is how many ciphertext buffers the process keeps: one per
+	// read in flight. A sequential reader through the mount has up to 32
+	// requests of 1 MiB in flight (with fs's MaxBackground of 64).
+	ctBufs = 32
 )
 
-// bufPool is a free list of at most cap(c) buffers of size bytes: reads
-// reuse them instead of allocating (and zeroing) a buffer each, and memory
-// stays bounded by the reads in flight plus the list.
-type bufPool struct {
-	c    chan []byte
-	size int
-}
-
-func newBufPool(n, size int) *bufPool { return &bufPool{make(chan []byte, n), size} }
-
-// get returns a buffer of b.size bytes.
-func (b *bufPool) get() []byte {
-	select {
-	case p := <-b.c:
-		return p
-	default:
-		return make([]byte, b.size)
-	}
-}
-
-// put returns p to the list if it is one of its buffers (any length) and
-// the list has room; other buffers are left to the garbage collector.
-func (b *bufPool) put(p []byte) {
-	if cap(p) != b.size {
-		return
-	}
-	select {
-	case b.c <- p[:b.size]:
-	default:
-	}
-}
+// ciphertextBufs returns the process's pool of ciphertext buffers, which
+// all its repositories share: its arena is mapped once and never freed.
+var ciphertextBufs = sync.OnceValue(func() *bufPool { return newDirectBufPool(ctBufs, ctBufSize) })
 
 // fetchAhead decrypts into the cache the segments that hold [pos, pos+n)
 // of the pack, from the first one not cached yet.
