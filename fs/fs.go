@@ -148,12 +148,16 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 	root := m.rootDir()
 	fopts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			AllowOther:    opts.AllowOther,
-			FsName:        "snapcrypt:" + r.Config().ID[:8],
-			Name:          "snapcrypt",
-			MaxWrite:      maxRead,
-			MaxReadAhead:  maxRead,
-			MaxBackground: 16,
+			AllowOther:   opts.AllowOther,
+			FsName:       "snapcrypt:" + r.Config().ID[:8],
+			Name:         "snapcrypt",
+			MaxWrite:     maxRead,
+			MaxReadAhead: maxRead,
+			// The kernel skips async readahead while this many
+			// background requests less a quarter (congestion) are in
+			// flight; 16 (12) cut the readahead of a sequential reader
+			// short, and cold reads ran 15-20% slower than with 64.
+			MaxBackground: 64,
 			DisableSplice: true, // reads return memory, not file descriptors: writev it
 			DirectMount:   os.Geteuid() == 0,
 			Debug:         opts.Debug,
