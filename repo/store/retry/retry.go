@@ -17,6 +17,10 @@
 //   - List resumes after the last name it delivered, so the callback sees
 //     each object at most once and in order. Errors from the callback are
 //     returned at once, never retried.
+//
+// Store also has ReadRange, which package repo reads pack ciphertext with:
+// it retries the inner store's ReadRange, or, over a store without one,
+// reads with GetRange and copies into the caller's buffer.
 package retry
 
 import (
@@ -179,6 +183,41 @@ func (s *Store) GetRange(ctx context.Context, name string, off, length int64) (d
 		return err
 	})
 	return data, err
+}
+
+// rangeReader is a store that reads a range into the caller's buffer, as
+// local.Store and s3.Store do (see readCiphertext in package repo).
+type rangeReader interface {
+	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
+}
+
+// ReadRange reads length bytes of the named object from off into buf and
+// returns the part of buf that holds them, as GetRange: with the inner
+// store's ReadRange, each attempt reading into buf afresh, or, if the inner
+// store has none, with GetRange and a copy into buf. direct is passed on.
+func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) (data []byte, err error) {
+	rr, ok := s.inner.(rangeReader)
+	if !ok {
+		if int64(len(buf)) < length {
+			return nil, fmt.Errorf("get range %s: length %d, but a buffer of %d bytes", name, length, len(buf))
+		}
+		d, err := s.GetRange(ctx, name, off, length)
+		if err != nil {
+			return nil, err
+		}
+		return buf[:copy(buf, d)], nil
+	}
+	if off < 0 || length < 0 || int64(len(buf)) < length {
+		return rr.ReadRange(ctx, name, off, length, buf, direct) // fails; nothing to retry
+	}
+	err = s.do(ctx, "get range", name, func(bool) error {
+		data, err = rr.ReadRange(ctx, name, off, length, buf, direct)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // Stat implements store.Reader.
