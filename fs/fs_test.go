@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -884,5 +886,86 @@ func TestLargeDirectory(t *testing.T) {
 	}
 	if grew > 200<<20 {
 		t.Errorf("listing %d entries grew the heap by %d MiB", n, grew>>20)
+	}
+}
+
+// cachedPages tells which of the first n pages of the file at path are in
+// the kernel's page cache, without reading it (mmap and mincore).
+func cachedPages(t *testing.T, fd *os.File, n int) []bool {
+	t.Helper()
+	m, err := unix.Mmap(int(fd.Fd()), 0, n*os.Getpagesize(), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, n)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	in := make([]bool, n)
+	for i, v := range vec {
+		in[i] = v&1 != 0
+	}
+	return in
+}
+
+// TestStoreSmall: opening a file of up to storeMax bytes puts its content
+// in the kernel's cache before any read, so reading it sends no READ; a
+// larger file is left to READ; a small file whose object is corrupted
+// still opens, and its read fails with EIO.
+func TestStoreSmall(t *testing.T) {
+	f := newFixture(t)
+	files := map[string][]byte{
+		"small":  randBytes(10<<10 + 7),
+		"limit":  randBytes(storeMax),
+		"larger": randBytes(storeMax + 1),
+	}
+	for name, data := range files {
+		f.write(name, data)
+	}
+	f.snapshot("s")
+	f.mount(Options{})
+
+	for _, tc := range []struct {
+		name   string
+		stored bool
+	}{{"small", true}, {"limit", true}, {"larger", false}} {
+		fd, err := os.Open(f.path("snapshots", "s", tc.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages := (len(files[tc.name]) + os.Getpagesize() - 1) / os.Getpagesize()
+		for i, in := range cachedPages(t, fd, pages) {
+			if in != tc.stored {
+				t.Errorf("%s: page %d of %d in the cache after open: %v, want %v", tc.name, i, pages, in, tc.stored)
+				break
+			}
+		}
+		got, err := io.ReadAll(fd)
+		fd.Close()
+		if err != nil || !bytes.Equal(got, files[tc.name]) {
+			t.Errorf("%s: read %d bytes, %v; want its %d bytes", tc.name, len(got), err, len(files[tc.name]))
+		}
+	}
+
+	// In a repository of its own, between larger files.
+	f = newFixture(t)
+	f.write("a", randBytes(300<<10))
+	f.write("victim", randBytes(5<<10))
+	f.write("c", randBytes(300<<10))
+	s := f.snapshot("s")
+	tree, err := f.r.LoadTree(f.ctx, s.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptBlob(t, f.st, f.r, tree.Find([]byte("victim")).Chunks[0].ID)
+	f.mount(Options{})
+	fd, err := os.Open(f.path("snapshots", "s", "victim"))
+	if err != nil {
+		t.Fatalf("open of a small file whose object is corrupted: %v, want success", err)
+	}
+	defer fd.Close()
+	if _, err := io.ReadAll(fd); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of a small file whose object is corrupted: %v, want EIO", err)
 	}
 }
