@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
@@ -333,5 +335,111 @@ func TestReadChunksAt(t *testing.T) {
 	}
 	if _, err := f.r.ReadChunksAt(ctx, long, p, 0, 0); !errors.Is(err, repo.ErrCorrupt) {
 		t.Errorf("length differs: %v, want ErrCorrupt", err)
+	}
+}
+
+// gatedStore records the ciphertext ranges read from a local store, and
+// holds the first ranged read until gate is closed; that read then fails
+// if fail is set.
+type gatedStore struct {
+	*local.Store
+	started chan struct{} // closed when the first read is held
+	gate    chan struct{}
+	fail    bool
+
+	mu     sync.Mutex
+	ranges [][2]int64
+}
+
+func (s *gatedStore) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
+	s.mu.Lock()
+	s.ranges = append(s.ranges, [2]int64{off, off + length})
+	first := len(s.ranges) == 1
+	s.mu.Unlock()
+	if first {
+		close(s.started)
+		<-s.gate
+		if s.fail {
+			return nil, errors.New("held read failed")
+		}
+	}
+	return s.Store.ReadRange(ctx, name, off, length, buf, direct)
+}
+
+func (s *gatedStore) reads() [][2]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][2]int64(nil), s.ranges...)
+}
+
+// TestSharedEdge: two adjacent 1 MiB reads share a segment that each
+// covers in part. While the first read holds it (its ranged read is slow),
+// the second reads only the rest and takes the shared segment from the
+// first: no byte of ciphertext is read twice. When the first read fails,
+// the second reads the segment itself and still returns the right bytes.
+func TestSharedEdge(t *testing.T) {
+	ctx := context.Background()
+	f := newBigFile(t, 8<<20)
+	// The first pack holds the file's first megabytes from its offset 0
+	// (see TestReadBlobAtLocalCorrupt), so these are pack offsets too.
+	const a = 1<<20 + 1000 // not on a segment boundary
+	const b = a + 1<<20
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("first read fails=%v", fail), func(t *testing.T) {
+			gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), fail: fail}
+			r, err := repo.Open(ctx, gs, repo.Options{}, f.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs.mu.Lock()
+			gs.ranges = nil // those of the opening
+			gs.mu.Unlock()
+			pa, pb := make([]byte, 1<<20), make([]byte, 1<<20)
+			errA := make(chan error, 1)
+			go func() {
+				_, err := f.readAt(r, pa, a)
+				errA <- err
+			}()
+			<-gs.started
+			doneB := make(chan error, 1)
+			go func() {
+				_, err := f.readAt(r, pb, b)
+				doneB <- err
+			}()
+			// B reads its own segments, then waits for A's.
+			for deadline := time.Now().Add(10 * time.Second); len(gs.reads()) < 2; {
+				if time.Now().After(deadline) {
+					t.Fatal("the second read made no ranged read")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case err := <-doneB:
+				t.Fatalf("the second read returned (%v) before the first, which holds the shared segment", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(gs.gate)
+			if err := <-doneB; err != nil || !bytes.Equal(pb, f.want[b:b+1<<20]) {
+				t.Fatalf("second read: %v, or wrong bytes", err)
+			}
+			err = <-errA
+			if fail != (err != nil) {
+				t.Fatalf("first read: %v", err)
+			}
+			if !fail && !bytes.Equal(pa, f.want[a:a+1<<20]) {
+				t.Fatal("first read: wrong bytes")
+			}
+			reads := gs.reads()
+			if !fail {
+				if len(reads) != 2 {
+					t.Fatalf("ranged reads %v, want 2", reads)
+				}
+				if x, y := reads[0], reads[1]; x[0] < y[1] && y[0] < x[1] {
+					t.Errorf("ranged reads %v and %v overlap: the shared segment was read twice", x, y)
+				}
+			} else if len(reads) != 3 {
+				t.Errorf("ranged reads %v, want 3 (the second read fetching the shared segment itself)", reads)
+			}
+		})
 	}
 }
