@@ -102,17 +102,21 @@ func (f *bigFile) size() int64 { return int64(len(f.want)) }
 
 // TestReadBlobAtLocal reads a file of several chunks as a sequential reader
 // through the mount does (requests of 1 MiB, several in flight, out of
-// order) and as random readers do, from a fresh repository each time, and
-// checks every byte.
+// order) and as random readers do, from a fresh repository each time (also
+// with read windows), and checks every byte.
 func TestReadBlobAtLocal(t *testing.T) {
 	ctx := context.Background()
 	f := newBigFile(t, 40<<20+12345)
-	for _, req := range []int{1 << 20, 128 << 10, 4096, 300001, -(1 << 20), -4096} {
+	for i, req := range []int{1 << 20, 128 << 10, 4096, 300001, -(1 << 20), -4096, 1 << 20, 300001} {
 		readAt := f.readAt
 		if req < 0 { // the same, chunk by chunk with ReadBlobAt
 			req, readAt = -req, f.readBlobsAt
 		}
-		r, err := repo.Open(ctx, f.st, repo.Options{}, f.key)
+		var opts repo.Options
+		if i >= 6 { // the same, with read windows
+			opts.ReadWindow = 4 << 20
+		}
+		r, err := repo.Open(ctx, f.st, opts, f.key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -441,5 +445,73 @@ func TestSharedEdge(t *testing.T) {
 				t.Errorf("ranged reads %v, want 3 (the second read fetching the shared segment itself)", reads)
 			}
 		})
+	}
+}
+
+// TestReadWindow: with a read window, the parallel 1 MiB requests of a
+// sequential reader are served from one ranged read per window, every
+// byte right, and no more ciphertext read than the file's; a window that
+// fails to read fails the reads that need it, and the next read tries
+// again.
+func TestReadWindow(t *testing.T) {
+	ctx := context.Background()
+	f := newBigFile(t, 24<<20+5000)
+	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{})}
+	close(gs.gate) // nothing held
+	r, err := repo.Open(ctx, gs, repo.Options{ReadWindow: 4 << 20}, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.mu.Lock()
+	gs.ranges = nil
+	gs.mu.Unlock()
+	for base := int64(0); base < f.size(); base += 8 << 20 {
+		var wg sync.WaitGroup
+		for off := base; off < min(base+8<<20, f.size()); off += 1 << 20 {
+			wg.Go(func() {
+				p := make([]byte, min(1<<20, f.size()-off))
+				n, err := f.readAt(r, p, off)
+				if err != nil || !bytes.Equal(p[:n], f.want[off:off+int64(n)]) || n != len(p) {
+					t.Errorf("read at %d: %d bytes, %v, or wrong bytes", off, n, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var read int64
+	big := 0
+	for _, rg := range gs.reads() {
+		read += rg[1] - rg[0]
+		if rg[1]-rg[0] > 2<<20 {
+			big++
+		}
+	}
+	// The file's chunks lie in two packs, and a window ends where its
+	// pack does: a few ranged reads are short.
+	if reads := len(gs.reads()); reads > 12 || big < 5 {
+		t.Errorf("%d ranged reads (%d of a window), want at most 12, most of them windows of 4 MiB", reads, big)
+	}
+	if limit := f.size() + f.size()/8; read > limit {
+		t.Errorf("read %d bytes of ciphertext for a file of %d", read, f.size())
+	}
+
+	// The first ranged read fails: so does the read, and the next one
+	// reads the window again.
+	gs = &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), fail: true}
+	close(gs.gate)
+	r, err = repo.Open(ctx, gs, repo.Options{ReadWindow: 4 << 20}, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.mu.Lock()
+	gs.ranges = nil // the next ranged read is the one held, and fails
+	gs.mu.Unlock()
+	p := make([]byte, 1<<20)
+	const off = 5<<20 + 77
+	if _, err := f.readAt(r, p, off); err == nil {
+		t.Fatal("a read whose window failed to read succeeded")
+	}
+	if n, err := f.readAt(r, p, off); err != nil || !bytes.Equal(p[:n], f.want[off:off+int64(n)]) {
+		t.Fatalf("the read after a failed window: %v, or wrong bytes", err)
 	}
 }

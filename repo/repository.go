@@ -46,7 +46,20 @@ type Config struct {
 type Options struct {
 	// CacheBytes bounds the cache of decrypted content segments and trees.
 	CacheBytes int64
+	// ReadWindow, when positive, makes reads of several segments fetch
+	// the ciphertext of whole windows of ReadWindow bytes of pack
+	// plaintext, each with one ranged read shared by the reads that fall
+	// in it (see windows). It is for stores whose cost is per request
+	// (S3: every GET is a signed HTTP request the server authenticates;
+	// 4 MiB rather than 1 MiB per GET cut the gateway's CPU by 40%), not
+	// for the local store, whose 1 MiB direct reads are fastest as they
+	// are. Rounded down to whole segments; windowMax windows are kept.
+	ReadWindow int64
 }
+
+// windowMax is how many read windows a repository keeps: the kernel has
+// up to two readahead windows of 8 MiB in flight for a sequential reader.
+const windowMax = 6
 
 // DefaultCacheBytes is the default bound of the decrypted-data cache.
 const DefaultCacheBytes = 32 << 20
@@ -66,6 +79,8 @@ type Repository struct {
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
 	ctBufs  *bufPool                       // ciphertext buffers of reads
 	segBufs *bufPool                       // plaintext buffers of edges
+
+	wins *windows // ciphertext of read windows; nil without (Options.ReadWindow)
 
 	flightMu sync.Mutex
 	flights  map[segKey]chan struct{} // edges being read now (see readPack)
@@ -186,6 +201,9 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		segBufs: newBufPool(64, object.SegmentSize),
 		flights: map[segKey]chan struct{}{},
 		snaps:   map[ObjectID]*Snapshot{},
+	}
+	if opts.ReadWindow >= object.SegmentSize {
+		r.wins = newWindows(opts.ReadWindow, windowMax)
 	}
 	// An index that cannot be read (sealed with a data key that none of
 	// the keys unwraps yet, during a rotation) does not stop the opening:
@@ -678,21 +696,17 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 		return err
 	}
 	size := int64(pk.PlainSize)
-	lo := first * seg
-	ctOff, ctLen, _ := object.CipherRange(lo, min((last+1)*seg, size)-lo, size)
-	ct, buf, err := r.readCiphertext(ctx, name, ctOff, ctLen)
+	sealedOf, release, err := r.sealedSource(ctx, pk, first, last)
 	if err != nil {
 		return err
 	}
-	defer r.ctBufs.put(buf)
+	defer release()
 	end := off + int64(len(p))
 	big := (end-1)/seg > off/seg // p spans several segments
-	pos := int64(0)
 	for s := first; s <= last; s++ {
 		lo := s * seg
 		hi := min(lo+seg, size)
-		sealed := ct[pos : pos+hi-lo+object.TagSize]
-		pos += int64(len(sealed))
+		sealed := sealedOf(s)
 		if lo >= off && hi <= end {
 			if _, err := c.OpenSegment(p[lo-off:lo-off], sealed, s, size); err != nil {
 				return fmt.Errorf("object %s is %w", name, ErrCorrupt)
@@ -742,9 +756,27 @@ func (r *Repository) readCiphertext(ctx context.Context, name string, off, lengt
 	}
 	if int64(len(ct)) != length {
 		r.ctBufs.put(buf)
-		return nil, nil, fmt.Errorf("object %s is %w: %d bytes short", name, ErrCorrupt, length-int64(len(ct)))
+		return nil, nil, shortObject(name, length-int64(len(ct)))
 	}
 	return ct, buf, nil
+}
+
+// readWhole is readCiphertext for a store that allocates what it reads.
+func (r *Repository) readWhole(ctx context.Context, name string, off, length int64) ([]byte, error) {
+	ct, err := r.st.GetRange(ctx, name, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if int64(len(ct)) != length {
+		return nil, shortObject(name, length-int64(len(ct)))
+	}
+	return ct, nil
+}
+
+// shortObject is the error of an object n bytes shorter than its index
+// says.
+func shortObject(name string, n int64) error {
+	return fmt.Errorf("object %s is %w: %d bytes short", name, ErrCorrupt, n)
 }
 
 const (

@@ -88,6 +88,9 @@ func (c *cli) open(ctx context.Context, opts repo.Options) (*repo.Repository, er
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(c.repo, "s3:") && opts.ReadWindow == 0 {
+		opts.ReadWindow = repo.RemoteReadWindow // fewer, larger GETs
+	}
 	return repo.Open(ctx, st, opts, ms...)
 }
 

@@ -1,0 +1,199 @@
+package repo
+
+import (
+	"context"
+	"sync"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
+)
+
+// RemoteReadWindow is the Options.ReadWindow for a repository in object
+// storage.
+const RemoteReadWindow = 4 << 20
+
+// windows caches the ciphertext of windows: runs of window consecutive
+// segments of a pack, aligned on multiples of window, each fetched with
+// one ranged read (Options.ReadWindow). The parallel 1 MiB requests of a
+// sequential reader fall in a few windows; the first to need a window
+// fetches it and the others wait for that read, then each decrypts its
+// own segments straight into its reply, as from a read of its own. At most
+// max windows are kept; one in use is freed when its last reader is done.
+type windows struct {
+	window int64 // segments per window
+	max    int
+	bufs   *bufPool
+
+	mu      sync.Mutex
+	entries map[winKey]*winEntry
+	lru     []winKey // oldest first
+}
+
+type winKey struct {
+	pack ObjectID
+	w    int64
+}
+
+// winEntry is one window: being fetched until done is closed, then its
+// sealed segments (ct, in buf) or the error of the fetch.
+type winEntry struct {
+	done    chan struct{}
+	ct, buf []byte
+	err     error
+	refs    int  // readers holding ct
+	evicted bool // out of the cache: the last reader frees buf
+}
+
+// windowBufSize is the size of the buffer of a window of n segments.
+func windowBufSize(n int64) int { return int(n*object.SealedSegmentSize) + ctSlack }
+
+func newWindows(readWindow int64, max int) *windows {
+	n := readWindow / object.SegmentSize
+	return &windows{window: n, max: max, bufs: newBufPool(max, windowBufSize(n)),
+		entries: map[winKey]*winEntry{}}
+}
+
+// get returns window w of the pack, fetched with fetch if no one has or
+// is fetching it, for the caller to release when done with its ct.
+func (ws *windows) get(ctx context.Context, pk *IndexPack, w int64, fetch func(buf []byte) (ct []byte, err error)) (*winEntry, error) {
+	k := winKey{pk.ID, w}
+	ws.mu.Lock()
+	e, ok := ws.entries[k]
+	if ok {
+		e.refs++
+		ws.touch(k)
+		ws.mu.Unlock()
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			ws.release(e)
+			return nil, ctx.Err()
+		}
+		if e.err != nil {
+			ws.release(e)
+			return nil, e.err
+		}
+		return e, nil
+	}
+	e = &winEntry{done: make(chan struct{}), refs: 1}
+	ws.entries[k] = e
+	ws.lru = append(ws.lru, k)
+	ws.evict()
+	ws.mu.Unlock()
+
+	e.buf = ws.bufs.get()
+	e.ct, e.err = fetch(e.buf)
+	if e.err != nil {
+		// Not kept: the next reader tries again.
+		ws.mu.Lock()
+		if ws.entries[k] == e {
+			ws.remove(k)
+		}
+		ws.mu.Unlock()
+	}
+	close(e.done)
+	if e.err != nil {
+		err := e.err
+		ws.release(e)
+		return nil, err
+	}
+	return e, nil
+}
+
+// release ends a reader's use of e.
+func (ws *windows) release(e *winEntry) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && e.evicted {
+		ws.bufs.put(e.buf)
+		e.buf, e.ct = nil, nil
+	}
+}
+
+// touch moves k to the end of the LRU order. ws.mu is held.
+func (ws *windows) touch(k winKey) {
+	for i, x := range ws.lru {
+		if x == k {
+			copy(ws.lru[i:], ws.lru[i+1:])
+			ws.lru[len(ws.lru)-1] = k
+			return
+		}
+	}
+}
+
+// evict drops the oldest windows beyond max. ws.mu is held.
+func (ws *windows) evict() {
+	for len(ws.lru) > ws.max {
+		ws.remove(ws.lru[0])
+	}
+}
+
+// remove drops window k from the cache; its buffer is freed now, or by
+// its last reader. ws.mu is held.
+func (ws *windows) remove(k winKey) {
+	e := ws.entries[k]
+	delete(ws.entries, k)
+	for i, x := range ws.lru {
+		if x == k {
+			ws.lru = append(ws.lru[:i], ws.lru[i+1:]...)
+			break
+		}
+	}
+	e.evicted = true
+	if e.refs == 0 && e.buf != nil {
+		ws.bufs.put(e.buf)
+		e.buf, e.ct = nil, nil
+	}
+}
+
+// sealedSource returns the sealed bytes of segments first..last of the
+// pack, segment by segment, read with one ranged read or, with read
+// windows and a read of several segments, from the windows that hold
+// them; release frees what it holds.
+func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, last int64) (sealed func(s int64) []byte, release func(), err error) {
+	const seg = object.SegmentSize
+	name := packName(pk.ID)
+	size := int64(pk.PlainSize)
+	at := func(ct []byte, from, s int64) []byte { // segment s of ct, which starts at segment from
+		pos := (s - from) * object.SealedSegmentSize
+		return ct[pos : pos+min(seg, size-s*seg)+object.TagSize]
+	}
+	if r.wins == nil || first == last {
+		lo := first * seg
+		ctOff, ctLen, _ := object.CipherRange(lo, min((last+1)*seg, size)-lo, size)
+		ct, buf, err := r.readCiphertext(ctx, name, ctOff, ctLen)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(s int64) []byte { return at(ct, first, s) }, func() { r.ctBufs.put(buf) }, nil
+	}
+	n := r.wins.window
+	var held []*winEntry
+	release = func() {
+		for _, e := range held {
+			r.wins.release(e)
+		}
+	}
+	for w := first / n; w <= last/n; w++ {
+		lo := w * n * seg
+		e, err := r.wins.get(ctx, pk, w, func(buf []byte) ([]byte, error) {
+			ctOff, ctLen, _ := object.CipherRange(lo, min(lo+n*seg, size)-lo, size)
+			st, ok := r.st.(rangeReader)
+			if !ok {
+				return r.readWhole(ctx, name, ctOff, ctLen)
+			}
+			ct, err := st.ReadRange(ctx, name, ctOff, ctLen, buf, false)
+			if err == nil && int64(len(ct)) != ctLen {
+				err = shortObject(name, ctLen-int64(len(ct)))
+			}
+			return ct, err
+		})
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		held = append(held, e)
+	}
+	w0 := first / n
+	return func(s int64) []byte { return at(held[s/n-w0].ct, s/n*n, s) }, release, nil
+}
