@@ -14,6 +14,7 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
 func init() {
@@ -125,6 +126,7 @@ func snapshotCommand() *command {
 				res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
 				bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
 			fmt.Fprintln(c.stdout, res.Snapshot.ID)
+			removeStale(ctx, c, r.Store())
 			if res.Warnings > 0 {
 				return withCode(exitWarnings, fmt.Errorf("snapshot %s written, but %d entries were skipped (see warnings)", res.Snapshot.ShortID(), res.Warnings))
 			}
@@ -268,5 +270,30 @@ func checkCommand() *command {
 			}
 			return nil
 		},
+	}
+}
+
+// staleAge is how old a temporary file of the store must be for snapshot
+// to take it for the leftover of a killed writer.
+const staleAge = time.Hour
+
+// staleRemover is a store that keeps temporary files (local.Store).
+type staleRemover interface {
+	RemoveStale(ctx context.Context, age time.Duration) (int, error)
+}
+
+// removeStale removes, after a snapshot, the temporary files killed
+// writers left in the store, and says so; a failure is a warning only.
+func removeStale(ctx context.Context, c *cli, st store.Store) {
+	sr, ok := st.(staleRemover)
+	if !ok {
+		return
+	}
+	n, err := sr.RemoveStale(ctx, staleAge)
+	if n > 0 {
+		fmt.Fprintf(c.stderr, "removed %d temporary files that killed writers left (older than %v)\n", n, staleAge)
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "warning: %v\n", err)
 	}
 }

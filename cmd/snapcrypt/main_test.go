@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -385,5 +386,42 @@ func TestKeygenMode(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v", fi.Mode())
+	}
+}
+
+// TestSnapshotRemovesStaleTemp: a snapshot removes the temporary files a
+// killed writer left (older than staleAge) and says how many; a recent
+// one, maybe a live writer's, stays.
+func TestSnapshotRemovesStaleTemp(t *testing.T) {
+	f := newFixture(t)
+	sc(t, f.env, "snapshot", f.src).want(t, 0, "")
+	old := time.Now().Add(-2 * staleAge)
+	stale := []string{filepath.Join(f.repo, "data", ".tmp-killed1"), filepath.Join(f.repo, "snapshots", ".tmp-killed2")}
+	fresh := filepath.Join(f.repo, "index", ".tmp-live")
+	for _, p := range append(stale, fresh) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range stale {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := sc(t, f.env, "snapshot", f.src)
+	r.want(t, 0, "")
+	if !strings.Contains(r.stderr, "removed 2 temporary files that killed writers left") {
+		t.Errorf("snapshot's report: %q", r.stderr)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent temporary file was removed: %v", err)
 	}
 }

@@ -407,7 +407,7 @@ func (s *Store) write(op, name string, data []byte, install func(tmp, final stri
 	if err := s.mkdir(dirName); err != nil {
 		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(final), tmpPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, name, err)
 	}
