@@ -53,7 +53,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
-	f.storeSmall(ctx)
+	f.storeSmall()
 	ends := make([]int64, len(f.chunks))
 	var pos int64
 	for i, c := range f.chunks {
@@ -77,19 +77,27 @@ var storeBufs = sync.Pool{New: func() any { return new([storeMax]byte) }}
 // and grep stat each file after reading it. For a tree of small files that
 // is two round trips to the daemon of the three each file costs. The
 // content stays in the cache across opens (FOPEN_KEEP_CACHE) until the
-// kernel evicts it, and then READ serves it as for any file. Errors are
-// left for the READ that meets them.
-func (f *fileNode) storeSmall(ctx context.Context) {
+// kernel evicts it, and then READ serves it as for any file. It is tried
+// once per file: a file that does not read (a corrupt object) is left to
+// READ, which reports the error; a kernel that refuses the store turns it
+// off for the mount. It reads with the mount's context, as Read does (see
+// mount.ctx), not the open's.
+func (f *fileNode) storeSmall() {
 	size := f.a.size
-	if size == 0 || size > storeMax || f.stored.Swap(true) {
+	if size == 0 || size > storeMax || f.m.noStore.Load() || f.stored.Swap(true) {
 		return
 	}
 	b := storeBufs.Get().(*[storeMax]byte)
 	defer storeBufs.Put(b)
 	p := b[:size]
-	n, err := f.m.r.ReadChunksAt(f.m.ctx, f.chunks, p, 0, 0)
-	if err != nil || n != len(p) || f.WriteCache(0, p) != 0 {
+	if n, err := f.m.r.ReadChunksAt(f.m.ctx, f.chunks, p, 0, 0); err != nil || n != len(p) {
+		return
+	}
+	if errno := f.WriteCache(0, p); errno != 0 {
 		f.stored.Store(false)
+		if errno == syscall.ENOSYS || errno == syscall.EINVAL {
+			f.m.noStore.Store(true)
+		}
 	}
 }
 
@@ -166,7 +174,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		n, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
 	}
 	if err == nil && n != want {
-		err = fmt.Errorf("data blob %s is %w: %d bytes short of its tree entry", chunks[len(chunks)-1].ID.Short(), repo.ErrCorrupt, want-n)
+		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", repo.ErrCorrupt, want-n)
 	}
 	if err != nil {
 		return nil, m.fail(&h.f.Inode, err)

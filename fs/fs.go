@@ -270,6 +270,8 @@ type mount struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	noStore atomic.Bool // the kernel refused FUSE_NOTIFY_STORE (see storeSmall)
+
 	view      atomic.Pointer[view]
 	refreshMu sync.Mutex               // one refresh at a time
 	names     map[repo.ObjectID]string // names given so far: they never change

@@ -349,7 +349,9 @@ type gatedStore struct {
 	*local.Store
 	started chan struct{} // closed when the first read is held
 	gate    chan struct{}
-	fail    bool
+	fail    bool // the held read fails
+	panics  bool // the held read panics
+	passing bool // reads go through, unrecorded and unheld
 
 	mu     sync.Mutex
 	ranges [][2]int64
@@ -357,6 +359,10 @@ type gatedStore struct {
 
 func (s *gatedStore) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
 	s.mu.Lock()
+	if s.passing {
+		s.mu.Unlock()
+		return s.Store.ReadRange(ctx, name, off, length, buf, direct)
+	}
 	s.ranges = append(s.ranges, [2]int64{off, off + length})
 	first := len(s.ranges) == 1
 	s.mu.Unlock()
@@ -366,8 +372,25 @@ func (s *gatedStore) ReadRange(ctx context.Context, name string, off, length int
 		if s.fail {
 			return nil, errors.New("held read failed")
 		}
+		if s.panics {
+			panic("held read panics")
+		}
 	}
 	return s.Store.ReadRange(ctx, name, off, length, buf, direct)
+}
+
+// open opens f's repository through s and forgets the reads of the
+// opening, so that the next ranged read is the first (the one held).
+func (s *gatedStore) open(t *testing.T, f *bigFile, opts repo.Options) *repo.Repository {
+	t.Helper()
+	r, err := repo.Open(context.Background(), s, opts, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.ranges = nil
+	s.mu.Unlock()
+	return r
 }
 
 func (s *gatedStore) reads() [][2]int64 {
@@ -382,7 +405,6 @@ func (s *gatedStore) reads() [][2]int64 {
 // first: no byte of ciphertext is read twice. When the first read fails,
 // the second reads the segment itself and still returns the right bytes.
 func TestSharedEdge(t *testing.T) {
-	ctx := context.Background()
 	f := newBigFile(t, 8<<20)
 	// The first pack holds the file's first megabytes from its offset 0
 	// (see TestReadBlobAtLocalCorrupt), so these are pack offsets too.
@@ -391,13 +413,7 @@ func TestSharedEdge(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		t.Run(fmt.Sprintf("first read fails=%v", fail), func(t *testing.T) {
 			gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), fail: fail}
-			r, err := repo.Open(ctx, gs, repo.Options{}, f.key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			gs.mu.Lock()
-			gs.ranges = nil // those of the opening
-			gs.mu.Unlock()
+			r := gs.open(t, f, repo.Options{})
 			pa, pb := make([]byte, 1<<20), make([]byte, 1<<20)
 			errA := make(chan error, 1)
 			go func() {
@@ -426,7 +442,7 @@ func TestSharedEdge(t *testing.T) {
 			if err := <-doneB; err != nil || !bytes.Equal(pb, f.want[b:b+1<<20]) {
 				t.Fatalf("second read: %v, or wrong bytes", err)
 			}
-			err = <-errA
+			err := <-errA
 			if fail != (err != nil) {
 				t.Fatalf("first read: %v", err)
 			}
@@ -454,17 +470,10 @@ func TestSharedEdge(t *testing.T) {
 // fails to read fails the reads that need it, and the next read tries
 // again.
 func TestReadWindow(t *testing.T) {
-	ctx := context.Background()
 	f := newBigFile(t, 24<<20+5000)
 	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{})}
 	close(gs.gate) // nothing held
-	r, err := repo.Open(ctx, gs, repo.Options{ReadWindow: 4 << 20}, f.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs.mu.Lock()
-	gs.ranges = nil
-	gs.mu.Unlock()
+	r := gs.open(t, f, repo.Options{ReadWindow: 4 << 20})
 	for base := int64(0); base < f.size(); base += 8 << 20 {
 		var wg sync.WaitGroup
 		for off := base; off < min(base+8<<20, f.size()); off += 1 << 20 {
@@ -499,13 +508,7 @@ func TestReadWindow(t *testing.T) {
 	// reads the window again.
 	gs = &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), fail: true}
 	close(gs.gate)
-	r, err = repo.Open(ctx, gs, repo.Options{ReadWindow: 4 << 20}, f.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs.mu.Lock()
-	gs.ranges = nil // the next ranged read is the one held, and fails
-	gs.mu.Unlock()
+	r = gs.open(t, f, repo.Options{ReadWindow: 4 << 20})
 	p := make([]byte, 1<<20)
 	const off = 5<<20 + 77
 	if _, err := f.readAt(r, p, off); err == nil {
@@ -513,5 +516,106 @@ func TestReadWindow(t *testing.T) {
 	}
 	if n, err := f.readAt(r, p, off); err != nil || !bytes.Equal(p[:n], f.want[off:off+int64(n)]) {
 		t.Fatalf("the read after a failed window: %v, or wrong bytes", err)
+	}
+}
+
+// TestCachedEdgeNoWait: a read that finds in the cache the edge another
+// read has claimed does not wait for that read.
+func TestCachedEdgeNoWait(t *testing.T) {
+	ctx := context.Background()
+	f := newBigFile(t, 8<<20)
+	const b = 2<<20 + 1000 // the first pack's offsets are file offsets
+	const a = b - 1<<20
+	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), passing: true}
+	r, err := repo.Open(ctx, gs, repo.Options{}, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reads within one segment cache every segment B needs.
+	p := make([]byte, 4096)
+	for off := int64(b) &^ (64<<10 - 1); off < b+1<<20+64<<10; off += 64 << 10 {
+		if _, err := f.readAt(r, p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs.mu.Lock()
+	gs.passing = false
+	gs.mu.Unlock()
+	defer close(gs.gate)
+	go func() { f.readAt(r, make([]byte, 1<<20), a) }() // held, with the shared edge claimed
+	<-gs.started
+	done := make(chan error, 1)
+	pb := make([]byte, 1<<20)
+	go func() {
+		_, err := f.readAt(r, pb, b)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || !bytes.Equal(pb, f.want[b:b+1<<20]) {
+			t.Fatalf("read from the cache: %v, or wrong bytes", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read whose segments were all cached waited for the read that claimed its edge")
+	}
+}
+
+// TestReadWindowSmall: with read windows, a small read (a small file, a
+// tree, random access) across a window boundary reads its own segments,
+// not two windows.
+func TestReadWindowSmall(t *testing.T) {
+	f := newBigFile(t, 12<<20)
+	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{})}
+	close(gs.gate)
+	r := gs.open(t, f, repo.Options{ReadWindow: 4 << 20})
+	const off = 4<<20 - 64<<10 // the first pack's offsets are file offsets
+	p := make([]byte, 128<<10)
+	if n, err := f.readAt(r, p, off); err != nil || !bytes.Equal(p[:n], f.want[off:off+len(p)]) {
+		t.Fatalf("read: %v, or wrong bytes", err)
+	}
+	var read int64
+	for _, rg := range gs.reads() {
+		read += rg[1] - rg[0]
+	}
+	if read > 512<<10 {
+		t.Errorf("a read of 128 KiB read %d bytes of ciphertext", read)
+	}
+}
+
+// TestReadWindowPanic: a window read that panics fails the reads waiting
+// for it (instead of leaving them waiting for good), and the next read
+// fetches the window again.
+func TestReadWindowPanic(t *testing.T) {
+	f := newBigFile(t, 8<<20)
+	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{}), panics: true}
+	r := gs.open(t, f, repo.Options{ReadWindow: 4 << 20})
+	const a, b = 1<<20 + 1000, 2<<20 + 1000 // in the same window
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		f.readAt(r, make([]byte, 1<<20), a)
+	}()
+	<-gs.started
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := f.readAt(r, make([]byte, 1<<20), b)
+		waiter <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the waiter waits for the window
+	close(gs.gate)
+	if p := <-panicked; p == nil {
+		t.Fatal("the held read did not panic")
+	}
+	select {
+	case err := <-waiter:
+		if err == nil {
+			t.Log("the waiter read the window itself") // it came after the failure
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read waiting for a window whose read panicked waits for good")
+	}
+	p := make([]byte, 1<<20)
+	if _, err := f.readAt(r, p, b); err != nil || !bytes.Equal(p, f.want[b:b+1<<20]) {
+		t.Fatalf("the read after the panic: %v, or wrong bytes", err)
 	}
 }

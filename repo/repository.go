@@ -46,14 +46,16 @@ type Config struct {
 type Options struct {
 	// CacheBytes bounds the cache of decrypted content segments and trees.
 	CacheBytes int64
-	// ReadWindow, when positive, makes reads of several segments fetch
-	// the ciphertext of whole windows of ReadWindow bytes of pack
-	// plaintext, each with one ranged read shared by the reads that fall
-	// in it (see windows). It is for stores whose cost is per request
+	// ReadWindow, when at least a segment (64 KiB), makes large reads
+	// (of directMin bytes or more: a sequential reader's) fetch the
+	// ciphertext of whole windows of ReadWindow bytes of pack plaintext,
+	// each with one ranged read shared by the reads that fall in it (see
+	// windows). It is for stores whose cost is per request
 	// (S3: every GET is a signed HTTP request the server authenticates;
 	// 4 MiB rather than 1 MiB per GET cut the gateway's CPU by 40%), not
 	// for the local store, whose 1 MiB direct reads are fastest as they
-	// are. Rounded down to whole segments; windowMax windows are kept.
+	// are. Rounded down to whole segments. Repository.WindowBytes bounds
+	// the memory the windows may hold.
 	ReadWindow int64
 }
 
@@ -78,7 +80,6 @@ type Repository struct {
 	trees   *lru[BlobID, *Tree]            // decoded trees
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
 	ctBufs  *bufPool                       // ciphertext buffers of reads
-	segBufs *bufPool                       // plaintext buffers of edges
 
 	wins *windows // ciphertext of read windows; nil without (Options.ReadWindow)
 
@@ -198,7 +199,6 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
 		ctBufs:  ciphertextBufs(),
-		segBufs: newBufPool(64, object.SegmentSize),
 		flights: map[segKey]chan struct{}{},
 		snaps:   map[ObjectID]*Snapshot{},
 	}
@@ -558,6 +558,9 @@ func (r *Repository) readPack(ctx context.Context, pk *IndexPack, p []byte, off,
 	run := int64(-1)                        // the first of the uncached segments before s
 	for s := first; s <= last+1; s++ {
 		hit := s <= last && r.copyCached(pk, s, p, off, last > first)
+		if hit {
+			delete(theirs, s) // nothing to wait for
+		}
 		later := s <= last && !hit && theirs[s] != nil
 		if run >= 0 && (hit || later || s > last) {
 			if err := r.openSegments(ctx, pk, run, s-1, p, off); err != nil {
@@ -660,10 +663,11 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	end := off + int64(len(p))
 	k := segKey{pk.ID, s}
 	var data []byte
-	var ok, taken bool
+	var ok bool
 	if big && (lo < off || hi > end) {
+		// Taken out, but not reused: a read within the segment may
+		// be copying from it (edges.get below).
 		data, ok = r.edges.take(k)
-		taken = ok
 	}
 	if !ok {
 		data, ok = r.segs.get(k)
@@ -678,9 +682,6 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	}
 	a, b := max(lo, off), min(hi, end)
 	copy(p[a-off:b-off], data[a-lo:b-lo])
-	if taken {
-		r.segBufs.put(data) // no one else holds an edge taken out
-	}
 	return true
 }
 
@@ -696,7 +697,7 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 		return err
 	}
 	size := int64(pk.PlainSize)
-	sealedOf, release, err := r.sealedSource(ctx, pk, first, last)
+	sealedOf, release, err := r.sealedSource(ctx, pk, first, last, int64(len(p)) >= directMin)
 	if err != nil {
 		return err
 	}
@@ -713,14 +714,14 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 			}
 			continue
 		}
-		d, err := c.OpenSegment(r.segBufs.get()[:0], sealed, s, size)
+		// A buffer of its own, never reused: cached, it may be read by
+		// any number of readers until the garbage collector frees it.
+		d, err := c.OpenSegment(make([]byte, 0, seg), sealed, s, size)
 		if err != nil {
 			return fmt.Errorf("object %s is %w", name, ErrCorrupt)
 		}
 		a, b := max(lo, off), min(hi, end)
 		copy(p[a-off:b-off], d[a-lo:b-lo])
-		// Cached only now: an edge taken out of the cache goes back to
-		// r.segBufs, to be overwritten.
 		if big {
 			r.edges.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
 		} else {

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -17,7 +18,9 @@ const RemoteReadWindow = 4 << 20
 // sequential reader fall in a few windows; the first to need a window
 // fetches it and the others wait for that read, then each decrypts its
 // own segments straight into its reply, as from a read of its own. At most
-// max windows are kept; one in use is freed when its last reader is done.
+// max windows are kept; one evicted while in use is freed when its last
+// reader is done, and while 2*max windows hold memory, reads fetch no new
+// window (errWindowsFull): memory stays within 2*max window buffers.
 type windows struct {
 	window int64 // segments per window
 	max    int
@@ -26,7 +29,11 @@ type windows struct {
 	mu      sync.Mutex
 	entries map[winKey]*winEntry
 	lru     []winKey // oldest first
+	live    int      // entries holding a buffer, cached or not
 }
+
+// errWindowsFull says that a read should not fetch a window now.
+var errWindowsFull = errors.New("all read windows in use")
 
 type winKey struct {
 	pack ObjectID
@@ -48,9 +55,13 @@ func windowBufSize(n int64) int { return int(n*object.SealedSegmentSize) + ctSla
 
 func newWindows(readWindow int64, max int) *windows {
 	n := readWindow / object.SegmentSize
-	return &windows{window: n, max: max, bufs: newBufPool(max, windowBufSize(n)),
+	return &windows{window: n, max: max, bufs: newBufPool(2, windowBufSize(n)),
 		entries: map[winKey]*winEntry{}}
 }
+
+// Bytes bounds the memory of the windows: 2*max buffers in use and the
+// pool's spares.
+func (ws *windows) Bytes() int64 { return int64(2*ws.max+2) * int64(ws.bufs.size) }
 
 // get returns window w of the pack, fetched with fetch if no one has or
 // is fetching it, for the caller to release when done with its ct.
@@ -74,29 +85,46 @@ func (ws *windows) get(ctx context.Context, pk *IndexPack, w int64, fetch func(b
 		}
 		return e, nil
 	}
+	if ws.live >= 2*ws.max {
+		ws.mu.Unlock()
+		return nil, errWindowsFull
+	}
 	e = &winEntry{done: make(chan struct{}), refs: 1}
 	ws.entries[k] = e
 	ws.lru = append(ws.lru, k)
+	ws.live++
 	ws.evict()
 	ws.mu.Unlock()
 
 	e.buf = ws.bufs.get()
-	e.ct, e.err = fetch(e.buf)
-	if e.err != nil {
-		// Not kept: the next reader tries again.
-		ws.mu.Lock()
-		if ws.entries[k] == e {
-			ws.remove(k)
+	fetched := false
+	defer func() {
+		if !fetched { // fetch panicked: fail the waiters, then go on panicking
+			e.err = errors.New("read window: the read panicked")
+			ws.fail(k, e)
 		}
-		ws.mu.Unlock()
-	}
-	close(e.done)
+	}()
+	e.ct, e.err = fetch(e.buf)
+	fetched = true
 	if e.err != nil {
 		err := e.err
-		ws.release(e)
+		ws.fail(k, e)
 		return nil, err
 	}
+	close(e.done)
 	return e, nil
+}
+
+// fail ends a fetch of window k that failed (e.err is set): the window is
+// not kept, so the next reader tries again; its waiters get e.err.
+func (ws *windows) fail(k winKey, e *winEntry) {
+	ws.mu.Lock()
+	if ws.entries[k] == e {
+		ws.remove(k)
+	}
+	ws.mu.Unlock()
+	close(e.done)
+	ws.release(e)
 }
 
 // release ends a reader's use of e.
@@ -105,8 +133,16 @@ func (ws *windows) release(e *winEntry) {
 	defer ws.mu.Unlock()
 	e.refs--
 	if e.refs == 0 && e.evicted {
+		ws.free(e)
+	}
+}
+
+// free returns e's buffer. ws.mu is held.
+func (ws *windows) free(e *winEntry) {
+	if e.buf != nil {
 		ws.bufs.put(e.buf)
 		e.buf, e.ct = nil, nil
+		ws.live--
 	}
 }
 
@@ -140,17 +176,18 @@ func (ws *windows) remove(k winKey) {
 		}
 	}
 	e.evicted = true
-	if e.refs == 0 && e.buf != nil {
-		ws.bufs.put(e.buf)
-		e.buf, e.ct = nil, nil
+	if e.refs == 0 {
+		ws.free(e)
 	}
 }
 
 // sealedSource returns the sealed bytes of segments first..last of the
 // pack, segment by segment, read with one ranged read or, with read
-// windows and a read of several segments, from the windows that hold
-// them; release frees what it holds.
-func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, last int64) (sealed func(s int64) []byte, release func(), err error) {
+// windows and a large read (a sequential reader's, such as the kernel's
+// readahead sends), from the windows that hold them; release frees what
+// it holds. Small reads (a small file, a tree, random access) never fetch
+// a window: that would read 4 MiB for a few KiB.
+func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, last int64, large bool) (sealed func(s int64) []byte, release func(), err error) {
 	const seg = object.SegmentSize
 	name := packName(pk.ID)
 	size := int64(pk.PlainSize)
@@ -158,7 +195,7 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 		pos := (s - from) * object.SealedSegmentSize
 		return ct[pos : pos+min(seg, size-s*seg)+object.TagSize]
 	}
-	if r.wins == nil || first == last {
+	plain := func() (func(s int64) []byte, func(), error) {
 		lo := first * seg
 		ctOff, ctLen, _ := object.CipherRange(lo, min((last+1)*seg, size)-lo, size)
 		ct, buf, err := r.readCiphertext(ctx, name, ctOff, ctLen)
@@ -166,6 +203,9 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 			return nil, nil, err
 		}
 		return func(s int64) []byte { return at(ct, first, s) }, func() { r.ctBufs.put(buf) }, nil
+	}
+	if r.wins == nil || !large || first == last {
+		return plain()
 	}
 	n := r.wins.window
 	var held []*winEntry
@@ -190,10 +230,22 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 		})
 		if err != nil {
 			release()
+			if errors.Is(err, errWindowsFull) {
+				return plain()
+			}
 			return nil, nil, err
 		}
 		held = append(held, e)
 	}
 	w0 := first / n
 	return func(s int64) []byte { return at(held[s/n-w0].ct, s/n*n, s) }, release, nil
+}
+
+// WindowBytes bounds the memory the repository's read windows may hold
+// (Options.ReadWindow); 0 without windows.
+func (r *Repository) WindowBytes() int64 {
+	if r.wins == nil {
+		return 0
+	}
+	return r.wins.Bytes()
 }

@@ -66,7 +66,7 @@ func mountCommand() *command {
 			if cacheBytes <= 0 {
 				cacheBytes = repo.DefaultCacheBytes
 			}
-			limitHeap(cacheBytes)
+			limitHeap(cacheBytes + r.WindowBytes())
 			logw := &lockedWriter{w: c.stderr}
 			opts := fs.Options{AllowOther: allowOther, Debug: debug,
 				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
@@ -100,12 +100,14 @@ func mountCommand() *command {
 }
 
 // inflightHeap is the heap a mount needs beyond its caches and index for
-// the reads in flight: a sequential reader has up to 32 FUSE requests of
-// 1 MiB in flight, and each holds a reply buffer.
+// the reads in flight: a sequential reader had at most 32 FUSE requests of
+// 1 MiB in flight (measured, with fs's MaxBackground of 64), and each
+// holds a reply buffer. More readers may hold more: the limit is soft.
 const inflightHeap = 32 << 20
 
 // limitHeap sets the Go runtime's soft memory limit to the heap live now
-// (the index, just loaded) plus the cache bound plus inflightHeap, unless
+// (the index, just loaded) plus the bound of the caches (the decrypted
+// data's and, on S3, the read windows') plus inflightHeap, unless
 // GOMEMLIMIT sets one. Without it the heap grows to twice what is live
 // before a collection, and a mount reading a large file reached 135 MiB of
 // RSS, most of it garbage; with it, 104 MiB (docs/bench.md). The limit is
