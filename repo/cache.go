@@ -41,6 +41,22 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
+// use calls fn with the entry of k, holding the cache's lock, and tells
+// whether there was one: fn may read a value that a take may hand to be
+// overwritten as soon as fn returns.
+func (c *lru[K, V]) use(k K, fn func(V)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		c.ll.MoveToFront(e)
+		c.hits++
+		fn(e.Value.(*lruEntry[K, V]).v)
+		return true
+	}
+	c.misses++
+	return false
+}
+
 // take returns the entry of k and removes it from the cache. It counts a
 // hit when it finds k and no miss otherwise: a miss is the business of the
 // lookup that follows it.

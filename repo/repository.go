@@ -80,6 +80,7 @@ type Repository struct {
 	trees   *lru[BlobID, *Tree]            // decoded trees
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
 	ctBufs  *bufPool                       // ciphertext buffers of reads
+	segBufs *bufPool                       // plaintext buffers of edges
 
 	wins *windows // ciphertext of read windows; nil without (Options.ReadWindow)
 
@@ -199,6 +200,7 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		trees:   newLRU[BlobID, *Tree](opts.CacheBytes / 4),
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
 		ctBufs:  ciphertextBufs(),
+		segBufs: newBufPool(64, object.SegmentSize),
 		flights: map[segKey]chan struct{}{},
 		snaps:   map[ObjectID]*Snapshot{},
 	}
@@ -662,27 +664,35 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 	hi := min(lo+object.SegmentSize, int64(pk.PlainSize))
 	end := off + int64(len(p))
 	k := segKey{pk.ID, s}
-	var data []byte
-	var ok bool
+	a, b := max(lo, off), min(hi, end)
+	copyFrom := func(data []byte) bool {
+		if int64(len(data)) != hi-lo {
+			return false
+		}
+		copy(p[a-off:b-off], data[a-lo:b-lo])
+		return true
+	}
 	if big && (lo < off || hi > end) {
-		// Taken out, but not reused: a read within the segment may
-		// be copying from it (edges.get below).
-		data, ok = r.edges.take(k)
+		if data, ok := r.edges.take(k); ok {
+			ok = copyFrom(data)
+			r.segBufs.put(data) // no one else holds it (see edges.use below)
+			if ok {
+				return true
+			}
+		}
 	}
-	if !ok {
-		data, ok = r.segs.get(k)
+	if data, ok := r.segs.get(k); ok {
+		return copyFrom(data) // segs' buffers are never reused
 	}
-	if !ok && !big {
-		// The small files after a larger one in a pack start in its
-		// last segment.
-		data, ok = r.edges.get(k)
-	}
-	if !ok || int64(len(data)) != hi-lo {
+	if big {
 		return false
 	}
-	a, b := max(lo, off), min(hi, end)
-	copy(p[a-off:b-off], data[a-lo:b-lo])
-	return true
+	// The small files after a larger one in a pack start in its last
+	// segment. Copied under the cache's lock: a read of several segments
+	// may take the edge and reuse its buffer.
+	hit := false
+	r.edges.use(k, func(data []byte) { hit = copyFrom(data) })
+	return hit
 }
 
 // openSegments decrypts segments first..last of the pack, read with one
@@ -714,9 +724,9 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 			}
 			continue
 		}
-		// A buffer of its own, never reused: cached, it may be read by
-		// any number of readers until the garbage collector frees it.
-		d, err := c.OpenSegment(make([]byte, 0, seg), sealed, s, size)
+		// Cached edges go back to r.segBufs when a read takes them
+		// out, to be overwritten; the segments of r.segs never do.
+		d, err := c.OpenSegment(r.segBufs.get()[:0], sealed, s, size)
 		if err != nil {
 			return fmt.Errorf("object %s is %w", name, ErrCorrupt)
 		}
