@@ -619,3 +619,37 @@ func TestReadWindowPanic(t *testing.T) {
 		t.Fatalf("the read after the panic: %v, or wrong bytes", err)
 	}
 }
+
+// TestReadWindowTruncated: a pack cut short inside a window fails the
+// reads of the segments it lost, with ErrCorrupt, and not the reads of the
+// window's segments before the cut.
+func TestReadWindowTruncated(t *testing.T) {
+	f := newBigFile(t, 12<<20)
+	var pack string // the first pack: its offsets are file offsets
+	for _, pk := range f.r.Index().Packs() {
+		for _, b := range pk.Blobs {
+			if b.ID == f.chunks[0].ID && b.Offset == 0 {
+				s := pk.ID.String()
+				pack = filepath.Join(f.dir, "repo", "data", s[:2], s)
+			}
+		}
+	}
+	if pack == "" {
+		t.Fatal("no pack holds the start of the file at its start")
+	}
+	// Cut 6 MiB into the pack: inside the window of 4-8 MiB.
+	if err := os.Truncate(pack, 57+96*(64<<10+16)); err != nil {
+		t.Fatal(err)
+	}
+	gs := &gatedStore{Store: f.st, started: make(chan struct{}), gate: make(chan struct{})}
+	close(gs.gate)
+	r := gs.open(t, f, repo.Options{ReadWindow: 4 << 20})
+	p := make([]byte, 1<<20)
+	const before, after = 4<<20 + 5000, 6<<20 + 5000
+	if n, err := f.readAt(r, p, before); err != nil || !bytes.Equal(p[:n], f.want[before:before+1<<20]) {
+		t.Errorf("a read of the window before the cut: %v, or wrong bytes", err)
+	}
+	if _, err := f.readAt(r, p, after); !errors.Is(err, repo.ErrCorrupt) {
+		t.Errorf("a read past the cut: %v, want ErrCorrupt", err)
+	}
+}

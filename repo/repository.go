@@ -718,6 +718,9 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 		lo := s * seg
 		hi := min(lo+seg, size)
 		sealed := sealedOf(s)
+		if sealed == nil {
+			return fmt.Errorf("object %s is %w: it ends before segment %d does", name, ErrCorrupt, s)
+		}
 		if lo >= off && hi <= end {
 			if _, err := c.OpenSegment(p[lo-off:lo-off], sealed, s, size); err != nil {
 				return fmt.Errorf("object %s is %w", name, ErrCorrupt)
@@ -770,18 +773,6 @@ func (r *Repository) readCiphertext(ctx context.Context, name string, off, lengt
 		return nil, nil, shortObject(name, length-int64(len(ct)))
 	}
 	return ct, buf, nil
-}
-
-// readWhole is readCiphertext for a store that allocates what it reads.
-func (r *Repository) readWhole(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	ct, err := r.st.GetRange(ctx, name, off, length)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	if int64(len(ct)) != length {
-		return nil, shortObject(name, length-int64(len(ct)))
-	}
-	return ct, nil
 }
 
 // shortObject is the error of an object n bytes shorter than its index

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -182,7 +183,8 @@ func (ws *windows) remove(k winKey) {
 }
 
 // sealedSource returns the sealed bytes of segments first..last of the
-// pack, segment by segment, read with one ranged read or, with read
+// pack, segment by segment (nil for a segment past the end of a window
+// that a truncated object cut short), read with one ranged read or, with read
 // windows and a large read (a sequential reader's, such as the kernel's
 // readahead sends), from the windows that hold them; release frees what
 // it holds. Small reads (a small file, a tree, random access) never fetch
@@ -193,7 +195,11 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 	size := int64(pk.PlainSize)
 	at := func(ct []byte, from, s int64) []byte { // segment s of ct, which starts at segment from
 		pos := (s - from) * object.SealedSegmentSize
-		return ct[pos : pos+min(seg, size-s*seg)+object.TagSize]
+		end := pos + min(seg, size-s*seg) + object.TagSize
+		if end > int64(len(ct)) {
+			return nil // a window cut short
+		}
+		return ct[pos:end]
 	}
 	plain := func() (func(s int64) []byte, func(), error) {
 		lo := first * seg
@@ -216,17 +222,20 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 	}
 	for w := first / n; w <= last/n; w++ {
 		lo := w * n * seg
-		e, err := r.wins.get(ctx, pk, w, func(buf []byte) ([]byte, error) {
+		e, err := r.wins.get(ctx, pk, w, func(buf []byte) (ct []byte, err error) {
 			ctOff, ctLen, _ := object.CipherRange(lo, min(lo+n*seg, size)-lo, size)
-			st, ok := r.st.(rangeReader)
-			if !ok {
-				return r.readWhole(ctx, name, ctOff, ctLen)
+			if st, ok := r.st.(rangeReader); ok {
+				ct, err = st.ReadRange(ctx, name, ctOff, ctLen, buf, false)
+			} else {
+				ct, err = r.st.GetRange(ctx, name, ctOff, ctLen)
 			}
-			ct, err := st.ReadRange(ctx, name, ctOff, ctLen, buf, false)
-			if err == nil && int64(len(ct)) != ctLen {
-				err = shortObject(name, ctLen-int64(len(ct)))
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", name, err)
 			}
-			return ct, err
+			// A window cut short (a truncated object) is kept as it
+			// is: the segments it holds whole still read, and only
+			// the reads of the others fail (sealed gives nil).
+			return ct, nil
 		})
 		if err != nil {
 			release()
