@@ -100,6 +100,23 @@ func (f *bigFile) readBlobsAt(r *repo.Repository, p []byte, off int64) (int, err
 
 func (f *bigFile) size() int64 { return int64(len(f.want)) }
 
+// firstPack returns the path of the pack that holds the file's first
+// chunk at its offset 0. It holds the file's first megabytes, so its
+// offsets are file offsets.
+func (f *bigFile) firstPack(t *testing.T) string {
+	t.Helper()
+	for _, pk := range f.r.Index().Packs() {
+		for _, b := range pk.Blobs {
+			if b.ID == f.chunks[0].ID && b.Offset == 0 {
+				s := pk.ID.String()
+				return filepath.Join(f.dir, "repo", "data", s[:2], s)
+			}
+		}
+	}
+	t.Fatal("no pack holds the start of the file at its start")
+	return ""
+}
+
 // TestReadBlobAtLocal reads a file of several chunks as a sequential reader
 // through the mount does (requests of 1 MiB, several in flight, out of
 // order) and as random readers do, from a fresh repository each time (also
@@ -155,20 +172,7 @@ func TestReadBlobAtLocal(t *testing.T) {
 func TestReadBlobAtLocalCorrupt(t *testing.T) {
 	ctx := context.Background()
 	f := newBigFile(t, 20<<20)
-	// The pack that holds the first chunk at offset 0 holds the file's
-	// first megabytes, so its offsets are file offsets.
-	var hit string
-	for _, pk := range f.r.Index().Packs() {
-		for _, b := range pk.Blobs {
-			if b.ID == f.chunks[0].ID && b.Offset == 0 {
-				s := pk.ID.String()
-				hit = filepath.Join(f.dir, "repo", "data", s[:2], s)
-			}
-		}
-	}
-	if hit == "" {
-		t.Fatal("no pack holds the start of the file at its start")
-	}
+	hit := f.firstPack(t)
 	b, err := os.ReadFile(hit)
 	if err != nil {
 		t.Fatal(err)
@@ -625,18 +629,7 @@ func TestReadWindowPanic(t *testing.T) {
 // window's segments before the cut.
 func TestReadWindowTruncated(t *testing.T) {
 	f := newBigFile(t, 12<<20)
-	var pack string // the first pack: its offsets are file offsets
-	for _, pk := range f.r.Index().Packs() {
-		for _, b := range pk.Blobs {
-			if b.ID == f.chunks[0].ID && b.Offset == 0 {
-				s := pk.ID.String()
-				pack = filepath.Join(f.dir, "repo", "data", s[:2], s)
-			}
-		}
-	}
-	if pack == "" {
-		t.Fatal("no pack holds the start of the file at its start")
-	}
+	pack := f.firstPack(t)
 	// Cut 6 MiB into the pack: inside the window of 4-8 MiB.
 	if err := os.Truncate(pack, 57+96*(64<<10+16)); err != nil {
 		t.Fatal(err)
