@@ -397,15 +397,8 @@ func FuzzParsePack(f *testing.F) {
 // alone after each, and the status counts packed DEKs.
 func TestRotateLocalStore(t *testing.T) {
 	ctx := context.Background()
-	st, err := local.Init(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := newFakeClock()
-	k := mustInit(t, st, rawKey(t, 1))
-	setClock(k, clock.Now)
-	k.SetRotateOptions(testOpts)
-	deks := makeDEKs(t, k, 300)
+	st := localStore(t)
+	clock, k, deks := rotationFixture(t, st, 300)
 	for i, key := range []*Material{rawKey(t, 2), rawKey(t, 3)} {
 		if err := k.StartRotation(ctx, key, testOpts); err != nil {
 			t.Fatal(err)
@@ -477,11 +470,7 @@ func TestRotateLocalStore(t *testing.T) {
 func TestRunRotationWaitsForHelperRun(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	clock := newFakeClock()
-	k := mustInit(t, st, rawKey(t, 1))
-	setClock(k, clock.Now)
-	k.SetRotateOptions(testOpts)
-	deks := makeDEKs(t, k, 50)
+	clock, k, deks := rotationFixture(t, st, 50)
 	if err := k.StartRotation(ctx, rawKey(t, 2), testOpts); err != nil {
 		t.Fatal(err)
 	}
@@ -508,10 +497,7 @@ func TestRunRotationWaitsForHelperRun(t *testing.T) {
 func TestRotateOptionsHooks(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	clock := newFakeClock()
-	k := mustInit(t, st, rawKey(t, 1))
-	setClock(k, clock.Now)
-	deks := makeDEKs(t, k, 100)
+	clock, k, deks := rotationFixture(t, st, 100)
 	var started, paced, negative atomic.Int64
 	opts := testOpts
 	opts.StartWorker = func() { started.Add(1) }
@@ -543,15 +529,8 @@ func TestRotateOptionsHooks(t *testing.T) {
 // directory that the next process's Purge frees.
 func TestRotateLocalStoreCrashAfterDelete(t *testing.T) {
 	ctx := context.Background()
-	st, err := local.Init(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := newFakeClock()
-	k := mustInit(t, st, rawKey(t, 1))
-	setClock(k, clock.Now)
-	k.SetRotateOptions(testOpts)
-	deks := makeDEKs(t, k, 200)
+	st := localStore(t)
+	clock, k, deks := rotationFixture(t, st, 200)
 	if err := k.StartRotation(ctx, rawKey(t, 2), testOpts); err != nil {
 		t.Fatal(err)
 	}
@@ -590,4 +569,25 @@ func TestRotateLocalStoreCrashAfterDelete(t *testing.T) {
 	if hidden() != 0 {
 		t.Fatalf("%d trash directories after Purge", hidden())
 	}
+}
+
+// rotationFixture is a keychain on st under key 1, with a fake clock, the
+// test rotation options and n DEKs.
+func rotationFixture(t *testing.T, st store.Store, n int) (*fakeClock, *Keychain, map[[16]byte][]byte) {
+	t.Helper()
+	clock := newFakeClock()
+	k := mustInit(t, st, rawKey(t, 1))
+	setClock(k, clock.Now)
+	k.SetRotateOptions(testOpts)
+	return clock, k, makeDEKs(t, k, n)
+}
+
+// localStore is a new local store in a temporary directory.
+func localStore(t *testing.T) *local.Store {
+	t.Helper()
+	st, err := local.Init(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
