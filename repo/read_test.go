@@ -42,11 +42,18 @@ func newBigFile(t testing.TB, size int) *bigFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(dir, "src")
-	os.Mkdir(src, 0o755)
 	want := make([]byte, size)
 	rand.Read(want)
-	if err := os.WriteFile(filepath.Join(src, "f"), want, 0o644); err != nil {
+	return &bigFile{dir: dir, key: key, st: st, r: r, want: want, chunks: snapshotFile(t, r, want)}
+}
+
+// snapshotFile snapshots a file holding data into r and returns its
+// chunks, which must be several.
+func snapshotFile(t testing.TB, r *repo.Repository, data []byte) []repo.Chunk {
+	t.Helper()
+	ctx := context.Background()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	res, err := r.TakeSnapshot(ctx, []string{src}, repo.SnapshotOptions{})
@@ -61,7 +68,7 @@ func newBigFile(t testing.TB, size int) *bigFile {
 	if n == nil || len(n.Chunks) < 2 {
 		t.Fatalf("want a file of several chunks, got %+v", n)
 	}
-	return &bigFile{dir: dir, key: key, st: st, r: r, want: want, chunks: n.Chunks}
+	return n.Chunks
 }
 
 // readAt reads the file at off through r as the mount does: one

@@ -53,24 +53,10 @@ func writeRandom(t testing.TB, p string, n int) {
 func TestReadBlobAtRanges(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, mem.New())
-	src := t.TempDir()
 	want := make([]byte, 24<<20+777) // several chunks, whatever the boundaries
 	rand.Read(want)
-	os.WriteFile(filepath.Join(src, "f"), want, 0o644)
-	res, err := r.TakeSnapshot(ctx, []string{src}, repo.SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := tree.Find([]byte("f"))
-	if n == nil || len(n.Chunks) < 2 {
-		t.Fatalf("want a file of several chunks, got %+v", n)
-	}
 	var start int64
-	for _, c := range n.Chunks {
+	for _, c := range snapshotFile(t, r, want) {
 		for _, rg := range [][2]int64{{0, 1}, {0, 4096}, {65535, 2}, {100000, 300000}, {int64(c.Length) - 1, 10}, {0, int64(c.Length)}, {int64(c.Length), 5}} {
 			for _, ahead := range []int64{0, 1 << 20} {
 				p := make([]byte, rg[1])
