@@ -12,6 +12,7 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 	"github.com/snapcrypt/snapcrypt/repo/store/retry"
+	"github.com/snapcrypt/snapcrypt/repo/store/storetest"
 )
 
 // rangeReader is the optional method package repo reads ciphertext with.
@@ -60,16 +61,6 @@ func (s *rangeStore) ReadRange(ctx context.Context, name string, off, length int
 	return buf[skip : skip+copy(buf[skip:], data)], nil
 }
 
-// inside reports whether p is a part of buf.
-func inside(p, buf []byte) bool {
-	if len(p) == 0 {
-		return true
-	}
-	a := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	return a >= b && a+uintptr(len(p)) <= b+uintptr(len(buf))
-}
-
 func TestReadRangeRetries(t *testing.T) {
 	ctx := context.Background()
 	inner := &rangeStore{Store: mem.New(), fails: 2}
@@ -82,7 +73,7 @@ func TestReadRangeRetries(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data[5:15]) {
 		t.Fatalf("ReadRange = %q, %v; want %q", got, err, data[5:15])
 	}
-	if !inside(got, buf) {
+	if !storetest.Inside(got, buf) {
 		t.Error("ReadRange did not return a part of buf")
 	}
 	if inner.calls != 3 || sl.count() != 2 {
@@ -167,7 +158,7 @@ func TestReadRangeWithoutInner(t *testing.T) {
 		switch {
 		case c.err == nil && (err != nil || !bytes.Equal(got, c.want)):
 			t.Errorf("%s: ReadRange = %q, %v; want %q", c.what, got, err, c.want)
-		case c.err == nil && (got == nil || !inside(got, buf)):
+		case c.err == nil && (got == nil || !storetest.Inside(got, buf)):
 			t.Errorf("%s: ReadRange did not return a part of buf", c.what)
 		case c.err == errAny && err == nil, c.err != nil && c.err != errAny && !errors.Is(err, c.err):
 			t.Errorf("%s: ReadRange = %q, %v; want error %v", c.what, got, err, c.err)

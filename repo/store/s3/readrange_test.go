@@ -9,27 +9,17 @@ import (
 	"strconv"
 	"testing"
 	"testing/iotest"
-	"unsafe"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/retry"
 	"github.com/snapcrypt/snapcrypt/repo/store/s3"
 	"github.com/snapcrypt/snapcrypt/repo/store/s3/s3test"
+	"github.com/snapcrypt/snapcrypt/repo/store/storetest"
 )
 
 // rangeReader is the optional method package repo reads ciphertext with.
 type rangeReader interface {
 	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
-}
-
-// inside reports whether p is a part of buf.
-func inside(p, buf []byte) bool {
-	if len(p) == 0 {
-		return true
-	}
-	a := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	return a >= b && a+uintptr(len(p)) <= b+uintptr(len(buf))
 }
 
 // TestReadRange reads ranges into the caller's buffer, straight from the
@@ -93,7 +83,7 @@ func TestReadRange(t *testing.T) {
 					t.Errorf("%s: %s: ReadRange(%s, %d, %d) = %d bytes, %v; want error %v", st.what, c.what, c.name, c.off, c.length, len(got), err, c.err)
 				case err == nil && !bytes.Equal(got, c.want):
 					t.Errorf("%s: %s: ReadRange(%s, %d, %d) = %d bytes, want %d", st.what, c.what, c.name, c.off, c.length, len(got), len(c.want))
-				case err == nil && (got == nil || !inside(got, buf)):
+				case err == nil && (got == nil || !storetest.Inside(got, buf)):
 					t.Errorf("%s: %s: ReadRange(%s, %d, %d) did not return a part of buf", st.what, c.what, c.name, c.off, c.length)
 				}
 			}
