@@ -696,7 +696,8 @@ func (r *Repository) copyCached(pk *IndexPack, s int64, p []byte, off int64, big
 }
 
 // openSegments decrypts segments first..last of the pack, read with one
-// ranged read, into p (the plaintext from off): each segment that p holds
+// ranged read or taken from read windows (sealedSource), into p (the
+// plaintext from off): each segment that p holds
 // whole goes straight into it; a segment that p holds in part is decrypted
 // into a buffer of its own, copied, and cached.
 func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, last int64, p []byte, off int64) error {
