@@ -142,32 +142,6 @@ func (k *Keychain) step(point string) error {
 	return nil
 }
 
-// commit applies mutate to the latest keyring and commits the result as the
-// next epoch, retrying on conflict. mutate returns false to commit nothing.
-func (k *Keychain) commit(ctx context.Context, mutate func(r *Keyring) (bool, error)) error {
-	for range 16 {
-		if err := k.Refresh(ctx); err != nil {
-			return err
-		}
-		base := k.Keyring()
-		next := base.Clone()
-		changed, err := mutate(&next)
-		if err != nil || !changed {
-			return err
-		}
-		next.Epoch = base.Epoch + 1
-		err = commitKeyring(ctx, k.st, &next)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		return k.install(&next)
-	}
-	return fmt.Errorf("committing keyring: %w (gave up after 16 attempts)", ErrConflict)
-}
-
 // StartRotation switches the repository to a new key (the first step of
 // docs/rotation.md): it takes the rotation lease and commits one keyring
 // epoch that adds a new generation for m (fresh random id and salt) as
@@ -227,7 +201,7 @@ func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOp
 	}
 	var newKEK *kek
 	var newGen Generation
-	err = k.commit(ctx, func(r *Keyring) (bool, error) {
+	err = k.Commit(ctx, func(r *Keyring) (bool, error) {
 		if err := k.checkRotatable(*r, m); err != nil {
 			return false, err
 		}
@@ -544,7 +518,7 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 			return err
 		}
 		k.report(progress, "retire")
-		err = k.commit(ctx, func(r *Keyring) (bool, error) {
+		err = k.Commit(ctx, func(r *Keyring) (bool, error) {
 			if r.Rotation == nil || r.Rotation.ID != rot.ID {
 				return false, nil // finished by another process
 			}
