@@ -34,6 +34,9 @@ type writer struct {
 	wg      sync.WaitGroup
 	sem     chan struct{}
 	open    map[BlobType]*openPack
+	// packSize is the plaintext size at which an open pack is sealed
+	// (PackSize; tests make it small).
+	packSize int
 }
 
 type openPack struct {
@@ -42,7 +45,7 @@ type openPack struct {
 }
 
 func newWriter(r *Repository) *writer {
-	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}}
+	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}, packSize: PackSize}
 }
 
 // key returns the DEK to seal the next object with.
@@ -62,18 +65,27 @@ func (w *writer) key(ctx context.Context, n int) ([16]byte, []byte, error) {
 
 // has reports whether the blob is stored or queued already.
 func (w *writer) has(t BlobType, id BlobID) bool {
-	if w.r.index.Has(t, id) {
-		return true
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.pending[blobKey{t, id}]
+	return w.known(blobKey{t, id})
+}
+
+// known reports whether the blob is queued in a pack of this writer or
+// stored; w.mu must be held. Pending is asked first: a pack's writer adds
+// its blobs to the index before it takes w.mu to drop them from pending,
+// so a blob that is no longer pending is in the index by then. (Asking the
+// index first, outside w.mu, misses a blob whose pack is indexed and
+// un-pended between the two questions, and stores it a second time.)
+func (w *writer) known(k blobKey) bool {
+	return w.pending[k] || w.r.index.Has(k.t, k.id)
 }
 
 // add queues a blob unless it is known; it reports whether it was new.
+// However callers interleave, one blob is queued once per writer: the check
+// and the claim (the pending entry) happen under one hold of w.mu.
 func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (bool, error) {
 	if w.r.index.Has(t, id) {
-		return false, nil
+		return false, nil // the common case of a known blob, without w.mu
 	}
 	w.mu.Lock()
 	if w.err != nil {
@@ -82,19 +94,19 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 		return false, err
 	}
 	k := blobKey{t, id}
-	if w.pending[k] {
+	if w.known(k) {
 		w.mu.Unlock()
 		return false, nil
 	}
 	w.pending[k] = true
 	op := w.open[t]
 	if op == nil {
-		op = &openPack{buf: make([]byte, 0, PackSize+PackSize/4)}
+		op = &openPack{buf: make([]byte, 0, w.packSize+w.packSize/4)}
 		w.open[t] = op
 	}
 	op.blobs = append(op.blobs, PackBlob{Type: t, ID: id, Offset: uint64(len(op.buf)), Length: uint32(len(data))})
 	op.buf = append(op.buf, data...)
-	full := len(op.buf) >= PackSize
+	full := len(op.buf) >= w.packSize
 	if full {
 		delete(w.open, t)
 	}
