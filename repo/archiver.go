@@ -24,7 +24,12 @@ import (
 type SnapshotOptions struct {
 	Name string
 	Tags []string
+	// Host is recorded in the manifest; empty means os.Hostname.
 	Host string
+	// Time is the snapshot time recorded (in UTC) in the manifest; the zero
+	// time means the moment the snapshot is written. Imports and tests set
+	// it; it also orders snapshots and drives retention policies.
+	Time time.Time
 	// Warn receives a message for each entry that is skipped (devices,
 	// fifos and sockets by design; unreadable entries, which also count in
 	// SnapshotResult.Warnings). Nil discards them.
@@ -122,8 +127,12 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	if err := a.w.flush(ctx); err != nil {
 		return nil, err
 	}
+	snapTime := opts.Time
+	if snapTime.IsZero() {
+		snapTime = time.Now()
+	}
 	snap := &Snapshot{
-		Version: snapshotVersion, Time: time.Now().UTC(), Host: opts.Host, Paths: abs,
+		Version: snapshotVersion, Time: snapTime.UTC(), Host: opts.Host, Paths: abs,
 		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
 		Root:  &RootMeta{Mode: root.Mode, UID: root.UID, GID: root.GID, MTime: root.MTime},
 		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,

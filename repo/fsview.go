@@ -48,6 +48,7 @@ func (r *Repository) SnapshotsPartial(ctx context.Context) (snaps []*Snapshot, f
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
+	r.dropForgotten(ids)
 	failed = map[ObjectID]error{}
 	for i, s := range out {
 		if errs[i] != nil {

@@ -10,15 +10,13 @@ import (
 	"testing"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
-// TestWriterStoresEachBlobOnce has many workers queue the same blobs in
-// different orders while small packs are sealed and indexed all the time:
-// every blob must end up in exactly one pack, and add must call exactly one
-// of the racing calls new.
-func TestWriterStoresEachBlobOnce(t *testing.T) {
-	ctx := context.Background()
+// newTestRepo makes a repository in st under a new key file.
+func newTestRepo(t testing.TB, st store.Store) (*Repository, *keys.Material) {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "key")
 	if err := keys.GenerateKeyFile(p); err != nil {
 		t.Fatal(err)
@@ -31,10 +29,20 @@ func TestWriterStoresEachBlobOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Init(ctx, mem.New(), m)
+	r, err := Init(context.Background(), st, m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, m
+}
+
+// TestWriterStoresEachBlobOnce has many workers queue the same blobs in
+// different orders while small packs are sealed and indexed all the time:
+// every blob must end up in exactly one pack, and add must call exactly one
+// of the racing calls new.
+func TestWriterStoresEachBlobOnce(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t, mem.New())
 	const blobs, workers = 300, 12
 	w := newWriter(r)
 	w.packSize = 3000 // a pack every few blobs, so seals race with adds
