@@ -79,7 +79,7 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 }
 
 func snapshotCommand() *command {
-	var name string
+	var name, host, at string
 	var tags []string
 	return &command{
 		name: "snapshot", args: "PATH...",
@@ -87,10 +87,20 @@ func snapshotCommand() *command {
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			fs.StringVar(&name, "name", "", "snapshot name")
 			fs.StringArrayVar(&tags, "tag", nil, "tag (repeatable)")
+			fs.StringVar(&host, "host", "", "host name to record (default: this machine's)")
+			fs.StringVar(&at, "time", "", "snapshot time to record, RFC 3339 (e.g. 2024-05-01T10:00:00+02:00; default: now)")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			if len(args) == 0 {
 				return usagef("snapshot needs at least one PATH")
+			}
+			var when time.Time
+			if at != "" {
+				t, err := time.Parse(time.RFC3339Nano, at)
+				if err != nil {
+					return usagef("--time %q is not an RFC 3339 time such as 2024-05-01T10:00:00Z", at)
+				}
+				when = t
 			}
 			// Packs in flight dominate memory; a soft limit keeps the
 			// garbage collector from letting the heap grow past it.
@@ -99,7 +109,7 @@ func snapshotCommand() *command {
 			if err != nil {
 				return err
 			}
-			opts := repo.SnapshotOptions{Name: name, Tags: tags,
+			opts := repo.SnapshotOptions{Name: name, Tags: tags, Host: host, Time: when,
 				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }}
 			tty := isTerminal(c.stdout)
 			if tty {
