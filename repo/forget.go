@@ -45,3 +45,14 @@ func (r *Repository) dropForgotten(listed []ObjectID) {
 		}
 	}
 }
+
+// forgotten reports whether a manifest that failed to load with err was
+// forgotten after it was listed: such a snapshot is simply no longer
+// there, not unreadable.
+func (r *Repository) forgotten(ctx context.Context, id ObjectID, err error) bool {
+	if !errors.Is(err, store.ErrNotExist) {
+		return false
+	}
+	_, serr := r.st.Stat(ctx, snapshotName(id))
+	return errors.Is(serr, store.ErrNotExist)
+}

@@ -123,3 +123,44 @@ func reopen(t *testing.T, st store.Store, m *keys.Material) *Repository {
 	}
 	return r
 }
+
+// forgetAfterList is a store in which one manifest is forgotten right after
+// each listing of snapshots/ has named it.
+type forgetAfterList struct {
+	store.Store
+	victim string
+}
+
+func (s *forgetAfterList) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	err := s.Store.List(ctx, prefix, fn)
+	if prefix == "snapshots/" && s.victim != "" {
+		s.Store.Delete(ctx, s.victim)
+	}
+	return err
+}
+
+// TestSnapshotsForgottenWhileListing: a manifest forgotten between the
+// listing and its read is gone, not unreadable, and Snapshots succeeds.
+func TestSnapshotsForgottenWhileListing(t *testing.T) {
+	ctx := context.Background()
+	st := &forgetAfterList{Store: mem.New()}
+	w, m := newTestRepo(t, st)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ids []ObjectID
+	for i := 0; i < 2; i++ {
+		res, err := w.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.Snapshot.ID)
+	}
+	r := reopen(t, st, m) // nothing cached
+	st.victim = snapshotName(ids[0])
+	snaps, failed, err := r.SnapshotsPartial(ctx)
+	if err != nil || len(failed) != 0 || len(snaps) != 1 || snaps[0].ID != ids[1] {
+		t.Fatalf("SnapshotsPartial: %d snapshots, failed %v, %v", len(snaps), failed, err)
+	}
+}

@@ -51,6 +51,9 @@ func (r *Repository) SnapshotsPartial(ctx context.Context) (snaps []*Snapshot, f
 	r.dropForgotten(ids)
 	failed = map[ObjectID]error{}
 	for i, s := range out {
+		if errs[i] != nil && r.forgotten(ctx, ids[i], errs[i]) {
+			continue
+		}
 		if errs[i] != nil {
 			failed[ids[i]] = errs[i]
 		} else {
