@@ -26,7 +26,8 @@ type Reached struct {
 type treeLoader func(ctx context.Context, id BlobID) (*Tree, error)
 
 // Walk reports to visit every tree and data blob reachable from the root
-// trees of snaps, each once, depth first in the trees' entry order, and
+// trees of snaps, each once (a tree, then the data blobs of its files, then
+// its subdirectories, depth first, in entry order), and
 // every tree it cannot walk (see Reached.Err). It never follows a loop and
 // never goes deeper than MaxTreeDepth. It stops when visit returns an error,
 // and returns that error, or ctx's.
