@@ -141,7 +141,7 @@ func TestConfigSizeLimit(t *testing.T) {
 	if err := st.Create(ctx, "config", make([]byte, MaxConfigSize+1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadConfig(ctx, st); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "config") {
+	if _, err := ReadConfig(ctx, st); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("reading a config of %d bytes: %v", MaxConfigSize+1, err)
 	}
 }
