@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/repotest"
+	"github.com/snapcrypt/snapcrypt/repo/store/local"
 )
 
 // scPeak runs the binary as sc does and also returns its peak resident
@@ -76,5 +82,47 @@ func TestOversizedManifest(t *testing.T) {
 		if d := peak - base[name]; d > 64<<20 {
 			t.Errorf("%s: peak memory %d MiB, %d MiB above the %d MiB without the planted object", name, peak>>20, d>>20, base[name]>>20)
 		}
+	}
+}
+
+// TestDeepTreeCommands: on a crafted snapshot whose trees nest one level
+// deeper than the limit, restore fails as damage and check reports it,
+// both naming where.
+func TestDeepTreeCommands(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	st, err := local.Open(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := keys.ParseSpec("file:" + f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := spec.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, st, repo.Options{}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := repotest.New(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Snapshot(ctx, "deep", c.Chain(repo.MaxTreeDepth+1)); err != nil {
+		t.Fatal(err)
+	}
+	where := strings.Repeat("/d", repo.MaxTreeDepth+1) + ": tree"
+	res := sc(t, f.env, "restore", "deep", filepath.Join(f.dir, "out"))
+	res.want(t, exitDamaged, "nests deeper than 512")
+	if !strings.Contains(res.stderr, where) {
+		t.Errorf("restore does not say where: %s", res.stderr)
+	}
+	res = sc(t, f.env, "check")
+	res.want(t, exitFailure, "")
+	if !strings.Contains(res.stdout, where) || !strings.Contains(res.stdout, "nests deeper than 512") {
+		t.Errorf("check does not report the depth: %s", res.stdout)
 	}
 }
