@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"syscall"
 	"time"
 
@@ -22,6 +23,8 @@ type dirNode struct {
 	snapIno uint64 // inode number of the snapshot's root
 	tree    repo.BlobID
 	a       meta
+	up      *dirNode // the directory above, nil at a snapshot's root
+	depth   int      // of tree below the snapshot's root tree (0)
 }
 
 // snapshotRoot is the directory of one snapshot, with the root's attributes
@@ -90,7 +93,28 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if n == nil {
 		return nil, syscall.ENOENT // cached by the kernel: the tree never changes
 	}
+	if err := d.subdirErr(n); err != nil {
+		return nil, d.m.fail(&d.Inode, err)
+	}
 	return d.child(ctx, n, out), 0
+}
+
+// subdirErr is why entry n cannot be entered, if it is a directory whose
+// tree is this directory's or one above it (a loop), or that nests deeper
+// than repo.MaxTreeDepth; nil otherwise.
+func (d *dirNode) subdirErr(n *repo.Node) error {
+	if n.Type != repo.TypeDir {
+		return nil
+	}
+	for a := d; a != nil; a = a.up {
+		if a.tree == n.Subtree {
+			return fmt.Errorf("%q: tree %s contains itself: %w: %w", n.Name, n.Subtree.Short(), repo.ErrTreeLoop, repo.ErrCorrupt)
+		}
+	}
+	if d.depth >= repo.MaxTreeDepth {
+		return fmt.Errorf("%q: tree %s nests deeper than %d levels: %w: %w", n.Name, n.Subtree.Short(), repo.MaxTreeDepth, repo.ErrTreeLoop, repo.ErrCorrupt)
+	}
+	return nil
 }
 
 // child makes the node of entry n and fills out.
@@ -99,7 +123,7 @@ func (d *dirNode) child(ctx context.Context, n *repo.Node, out *fuse.EntryOut) *
 	var ops gofs.InodeEmbedder
 	switch n.Type {
 	case repo.TypeDir:
-		ops = &dirNode{m: d.m, snapIno: d.snapIno, tree: n.Subtree, a: a}
+		ops = &dirNode{m: d.m, snapIno: d.snapIno, tree: n.Subtree, a: a, up: d, depth: d.depth + 1}
 	case repo.TypeSymlink:
 		ops = &symlinkNode{m: d.m, a: a, target: bytes.Clone(n.Target)}
 	default:
@@ -185,6 +209,9 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		n = &h.t.Nodes[i]
 	} else if n = h.t.Find([]byte(name)); n == nil {
 		return nil, syscall.ENOENT
+	}
+	if err := h.d.subdirErr(n); err != nil {
+		return nil, h.d.m.fail(&h.d.Inode, err)
 	}
 	return h.d.child(ctx, n, out), 0
 }

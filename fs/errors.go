@@ -11,23 +11,29 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo"
 )
 
 // maxLogged bounds the set of error lines already logged.
 const maxLogged = 4096
 
-// fail turns an error of the repository met while serving node n into
-// EIO for the caller. It logs one line per distinct error (the error names
-// the object), counts the EIO answers, and remembers errors about data keys
-// for .ctl/status.
+// fail turns an error of the repository met while serving node n into an
+// errno for the caller: ELOOP for trees that loop or nest too deep
+// (repo.ErrTreeLoop), EIO for anything else. It logs one line per distinct
+// error (the error names the object), counts the answers, and remembers
+// errors about data keys for .ctl/status.
 func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
+	errno := syscall.EIO
+	if errors.Is(err, repo.ErrTreeLoop) {
+		errno = syscall.ELOOP
+	}
 	if m.ctx.Err() != nil {
-		return syscall.EIO // unmounting: nothing to report
+		return errno // unmounting: nothing to report
 	}
 	m.eio.Add(1)
 	m.noteError(err)
 	m.logOnceKey(err.Error(), "reading %s: %v", displayPath(n), err)
-	return syscall.EIO
+	return errno
 }
 
 // logOnce logs a line unless the same line was logged before.

@@ -68,6 +68,7 @@ type archiver struct {
 	links    map[[2]uint64][]Chunk // hard-linked files already read this run
 	jobs     chan *hashJob
 	lastProg time.Time
+	depth    int // of the tree being made: 0 for the root
 }
 
 // TakeSnapshot snapshots paths. One directory makes its contents the root;
@@ -147,6 +148,9 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	if err != nil {
 		return nil, err
 	}
+	if object.CiphertextSize(int64(len(plain))) > MaxSnapshotSize {
+		return nil, fmt.Errorf("snapshot: the manifest would be %d bytes, more than the %d a manifest may hold (too many or too long paths and tags)", len(plain), MaxSnapshotSize)
+	}
 	if _, err := rand.Read(snap.ID[:]); err != nil {
 		return nil, err
 	}
@@ -215,7 +219,9 @@ func (a *archiver) synthetic(ctx context.Context, paths []string, parent *Tree) 
 			return nil, fmt.Errorf("snapshot: two paths share the base name %q", base)
 		}
 		seen[base] = true
+		a.depth++
 		n, err := a.entry(ctx, p, []byte(base), parent)
+		a.depth--
 		if err != nil {
 			return nil, err
 		}
@@ -240,6 +246,9 @@ func sortNodes(nodes []Node) {
 
 func (a *archiver) storeTree(ctx context.Context, t *Tree) (BlobID, error) {
 	b := t.Marshal()
+	if len(b) > MaxTreeSize {
+		return BlobID{}, fmt.Errorf("a directory of %d entries makes a tree of %d bytes, more than the %d a tree may hold", len(t.Nodes), len(b), MaxTreeSize)
+	}
 	id := a.r.hash.id(BlobTree, b)
 	_, err := a.w.add(ctx, BlobTree, id, b)
 	return id, err
@@ -263,6 +272,10 @@ func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *
 	case 0:
 		return a.file(ctx, path, name, fi, old)
 	case os.ModeDir:
+		if a.depth > MaxTreeDepth {
+			a.warn("skipped %s: nested deeper than %d directories, the most a snapshot holds", path, MaxTreeDepth)
+			return nil, nil
+		}
 		var sub *Tree
 		if old != nil && old.Type == TypeDir {
 			sub, _ = a.r.LoadTree(ctx, old.Subtree)
@@ -337,7 +350,9 @@ func (a *archiver) dir(ctx context.Context, path string, name []byte, parent *Tr
 	sort.Strings(names) // byte order
 	nodes := make([]Node, 0, len(names))
 	for _, nm := range names {
+		a.depth++
 		n, err := a.entry(ctx, filepath.Join(path, nm), []byte(nm), parent)
+		a.depth--
 		if err != nil {
 			return nil, err
 		}

@@ -30,177 +30,179 @@ type CheckResult struct {
 // named by an object unwraps, and that the index agrees with the packs. It
 // returns an error only when it cannot run at all.
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult, error) {
-	res := &CheckResult{}
-	problem := func(format string, args ...any) {
-		res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
-	}
-	step := func(s string) {
-		if opts.Progress != nil {
-			opts.Progress(s)
-		}
-	}
-	// Objects in the store.
-	sizes := map[string]int64{}
-	if err := r.st.List(ctx, "", func(fi store.Info) error { sizes[fi.Name] = fi.Size; return nil }); err != nil {
+	c := &checker{r: r, opts: opts, res: &CheckResult{}, deks: map[[16]byte]string{}, sizes: map[string]int64{}}
+	if err := r.st.List(ctx, "", func(fi store.Info) error { c.sizes[fi.Name] = fi.Size; return nil }); err != nil {
 		return nil, fmt.Errorf("listing the repository: %w", err)
 	}
-
-	step("indexes")
-	var indexes []string
-	for name := range sizes {
-		if strings.HasPrefix(name, "index/") {
-			indexes = append(indexes, name)
-		}
-	}
-	sort.Strings(indexes)
-	deks := map[[16]byte]string{} // dek id -> an object that uses it
-	for _, name := range indexes {
-		b, err := r.st.Get(ctx, name)
-		if err != nil {
-			problem("%s: %v", name, err)
-			continue
-		}
-		if h, err := object.ParseHeader(b); err == nil {
-			deks[h.DEKID] = name
-		}
-		id, err := ParseObjectID(strings.TrimPrefix(name, "index/"))
-		if err != nil {
-			problem("%s: not a valid index name", name)
-			continue
-		}
-		if _, err := r.readIndex(ctx, id); err != nil {
-			problem("%v", err)
-		}
-	}
-
-	step("snapshots")
-	snaps, err := r.snapshotsLenient(ctx, problem, deks, sizes)
-	if err != nil {
+	c.step("indexes")
+	c.indexes(ctx)
+	c.step("snapshots")
+	snaps := c.snapshots(ctx)
+	c.res.Snapshots = len(snaps)
+	c.step("trees")
+	if err := c.trees(ctx, snaps); err != nil {
 		return nil, err
 	}
-	res.Snapshots = len(snaps)
-
-	step("trees")
-	seenTrees := map[BlobID]bool{}
-	usedData := map[BlobID]bool{}
-	var walk func(id BlobID, where string)
-	walk = func(id BlobID, where string) {
-		if seenTrees[id] {
-			return
-		}
-		seenTrees[id] = true
-		t, err := r.LoadTree(ctx, id)
-		if err != nil {
-			problem("%s: tree %s: %v", where, id.Short(), err)
-			return
-		}
-		for i := range t.Nodes {
-			n := &t.Nodes[i]
-			p := where + "/" + string(n.Name)
-			switch n.Type {
-			case TypeDir:
-				walk(n.Subtree, p)
-			case TypeFile:
-				for _, c := range n.Chunks {
-					if !usedData[c.ID] {
-						usedData[c.ID] = true
-						if !r.index.Has(BlobData, c.ID) {
-							problem("%s: data blob %s is missing from the index", p, c.ID.Short())
-						}
-					}
-				}
-			}
-		}
-	}
-	for _, s := range snaps {
-		walk(s.Tree, "snapshot "+s.ShortID())
-	}
-	res.Trees = len(seenTrees)
-	res.Blobs = len(usedData) + len(seenTrees)
-
-	step("packs")
-	packs := r.index.Packs()
-	sort.Slice(packs, func(i, j int) bool { return packs[i].ID.String() < packs[j].ID.String() })
-	res.Packs = len(packs)
-	for _, p := range packs {
-		name := packName(p.ID)
-		size, ok := sizes[name]
-		if !ok {
-			problem("object %s is missing (the index names it)", name)
-			continue
-		}
-		if want := object.CiphertextSize(int64(p.PlainSize)); size != want {
-			problem("object %s is %v: %d bytes, the index says %d", name, ErrCorrupt, size, want)
-			continue
-		}
-		h, err := object.ParseHeader(p.Header)
-		if err != nil {
-			problem("index entry of %s is %v", name, ErrCorrupt)
-			continue
-		}
-		deks[h.DEKID] = name
-		if opts.ReadData {
-			r.checkPackData(ctx, p, problem)
-		} else {
-			r.checkPackTrailer(ctx, p, problem)
-		}
-	}
-	for name := range sizes {
-		if strings.HasPrefix(name, "data/") {
-			id, err := ParseObjectID(name[strings.LastIndexByte(name, '/')+1:])
-			if err != nil || packName(id) != name {
-				problem("object %s is not a valid pack name", name)
-				continue
-			}
-			if _, ok := r.index.packs[id]; !ok {
-				problem("object %s is not in any index (unreferenced pack)", name)
-			}
-		}
-	}
-
-	step("keys")
-	ids := make([][16]byte, 0, len(deks))
-	for id := range deks {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
-	for _, id := range ids {
-		if _, err := r.keys.DEK(ctx, id); err != nil {
-			problem("data key of %s: %v", deks[id], err)
-		}
-	}
-	res.DEKs = len(ids)
-	return res, nil
+	c.step("packs")
+	c.packs(ctx)
+	c.unreferencedPacks()
+	c.step("keys")
+	c.keys(ctx)
+	return c.res, nil
 }
 
-func (r *Repository) snapshotsLenient(ctx context.Context, problem func(string, ...any), deks map[[16]byte]string, sizes map[string]int64) ([]*Snapshot, error) {
-	var out []*Snapshot
+// checker is one run of Check: what it found so far.
+type checker struct {
+	r     *Repository
+	opts  CheckOptions
+	res   *CheckResult
+	deks  map[[16]byte]string // dek id -> an object that uses it
+	sizes map[string]int64    // every object in the store
+}
+
+func (c *checker) problem(format string, args ...any) {
+	c.res.Problems = append(c.res.Problems, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) step(s string) {
+	if c.opts.Progress != nil {
+		c.opts.Progress(s)
+	}
+}
+
+// named returns the names of the listed objects below prefix, sorted.
+func (c *checker) named(prefix string) []string {
 	var names []string
-	for name := range sizes {
-		if strings.HasPrefix(name, "snapshots/") {
+	for name := range c.sizes {
+		if strings.HasPrefix(name, prefix) {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		id, err := ParseObjectID(strings.TrimPrefix(name, "snapshots/"))
-		if err != nil {
-			problem("%s: not a valid snapshot name", name)
-			continue
-		}
-		if b, err := r.st.GetRange(ctx, name, 0, object.HeaderSize); err == nil {
+	return names
+}
+
+// indexes reads every index object.
+func (c *checker) indexes(ctx context.Context) {
+	for _, name := range c.named("index/") {
+		if b, err := c.r.st.GetRange(ctx, name, 0, object.HeaderSize); err == nil {
 			if h, err := object.ParseHeader(b); err == nil {
-				deks[h.DEKID] = name
+				c.deks[h.DEKID] = name
 			}
 		}
-		s, err := r.LoadSnapshot(ctx, id)
+		id, err := ParseObjectID(strings.TrimPrefix(name, "index/"))
 		if err != nil {
-			problem("%v", err)
+			c.problem("%s: not a valid index name", name)
+			continue
+		}
+		if _, err := c.r.readIndex(ctx, id); err != nil {
+			c.problem("%v", err)
+		}
+	}
+}
+
+// snapshots reads every manifest and returns those that could be read.
+func (c *checker) snapshots(ctx context.Context) []*Snapshot {
+	var out []*Snapshot
+	for _, name := range c.named("snapshots/") {
+		id, err := ParseObjectID(strings.TrimPrefix(name, "snapshots/"))
+		if err != nil {
+			c.problem("%s: not a valid snapshot name", name)
+			continue
+		}
+		if b, err := c.r.st.GetRange(ctx, name, 0, object.HeaderSize); err == nil {
+			if h, err := object.ParseHeader(b); err == nil {
+				c.deks[h.DEKID] = name
+			}
+		}
+		s, err := c.r.LoadSnapshot(ctx, id)
+		if err != nil {
+			c.problem("%v", err)
 			continue
 		}
 		out = append(out, s)
 	}
-	return out, nil
+	return out
+}
+
+// trees walks every snapshot's trees (Walk) and checks that each data blob
+// they name is in the index.
+func (c *checker) trees(ctx context.Context, snaps []*Snapshot) error {
+	return c.r.Walk(ctx, snaps, func(x Reached) error {
+		switch {
+		case x.Err != nil:
+			c.problem("%s: %v", x.Path, x.Err)
+		case x.Type == BlobTree:
+			c.res.Trees++
+			c.res.Blobs++
+		default:
+			c.res.Blobs++
+			if !c.r.index.Has(BlobData, x.ID) {
+				c.problem("%s: data blob %s is missing from the index", x.Path, x.ID.Short())
+			}
+		}
+		return nil
+	})
+}
+
+// packs checks every pack the index names against the store: its size, its
+// header and its trailer (or, with ReadData, all its bytes).
+func (c *checker) packs(ctx context.Context) {
+	packs := c.r.index.Packs()
+	sort.Slice(packs, func(i, j int) bool { return packs[i].ID.String() < packs[j].ID.String() })
+	c.res.Packs = len(packs)
+	for _, p := range packs {
+		name := packName(p.ID)
+		size, ok := c.sizes[name]
+		if !ok {
+			c.problem("object %s is missing (the index names it)", name)
+			continue
+		}
+		if want := object.CiphertextSize(int64(p.PlainSize)); size != want {
+			c.problem("object %s is %v: %d bytes, the index says %d", name, ErrCorrupt, size, want)
+			continue
+		}
+		h, err := object.ParseHeader(p.Header)
+		if err != nil {
+			c.problem("index entry of %s is %v", name, ErrCorrupt)
+			continue
+		}
+		c.deks[h.DEKID] = name
+		if c.opts.ReadData {
+			c.r.checkPackData(ctx, p, c.problem)
+		} else {
+			c.r.checkPackTrailer(ctx, p, c.problem)
+		}
+	}
+}
+
+// unreferencedPacks reports objects below data/ that no index names.
+func (c *checker) unreferencedPacks() {
+	for _, name := range c.named("data/") {
+		id, err := ParseObjectID(name[strings.LastIndexByte(name, '/')+1:])
+		if err != nil || packName(id) != name {
+			c.problem("object %s is not a valid pack name", name)
+			continue
+		}
+		if _, ok := c.r.index.packs[id]; !ok {
+			c.problem("object %s is not in any index (unreferenced pack)", name)
+		}
+	}
+}
+
+// keys unwraps every DEK an object names.
+func (c *checker) keys(ctx context.Context) {
+	ids := make([][16]byte, 0, len(c.deks))
+	for id := range c.deks {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	for _, id := range ids {
+		if _, err := c.r.keys.DEK(ctx, id); err != nil {
+			c.problem("data key of %s: %v", c.deks[id], err)
+		}
+	}
+	c.res.DEKs = len(ids)
 }
 
 // checkPackTrailer reads the pack's trailer and compares it with the index.

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -106,7 +107,7 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 	}
 	op.blobs = append(op.blobs, PackBlob{Type: t, ID: id, Offset: uint64(len(op.buf)), Length: uint32(len(data))})
 	op.buf = append(op.buf, data...)
-	full := len(op.buf) >= w.packSize
+	full := len(op.buf) >= w.packSize || len(op.blobs) >= maxPackBlobs
 	if full {
 		delete(w.open, t)
 	}
@@ -159,8 +160,9 @@ func (w *writer) fail(err error) {
 	}
 }
 
-// flush seals the open packs, waits for every write, and writes one index
-// object naming the packs this writer made.
+// flush seals the open packs, waits for every write, and writes the index
+// objects naming the packs this writer made: one, or more when its
+// plaintext would pass indexSplit bytes.
 func (w *writer) flush(ctx context.Context) error {
 	w.mu.Lock()
 	ops := w.open
@@ -180,7 +182,33 @@ func (w *writer) flush(ctx context.Context) error {
 	if len(w.packs) == 0 {
 		return nil
 	}
-	plain := MarshalIndex(w.packs)
+	for len(w.packs) > 0 {
+		k := indexPart(w.packs, indexSplit)
+		if err := w.writeIndex(ctx, w.packs[:k]); err != nil {
+			return err
+		}
+		w.packs = w.packs[k:]
+	}
+	w.packs = nil
+	return nil
+}
+
+// indexPart returns how many of packs, from the first, one index object
+// holds: as many as fit in max bytes of plaintext, and at least one.
+func indexPart(packs []IndexPack, max int) int {
+	size := 1 + binary.MaxVarintLen64
+	for i, p := range packs {
+		size += 32 + 3*binary.MaxVarintLen64 + len(p.Header) + len(p.Blobs)*packBlobSize
+		if size > max && i > 0 {
+			return i
+		}
+	}
+	return len(packs)
+}
+
+// writeIndex writes one index object naming packs; w.mu is held.
+func (w *writer) writeIndex(ctx context.Context, packs []IndexPack) error {
+	plain := MarshalIndex(packs)
 	if w.dek == nil {
 		w.mu.Unlock()
 		_, _, err := w.key(ctx, len(plain))
@@ -201,6 +229,5 @@ func (w *writer) flush(ctx context.Context) error {
 	w.r.index.mu.Lock()
 	w.r.index.loaded[id] = true
 	w.r.index.mu.Unlock()
-	w.packs = nil
 	return nil
 }

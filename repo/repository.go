@@ -130,12 +130,12 @@ var errStop = errors.New("stop")
 
 // ReadConfig reads the plaintext config object.
 func ReadConfig(ctx context.Context, st store.Reader) (Config, error) {
-	b, err := st.Get(ctx, "config")
+	b, err := readBounded(ctx, st, "config", MaxConfigSize)
 	if errors.Is(err, store.ErrNotExist) {
 		return Config{}, fmt.Errorf("%s: %w (no config object)", locationOf(st), ErrNotRepository)
 	}
 	if err != nil {
-		return Config{}, fmt.Errorf("reading config: %w", err)
+		return Config{}, err
 	}
 	return ParseConfig(b)
 }
@@ -290,9 +290,9 @@ func (r *Repository) readIndex(ctx context.Context, id ObjectID) ([]IndexPack, e
 
 // openObject reads, authenticates and decrypts a whole sealed object.
 func (r *Repository) openObject(ctx context.Context, name string, kind object.Kind) ([]byte, error) {
-	b, err := r.st.Get(ctx, name)
+	b, err := readBounded(ctx, r.st, name, maxSealedSize(kind))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+		return nil, err
 	}
 	h, err := object.ParseHeader(b)
 	if err != nil {
@@ -403,15 +403,11 @@ func (r *Repository) LoadTree(ctx context.Context, id BlobID) (*Tree, error) {
 	if t, ok := r.trees.get(id); ok {
 		return t, nil
 	}
-	b, err := r.ReadBlob(ctx, BlobTree, id)
+	t, size, err := r.readTree(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	t, err := UnmarshalTree(b)
-	if err != nil {
-		return nil, fmt.Errorf("tree %s is %w: %v", id.Short(), ErrCorrupt, err)
-	}
-	r.trees.add(id, t, int64(len(b))+int64(len(t.Nodes))*64)
+	r.trees.add(id, t, size+int64(len(t.Nodes))*64)
 	return t, nil
 }
 

@@ -38,6 +38,7 @@ type restorer struct {
 	res   RestoreResult
 	links map[[2]uint64]string
 	root  bool
+	path  []BlobID // the trees from the root to the one being restored
 }
 
 // Restore writes the snapshot's tree below target, which must be absent or
@@ -108,6 +109,10 @@ func (rs *restorer) warn(format string, args ...any) {
 // dir restores the entries of tree id into the existing directory dst.
 // rel is dst's path inside the snapshot.
 func (rs *restorer) dir(ctx context.Context, id BlobID, dst, rel string) error {
+	if err := rs.enter(id, rel); err != nil {
+		return err
+	}
+	defer func() { rs.path = rs.path[:len(rs.path)-1] }()
 	t, err := rs.r.LoadTree(ctx, id)
 	if err != nil {
 		return err
@@ -174,6 +179,22 @@ func (rs *restorer) dir(ctx context.Context, id BlobID, dst, rel string) error {
 		}
 		rs.meta(n, p)
 	}
+	return nil
+}
+
+// enter puts tree id, at rel, on the path of trees being restored, unless
+// it is on it already (a loop) or the path is MaxTreeDepth trees long.
+func (rs *restorer) enter(id BlobID, rel string) error {
+	where := "/" + rel
+	for _, p := range rs.path {
+		if p == id {
+			return fmt.Errorf("restore %s: tree %s contains itself: %w: %w", where, id.Short(), ErrTreeLoop, ErrCorrupt)
+		}
+	}
+	if len(rs.path) > MaxTreeDepth {
+		return fmt.Errorf("restore %s: tree %s nests deeper than %d levels: %w: %w", where, id.Short(), MaxTreeDepth, ErrTreeLoop, ErrCorrupt)
+	}
+	rs.path = append(rs.path, id)
 	return nil
 }
 

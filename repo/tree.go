@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,8 +74,7 @@ func (t *Tree) Find(name []byte) *Node {
 
 const treeVersion = 1
 
-// maxTreeEntries bounds what a decoder accepts, so a corrupted count cannot
-// make it allocate without limit.
+// maxTreeEntries bounds the entry count a decoder accepts.
 const maxTreeEntries = 1 << 24
 
 // Marshal encodes the tree in the format of docs/format.md. Nodes must be
@@ -187,8 +187,11 @@ func UnmarshalTree(b []byte) (*Tree, error) {
 	if count > maxTreeEntries || count > uint64(len(d.b)) {
 		return nil, fmt.Errorf("%w: entry count %d", errTree, count)
 	}
-	t := &Tree{Nodes: make([]Node, count)}
-	for i := range t.Nodes {
+	// The slices grow as entries parse: a count alone, however large,
+	// allocates nothing.
+	t := &Tree{}
+	for i := 0; uint64(i) < count; i++ {
+		t.Nodes = append(t.Nodes, Node{})
 		n := &t.Nodes[i]
 		n.Name = d.bytes(d.uvarint())
 		if d.err == nil && (len(n.Name) == 0 || bytes.IndexByte(n.Name, '/') >= 0 || bytes.IndexByte(n.Name, 0) >= 0 ||
@@ -218,12 +221,13 @@ func UnmarshalTree(b []byte) (*Tree, error) {
 				d.fail()
 				break
 			}
-			n.Chunks = make([]Chunk, nc)
 			var sum uint64
-			for j := range n.Chunks {
-				copy(n.Chunks[j].ID[:], d.bytes(32))
-				n.Chunks[j].Length = d.u32()
-				sum += uint64(n.Chunks[j].Length)
+			for j := uint64(0); j < nc && d.err == nil; j++ {
+				var c Chunk
+				copy(c.ID[:], d.bytes(32))
+				c.Length = d.u32()
+				sum += uint64(c.Length)
+				n.Chunks = append(n.Chunks, c)
 			}
 			if d.err == nil && sum != n.Size {
 				return nil, fmt.Errorf("%w: file size %d does not match its chunks (%d)", errTree, n.Size, sum)
@@ -246,4 +250,31 @@ func UnmarshalTree(b []byte) (*Tree, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errTree, len(d.b))
 	}
 	return t, nil
+}
+
+// readTree reads tree blob id, checks that its plaintext hashes to id with
+// the repository's content-id key (as the writer computed it) and decodes
+// it. It returns the tree and the blob's size. A blob larger than
+// MaxTreeSize is refused before it is read; a blob whose content does not
+// match its id, or that does not parse, is ErrCorrupt.
+func (r *Repository) readTree(ctx context.Context, id BlobID) (*Tree, int64, error) {
+	loc, ok := r.index.lookup(BlobTree, id)
+	if !ok {
+		return nil, 0, r.missingBlob(BlobTree, id)
+	}
+	if loc.length > MaxTreeSize {
+		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), ErrCorrupt, loc.length, MaxTreeSize)
+	}
+	b, err := r.ReadBlob(ctx, BlobTree, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if r.hash.id(BlobTree, b) != id {
+		return nil, 0, fmt.Errorf("tree %s is %w: its content does not match its id", id.Short(), ErrCorrupt)
+	}
+	t, err := UnmarshalTree(b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("tree %s is %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	return t, int64(len(b)), nil
 }

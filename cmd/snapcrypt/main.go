@@ -45,7 +45,9 @@ func register(c *command) { commands = append(commands, c) }
 type cli struct {
 	repo string
 	keys []string
-	json bool
+	// insecureHTTP allows s3:http:// to a host that is not on loopback.
+	insecureHTTP bool
+	json         bool
 	// lease is the rotation lease lifetime of rotations this process runs.
 	lease  time.Duration
 	stdout io.Writer
@@ -111,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SortFlags = false
 	if !cmd.noRepo {
 		fs.StringVarP(&c.repo, "repo", "r", os.Getenv("SNAPCRYPT_REPO"), "repository: a directory, or s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] (env SNAPCRYPT_REPO)")
+		fs.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow an s3:http:// repository on a host that is not this machine (names, sizes and requests travel unencrypted)")
 		var def []string
 		if k := os.Getenv("SNAPCRYPT_KEY"); k != "" {
 			def = []string{k}

@@ -60,9 +60,12 @@ func (c *cli) openStore(ctx context.Context, create bool) (store.Store, error) {
 		return nil, usagef("no repository given: use -r/--repo or set SNAPCRYPT_REPO")
 	}
 	if strings.HasPrefix(c.repo, "s3:") {
-		st, err := s3.Open(ctx, c.repo)
+		st, err := s3.OpenURL(ctx, c.repo, c.insecureHTTP)
 		if errors.Is(err, store.ErrNotExist) { // the bucket does not exist
 			return nil, fmt.Errorf("%w: %w", err, repo.ErrNotRepository)
+		}
+		if errors.Is(err, s3.ErrInsecureHTTP) {
+			return nil, usagef("%v: use s3:https://, or --insecure-http to allow it", err)
 		}
 		if err != nil {
 			return nil, err

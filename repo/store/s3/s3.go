@@ -60,6 +60,10 @@ type Config struct {
 	// tests). Timeout does not apply to it.
 	Transport http.RoundTripper
 
+	// InsecureHTTP allows plain http (Secure false) to an endpoint that is
+	// not on loopback (see ErrInsecureHTTP).
+	InsecureHTTP bool
+
 	// Timeout is how long a connection may make no progress (connecting,
 	// waiting for response headers, or between bytes of a body) before the
 	// request fails (default DefaultTimeout).
@@ -127,6 +131,29 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// ErrInsecureHTTP is returned (wrapped) when a store is to be reached over
+// plain http at an endpoint that is not on loopback (127.0.0.0/8, ::1,
+// localhost) and Config.InsecureHTTP is not set: the objects are sealed,
+// but their names, sizes and the requests' credentials' signatures would
+// cross the network in the clear, and anyone on the path could change or
+// withhold answers.
+var ErrInsecureHTTP = errors.New("plain http to an endpoint that is not on loopback")
+
+// loopback tells whether endpoint (host[:port]) is on this machine:
+// localhost or an address in 127.0.0.0/8 or ::1.
+func loopback(endpoint string) bool {
+	host := endpoint
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Open opens the store at a URL of the form
 // s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] with credentials from the
 // environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -134,10 +161,17 @@ var _ store.Store = (*Store)(nil)
 // timeout from SNAPCRYPT_S3_TIMEOUT (optional, a Go duration such as "10s").
 // Buckets are addressed path-style. See OpenConfig.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
+	return OpenURL(ctx, rawURL, false)
+}
+
+// OpenURL is Open, with plain http to an endpoint that is not on loopback
+// allowed if insecureHTTP (Config.InsecureHTTP).
+func OpenURL(ctx context.Context, rawURL string, insecureHTTP bool) (*Store, error) {
 	cfg, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
+	cfg.InsecureHTTP = insecureHTTP
 	cfg.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
 	cfg.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
 	cfg.SessionToken = os.Getenv("AWS_SESSION_TOKEN")
@@ -207,7 +241,9 @@ func transport(secure bool, timeout time.Duration) (http.RoundTripper, error) {
 	return tr, nil
 }
 
-// OpenConfig opens the store cfg describes. It checks that the bucket
+// OpenConfig opens the store cfg describes. It refuses plain http to an
+// endpoint that is not on loopback unless cfg.InsecureHTTP (an error
+// wrapping ErrInsecureHTTP, before any request). It checks that the bucket
 // exists and probes whether the server honours If-None-Match, by creating
 // a probe object (a key under the prefix starting with ".probe-", which no
 // object name can) twice and deleting it. A server that lets the second
@@ -228,6 +264,9 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 	if prefix != "" {
 		loc += "/" + prefix
 		prefix += "/"
+	}
+	if !cfg.Secure && !cfg.InsecureHTTP && !loopback(cfg.Endpoint) {
+		return nil, fmt.Errorf("open %s: %w", loc, ErrInsecureHTTP)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
