@@ -70,7 +70,8 @@ type NameLister interface {
 	// with prefix, in an order of the store's choosing that a caller may
 	// not rely on. Every object that exists for the whole listing is
 	// delivered exactly once; objects created or deleted during it may or
-	// may not be. fn may call any method of the store. ListNames stops at
+	// may not be. fn is called from one goroutine at a time, and may call
+	// any method of the store. ListNames stops at
 	// and returns the first error fn returns. A prefix that matches
 	// nothing is not an error. It is safe for concurrent use.
 	ListNames(ctx context.Context, prefix string, fn func(name string) error) error

@@ -218,7 +218,7 @@ func (s *Store) before(ctx context.Context, op Op, name string) (fault, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return f, fmt.Errorf("%s %s: %w", op, name, ctx.Err())
+			return f, fmt.Errorf("%s: %w", call(op, name), ctx.Err())
 		}
 	}
 	if f.err != nil && !f.dropped && !((op == List || op == ListNames) && f.listAfter > 0) {
@@ -228,7 +228,15 @@ func (s *Store) before(ctx context.Context, op Op, name string) (fault, error) {
 }
 
 func (f fault) wrap(op Op, name string) error {
-	return fmt.Errorf("%s %s: %w", op, name, f.err)
+	return fmt.Errorf("%s: %w", call(op, name), f.err)
+}
+
+// call names a call for an error: the method and the name, if any.
+func call(op Op, name string) string {
+	if name == "" {
+		return string(op)
+	}
+	return string(op) + " " + name
 }
 
 // after returns the call's own error, or the dropped response's error.

@@ -56,7 +56,8 @@ func TestConformanceUnderFaultsLocal(t *testing.T) {
 	retried := map[faults.Op]int{}
 	onRetry := func(_, _ string, _ int, err error) {
 		for _, op := range capOps {
-			if errors.Is(err, faults.ErrInjected) && strings.HasPrefix(err.Error(), string(op)+" ") {
+			msg := err.Error()
+			if errors.Is(err, faults.ErrInjected) && (strings.HasPrefix(msg, string(op)+" ") || strings.HasPrefix(msg, string(op)+":")) {
 				mu.Lock()
 				retried[op]++
 				mu.Unlock()

@@ -4,8 +4,8 @@
 //
 // An error is transient unless it wraps store.ErrNotExist, store.ErrExist,
 // store.ErrInvalidName, store.ErrUnsupported, store.ErrTooLarge,
-// context.Canceled or context.DeadlineExceeded, or is marked permanent (see Permanent). A call
-// whose context is done is not retried.
+// context.Canceled or context.DeadlineExceeded, or is marked permanent
+// (see Permanent). A call whose context is done is not retried.
 //
 // A lost response makes some retries ambiguous; the wrapper resolves them so:
 //   - Create: when an attempt after a transient failure reports ErrExist, the
