@@ -84,14 +84,15 @@ type PrefixDeleter interface {
 	// DeletePrefix deletes every object whose name starts with prefix,
 	// which must be a valid name (see CheckName) followed by "/", else it
 	// returns an error wrapping ErrInvalidName. It is atomic for readers
-	// and durable: until it returns success, either no object below
-	// prefix is gone or all are; after, none exists for any reader, also
-	// after a crash. Objects created below prefix while it runs may or may
-	// not survive it; once it has returned, the names are free again. A
-	// prefix with no objects is not an error. The objects' space may stay
-	// taken until PurgeTrash runs (a store that needs that is a
-	// TrashPurger). It is safe for concurrent use, also by several
-	// processes.
+	// and durable: the objects below prefix disappear all at one moment
+	// (before it, a reader sees all of them, after it none; a crash in
+	// between leaves all or none), and once it has returned success none
+	// exists for any reader, also after a crash. Objects created below
+	// prefix while it runs may or may not survive it; once it has
+	// returned, the names are free again. A prefix with no objects is not
+	// an error. The objects' space may stay taken until PurgeTrash runs (a
+	// store that needs that is a TrashPurger). It is safe for concurrent
+	// use, also by several processes.
 	DeletePrefix(ctx context.Context, prefix string) error
 }
 
