@@ -558,11 +558,7 @@ func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func
 // nothing to free it costs one directory read. pace, if not nil, is
 // called after each batch of files with the time it took (it may sleep).
 func (k *Keychain) Purge(ctx context.Context, pace func(worked time.Duration)) error {
-	pd, ok := k.st.(prefixDeleter)
-	if !ok {
-		return nil
-	}
-	if err := pd.PurgeTrash(ctx, pace); err != nil {
+	if err := store.PurgeTrash(ctx, k.st, pace); err != nil {
 		return fmt.Errorf("freeing deleted data keys: %w", err)
 	}
 	return nil
@@ -778,28 +774,12 @@ func retiredGens(r Keyring) []string {
 	return out
 }
 
-// nameLister is a store that lists names fastest in an order of its own
-// and without sizes (the local store: directory order). A rotation reads
-// every wrapped DEK of a generation and needs neither.
-type nameLister interface {
-	ListNames(ctx context.Context, prefix string, fn func(name string) error) error
-}
-
-// prefixDeleter is a store that deletes every object below a directory
-// prefix at once, atomically for readers, and frees their space later in
-// PurgeTrash (the local store).
-type prefixDeleter interface {
-	DeletePrefix(ctx context.Context, prefix string) error
-	PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error
-}
-
 // listNames lists the names below prefix in whatever order the store lists
-// fastest.
+// fastest (store.NameLister; the local store: directory order). A rotation
+// reads every wrapped DEK of a generation and needs neither order nor
+// sizes.
 func (k *Keychain) listNames(ctx context.Context, prefix string, fn func(name string) error) error {
-	if nl, ok := k.st.(nameLister); ok {
-		return nl.ListNames(ctx, prefix, fn)
-	}
-	return k.st.List(ctx, prefix, func(i store.Info) error { return fn(i.Name) })
+	return store.ListNames(ctx, k.st, prefix, fn)
 }
 
 // deleteOrder is how deleteGens walks a retired prefix.
@@ -840,7 +820,7 @@ func (k *Keychain) deleteGens(ctx context.Context, opts RotateOptions, gens []st
 		}
 		return names, nil
 	}
-	if pd, ok := k.st.(prefixDeleter); ok {
+	if pd, ok := store.Capable[store.PrefixDeleter](k.st); ok {
 		for _, g := range gens {
 			n, err := k.countDEKs(ctx, g)
 			if err != nil {

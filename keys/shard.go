@@ -252,12 +252,6 @@ func (r *shardRun) snapshot(ctx context.Context) error {
 	return r.preload(ctx, singles)
 }
 
-// smallReader is a store that reads a tiny object cheaper than Get (the
-// local store: three system calls).
-type smallReader interface {
-	ReadSmall(ctx context.Context, name string, max int) ([]byte, error)
-}
-
 // preKey names a single old entry: its generation and DEK id. The
 // preload map holds no pointers, so the garbage collector never scans it
 // (a daemon that rotates must not slow its readers by a large heap).
@@ -298,7 +292,7 @@ const preloadMax = 1 << 20
 // a few shards), and only up to preloadMax entries. Entries that fail to
 // read are left to their shard pass, which reads them again.
 func (r *shardRun) preload(ctx context.Context, names []string) error {
-	if _, ok := r.k.st.(nameLister); !ok || !r.coord || len(names) > preloadMax {
+	if _, ok := store.Capable[store.NameLister](r.k.st); !ok || !r.coord || len(names) > preloadMax {
 		return nil
 	}
 	r.preloaded = make(map[preKey][wrappedSize]byte, len(names))
@@ -307,13 +301,7 @@ func (r *shardRun) preload(ctx context.Context, names []string) error {
 		if !ok {
 			return nil
 		}
-		var b []byte
-		var err error
-		if sr, ok := r.k.st.(smallReader); ok {
-			b, err = sr.ReadSmall(ctx, names[i], wrappedSize)
-		} else {
-			b, err = r.k.st.Get(ctx, names[i])
-		}
+		b, err := store.ReadSmall(ctx, r.k.st, names[i], wrappedSize)
 		if err == nil && len(b) == wrappedSize {
 			r.preMu.Lock()
 			r.preloaded[k] = [wrappedSize]byte(b)

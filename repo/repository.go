@@ -158,8 +158,8 @@ func ParseConfig(b []byte) (Config, error) {
 }
 
 func locationOf(st store.Reader) string {
-	if l, ok := st.(interface{ Location() string }); ok {
-		return l.Location()
+	if l := store.LocationOf(st); l != "" {
+		return l
 	}
 	return "repository"
 }
@@ -741,12 +741,6 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 	return nil
 }
 
-// rangeReader is a store that reads a range into the caller's buffer,
-// straight from the disk if asked (local.Store does).
-type rangeReader interface {
-	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
-}
-
 // readCiphertext returns length bytes of the named object from off, and
 // the buffer of r.ctBufs they are in (nil if none), which the caller
 // returns with r.ctBufs.put when done with the bytes. A store that reads
@@ -755,7 +749,7 @@ type rangeReader interface {
 // object that ends before the range does is corrupt (the index says how
 // long it is).
 func (r *Repository) readCiphertext(ctx context.Context, name string, off, length int64) (ct, buf []byte, err error) {
-	if st, ok := r.st.(rangeReader); ok && length+ctSlack <= ctBufSize {
+	if st, ok := store.Capable[store.RangeReader](r.st); ok && length+ctSlack <= ctBufSize {
 		buf = r.ctBufs.get()
 		ct, err = st.ReadRange(ctx, name, off, length, buf, length >= directMin)
 	} else {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
 // RemoteReadWindow is the Options.ReadWindow for a repository in object
@@ -224,7 +225,7 @@ func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, las
 		lo := w * n * seg
 		e, err := r.wins.get(ctx, pk, w, func(buf []byte) (ct []byte, err error) {
 			ctOff, ctLen, _ := object.CipherRange(lo, min(lo+n*seg, size)-lo, size)
-			if st, ok := r.st.(rangeReader); ok {
+			if st, ok := store.Capable[store.RangeReader](r.st); ok {
 				ct, err = st.ReadRange(ctx, name, ctOff, ctLen, buf, false)
 			} else {
 				ct, err = r.st.GetRange(ctx, name, ctOff, ctLen)

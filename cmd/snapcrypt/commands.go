@@ -287,19 +287,10 @@ func checkCommand() *command {
 // to take it for the leftover of a killed writer.
 const staleAge = time.Hour
 
-// staleRemover is a store that keeps temporary files (local.Store).
-type staleRemover interface {
-	RemoveStale(ctx context.Context, age time.Duration) (int, error)
-}
-
 // removeStale removes, after a snapshot, the temporary files killed
 // writers left in the store, and says so; a failure is a warning only.
 func removeStale(ctx context.Context, c *cli, st store.Store) {
-	sr, ok := st.(staleRemover)
-	if !ok {
-		return
-	}
-	n, err := sr.RemoveStale(ctx, staleAge)
+	n, err := store.RemoveStale(ctx, st, staleAge)
 	if n > 0 {
 		fmt.Fprintf(c.stderr, "removed %d temporary files that killed writers left (older than %v)\n", n, staleAge)
 	}

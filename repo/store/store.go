@@ -9,9 +9,23 @@
 // names CheckName accepts and refuses others with an error wrapping
 // ErrInvalidName.
 //
-// Implementations: mem (in memory), local (a directory), s3 (an S3 bucket);
-// decorators retry (retries transient errors) and faults (fault injection for
-// tests); storetest is the conformance suite every implementation passes.
+// Beyond Store, a store may offer optional capabilities (caps.go), each an
+// interface with its contract: RangeReader (read into the caller's buffer),
+// SmallReader (read a tiny object cheaply), NameLister (list names in the
+// store's fastest order), PrefixDeleter (delete a directory prefix at once),
+// TrashPurger (free the space of deleted objects later) and StaleRemover
+// (remove what killed writers left). Code outside this package never
+// type-asserts a store: it calls the function of the capability's method
+// name here (ReadRange, ReadSmall, ListNames, DeletePrefix, PurgeTrash,
+// RemoveStale), which uses the capability if the store has it and does the
+// generic thing otherwise, or asks Capable whether a store has it.
+// Decorators forward every capability and implement Decorator, so Capable
+// sees through them to the store beneath.
+//
+// Implementations: mem (in memory; no capabilities), local (a directory;
+// all of them), s3 (an S3 bucket; RangeReader); decorators retry (retries
+// transient errors) and faults (fault injection for tests); storetest is the
+// conformance suite every implementation passes, capabilities included.
 package store
 
 import (

@@ -5,6 +5,15 @@
 //	fs := faults.New(mem.New())
 //	fs.Add(faults.Rule{Ops: []faults.Op{faults.Create}, Prefix: "keyring/", Every: 2})
 //	fs.Add(faults.Rule{Ops: []faults.Op{faults.Put}, Dropped: true, Times: 1})
+//
+// Store has every optional capability of package store (ReadRange,
+// ReadSmall, ListNames, DeletePrefix, PurgeTrash, RemoveStale), each a
+// fault point of its own (an Op), and is a store.Decorator. After its
+// rules, a capability's call goes to the inner store's method if the inner
+// store has it, and otherwise does the generic thing on the inner store
+// (the function of the same name in package store), so faults for Get,
+// List or Delete do not apply to it twice; store.Capable reports that
+// such a capability is missing.
 package faults
 
 import (
@@ -24,7 +33,8 @@ import (
 // transient error: retrying may succeed.
 var ErrInjected = errors.New("injected fault")
 
-// Op names a method of store.Store.
+// Op names a method of store.Store or of one of the optional capabilities
+// of package store.
 type Op string
 
 // The methods a Rule can match.
@@ -36,11 +46,20 @@ const (
 	Create   Op = "create"
 	Put      Op = "put"
 	Delete   Op = "delete"
+
+	ReadRange    Op = "read range"    // store.RangeReader
+	ReadSmall    Op = "read small"    // store.SmallReader
+	ListNames    Op = "list names"    // store.NameLister
+	DeletePrefix Op = "delete prefix" // store.PrefixDeleter
+	PurgeTrash   Op = "purge trash"   // store.TrashPurger
+	RemoveStale  Op = "remove stale"  // store.StaleRemover
 )
 
 // Rule says which calls fail and how. A call matches a rule when its method
-// is in Ops (or Ops is empty) and its name starts with Prefix (for List, the
-// listing's prefix starts with Prefix).
+// is in Ops (or Ops is empty) and its name starts with Prefix (for List,
+// ListNames and DeletePrefix, the call's prefix starts with Prefix;
+// PurgeTrash and RemoveStale have the name "", which only the Prefix ""
+// matches).
 type Rule struct {
 	Ops    []Op
 	Prefix string
@@ -70,8 +89,8 @@ type Rule struct {
 	// as when a response is lost after the server acted on the request.
 	Dropped bool
 
-	// ListAfter makes a failing List deliver this many objects to its
-	// callback before it fails. It applies to List only.
+	// ListAfter makes a failing List or ListNames deliver this many
+	// objects to its callback before it fails. It applies to those only.
 	ListAfter int
 }
 
@@ -96,7 +115,16 @@ type Store struct {
 	injected int
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.Decorator     = (*Store)(nil)
+	_ store.RangeReader   = (*Store)(nil)
+	_ store.SmallReader   = (*Store)(nil)
+	_ store.NameLister    = (*Store)(nil)
+	_ store.PrefixDeleter = (*Store)(nil)
+	_ store.TrashPurger   = (*Store)(nil)
+	_ store.StaleRemover  = (*Store)(nil)
+)
 
 // New returns a Store that passes every call to inner until rules are added.
 func New(inner store.Store) *Store {
@@ -137,7 +165,8 @@ func (s *Store) Injected() int {
 	return s.injected
 }
 
-// Inner returns the wrapped store, to inspect it without faults.
+// Inner returns the wrapped store, to inspect it without faults. It
+// implements store.Decorator.
 func (s *Store) Inner() store.Store { return s.inner }
 
 // fault is what the rules decided for one call.
@@ -189,17 +218,25 @@ func (s *Store) before(ctx context.Context, op Op, name string) (fault, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return f, fmt.Errorf("%s %s: %w", op, name, ctx.Err())
+			return f, fmt.Errorf("%s: %w", call(op, name), ctx.Err())
 		}
 	}
-	if f.err != nil && !f.dropped && !(op == List && f.listAfter > 0) {
+	if f.err != nil && !f.dropped && !((op == List || op == ListNames) && f.listAfter > 0) {
 		return f, f.wrap(op, name)
 	}
 	return f, nil
 }
 
 func (f fault) wrap(op Op, name string) error {
-	return fmt.Errorf("%s %s: %w", op, name, f.err)
+	return fmt.Errorf("%s: %w", call(op, name), f.err)
+}
+
+// call names a call for an error: the method and the name, if any.
+func call(op Op, name string) string {
+	if name == "" {
+		return string(op)
+	}
+	return string(op) + " " + name
 }
 
 // after returns the call's own error, or the dropped response's error.
@@ -254,23 +291,28 @@ var errListFault = errors.New("list fault")
 
 // List implements store.Reader.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
-	f, err := s.before(ctx, List, prefix)
+	return list(ctx, s, List, prefix, fn, s.inner.List)
+}
+
+// list runs the listing call of op with the faults the rules decide.
+func list[T any](ctx context.Context, s *Store, op Op, prefix string, fn func(T) error, call func(context.Context, string, func(T) error) error) error {
+	f, err := s.before(ctx, op, prefix)
 	if err != nil {
 		return err
 	}
 	if f.err == nil || f.dropped || f.listAfter == 0 {
-		return f.after(List, prefix, s.inner.List(ctx, prefix, fn))
+		return f.after(op, prefix, call(ctx, prefix, fn))
 	}
 	n := 0
-	err = s.inner.List(ctx, prefix, func(info store.Info) error {
+	err = call(ctx, prefix, func(x T) error {
 		if n == f.listAfter {
 			return errListFault
 		}
 		n++
-		return fn(info)
+		return fn(x)
 	})
 	if err == nil || errors.Is(err, errListFault) {
-		return f.wrap(List, prefix)
+		return f.wrap(op, prefix)
 	}
 	return err
 }
@@ -304,3 +346,64 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 
 // Location implements store.Store.
 func (s *Store) Location() string { return "faults:" + s.inner.Location() }
+
+// ReadRange implements store.RangeReader.
+func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
+	f, err := s.before(ctx, ReadRange, name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := store.ReadRange(ctx, s.inner, name, off, length, buf, direct)
+	if err = f.after(ReadRange, name, err); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// ReadSmall implements store.SmallReader.
+func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, error) {
+	f, err := s.before(ctx, ReadSmall, name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := store.ReadSmall(ctx, s.inner, name, max)
+	if err = f.after(ReadSmall, name, err); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// ListNames implements store.NameLister.
+func (s *Store) ListNames(ctx context.Context, prefix string, fn func(name string) error) error {
+	return list(ctx, s, ListNames, prefix, fn, func(ctx context.Context, prefix string, fn func(string) error) error {
+		return store.ListNames(ctx, s.inner, prefix, fn)
+	})
+}
+
+// DeletePrefix implements store.PrefixDeleter.
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	f, err := s.before(ctx, DeletePrefix, prefix)
+	if err != nil {
+		return err
+	}
+	return f.after(DeletePrefix, prefix, store.DeletePrefix(ctx, s.inner, prefix))
+}
+
+// PurgeTrash implements store.TrashPurger.
+func (s *Store) PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error {
+	f, err := s.before(ctx, PurgeTrash, "")
+	if err != nil {
+		return err
+	}
+	return f.after(PurgeTrash, "", store.PurgeTrash(ctx, s.inner, pace))
+}
+
+// RemoveStale implements store.StaleRemover.
+func (s *Store) RemoveStale(ctx context.Context, age time.Duration) (int, error) {
+	f, err := s.before(ctx, RemoveStale, "")
+	if err != nil {
+		return 0, err
+	}
+	n, err := store.RemoveStale(ctx, s.inner, age)
+	return n, f.after(RemoveStale, "", err)
+}

@@ -58,14 +58,16 @@ func openFD(path string) (int, error) {
 	return fd, err
 }
 
-// ReadSmall returns the content of object name, which must be at most max
-// bytes long (a longer one is an error), with three system calls: open
+// ReadSmall implements store.SmallReader with three system calls: open
 // (O_NOATIME where allowed), one read, close; no stat, and no registration
 // with Go's poller, which os.Open tries for every file. For reading many
 // tiny objects at once (a rotation reads every wrapped DEK).
 func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, error) {
 	if err := check(ctx, "get", name); err != nil {
 		return nil, err
+	}
+	if max < 0 {
+		return nil, fmt.Errorf("get %s: negative size limit %d", name, max)
 	}
 	p := s.path(name)
 	fd, err := openFD(p)
@@ -95,7 +97,7 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 		n += m
 	}
 	if n > max {
-		return nil, fmt.Errorf("get %s: more than %d bytes", name, max)
+		return nil, fmt.Errorf("get %s: %w (limit %d bytes)", name, store.ErrTooLarge, max)
 	}
 	return buf[:n:n], nil
 }
@@ -104,11 +106,14 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 // is removing (a dot: List never sees them).
 const trashPrefix = ".trash-"
 
-// ListNames is List without order and sizes: it calls fn with the name of
-// every object below prefix in the order the file system returns directory
-// entries (the fastest order to read the objects in), and stats nothing.
-// It stops at and returns the first error fn returns.
+// ListNames implements store.NameLister: List without order and sizes. It
+// calls fn with the name of every object below prefix in the order the
+// file system returns directory entries (the fastest order to read the
+// objects in), and stats nothing.
 func (s *Store) ListNames(ctx context.Context, prefix string, fn func(name string) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
 	dir, _ := splitDir(prefix)
 	return s.walkNames(ctx, dir, prefix, fn)
 }
@@ -122,6 +127,14 @@ func (s *Store) walkNames(ctx context.Context, dir, prefix string, fn func(strin
 		return fmt.Errorf("list %q: %w", prefix, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.IsDir() {
+		// An object where the prefix names a directory ("config/"),
+		// or one removed while listing: nothing below it.
+		if err != nil && !notExist(err) {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+		return nil
+	}
 	base := ""
 	if dir != "" {
 		base = dir + "/"
@@ -160,21 +173,23 @@ func (s *Store) walkNames(ctx context.Context, dir, prefix string, fn func(strin
 	}
 }
 
-// DeletePrefix deletes every object below prefix, which must end in "/"
-// (a directory: "deks/<generation>/"), at once: the directory is renamed
-// out of the store's name space (to a hidden directory at the top) and
-// that is made durable, so from then on no object below prefix exists for
-// any reader, even after a crash. Freeing the files' space is left to
-// PurgeTrash, which any process may run later. A prefix with no objects is
-// not an error.
+// DeletePrefix implements store.PrefixDeleter for a directory prefix
+// ("deks/<generation>/"): the directory is renamed out of the store's name
+// space (to a hidden directory at the top) and that is made durable, so
+// from then on no object below prefix exists for any reader, even after a
+// crash. Freeing the files' space is left to PurgeTrash, which any process
+// may run later.
 func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
-	if !strings.HasSuffix(prefix, "/") || store.CheckName(strings.TrimSuffix(prefix, "/")) != nil {
-		return fmt.Errorf("delete prefix %q: %w: not a directory prefix", prefix, store.ErrInvalidName)
+	if err := store.CheckPrefix(prefix); err != nil {
+		return fmt.Errorf("delete prefix: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete prefix %q: %w", prefix, err)
 	}
 	dir := strings.TrimSuffix(prefix, "/")
+	if fi, err := os.Lstat(s.path(dir)); notExist(err) || err == nil && !fi.IsDir() {
+		return nil // nothing below prefix (an object named dir is not)
+	}
 	b := make([]byte, 8)
 	rand.Read(b)
 	trash := filepath.Join(s.root, trashPrefix+hex.EncodeToString(b))
@@ -201,11 +216,10 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
 	return nil
 }
 
-// PurgeTrash removes the directories DeletePrefix moved away (by any
-// process, including ones killed before they purged), files in directory
-// order, the cheapest way to free them. pace, if not nil, is called after
-// every batch of purgeBatch files with the time the batch took (it may
-// sleep, to spread a background purge out). It returns the first error.
+// PurgeTrash implements store.TrashPurger: it removes the directories
+// DeletePrefix moved away (by any process, including ones killed before
+// they purged), files in directory order, the cheapest way to free them.
+// pace is called after every batch of purgeBatch files.
 func (s *Store) PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error {
 	entries, err := os.ReadDir(s.root)
 	if err != nil {

@@ -181,7 +181,7 @@ func TestReadSmall(t *testing.T) {
 	if b, err := s.ReadSmall(ctx, "deks/g/big", 100); err != nil || len(b) != 100 {
 		t.Fatalf("ReadSmall of exactly max bytes = %d, %v", len(b), err)
 	}
-	if _, err := s.ReadSmall(ctx, "deks/g/big", 99); err == nil || !strings.Contains(err.Error(), "more than 99 bytes") {
+	if _, err := s.ReadSmall(ctx, "deks/g/big", 99); !errors.Is(err, store.ErrTooLarge) || !strings.Contains(err.Error(), "deks/g/big") {
 		t.Fatalf("ReadSmall of a longer object: %v", err)
 	}
 	for _, name := range []string{"deks/g/none", "deks/g", "deks/none/x"} {

@@ -10,9 +10,14 @@
 // file systems without hard links cannot hold a store.
 //
 // A crash can leave a temporary file behind; it is invisible to List and
-// harmless. DeletePrefix (bulk.go) moves a directory to a hidden
-// ".trash-<random>" directory at the top, which PurgeTrash removes. Object names must not clash as file and directory ("a" and "a/b"
-// cannot both exist); snapcrypt's names never do.
+// harmless (RemoveStale removes old ones). DeletePrefix (bulk.go) moves a
+// directory to a hidden ".trash-<random>" directory at the top, which
+// PurgeTrash removes. Object names must not clash as file and directory
+// ("a" and "a/b" cannot both exist); snapcrypt's names never do.
+//
+// Beyond store.Store, a Store has every optional capability of package
+// store: ReadRange, ReadSmall, ListNames, DeletePrefix, PurgeTrash and
+// RemoveStale.
 package local
 
 import (
@@ -50,7 +55,15 @@ type Store struct {
 	durable *groupSync
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.RangeReader   = (*Store)(nil)
+	_ store.SmallReader   = (*Store)(nil)
+	_ store.NameLister    = (*Store)(nil)
+	_ store.PrefixDeleter = (*Store)(nil)
+	_ store.TrashPurger   = (*Store)(nil)
+	_ store.StaleRemover  = (*Store)(nil)
+)
 
 // Open opens the store in the existing directory dir.
 func Open(dir string) (*Store, error) {
@@ -180,23 +193,21 @@ func (s *Store) GetRange(ctx context.Context, name string, off, length int64) ([
 	return data[:n], nil
 }
 
-// ReadRange reads length bytes of the named object from off into buf and
-// returns the part of buf that holds them: fewer (possibly none) where the
-// object ends, as GetRange. It spares the caller an allocation per read.
+// ReadRange implements store.RangeReader.
 //
 // With direct, the bytes come from the disk around the page cache
 // (O_DIRECT), which spares the CPU the cache's bookkeeping and a copy: for
 // a large range that is read once, such as the next megabyte of a file
 // read sequentially through the mount (the kernel caches the plaintext).
 // That needs the range rounded out to whole 4 KiB blocks and an aligned
-// start in buf, so buf should hold length+12 KiB bytes; with less room, or
-// where the file system refuses O_DIRECT, ReadRange reads through the page
-// cache as without direct.
+// start in buf, so buf should hold length+store.DirectSlack bytes; with
+// less room, or where the file system refuses O_DIRECT, ReadRange reads
+// through the page cache as without direct.
 func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
 	if length < 0 || int64(len(buf)) < length {
 		return nil, fmt.Errorf("get range %s: negative length %d or a buffer of %d bytes", name, length, len(buf))
 	}
-	if direct && int64(len(buf)) >= length+3*directBlock {
+	if direct && int64(len(buf)) >= length+store.DirectSlack {
 		p, err := s.readDirect(ctx, name, off, length, buf)
 		if !errors.Is(err, errNoDirect) {
 			return p, err

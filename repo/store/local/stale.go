@@ -15,12 +15,10 @@ import (
 // write); readers skip such names.
 const tmpPrefix = ".tmp-"
 
-// RemoveStale removes the temporary files that writers killed between
-// creating and renaming them left behind (.tmp-* anywhere in the store),
-// if they were last modified more than age ago: a live writer renames or
-// removes its file within seconds, so age keeps RemoveStale off the files
-// of writers at work. Trash directories (DeletePrefix) are left to
-// PurgeTrash. It returns how many files it removed, and the first error.
+// RemoveStale implements store.StaleRemover: it removes the temporary
+// files that writers killed between creating and renaming them left behind
+// (.tmp-* anywhere in the store), if they were last modified more than age
+// ago. Trash directories (DeletePrefix) are left to PurgeTrash.
 func (s *Store) RemoveStale(ctx context.Context, age time.Duration) (int, error) {
 	n := 0
 	cutoff := time.Now().Add(-age)

@@ -15,13 +15,6 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store/storetest"
 )
 
-// rangeReader is the optional method package repo reads ciphertext with.
-type rangeReader interface {
-	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
-}
-
-var _ rangeReader = (*retry.Store)(nil)
-
 var errFlaky = errors.New("flaky")
 
 // rangeStore is a store with ReadRange. Its first fails calls scribble
@@ -127,7 +120,7 @@ func TestReadRangeNoRetry(t *testing.T) {
 func TestReadRangeWithoutInner(t *testing.T) {
 	ctx := context.Background()
 	s, f, sl := newStores(retry.Options{})
-	if _, ok := f.Inner().(rangeReader); ok {
+	if _, ok := f.Inner().(store.RangeReader); ok {
 		t.Fatal("mem.Store has ReadRange: this test needs a store without")
 	}
 	data := []byte("0123456789abcdefghij")

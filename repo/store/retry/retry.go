@@ -3,9 +3,9 @@
 // between attempts.
 //
 // An error is transient unless it wraps store.ErrNotExist, store.ErrExist,
-// store.ErrInvalidName, store.ErrUnsupported, context.Canceled or
-// context.DeadlineExceeded, or is marked permanent (see Permanent). A call
-// whose context is done is not retried.
+// store.ErrInvalidName, store.ErrUnsupported, store.ErrTooLarge,
+// context.Canceled or context.DeadlineExceeded, or is marked permanent
+// (see Permanent). A call whose context is done is not retried.
 //
 // A lost response makes some retries ambiguous; the wrapper resolves them so:
 //   - Create: when an attempt after a transient failure reports ErrExist, the
@@ -18,9 +18,21 @@
 //     each object at most once and in order. Errors from the callback are
 //     returned at once, never retried.
 //
-// Store also has ReadRange, which package repo reads pack ciphertext with:
-// it retries the inner store's ReadRange, or, over a store without one,
-// reads with GetRange and copies into the caller's buffer.
+// Store has every optional capability of package store (ReadRange,
+// ReadSmall, ListNames, DeletePrefix, PurgeTrash, RemoveStale) and is a
+// store.Decorator. Over an inner store with the capability it retries the
+// inner store's method, by the rules above and these:
+//   - ListNames remembers the names it delivered and skips them when a
+//     later attempt lists them again, so the callback sees each object at
+//     most once (at the cost of the names' memory until it returns).
+//   - DeletePrefix, PurgeTrash and RemoveStale are idempotent; every
+//     transient failure is retried. RemoveStale counts the removals of
+//     every attempt.
+//
+// Over an inner store without it, the method does the generic thing with
+// the retrying Get, GetRange, List and Delete above (as the function of
+// the same name in package store does), and store.Capable reports that
+// the capability is missing.
 package retry
 
 import (
@@ -61,7 +73,16 @@ type Store struct {
 	opts  Options
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.Decorator     = (*Store)(nil)
+	_ store.RangeReader   = (*Store)(nil)
+	_ store.SmallReader   = (*Store)(nil)
+	_ store.NameLister    = (*Store)(nil)
+	_ store.PrefixDeleter = (*Store)(nil)
+	_ store.TrashPurger   = (*Store)(nil)
+	_ store.StaleRemover  = (*Store)(nil)
+)
 
 // New returns a Store that retries calls of inner as opts say.
 func New(inner store.Store, opts Options) *Store {
@@ -117,7 +138,7 @@ func Transient(err error) bool {
 	}
 	for _, target := range []error{
 		store.ErrNotExist, store.ErrExist, store.ErrInvalidName, store.ErrUnsupported,
-		context.Canceled, context.DeadlineExceeded,
+		store.ErrTooLarge, context.Canceled, context.DeadlineExceeded,
 	} {
 		if errors.Is(err, target) {
 			return false
@@ -185,27 +206,14 @@ func (s *Store) GetRange(ctx context.Context, name string, off, length int64) (d
 	return data, err
 }
 
-// rangeReader is a store that reads a range into the caller's buffer, as
-// local.Store and s3.Store do (see readCiphertext in package repo).
-type rangeReader interface {
-	ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error)
-}
-
-// ReadRange reads length bytes of the named object from off into buf and
-// returns the part of buf that holds them, as GetRange: with the inner
-// store's ReadRange, each attempt reading into buf afresh, or, if the inner
-// store has none, with GetRange and a copy into buf. direct is passed on.
+// ReadRange implements store.RangeReader: it retries the inner store's
+// ReadRange, each attempt reading into buf afresh, or, over a store
+// without one, reads with GetRange and copies into buf. direct is passed
+// on.
 func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) (data []byte, err error) {
-	rr, ok := s.inner.(rangeReader)
+	rr, ok := store.Capable[store.RangeReader](s.inner)
 	if !ok {
-		if int64(len(buf)) < length {
-			return nil, fmt.Errorf("get range %s: length %d, but a buffer of %d bytes", name, length, len(buf))
-		}
-		d, err := s.GetRange(ctx, name, off, length)
-		if err != nil {
-			return nil, err
-		}
-		return buf[:copy(buf, d)], nil
+		return store.ReadRange(ctx, s, name, off, length, buf, direct)
 	}
 	if off < 0 || length < 0 || int64(len(buf)) < length {
 		return rr.ReadRange(ctx, name, off, length, buf, direct) // fails; nothing to retry
@@ -218,6 +226,101 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, b
 		return nil, err
 	}
 	return data, nil
+}
+
+// ReadSmall implements store.SmallReader: it retries the inner store's
+// ReadSmall, or, over a store without one, reads with GetBounded. An
+// object larger than max is not retried.
+func (s *Store) ReadSmall(ctx context.Context, name string, max int) (data []byte, err error) {
+	sr, ok := store.Capable[store.SmallReader](s.inner)
+	if !ok {
+		return store.ReadSmall(ctx, s, name, max)
+	}
+	if max < 0 {
+		return sr.ReadSmall(ctx, name, max) // fails; nothing to retry
+	}
+	err = s.do(ctx, "read small", name, func(bool) error {
+		data, err = sr.ReadSmall(ctx, name, max)
+		return err
+	})
+	return data, err
+}
+
+// ListNames implements store.NameLister: it retries the inner store's
+// ListNames, delivering each name at most once, or, over a store without
+// one, lists with List.
+func (s *Store) ListNames(ctx context.Context, prefix string, fn func(name string) error) error {
+	nl, ok := store.Capable[store.NameLister](s.inner)
+	if !ok {
+		return store.ListNames(ctx, s, prefix, fn)
+	}
+	var (
+		delivered = map[string]struct{}{}
+		fnErr     error
+	)
+	err := s.do(ctx, "list names", prefix, func(bool) error {
+		err := nl.ListNames(ctx, prefix, func(name string) error {
+			if _, seen := delivered[name]; seen {
+				return nil // seen before a failed attempt
+			}
+			if err := fn(name); err != nil {
+				fnErr = err
+				return err
+			}
+			delivered[name] = struct{}{}
+			return nil
+		})
+		if fnErr != nil {
+			return Permanent(fnErr)
+		}
+		return err
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
+}
+
+// DeletePrefix implements store.PrefixDeleter: it retries the inner
+// store's DeletePrefix, or, over a store without one, deletes object by
+// object with List and Delete (not atomically; see store.DeletePrefix).
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	pd, ok := store.Capable[store.PrefixDeleter](s.inner)
+	if !ok {
+		return store.DeletePrefix(ctx, s, prefix)
+	}
+	return s.do(ctx, "delete prefix", prefix, func(bool) error {
+		return pd.DeletePrefix(ctx, prefix)
+	})
+}
+
+// PurgeTrash implements store.TrashPurger: it retries the inner store's
+// PurgeTrash, or, over a store without one, does nothing.
+func (s *Store) PurgeTrash(ctx context.Context, pace func(worked time.Duration)) error {
+	tp, ok := store.Capable[store.TrashPurger](s.inner)
+	if !ok {
+		return nil
+	}
+	return s.do(ctx, "purge trash", "", func(bool) error {
+		return tp.PurgeTrash(ctx, pace)
+	})
+}
+
+// RemoveStale implements store.StaleRemover: it retries the inner store's
+// RemoveStale and returns the removals of all attempts, or, over a store
+// without one, removes nothing.
+func (s *Store) RemoveStale(ctx context.Context, age time.Duration) (int, error) {
+	sr, ok := store.Capable[store.StaleRemover](s.inner)
+	if !ok {
+		return 0, nil
+	}
+	total := 0
+	err := s.do(ctx, "remove stale", "", func(bool) error {
+		n, err := sr.RemoveStale(ctx, age)
+		total += n
+		return err
+	})
+	return total, err
 }
 
 // Stat implements store.Reader.
@@ -300,3 +403,6 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 
 // Location implements store.Store.
 func (s *Store) Location() string { return s.inner.Location() }
+
+// Inner implements store.Decorator.
+func (s *Store) Inner() store.Store { return s.inner }

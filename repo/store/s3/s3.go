@@ -17,6 +17,11 @@
 // response headers, body bytes in either direction) for Config.Timeout
 // fails, and minio-go repeats a failed request at most three times; callers
 // that want more wrap the store in package retry.
+//
+// Of the optional capabilities of package store, a Store is a RangeReader.
+// It has no other that would help: a small GET costs what Get does,
+// ListObjectsV2 returns names in lexical order with their sizes anyway, and
+// S3 cannot delete a prefix atomically for readers.
 package s3
 
 import (
@@ -129,7 +134,10 @@ type Store struct {
 	noCreate   error // why Create is unavailable, when !createOnly
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.RangeReader = (*Store)(nil)
+)
 
 // ErrInsecureHTTP is returned (wrapped) when a store is to be reached over
 // plain http at an endpoint that is not on loopback (127.0.0.0/8, ::1,
@@ -478,11 +486,9 @@ func rangeOptions(off, length int64) minio.GetObjectOptions {
 	return opts
 }
 
-// ReadRange reads length bytes of the named object from off into buf and
-// returns the part of buf that holds them: fewer (possibly none) where the
-// object ends, as GetRange. The body of the ranged GET is read straight
-// into buf, which spares the caller an allocation per read. direct (read
-// around the page cache) means nothing to S3 and is ignored.
+// ReadRange implements store.RangeReader with a ranged GET whose body is
+// read straight into buf. direct (read around the page cache) means
+// nothing to S3 and is ignored.
 func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
 	if err := check(ctx, "get range", name); err != nil {
 		return nil, err

@@ -1,6 +1,9 @@
 // Package storetest is the conformance suite that every store.Store must
-// pass. A backend's test calls Run with a function that returns a new, empty
-// store for each subtest:
+// pass, with the optional capabilities of package store (caps.go): each is
+// tested through the function of package store that uses it or falls back,
+// and through the store's own method where it has one. A backend's test
+// calls Run with a function that returns a new, empty store for each
+// subtest:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) store.Store { return mem.New() })
@@ -48,7 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Location", testLocation},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, capTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
 		})
