@@ -108,6 +108,40 @@ func TestRotateNoWaitThenSnapshotResumes(t *testing.T) {
 	sc(t, both, "check", "--read-data", "-k", newKey).want(t, 0, "")
 }
 
+// TestRotateRerunResumes: a rotation left unfinished after its switch
+// (here by --no-wait) is finished by running the same command again,
+// holding only the old key: it says it resumes, exits 0, and the old
+// generation is retired.
+func TestRotateRerunResumes(t *testing.T) {
+	f := newFixture(t)
+	sc(t, f.env, "snapshot", f.src).want(t, 0, "")
+	newKey := filepath.Join(f.dir, "new.key")
+	sc(t, nil, "keygen", newKey).want(t, 0, "")
+	orig := status(t, f.env).Current
+	sc(t, f.env, "rotate", "--no-wait", "--new-key", "file:"+newKey).want(t, 0, "switched")
+	both := []string{"SNAPCRYPT_REPO=" + f.repo}
+	if st := status(t, both, "-k", f.key, "-k", newKey); !st.Unfinished || st.Current == orig {
+		t.Fatalf("after --no-wait: %+v", st)
+	}
+	r := sc(t, f.env, "rotate", "--new-key", "file:"+newKey)
+	r.want(t, 0, "resuming")
+	if !strings.Contains(r.stdout, "rotation done") {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	st := status(t, both, "-k", newKey)
+	if st.Unfinished || len(st.Generations) != 2 {
+		t.Fatalf("after the rerun: %+v", st)
+	}
+	for _, g := range st.Generations {
+		if g.ID == orig && (g.State != "retired" || g.DEKs != 0) {
+			t.Fatalf("old generation after the rerun: %+v", g)
+		}
+	}
+	// Once finished, the same command is refused: nothing to resume.
+	sc(t, both, "rotate", "-k", newKey, "--new-key", "file:"+newKey).want(t, exitKey, "already the current key")
+	sc(t, both, "check", "--read-data", "-k", newKey).want(t, 0, "")
+}
+
 // TestRotateKilled sends SIGKILL to `snapcrypt rotate` at many points of a
 // rotation of a repository with thousands of data keys. After each kill a
 // fresh process with both keys reads everything; the last run finishes the
