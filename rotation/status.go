@@ -85,6 +85,14 @@ func (r *Rotator) Lease(ctx context.Context) (*lease.Lease, error) {
 	return lease.Current(ctx, r.st, leasePrefix, r.now())
 }
 
+// BreakLease ends the rotation lease whoever holds it (lease.Break) and
+// returns the holder it broke, nil if none. The holder, if still running,
+// loses the lease at its next renewal and stops ("lost the rotation
+// lease"); the next Start or Resume can take the lease at once.
+func BreakLease(ctx context.Context, kc *keys.Keychain) (*lease.Lease, error) {
+	return lease.Break(ctx, kc.Store(), leasePrefix)
+}
+
 // shardStatus reports the shards of rotation rotID.
 func (r *Rotator) shardStatus(ctx context.Context, rotID string) ([]ShardStatus, error) {
 	infos, err := r.scanShards(ctx, rotID)

@@ -21,7 +21,7 @@ func init() { register(rotateCommand()) }
 
 func rotateCommand() *command {
 	var newKey string
-	var noWait bool
+	var noWait, breakLease bool
 	var workers int
 	var leaseDur time.Duration
 	return &command{
@@ -33,10 +33,17 @@ func rotateCommand() *command {
 			fs.BoolVar(&noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
 			fs.IntVar(&workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
 			fs.DurationVar(&leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
+			fs.BoolVar(&breakLease, "break-lease", false, "end the rotation lease whoever holds it (a rotator known to be dead or hung), name the holder and exit; nothing else is done")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			if len(args) != 0 {
 				return usagef("rotate takes no arguments")
+			}
+			if breakLease {
+				if newKey != "" || noWait {
+					return usagef("--break-lease takes no --new-key or --no-wait")
+				}
+				return runBreakLease(ctx, c)
 			}
 			var m *keys.Material
 			if newKey != "" {
@@ -118,6 +125,26 @@ func rotateCommand() *command {
 			return nil
 		},
 	}
+}
+
+// runBreakLease ends the rotation lease whoever holds it and names the
+// holder (rotate --break-lease). It needs the repository's keys like any
+// rotate: only a key holder may interfere with a rotation.
+func runBreakLease(ctx context.Context, c *cli) error {
+	kc, err := c.openKeys(ctx)
+	if err != nil {
+		return err
+	}
+	broke, err := rotation.BreakLease(ctx, kc)
+	if err != nil {
+		return err
+	}
+	if broke == nil {
+		fmt.Fprintln(c.stdout, "no rotation lease is held")
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "broke the rotation lease of %s; 'snapcrypt rotate' resumes the rotation\n", broke)
+	return nil
 }
 
 // openKeys opens only the repository's keys: all a rotation touches (no
