@@ -122,9 +122,9 @@ const sharedDEKs = 20_000
 // behind a fixed latency on every call (repo/store/faults), the S3-like
 // case where a rotation waits on round trips, not on the CPU: one keychain
 // with 16 workers; two cooperating keychains with 16 workers each (the
-// second calls HelpRotation right after the switch, as a daemon that sees
+// second calls Help right after the switch, as a daemon that sees
 // the rotation record would); and, for comparison, one keychain with 32
-// workers. The helper calls HelpRotation as a daemon would, again every
+// workers. The helper calls Help as a daemon would, again every
 // ShardPoll (250 ms) until the rotation is finished, so it re-wraps shards
 // and, after the retire commit, deletes. Reported: DEKs/s for the whole
 // rotation (switch to deleted) and for the re-wrap phase (switch to the

@@ -209,7 +209,7 @@ func TestRotateLocalStore(t *testing.T) {
 }
 
 // TestRunRotationWaitsForHelperRun: a daemon's keyring poll may start
-// HelpRotation for the rotation this process just switched to; RunRotation
+// Help for the rotation this process just switched to; Run
 // then waits for that run instead of failing with lease.ErrBusy.
 func TestRunRotationWaitsForHelperRun(t *testing.T) {
 	ctx := context.Background()
@@ -226,7 +226,7 @@ func TestRunRotationWaitsForHelperRun(t *testing.T) {
 	go func() { done <- k.Run(ctx, nil) }()
 	select {
 	case err := <-done:
-		t.Fatalf("RunRotation returned while a helper run was active: %v", err)
+		t.Fatalf("Run returned while a helper run was active: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	k.endRun()

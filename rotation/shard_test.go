@@ -245,7 +245,7 @@ func TestCooperativeRotation(t *testing.T) {
 		}
 	}()
 
-	// The helper calls HelpRotation as a daemon would, again and again
+	// The helper calls Help as a daemon would, again and again
 	// while the rotation is unfinished: first it re-wraps, after the
 	// retire commit it deletes. pb is its re-wrap run, pbDeleted what it
 	// deleted in all.
