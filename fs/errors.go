@@ -11,7 +11,9 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // maxLogged bounds the set of error lines already logged.
@@ -99,9 +101,9 @@ func displayPath(n *gofs.Inode) string {
 //	fs.ErrPermission                                EACCES
 //	fs.ErrExist                                     EEXIST
 //	fs.ErrNotExist                                  ENOENT
-//	keys.ErrBusy                                    EBUSY
-//	keys.ErrAlreadyCurrent                          EALREADY
-//	keys.ErrRotationUnfinished                      EINPROGRESS
+//	lease.ErrBusy                                   EBUSY
+//	rotation.ErrAlreadyCurrent                      EALREADY
+//	rotation.ErrRotationUnfinished                  EINPROGRESS
 //	keys.ErrConflict                                EAGAIN
 //	keys.ErrBadKey, keys.ErrNoKeyMatches            EKEYREJECTED
 //	anything else                                   EIO
@@ -118,11 +120,11 @@ func controlErrno(err error) syscall.Errno {
 		return syscall.EEXIST
 	case errors.Is(err, iofs.ErrNotExist):
 		return syscall.ENOENT
-	case errors.Is(err, keys.ErrBusy):
+	case errors.Is(err, lease.ErrBusy):
 		return syscall.EBUSY
-	case errors.Is(err, keys.ErrAlreadyCurrent):
+	case errors.Is(err, rotation.ErrAlreadyCurrent):
 		return syscall.EALREADY
-	case errors.Is(err, keys.ErrRotationUnfinished):
+	case errors.Is(err, rotation.ErrRotationUnfinished):
 		return syscall.EINPROGRESS
 	case errors.Is(err, keys.ErrConflict):
 		return syscall.EAGAIN

@@ -24,9 +24,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // needFUSE skips the test where FUSE cannot be used, but fails it in CI.
@@ -597,10 +599,11 @@ func TestMissingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := f.r.Keys()
-	if err := kc.StartRotation(f.ctx, newKey, keys.RotateOptions{}); err != nil {
+	rot := rotation.New(kc, rotation.Options{})
+	if _, err := rot.Start(f.ctx, newKey); err != nil {
 		t.Fatal(err)
 	}
-	defer kc.Close(f.ctx)
+	defer rot.Close(f.ctx)
 	newGen := kc.Keyring().Current
 	f.write("b", []byte("b"))
 	after := f.snapshot("after")
@@ -719,7 +722,7 @@ func TestControl(t *testing.T) {
 			case "bad":
 				return fmt.Errorf("echo: %w: bad request", os.ErrInvalid)
 			case "busy":
-				return fmt.Errorf("echo: %w", keys.ErrBusy)
+				return fmt.Errorf("echo: %w", lease.ErrBusy)
 			case "boom":
 				panic("boom")
 			}

@@ -23,12 +23,14 @@ import (
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/retry"
 	"github.com/snapcrypt/snapcrypt/repo/store/s3"
 	"github.com/snapcrypt/snapcrypt/repo/store/s3/s3test"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // s3Repo is a repository on a fresh prefix of a versitygw of the test's
@@ -158,7 +160,7 @@ func (r *s3Repo) keyring(t testing.TB) *keys.Keyring {
 }
 
 // rotationLease returns the newest rotation lease, or nil if there is none.
-func (r *s3Repo) rotationLease(t testing.TB) *keys.Lease {
+func (r *s3Repo) rotationLease(t testing.TB) *lease.Lease {
 	t.Helper()
 	names := r.names(t, "leases/rotation/")
 	if len(names) == 0 {
@@ -168,7 +170,7 @@ func (r *s3Repo) rotationLease(t testing.TB) *keys.Lease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := keys.ParseLease(b)
+	l, err := lease.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,10 +245,10 @@ func (r *s3Repo) watchShards(t testing.TB, pid int, onLease func()) (stop func()
 					continue
 				}
 				if strings.HasSuffix(name, "/done") {
-					if d, err := keys.ParseShardDone(b); err == nil {
+					if d, err := rotation.ParseShardDone(b); err == nil {
 						seen[d.PID] = true
 					}
-				} else if l, err := keys.ParseLease(b); err == nil {
+				} else if l, err := lease.Parse(b); err == nil {
 					seen[l.PID] = true
 					if l.PID == pid && !fired && onLease != nil {
 						fired = true

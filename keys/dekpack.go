@@ -35,32 +35,33 @@ const (
 	packMagic      = "SCWP"
 	packVersion    = 1
 	packHeaderSize = len(packMagic) + 1 + 4
-	packEntrySize  = 16 + wrappedSize
+	packEntrySize  = 16 + WrappedSize
 	packDir        = "packs/"
 
-	// maxPackEntries bounds a DEK pack (8,192 entries: 744 KiB).
-	maxPackEntries = 8192
+	// MaxPackEntries bounds a DEK pack (8,192 entries: 744 KiB).
+	MaxPackEntries = 8192
 )
 
 // errPackFormat is wrapped by structural errors of a DEK pack.
 var errPackFormat = errors.New("not a DEK pack")
 
-// packPrefix is where the DEK packs of generation gen live.
-func packPrefix(gen string) string { return genPrefix(gen) + packDir }
+// PackPrefix is where the DEK packs of generation gen live.
+func PackPrefix(gen string) string { return GenPrefix(gen) + packDir }
 
-// packName names a new DEK pack of n entries under generation gen.
-func packName(gen string, n int) (string, error) {
+// NewPackName names a new DEK pack of n entries under generation gen (a
+// random name part: packs are never overwritten).
+func NewPackName(gen string, n int) (string, error) {
 	b, err := randomID(16)
 	if err != nil {
 		return "", err
 	}
-	return packPrefix(gen) + hex.EncodeToString(b) + "-" + strconv.Itoa(n), nil
+	return PackPrefix(gen) + hex.EncodeToString(b) + "-" + strconv.Itoa(n), nil
 }
 
-// parsePackName returns the entry count a DEK pack's name states and the
+// ParsePackName returns the entry count a DEK pack's name states and the
 // first hex digit of its random part (its re-wrap shard). name is the full
 // object name below deks/<gen>/packs/.
-func parsePackName(name string) (n int, shard int, ok bool) {
+func ParsePackName(name string) (n int, shard int, ok bool) {
 	base := name[strings.LastIndexByte(name, '/')+1:]
 	r, count, found := strings.Cut(base, "-")
 	if !found || !isHex(r, 32) || count == "" || count[0] == '0' || len(count) > 5 ||
@@ -68,59 +69,59 @@ func parsePackName(name string) (n int, shard int, ok bool) {
 		return 0, 0, false
 	}
 	v, err := strconv.Atoi(count)
-	if err != nil || v < 1 || v > maxPackEntries {
+	if err != nil || v < 1 || v > MaxPackEntries {
 		return 0, 0, false
 	}
 	s, _ := strconv.ParseUint(r[:1], 16, 8)
 	return v, int(s), true
 }
 
-// isPackName reports whether name (below deks/) is a DEK pack's.
-func isPackName(name string) bool {
+// IsPackName reports whether name (below deks/) is a DEK pack's.
+func IsPackName(name string) bool {
 	rest := strings.TrimPrefix(name, deksPrefix)
 	_, rest, _ = strings.Cut(rest, "/")
 	return strings.HasPrefix(rest, packDir)
 }
 
-// objectEntries is how many wrapped DEKs the object name below deks/
+// ObjectEntries is how many wrapped DEKs the object name below deks/
 // holds by its name: a pack's count, 1 for anything else.
-func objectEntries(name string) int64 {
-	if isPackName(name) {
-		if n, _, ok := parsePackName(name); ok {
+func ObjectEntries(name string) int64 {
+	if IsPackName(name) {
+		if n, _, ok := ParsePackName(name); ok {
 			return int64(n)
 		}
 	}
 	return 1
 }
 
-// packEntry is one wrapped DEK of a pack.
-type packEntry struct {
-	id      [16]byte
-	wrapped []byte // wrappedSize bytes
+// PackEntry is one wrapped DEK of a pack.
+type PackEntry struct {
+	ID      [16]byte
+	Wrapped []byte // WrappedSize bytes
 }
 
-// marshalPack encodes entries (sorted by id; ids must be distinct).
-func marshalPack(entries []packEntry) []byte {
+// MarshalPack encodes entries (sorted by id; ids must be distinct).
+func MarshalPack(entries []PackEntry) []byte {
 	es := slices.Clone(entries)
-	slices.SortFunc(es, func(a, b packEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	slices.SortFunc(es, func(a, b PackEntry) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	out := make([]byte, 0, packHeaderSize+len(es)*packEntrySize)
 	out = append(out, packMagic...)
 	out = append(out, packVersion)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(es)))
 	for _, e := range es {
-		if len(e.wrapped) != wrappedSize {
+		if len(e.Wrapped) != WrappedSize {
 			panic("keys: packing a wrapped DEK of the wrong size")
 		}
-		out = append(out, e.id[:]...)
-		out = append(out, e.wrapped...)
+		out = append(out, e.ID[:]...)
+		out = append(out, e.Wrapped...)
 	}
 	return out
 }
 
-// parsePack decodes a DEK pack strictly. want is the entry count its name
+// ParsePack decodes a DEK pack strictly. want is the entry count its name
 // states (0: not known). The entries' wrapped bytes alias b. Only the
 // structure is checked: each wrapped DEK authenticates when unwrapped.
-func parsePack(b []byte, want int) ([]packEntry, error) {
+func ParsePack(b []byte, want int) ([]PackEntry, error) {
 	if len(b) < packHeaderSize || string(b[:len(packMagic)]) != packMagic {
 		return nil, fmt.Errorf("%w: bad magic", errPackFormat)
 	}
@@ -128,18 +129,18 @@ func parsePack(b []byte, want int) ([]packEntry, error) {
 		return nil, fmt.Errorf("%w: version %d, this snapcrypt reads version %d", errPackFormat, v, packVersion)
 	}
 	n := int(binary.BigEndian.Uint32(b[len(packMagic)+1:]))
-	if n < 1 || n > maxPackEntries || (want > 0 && n != want) {
-		return nil, fmt.Errorf("%w: %d entries (name says %d, at most %d)", errPackFormat, n, want, maxPackEntries)
+	if n < 1 || n > MaxPackEntries || (want > 0 && n != want) {
+		return nil, fmt.Errorf("%w: %d entries (name says %d, at most %d)", errPackFormat, n, want, MaxPackEntries)
 	}
 	if len(b) != packHeaderSize+n*packEntrySize {
 		return nil, fmt.Errorf("%w: %d bytes for %d entries", errPackFormat, len(b), n)
 	}
-	out := make([]packEntry, n)
+	out := make([]PackEntry, n)
 	for i := range out {
 		e := b[packHeaderSize+i*packEntrySize:][:packEntrySize]
-		copy(out[i].id[:], e)
-		out[i].wrapped = e[16:packEntrySize:packEntrySize]
-		if i > 0 && bytes.Compare(out[i-1].id[:], out[i].id[:]) >= 0 {
+		copy(out[i].ID[:], e)
+		out[i].Wrapped = e[16:packEntrySize:packEntrySize]
+		if i > 0 && bytes.Compare(out[i-1].ID[:], out[i].ID[:]) >= 0 {
 			return nil, fmt.Errorf("%w: entries out of order at %d", errPackFormat, i)
 		}
 	}
@@ -208,18 +209,18 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 		return nil // another load did it meanwhile
 	}
 	var fresh []string
-	err := st.List(ctx, packPrefix(gen), func(i store.Info) error {
+	err := st.List(ctx, PackPrefix(gen), func(i store.Info) error {
 		fresh = append(fresh, i.Name)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", packPrefix(gen), err)
+		return fmt.Errorf("listing %s: %w", PackPrefix(gen), err)
 	}
 	for _, name := range fresh {
 		if p.hasSeen(name) {
 			continue
 		}
-		n, _, ok := parsePackName(name)
+		n, _, ok := ParsePackName(name)
 		if !ok {
 			p.markSeen(name, nil, nil) // not ours: ignored like any stray object
 			continue
@@ -231,7 +232,7 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
-		es, err := parsePack(b, n)
+		es, err := ParsePack(b, n)
 		if err != nil {
 			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err))
 			continue
@@ -257,7 +258,7 @@ func (p *packIndex) hasSeen(name string) bool {
 }
 
 // markSeen records a pack: its entries, or why it does not parse.
-func (p *packIndex) markSeen(name string, es []packEntry, bad error) {
+func (p *packIndex) markSeen(name string, es []PackEntry, bad error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.seen[name] {
@@ -277,21 +278,21 @@ func (p *packIndex) markSeen(name string, es []packEntry, bad error) {
 }
 
 // add indexes a pack this process wrote and verified.
-func (p *packIndex) add(name string, es []packEntry) { p.markSeen(name, es, nil) }
+func (p *packIndex) add(name string, es []PackEntry) { p.markSeen(name, es, nil) }
 
-func (p *packIndex) addLocked(name string, es []packEntry) {
+func (p *packIndex) addLocked(name string, es []PackEntry) {
 	pn := uint32(len(p.names))
 	p.names = append(p.names, name)
 	for i, e := range es {
 		ref := packRef{pn, uint32(i)}
-		if _, dup := p.where[e.id]; dup {
+		if _, dup := p.where[e.ID]; dup {
 			if p.extra == nil {
 				p.extra = map[[16]byte][]packRef{}
 			}
-			p.extra[e.id] = append(p.extra[e.id], ref)
+			p.extra[e.ID] = append(p.extra[e.ID], ref)
 			continue
 		}
-		p.where[e.id] = ref
+		p.where[e.ID] = ref
 	}
 }
 
@@ -315,11 +316,11 @@ func (p *packIndex) lookup(id [16]byte) (names []string, offs []int64, bad error
 	return names, offs, bad
 }
 
-// wrappedCopy is one wrapped copy of a DEK under a generation: its bytes
-// and the object it is in.
-type wrappedCopy struct {
-	object  string
-	wrapped []byte
+// Copy is one wrapped copy of a DEK under a generation: the object it is
+// in (a single wrapped DEK or a DEK pack) and its bytes.
+type Copy struct {
+	Object  string
+	Wrapped []byte
 }
 
 // copiesIn returns every wrapped copy of DEK id under generation gen: the
@@ -327,13 +328,13 @@ type wrappedCopy struct {
 // single), then the pack entries (indexing the packs on first use, or
 // listing them again with relist). bad is the error of a pack that did
 // not parse (it may hold the id).
-func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relist, single bool) (cs []wrappedCopy, bad error, err error) {
+func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relist, single bool) (cs []Copy, bad error, err error) {
 	if single {
 		name := dekName(gen, id)
 		b, err := k.st.Get(ctx, name)
 		switch {
 		case err == nil:
-			cs = append(cs, wrappedCopy{name, b})
+			cs = append(cs, Copy{name, b})
 		case !errors.Is(err, store.ErrNotExist):
 			return nil, nil, err
 		}
@@ -345,45 +346,16 @@ func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relis
 	}
 	names, offs, bad := p.lookup(id)
 	for i, pn := range names {
-		w, err := k.st.GetRange(ctx, pn, offs[i], int64(wrappedSize))
+		w, err := k.st.GetRange(ctx, pn, offs[i], int64(WrappedSize))
 		if errors.Is(err, store.ErrNotExist) {
 			continue // deleted: the generation was retired meanwhile
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		cs = append(cs, wrappedCopy{pn, w})
+		cs = append(cs, Copy{pn, w})
 	}
 	return cs, bad, nil
-}
-
-// writePack creates a DEK pack of entries under kk's generation, reads it
-// back, checks that it holds exactly the bytes written, and indexes it. It
-// returns the pack's name and its entries as read back (sorted by id); the
-// caller verifies that they open to the DEKs they must hold.
-func (k *Keychain) writePack(ctx context.Context, kk *kek, entries []packEntry) (string, []packEntry, error) {
-	gen := hex.EncodeToString(kk.gen[:])
-	name, err := packName(gen, len(entries))
-	if err != nil {
-		return "", nil, err
-	}
-	b := marshalPack(entries)
-	if err := k.st.Create(ctx, name, b); err != nil {
-		return "", nil, fmt.Errorf("writing DEK pack: %w", err)
-	}
-	back, err := k.st.Get(ctx, name)
-	if err != nil {
-		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
-	}
-	if !bytes.Equal(back, b) {
-		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, ErrCorrupt)
-	}
-	es, err := parsePack(back, len(entries))
-	if err != nil {
-		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, ErrCorrupt, err)
-	}
-	k.packIndex(gen).add(name, es)
-	return name, es, nil
 }
 
 // ListDEKs calls fn with the id of every wrapped DEK below deks/<gen>/, in
@@ -393,8 +365,8 @@ func (k *Keychain) writePack(ctx context.Context, kk *kek, entries []packEntry) 
 // a repository; a Keychain finds DEKs by id without listing.
 func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]byte) error) error {
 	var packs []string
-	err := st.List(ctx, genPrefix(gen), func(i store.Info) error {
-		if isPackName(i.Name) {
+	err := st.List(ctx, GenPrefix(gen), func(i store.Info) error {
+		if IsPackName(i.Name) {
 			packs = append(packs, i.Name)
 			return nil
 		}
@@ -408,7 +380,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 		return err
 	}
 	for _, name := range packs {
-		n, _, ok := parsePackName(name)
+		n, _, ok := ParsePackName(name)
 		if !ok {
 			return fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
 		}
@@ -419,12 +391,12 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 		if err != nil {
 			return err
 		}
-		es, err := parsePack(b, n)
+		es, err := ParsePack(b, n)
 		if err != nil {
 			return fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
 		}
 		for _, e := range es {
-			if err := fn(e.id); err != nil {
+			if err := fn(e.ID); err != nil {
 				return err
 			}
 		}

@@ -1,12 +1,13 @@
 // Package keys holds everything snapcrypt knows about keys: key specs (where
 // an operator's key or passphrase comes from), KEK derivation, the keyring
 // (the repository's single source of truth about key generations), wrapped
-// DEKs, the Keychain that the rest of the code uses to get data keys, and the
-// online rotation engine with its lease.
+// DEKs and DEK packs, and the Keychain that the rest of the code uses to get
+// data keys. The online rotation is package rotation, built on the
+// per-generation operations of generation.go and on Keychain.Commit.
 //
-// The protocol and its invariants are specified in docs/rotation.md; the
-// bytes of every object this package writes are specified in the "keys"
-// section of docs/format.md.
+// The bytes of every object this package reads or writes are specified in
+// the "keys" section of docs/format.md; how a rotation uses them, in
+// docs/rotation.md.
 //
 // No error, log line or String method of this package contains key material.
 package keys
@@ -14,7 +15,6 @@ package keys
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 var (
@@ -32,40 +32,14 @@ var (
 	ErrDEKUnavailable = errors.New("data key unavailable")
 
 	// ErrCorrupt is wrapped by every error about repository bytes of this
-	// package (keyring, wrapped DEK, lease) that fail authentication or do
+	// package (keyring, wrapped DEK, DEK pack) that fail authentication or do
 	// not parse.
 	ErrCorrupt = errors.New("corrupted or tampered with")
 
 	// ErrConflict is returned when a keyring commit lost the compare-and-swap
 	// to another writer. The caller reloads the keyring and retries.
 	ErrConflict = errors.New("keyring changed concurrently")
-
-	// ErrBusy is wrapped (by a *BusyError) when another live process holds
-	// the rotation lease.
-	ErrBusy = errors.New("a key rotation is being run by another process")
-
-	// ErrAlreadyCurrent is returned by StartRotation when the new key is the
-	// key of the current generation. Nothing is changed.
-	ErrAlreadyCurrent = errors.New("this key is already the current key")
-
-	// ErrRotationUnfinished is returned by StartRotation when an earlier
-	// rotation has not finished; Resume it first.
-	ErrRotationUnfinished = errors.New("an earlier key rotation is unfinished")
 )
-
-// BusyError says who holds the rotation lease. It wraps ErrBusy.
-type BusyError struct {
-	Host    string
-	PID     int
-	Expires time.Time
-}
-
-func (e *BusyError) Error() string {
-	return fmt.Sprintf("%v: held by host %s pid %d until %s", ErrBusy, e.Host, e.PID, e.Expires.UTC().Format(time.RFC3339))
-}
-
-// Unwrap returns ErrBusy.
-func (e *BusyError) Unwrap() error { return ErrBusy }
 
 // keyError is an error about key material: its message is its own, and it
 // wraps ErrBadKey and the underlying cause (if any).

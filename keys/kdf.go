@@ -85,14 +85,14 @@ func (k KDF) validate() error {
 	return nil
 }
 
-// newKDF returns a fresh KDF (random salt) for the material's kind.
-func newKDF(m *Material) (KDF, error) {
+// newKDF returns a fresh KDF (random salt) for the material's kind; a
+// passphrase is stretched under p.
+func newKDF(m *Material, p Argon2Params) (KDF, error) {
 	salt := make([]byte, saltSize)
 	if _, err := rand.Read(salt); err != nil {
 		return KDF{}, err
 	}
 	if m.IsPassphrase() {
-		p := argon2Params
 		return KDF{Type: KDFArgon2id, Salt: hex.EncodeToString(salt), T: p.T, M: p.M, P: p.P}, nil
 	}
 	return KDF{Type: KDFRaw, Salt: hex.EncodeToString(salt)}, nil

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -20,9 +19,10 @@ import (
 const dekCacheSize = 1 << 16
 
 // Keychain is the single API the rest of snapcrypt uses for keys: it hands
-// out new DEKs (wrapped and durable before they are returned), unwraps DEKs
-// with fallback across the generations it holds keys for, and runs key
-// rotation. It is safe for concurrent use.
+// out new DEKs (wrapped and durable before they are returned) and unwraps
+// DEKs with fallback across the generations it holds keys for. Package
+// rotation rotates keys through its per-generation operations
+// (generation.go). It is safe for concurrent use.
 type Keychain struct {
 	st     store.Store
 	repoID string
@@ -38,14 +38,6 @@ type Keychain struct {
 
 	packsMu sync.Mutex
 	packs   map[string]*packIndex // by generation id (dekpack.go)
-
-	rot rotator
-
-	// Test hooks (export_test.go).
-	now           func() time.Time
-	crash         func(point string) error // called at every rotation step
-	crashed       atomic.Pointer[errCrashed]
-	afterDEKWrite func() // NewDEK: between the wrapped-DEK write and the keyring re-read
 }
 
 func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {
@@ -54,7 +46,6 @@ func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {
 		keks:  map[string]*kek{},
 		cache: map[[16]byte][]byte{},
 		packs: map[string]*packIndex{},
-		now:   time.Now,
 	}
 }
 
@@ -74,8 +65,9 @@ func randomID(n int) ([]byte, error) {
 }
 
 // newGeneration makes a generation for m with a fresh random id (distinct
-// from the keyring's) and KDF salt, and derives its KEK.
-func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time) (Generation, *kek, error) {
+// from the keyring's) and KDF salt (a passphrase stretched under p), and
+// derives its KEK.
+func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time, p Argon2Params) (Generation, *kek, error) {
 	var gen [8]byte
 	for {
 		b, err := randomID(8)
@@ -87,7 +79,7 @@ func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time) (Genera
 			break
 		}
 	}
-	kdf, err := newKDF(m)
+	kdf, err := newKDF(m, p)
 	if err != nil {
 		return Generation{}, nil, err
 	}
@@ -121,7 +113,7 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 		return nil, fmt.Errorf("init keys: %w", err)
 	}
 	k := newKeychain(st, repoID, rid)
-	g, kk, err := newGeneration(nil, m, rid, k.now())
+	g, kk, err := newGeneration(nil, m, rid, time.Now(), argon2Params)
 	if err != nil {
 		return nil, fmt.Errorf("init keys: %w", err)
 	}
@@ -354,9 +346,6 @@ func (k *Keychain) NewDEK(ctx context.Context) (id [16]byte, dek []byte, err err
 	if err := k.writeWrapped(ctx, kk, id, dek); err != nil {
 		return id, nil, err
 	}
-	if k.afterDEKWrite != nil {
-		k.afterDEKWrite()
-	}
 	wrapped := []*kek{kk}
 	for range 16 {
 		if err := k.Refresh(ctx); err != nil {
@@ -494,12 +483,12 @@ func (k *Keychain) unwrapAny(ctx context.Context, id [16]byte, relist bool) ([]b
 			return nil, fmt.Errorf("data key %x: %w", id, err)
 		}
 		for _, c := range cs {
-			dek, err := kk.unwrap(k.rid, id, c.wrapped)
+			dek, err := kk.unwrap(k.rid, id, c.Wrapped)
 			if err == nil {
 				return dek, nil
 			}
 			if corrupt == nil {
-				corrupt = fmt.Errorf("data key %x: object %s is %w", id, c.object, err)
+				corrupt = fmt.Errorf("data key %x: object %s is %w", id, c.Object, err)
 			}
 		}
 		if corrupt == nil && bad != nil {

@@ -285,7 +285,7 @@ func FuzzParseWrapped(f *testing.F) {
 			}
 			return
 		}
-		if len(b) != wrappedSize || len(nonce) != 24 || len(sealed) != KeySize+16 {
+		if len(b) != WrappedSize || len(nonce) != 24 || len(sealed) != KeySize+16 {
 			t.Fatalf("parsed %d bytes: nonce %d sealed %d", len(b), len(nonce), len(sealed))
 		}
 		// Re-assembling the parts gives back the input.

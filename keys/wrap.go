@@ -21,8 +21,11 @@ const (
 	wrapMagic   = "SCWK"
 	wrapVersion = 1
 	wrapHeader  = len(wrapMagic) + 1
-	wrappedSize = wrapHeader + chacha20poly1305.NonceSizeX + KeySize + chacha20poly1305.Overhead
 )
+
+// WrappedSize is the size of a wrapped DEK (77 bytes): a single object
+// deks/<gen>/<id>, or the wrapped part of a DEK pack entry.
+const WrappedSize = wrapHeader + chacha20poly1305.NonceSizeX + KeySize + chacha20poly1305.Overhead
 
 // errWrapFormat is wrapped by structural errors of a wrapped DEK.
 var errWrapFormat = errors.New("not a wrapped data key")
@@ -34,7 +37,13 @@ func dekName(gen [8]byte, id [16]byte) string {
 	return deksPrefix + hex.EncodeToString(gen[:]) + "/" + hex.EncodeToString(id[:])
 }
 
-func genPrefix(gen string) string { return deksPrefix + gen + "/" }
+// DEKObject is the name of the single object of DEK id wrapped under
+// generation gen (16 hex): deks/<gen>/<id, 32 hex>.
+func DEKObject(gen string, id [16]byte) string { return GenPrefix(gen) + hex.EncodeToString(id[:]) }
+
+// GenPrefix is the prefix of every wrapped DEK of generation gen, single
+// objects and DEK packs: deks/<gen>/.
+func GenPrefix(gen string) string { return deksPrefix + gen + "/" }
 
 func wrapAD(repoID [16]byte, gen [8]byte, id [16]byte) []byte {
 	ad := make([]byte, 0, wrapHeader+16+8+16)
@@ -58,7 +67,7 @@ func (k *kek) wrapNonce(repoID [16]byte, id [16]byte, dek, nonce []byte) []byte 
 	if len(dek) != KeySize {
 		panic("keys: wrapping a DEK of the wrong size")
 	}
-	out := make([]byte, 0, wrappedSize)
+	out := make([]byte, 0, WrappedSize)
 	out = append(out, wrapMagic...)
 	out = append(out, wrapVersion)
 	out = append(out, nonce...)
@@ -74,8 +83,8 @@ func parseWrapped(b []byte) (nonce, sealed []byte, err error) {
 	if b[len(wrapMagic)] != wrapVersion {
 		return nil, nil, fmt.Errorf("%w: version %d, this snapcrypt reads version %d", errWrapFormat, b[len(wrapMagic)], wrapVersion)
 	}
-	if len(b) != wrappedSize {
-		return nil, nil, fmt.Errorf("%w: %d bytes, want %d", errWrapFormat, len(b), wrappedSize)
+	if len(b) != WrappedSize {
+		return nil, nil, fmt.Errorf("%w: %d bytes, want %d", errWrapFormat, len(b), WrappedSize)
 	}
 	return b[wrapHeader : wrapHeader+chacha20poly1305.NonceSizeX], b[wrapHeader+chacha20poly1305.NonceSizeX:], nil
 }

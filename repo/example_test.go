@@ -15,6 +15,7 @@ import (
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // The example repository under testdata/example-repo was generated once by
@@ -124,11 +125,11 @@ func generateExample(t *testing.T) {
 	if _, err := r.TakeSnapshot(ctx, []string{src}, repo.SnapshotOptions{Name: "first", Host: "example", Tags: []string{"frozen"}}); err != nil {
 		t.Fatal(err)
 	}
-	kc := r.Keys()
-	if err := kc.StartRotation(ctx, loadSpec(t, "passfile:testdata/example.pass"), keys.RotateOptions{Host: "example"}); err != nil {
+	rot := rotation.New(r.Keys(), rotation.Options{Host: "example"})
+	if _, err := rot.Start(ctx, loadSpec(t, "passfile:testdata/example.pass")); err != nil {
 		t.Fatal(err)
 	}
-	if err := kc.RunRotation(ctx, nil); err != nil {
+	if err := rot.Run(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	exampleTree(t, src, true)

@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/snapcrypt/snapcrypt/fs"
-	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 func init() { register(mountCommand()) }
@@ -41,7 +41,7 @@ func mountCommand() *command {
 			f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount, with the snapshotted permissions (an ordinary user needs user_allow_other in /etc/fuse.conf)")
 			f.StringVar(&cacheSize, "cache-size", "", "bound of the decrypted-data cache in bytes; suffixes K, M, G (default 32M)")
 			f.BoolVar(&debug, "debug", false, "log every FUSE request to stderr")
-			f.DurationVar(&c.lease, "rotation-lease", keys.DefaultLeaseDuration, "lease lifetime of rotations this mount runs: how long a killed mount blocks others")
+			f.DurationVar(&c.lease, "rotation-lease", rotation.DefaultLeaseDuration, "lease lifetime of rotations this mount runs: how long a killed mount blocks others")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			if len(args) != 1 {

@@ -12,7 +12,9 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/fs"
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // keyringPoll is how often a mount re-reads the keyring, so that it notices
@@ -28,9 +30,9 @@ func init() { mountHooks = append(mountHooks, mountRotation) }
 // .ctl/status to a mount, and the keyring poll that resumes rotations.
 func mountRotation(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options) {
 	rc := &rotationControl{ctx: ctx, kc: r.Keys(), logf: opts.Logf, state: "idle",
-		opts: keys.RotateOptions{LeaseDuration: c.lease, Workers: backgroundWorkers,
-			StartWorker: backgroundPriority, Pace: backgroundPace}}
-	rc.kc.SetRotateOptions(rc.opts)
+		opts: rotation.Options{LeaseDuration: c.lease, Workers: backgroundWorkers,
+			StartWorker: backgroundPriority, Pace: backgroundPace, Logf: opts.Logf}}
+	rc.rot = rotation.New(rc.kc, rc.opts)
 	opts.Controls = append(opts.Controls,
 		fs.Control{Name: "rotate", Write: rc.rotate},
 		fs.Control{Name: "keys", Write: rc.addKey})
@@ -45,7 +47,8 @@ func mountRotation(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Opt
 type rotationControl struct {
 	ctx  context.Context // the mount's: background work ends with it
 	kc   *keys.Keychain
-	opts keys.RotateOptions
+	rot  *rotation.Rotator
+	opts rotation.Options
 	logf func(format string, args ...any)
 
 	req sync.Mutex // one request at a time
@@ -57,7 +60,7 @@ type rotationControl struct {
 	helping   bool // working shards of a rotation another process runs
 	purging   bool // freeing the space of retired wrapped DEKs
 	helped    int  // helping runs finished
-	prog      keys.Progress
+	prog      rotation.Progress
 	started   time.Time
 	ended     time.Time
 	last      *requestStatus
@@ -213,25 +216,25 @@ func (rc *rotationControl) rotate(ctx context.Context, line []byte) error {
 	if !running {
 		// From the switch on, the keyring shows an unfinished rotation
 		// and the lease is ours: the keyring poll must not take this
-		// process for a helper of its own rotation (its HelpRotation
-		// would keep RunRotation from starting).
+		// process for a helper of its own rotation (its Help
+		// would keep Run from starting).
 		rc.starting = true
 	}
 	rc.mu.Unlock()
 	if running {
-		return rc.record("rotate", shown, withErrno(syscall.EBUSY, keys.ErrBusy))
+		return rc.record("rotate", shown, withErrno(syscall.EBUSY, lease.ErrBusy))
 	}
 	defer func() {
 		rc.mu.Lock()
 		rc.starting = false
 		rc.mu.Unlock()
 	}()
-	err = rc.kc.StartRotation(ctx, m, rc.opts)
+	_, err = rc.rot.Start(ctx, m)
 	switch {
 	case err == nil:
-	case errors.Is(err, keys.ErrAlreadyCurrent):
+	case errors.Is(err, rotation.ErrAlreadyCurrent):
 		return rc.record("rotate", shown, withErrno(syscall.EEXIST, err))
-	case errors.Is(err, keys.ErrBusy), errors.Is(err, keys.ErrRotationUnfinished):
+	case errors.Is(err, lease.ErrBusy), errors.Is(err, rotation.ErrRotationUnfinished):
 		return rc.record("rotate", shown, withErrno(syscall.EBUSY, err))
 	case errors.Is(err, keys.ErrBadKey):
 		return rc.record("rotate", shown, withErrno(syscall.EINVAL, err))
@@ -263,21 +266,21 @@ func (rc *rotationControl) addKey(ctx context.Context, line []byte) error {
 	return rc.record("keys", shown, nil)
 }
 
-// run starts RunRotation in the background unless one runs here already.
+// run starts Run in the background unless one runs here already.
 func (rc *rotationControl) run(ctx context.Context) {
 	rc.mu.Lock()
 	if rc.running {
 		rc.mu.Unlock()
 		return
 	}
-	rc.running, rc.state, rc.started, rc.ended, rc.prog = true, "running", time.Now(), time.Time{}, keys.Progress{}
+	rc.running, rc.state, rc.started, rc.ended, rc.prog = true, "running", time.Now(), time.Time{}, rotation.Progress{}
 	rc.mu.Unlock()
 	go func() {
 		// Readers come first: the rotation (this goroutine and its
 		// workers) gets the CPU and disk time they leave.
 		defer backgroundRun()()
 		backgroundPriority()
-		err := rc.kc.RunRotation(ctx, func(p keys.Progress) {
+		err := rc.rot.Run(ctx, func(p rotation.Progress) {
 			rc.mu.Lock()
 			rc.prog = p
 			if p.Phase == "retire" || p.Phase == "delete" {
@@ -293,7 +296,7 @@ func (rc *rotationControl) run(ctx context.Context) {
 			rc.state = "done"
 			rc.logf("rotation: done; generation(s) %s retired", strings.Join(rc.prog.From, ","))
 			rc.purge(ctx)
-		case errors.Is(err, keys.ErrBusy):
+		case errors.Is(err, lease.ErrBusy):
 			rc.state = "idle" // another process runs it
 		default:
 			rc.state, rc.lastError = "failed", err.Error()
@@ -310,11 +313,11 @@ func (rc *rotationControl) resumeIfNeeded(ctx context.Context) {
 	if starting {
 		return
 	}
-	unfinished, err := rc.kc.Unfinished(ctx)
+	unfinished, err := rc.rot.Unfinished(ctx)
 	if err != nil || !unfinished || !rc.kc.Holds(rc.kc.Keyring().Current) {
 		return
 	}
-	lease, err := rc.kc.RotationLease(ctx)
+	lease, err := rc.rot.Lease(ctx)
 	if err != nil {
 		return
 	}
@@ -338,19 +341,19 @@ func (rc *rotationControl) help(ctx context.Context) {
 	go func() {
 		defer backgroundRun()()
 		backgroundPriority()
-		err := rc.kc.HelpRotation(ctx, nil)
+		err := rc.rot.Help(ctx, nil)
 		rc.mu.Lock()
 		rc.helping = false
 		rc.helped++
 		rc.purge(ctx)
 		rc.mu.Unlock()
-		if err != nil && !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, keys.ErrBusy) {
+		if err != nil && !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, lease.ErrBusy) {
 			rc.logf("rotation: helping: %v", err)
 		}
 	}()
 }
 
-// purge frees the space of retired wrapped DEKs (keys.Purge) in the
+// purge frees the space of retired wrapped DEKs (Rotator.Purge) in the
 // background, one purge at a time, only while the mount serves no reads:
 // the rotation is finished, so this can wait. Called with rc.mu held.
 func (rc *rotationControl) purge(ctx context.Context) {
@@ -361,8 +364,7 @@ func (rc *rotationControl) purge(ctx context.Context) {
 	go func() {
 		defer backgroundRun()()
 		backgroundPriority()
-		kc := rc.kc
-		err := kc.Purge(ctx, idlePace)
+		err := rc.rot.Purge(ctx, idlePace)
 		rc.mu.Lock()
 		rc.purging = false
 		rc.mu.Unlock()

@@ -8,25 +8,27 @@ import (
 	"strings"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
 	"github.com/snapcrypt/snapcrypt/repo/store/retry"
 	"github.com/snapcrypt/snapcrypt/repo/store/s3"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // classify maps library errors to exit codes.
 func classify(err error) int {
 	switch {
 	case errors.Is(err, keys.ErrNoKeyMatches), errors.Is(err, keys.ErrBadKey), errors.Is(err, errNoKey),
-		errors.Is(err, keys.ErrAlreadyCurrent), errors.Is(err, keys.ErrDEKUnavailable):
+		errors.Is(err, rotation.ErrAlreadyCurrent), errors.Is(err, keys.ErrDEKUnavailable):
 		return exitKey
 	case errors.Is(err, repo.ErrNotRepository):
 		return exitNoRepo
 	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, keys.ErrCorrupt), errors.Is(err, object.ErrCorrupt):
 		return exitDamaged
-	case errors.Is(err, keys.ErrBusy):
+	case errors.Is(err, lease.ErrBusy):
 		return exitBusy
 	}
 	return exitFailure

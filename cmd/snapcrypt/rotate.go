@@ -12,29 +12,38 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 func init() { register(rotateCommand()) }
 
 func rotateCommand() *command {
 	var newKey string
-	var noWait bool
+	var noWait, breakLease bool
 	var workers int
-	var lease time.Duration
+	var leaseDur time.Duration
 	return &command{
 		name: "rotate",
 		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
-			"retire the old key. With no --new-key, finish an interrupted rotation.",
+			"retire the old key. With no --new-key, or the same --new-key again, finish an interrupted rotation.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			fs.StringVar(&newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
 			fs.BoolVar(&noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
-			fs.IntVar(&workers, "workers", keys.DefaultWorkers, "data keys re-wrapped in parallel")
-			fs.DurationVar(&lease, "lease", keys.DefaultLeaseDuration, "rotation lease lifetime: how long a killed rotator blocks others")
+			fs.IntVar(&workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
+			fs.DurationVar(&leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
+			fs.BoolVar(&breakLease, "break-lease", false, "end the rotation lease whoever holds it (a rotator known to be dead or hung), name the holder and exit; nothing else is done")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			if len(args) != 0 {
 				return usagef("rotate takes no arguments")
+			}
+			if breakLease {
+				if newKey != "" || noWait {
+					return usagef("--break-lease takes no --new-key or --no-wait")
+				}
+				return runBreakLease(ctx, c)
 			}
 			var m *keys.Material
 			if newKey != "" {
@@ -46,27 +55,34 @@ func rotateCommand() *command {
 					return err
 				}
 			}
-			kc, err := c.openKeys(ctx)
+			// The new key opens the keys too: when this command is run
+			// again after an interruption, the old key may be retired.
+			kc, err := c.openKeys(ctx, m)
 			if err != nil {
 				return err
 			}
 			start := time.Now()
-			opts := keys.RotateOptions{Workers: workers, LeaseDuration: lease}
+			logf := func(format string, args ...any) { fmt.Fprintf(c.stderr, "warning: "+format+"\n", args...) }
+			rot := rotation.New(kc, rotation.Options{Workers: workers, LeaseDuration: leaseDur, Logf: logf})
 			if m != nil {
-				if err := kc.StartRotation(ctx, m, opts); err != nil {
-					if errors.Is(err, keys.ErrRotationUnfinished) {
+				resumed, err := rot.Start(ctx, m)
+				if err != nil {
+					if errors.Is(err, rotation.ErrRotationUnfinished) {
 						err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
 					}
 					return err
 				}
 				kr := kc.Keyring()
-				fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+				if resumed {
+					fmt.Fprintf(c.stderr, "resuming: generation %s is current already; finishing the rotation to it (keyring epoch %d)\n", kr.Current, kr.Epoch)
+				} else {
+					fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+				}
 				if noWait {
-					return kc.Close(context.WithoutCancel(ctx))
+					return rot.Close(context.WithoutCancel(ctx))
 				}
 			} else {
-				kc.SetRotateOptions(opts)
-				unfinished, err := kc.Unfinished(ctx)
+				unfinished, err := rot.Unfinished(ctx)
 				if err != nil {
 					return err
 				}
@@ -78,7 +94,7 @@ func rotateCommand() *command {
 			progress, finish := rotationProgress(c)
 			phases := map[string]time.Time{}
 			var done int64
-			err = kc.RunRotation(ctx, func(p keys.Progress) {
+			err = rot.Run(ctx, func(p rotation.Progress) {
 				if _, ok := phases[p.Phase]; !ok {
 					phases[p.Phase] = time.Now()
 				}
@@ -91,10 +107,10 @@ func rotateCommand() *command {
 			}
 			deleted := time.Now()
 			// The rotation is finished; give back the old objects' space.
-			if err := kc.Purge(ctx, nil); err != nil {
+			if err := rot.Purge(ctx, nil); err != nil {
 				fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
 			}
-			st, err := kc.Status(ctx)
+			st, err := rot.Status(ctx)
 			if err != nil {
 				return err
 			}
@@ -111,15 +127,37 @@ func rotateCommand() *command {
 	}
 }
 
+// runBreakLease ends the rotation lease whoever holds it and names the
+// holder (rotate --break-lease). It needs the repository's keys like any
+// rotate: only a key holder may interfere with a rotation.
+func runBreakLease(ctx context.Context, c *cli) error {
+	kc, err := c.openKeys(ctx)
+	if err != nil {
+		return err
+	}
+	broke, err := rotation.BreakLease(ctx, kc)
+	if err != nil {
+		return err
+	}
+	if broke == nil {
+		fmt.Fprintln(c.stdout, "no rotation lease is held")
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "broke the rotation lease of %s; 'snapcrypt rotate' resumes the rotation\n", broke)
+	return nil
+}
+
 // openKeys opens only the repository's keys: all a rotation touches (no
-// index, no snapshot is read). The content-id key must open, as for
-// repo.Open, so that a key that matches a generation but cannot unwrap the
-// repository's secrets is refused before anything changes.
-func (c *cli) openKeys(ctx context.Context) (*keys.Keychain, error) {
+// index, no snapshot is read), with the keys given (-k) and extra ones (a
+// nil one is skipped). The content-id key must open, as for repo.Open, so
+// that a key that matches a generation but cannot unwrap the repository's
+// secrets is refused before anything changes.
+func (c *cli) openKeys(ctx context.Context, extra ...*keys.Material) (*keys.Keychain, error) {
 	st, ms, err := c.storeAndKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
+	ms = append(ms, extra...)
 	cfg, err := repo.ReadConfig(ctx, st)
 	if err != nil {
 		return nil, err
@@ -158,10 +196,10 @@ func printTiming(c *cli, start time.Time, phases map[string]time.Time, deletedAt
 
 // rotationProgress returns a progress callback: a bar on a terminal, a line
 // per phase otherwise.
-func rotationProgress(c *cli) (func(keys.Progress), func()) {
+func rotationProgress(c *cli) (func(rotation.Progress), func()) {
 	var last string
 	if !isTerminal(c.stderr) {
-		return func(p keys.Progress) {
+		return func(p rotation.Progress) {
 			if p.Phase != last {
 				last = p.Phase
 				fmt.Fprintf(c.stderr, "rotation: %s (%d/%d data keys re-wrapped)\n", p.Phase, p.Done, p.Total)
@@ -171,7 +209,7 @@ func rotationProgress(c *cli) (func(keys.Progress), func()) {
 	bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(c.stderr), progressbar.OptionSetDescription("re-wrapping data keys"),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("keys"),
 		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-	return func(p keys.Progress) {
+	return func(p rotation.Progress) {
 			if p.Total > 0 && bar.GetMax64() != p.Total {
 				bar.ChangeMax64(p.Total)
 			}
@@ -191,18 +229,19 @@ func rotationProgress(c *cli) (func(keys.Progress), func()) {
 // (or was not needed). A rotation that another live process runs is left
 // to it. Failures are reported, never fatal: the next process resumes.
 func resumeRotation(ctx context.Context, c *cli, kc *keys.Keychain) (wait func()) {
-	unfinished, err := kc.Unfinished(ctx)
+	rot := rotation.New(kc, rotation.Options{})
+	unfinished, err := rot.Unfinished(ctx)
 	if err != nil || !unfinished || !kc.Holds(kc.Keyring().Current) {
 		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := kc.Resume(ctx, nil)
+		err := rot.Resume(ctx, nil)
 		switch {
 		case err == nil:
 			fmt.Fprintln(c.stderr, "finished an interrupted key rotation")
-		case errors.Is(err, keys.ErrBusy):
+		case errors.Is(err, lease.ErrBusy):
 		default:
 			fmt.Fprintf(c.stderr, "warning: resuming the key rotation: %v\n", err)
 		}

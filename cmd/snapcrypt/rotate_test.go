@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
 )
@@ -106,6 +107,78 @@ func TestRotateNoWaitThenSnapshotResumes(t *testing.T) {
 		t.Fatalf("snapshot did not finish the rotation: %+v", st)
 	}
 	sc(t, both, "check", "--read-data", "-k", newKey).want(t, 0, "")
+}
+
+// TestRotateRerunResumes: a rotation left unfinished after its switch
+// (here by --no-wait) is finished by running the same command again,
+// holding only the old key: it says it resumes, exits 0, and the old
+// generation is retired.
+func TestRotateRerunResumes(t *testing.T) {
+	f := newFixture(t)
+	sc(t, f.env, "snapshot", f.src).want(t, 0, "")
+	newKey := filepath.Join(f.dir, "new.key")
+	sc(t, nil, "keygen", newKey).want(t, 0, "")
+	orig := status(t, f.env).Current
+	sc(t, f.env, "rotate", "--no-wait", "--new-key", "file:"+newKey).want(t, 0, "switched")
+	both := []string{"SNAPCRYPT_REPO=" + f.repo}
+	if st := status(t, both, "-k", f.key, "-k", newKey); !st.Unfinished || st.Current == orig {
+		t.Fatalf("after --no-wait: %+v", st)
+	}
+	r := sc(t, f.env, "rotate", "--new-key", "file:"+newKey)
+	r.want(t, 0, "resuming")
+	if !strings.Contains(r.stdout, "rotation done") {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	st := status(t, both, "-k", newKey)
+	if st.Unfinished || len(st.Generations) != 2 {
+		t.Fatalf("after the rerun: %+v", st)
+	}
+	for _, g := range st.Generations {
+		if g.ID == orig && (g.State != "retired" || g.DEKs != 0) {
+			t.Fatalf("old generation after the rerun: %+v", g)
+		}
+	}
+	// Once finished, the same command is refused: nothing to resume.
+	sc(t, both, "rotate", "-k", newKey, "--new-key", "file:"+newKey).want(t, exitKey, "already the current key")
+	sc(t, both, "check", "--read-data", "-k", newKey).want(t, 0, "")
+}
+
+// TestRotateBreakLease: a rotation lease left by a rotator that hung
+// (an hour long) makes rotate exit busy naming its holder, until
+// rotate --break-lease ends it (exit 0, naming the holder); rotate then
+// runs.
+func TestRotateBreakLease(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	sc(t, f.env, "snapshot", f.src).want(t, 0, "")
+	newKey := filepath.Join(f.dir, "new.key")
+	sc(t, nil, "keygen", newKey).want(t, 0, "")
+	st, err := local.Open(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := lease.Take(ctx, st, "leases/rotation/", lease.Options{Duration: lease.MaxDuration, Host: "hung-host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Abandon() // hung: no renewals, no release
+	sc(t, f.env, "rotate", "--new-key", "file:"+newKey).want(t, exitBusy, "hung-host")
+	r := sc(t, f.env, "rotate", "--break-lease")
+	r.want(t, 0, "")
+	if !strings.Contains(r.stdout, "hung-host") {
+		t.Fatalf("--break-lease does not name the holder: %q", r.stdout)
+	}
+	sc(t, f.env, "rotate", "--new-key", "file:"+newKey).want(t, 0, "switched")
+	newEnv := []string{"SNAPCRYPT_REPO=" + f.repo, "SNAPCRYPT_KEY=file:" + newKey}
+	if s := status(t, newEnv); s.Unfinished || s.Lease != nil {
+		t.Fatalf("after the rotation: %+v", s)
+	}
+	r = sc(t, newEnv, "rotate", "--break-lease")
+	r.want(t, 0, "")
+	if !strings.Contains(r.stdout, "no rotation lease") {
+		t.Fatalf("--break-lease with no lease: %q", r.stdout)
+	}
+	sc(t, newEnv, "rotate", "--break-lease", "--new-key", "file:"+newKey).want(t, exitUsage, "")
 }
 
 // TestRotateKilled sends SIGKILL to `snapcrypt rotate` at many points of a

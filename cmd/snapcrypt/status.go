@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 type statusGeneration struct {
@@ -27,7 +29,7 @@ type statusJSON struct {
 	Generations   []statusGeneration `json:"generations"`
 	Rotation      *keys.Rotation     `json:"rotation"`
 	Unfinished    bool               `json:"rotation_unfinished"`
-	Lease         *keys.Lease        `json:"rotation_lease"`
+	Lease         *lease.Lease       `json:"rotation_lease"`
 	Snapshots     int                `json:"snapshots"`
 	Packs         int                `json:"packs"`
 	Bytes         int64              `json:"repository_bytes"`
@@ -45,7 +47,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ks, err := r.Keys().Status(ctx)
+	ks, err := rotation.New(r.Keys(), rotation.Options{}).Status(ctx)
 	if err != nil {
 		return err
 	}

@@ -115,9 +115,6 @@ func fillStore(args []string) error {
 		}
 	}
 	el := time.Since(start).Seconds()
-	if err := kc.Close(ctx); err != nil {
-		return err
-	}
 	after, _, err := currentDEKs(ctx, kc)
 	if err != nil {
 		return err

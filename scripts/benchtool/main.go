@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 func main() {
@@ -59,7 +60,7 @@ func main() {
 func fill(args []string) error { return fillStore(args) }
 
 func currentDEKs(ctx context.Context, kc *keys.Keychain) (int, string, error) {
-	s, err := kc.Status(ctx)
+	s, err := rotation.New(kc, rotation.Options{}).Status(ctx)
 	if err != nil {
 		return 0, "", err
 	}

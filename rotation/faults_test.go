@@ -1,4 +1,4 @@
-package keys
+package rotation
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -24,7 +25,7 @@ func TestRotateWithStoreFaults(t *testing.T) {
 		oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 		k := mustInit(t, fs, oldKey)
 		setClock(k, clock.Now)
-		k.SetRotateOptions(testOpts)
+		k.SetOptions(testOpts)
 		deks := makeDEKs(t, k, 60)
 		fs.Add(faults.Rule{Probability: 0.03 + 0.01*float64(seed)})
 		fs.Add(faults.Rule{Ops: []faults.Op{faults.Create, faults.Put, faults.Delete}, Probability: 0.03, Dropped: true})
@@ -33,9 +34,9 @@ func TestRotateWithStoreFaults(t *testing.T) {
 			clock.advance(2 * testOpts.LeaseDuration) // abandoned leases lapse
 			var err error
 			r := k.Keyring()
-			if r.Generation(r.Current) != nil && matchKEK(r.Generation(r.Current), newKey, k.rid) == nil && r.Rotation == nil {
-				if err = k.StartRotation(ctx, newKey, testOpts); err == nil {
-					err = k.RunRotation(ctx, nil)
+			if r.Generation(r.Current) != nil && !k.Matches(r.Generation(r.Current), newKey) && r.Rotation == nil {
+				if err = k.start(ctx, newKey, testOpts); err == nil {
+					err = k.Run(ctx, nil)
 				}
 			} else {
 				if err = k.AddKey(ctx, newKey); err == nil {
@@ -87,7 +88,7 @@ func TestRotateUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	stopOld, stopAll := make(chan struct{}), make(chan struct{})
 	var oldWG, wg sync.WaitGroup
-	reader := func(rk *Keychain, stop chan struct{}, wg *sync.WaitGroup) {
+	reader := func(rk *proc, stop chan struct{}, wg *sync.WaitGroup) {
 		defer wg.Done()
 		for i := 0; ; i++ {
 			select {
@@ -106,7 +107,7 @@ func TestRotateUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	writer := func(rk *Keychain) {
+	writer := func(rk *proc) {
 		defer wg.Done()
 		for {
 			select {
@@ -138,10 +139,10 @@ func TestRotateUnderLoad(t *testing.T) {
 		}
 		return nil
 	})
-	if err := k.StartRotation(ctx, newKey, testOpts); err != nil {
+	if err := k.start(ctx, newKey, testOpts); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RunRotation(ctx, nil); err != nil {
+	if err := k.Run(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	close(stopAll)
@@ -166,10 +167,10 @@ func TestCooperativeRotateWithStoreFaults(t *testing.T) {
 		oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 		k := mustInit(t, fs, oldKey)
 		setClock(k, clock.Now)
-		k.SetRotateOptions(shardOpts)
+		k.SetOptions(shardOpts)
 		deks := makeDEKs(t, k, 100)
 		h := openWith(t, fs, clock, oldKey, newKey)
-		h.SetRotateOptions(shardOpts)
+		h.SetOptions(shardOpts)
 		fs.Add(faults.Rule{Probability: 0.02 + 0.01*float64(seed)})
 		fs.Add(faults.Rule{Ops: []faults.Op{faults.Create, faults.Put, faults.Delete}, Probability: 0.02, Dropped: true})
 		stop := make(chan struct{})
@@ -189,12 +190,12 @@ func TestCooperativeRotateWithStoreFaults(t *testing.T) {
 		helped := 0
 		for attempt := 0; attempt < 300 && !finished; attempt++ {
 			helpErr := make(chan error, 1)
-			go func() { helpErr <- h.HelpRotation(ctx, nil) }()
+			go func() { helpErr <- h.Help(ctx, nil) }()
 			var err error
 			r := k.Keyring()
-			if matchKEK(r.Generation(r.Current), newKey, k.rid) == nil && r.Rotation == nil {
-				if err = k.StartRotation(ctx, newKey, shardOpts); err == nil {
-					err = k.RunRotation(ctx, nil)
+			if !k.Matches(r.Generation(r.Current), newKey) && r.Rotation == nil {
+				if err = k.start(ctx, newKey, shardOpts); err == nil {
+					err = k.Run(ctx, nil)
 				}
 			} else if err = k.AddKey(ctx, newKey); err == nil {
 				err = k.Resume(ctx, nil)
@@ -204,7 +205,7 @@ func TestCooperativeRotateWithStoreFaults(t *testing.T) {
 				u, err = k.Unfinished(ctx)
 				finished = err == nil && !u
 			}
-			if err != nil && !errors.Is(err, faults.ErrInjected) && !errors.Is(err, ErrRotationUnfinished) && !errors.Is(err, ErrAlreadyCurrent) && !errors.Is(err, ErrBusy) {
+			if err != nil && !errors.Is(err, faults.ErrInjected) && !errors.Is(err, ErrRotationUnfinished) && !errors.Is(err, ErrAlreadyCurrent) && !errors.Is(err, lease.ErrBusy) {
 				t.Fatalf("seed %d attempt %d: %v", seed, attempt, err)
 			}
 			herr := <-helpErr
@@ -228,8 +229,8 @@ func TestCooperativeRotateWithStoreFaults(t *testing.T) {
 }
 
 // lastHelp returns the progress of k's last run.
-func lastHelp(k *Keychain) (Progress, bool) {
-	k.rot.mu.Lock()
-	defer k.rot.mu.Unlock()
-	return k.progressLocked(), k.rot.prog.Helper
+func lastHelp(k *proc) (Progress, bool) {
+	k.Rotator.mu.Lock()
+	defer k.Rotator.mu.Unlock()
+	return k.progressLocked(), k.prog.Helper
 }

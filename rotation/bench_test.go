@@ -1,4 +1,4 @@
-package keys
+package rotation
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
@@ -19,9 +20,9 @@ import (
 const benchDEKs = 100_000
 
 // fillDEKs writes n wrapped DEKs under the current generation, in parallel.
-func fillDEKs(b *testing.B, k *Keychain, n int) {
+func fillDEKs(b *testing.B, k *proc, n int) {
 	ctx := context.Background()
-	kk, err := k.currentKEK(ctx)
+	kk, err := k.KEK(k.Keyring().Current)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,12 +32,16 @@ func fillDEKs(b *testing.B, k *Keychain, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dek := make([]byte, KeySize)
+			dek := make([]byte, keys.KeySize)
 			for i := w; i < n; i += workers {
 				var id [16]byte
 				rand.Read(id[:])
 				rand.Read(dek)
-				if err := k.writeWrapped(ctx, kk, id, dek); err != nil {
+				w, err := kk.Wrap(id, dek)
+				if err == nil {
+					err = k.Store().Create(ctx, keys.DEKObject(kk.Generation(), id), w)
+				}
+				if err != nil {
 					b.Error(err)
 					return
 				}
@@ -49,7 +54,7 @@ func fillDEKs(b *testing.B, k *Keychain, n int) {
 // BenchmarkRotate rotates a repository of 100,000 wrapped DEKs: switch,
 // re-wrap (read, unwrap, wrap, create, read back, verify), retire, delete.
 // One op is one whole rotation; DEKs/s counts re-wrapped DEKs per second of
-// it. Run: go test -run XXX -bench BenchmarkRotate -benchtime 1x ./keys/
+// it. Run: go test -run XXX -bench BenchmarkRotate -benchtime 1x ./rotation/
 func BenchmarkRotate(b *testing.B) {
 	stores := []struct {
 		name string
@@ -69,23 +74,20 @@ func BenchmarkRotate(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/workers=%d", s.name, workers), func(b *testing.B) {
 				ctx := context.Background()
 				st := s.open(b)
-				k, err := Init(ctx, st, testRepoID, rawKey(b, 0))
-				if err != nil {
-					b.Fatal(err)
-				}
+				k := mustInit(b, st, rawKey(b, 0))
 				fillDEKs(b, k, benchDEKs-1)
-				opts := RotateOptions{Workers: workers, LeaseDuration: time.Minute}
+				opts := Options{Workers: workers, LeaseDuration: time.Minute}
 				var rewrapped int64
 				var elapsed, rewrap, del time.Duration
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					start := time.Now()
-					if err := k.StartRotation(ctx, rawKey(b, byte(i+1)), opts); err != nil {
+					if err := k.start(ctx, rawKey(b, byte(i+1)), opts); err != nil {
 						b.Fatal(err)
 					}
 					var last Progress
 					var retireAt, deleteAt time.Time
-					err := k.RunRotation(ctx, func(p Progress) {
+					err := k.Run(ctx, func(p Progress) {
 						switch {
 						case p.Phase == "retire" && retireAt.IsZero():
 							retireAt = time.Now()
@@ -120,16 +122,16 @@ const sharedDEKs = 20_000
 // behind a fixed latency on every call (repo/store/faults), the S3-like
 // case where a rotation waits on round trips, not on the CPU: one keychain
 // with 16 workers; two cooperating keychains with 16 workers each (the
-// second calls HelpRotation right after the switch, as a daemon that sees
+// second calls Help right after the switch, as a daemon that sees
 // the rotation record would); and, for comparison, one keychain with 32
-// workers. The helper calls HelpRotation as a daemon would, again every
+// workers. The helper calls Help as a daemon would, again every
 // ShardPoll (250 ms) until the rotation is finished, so it re-wraps shards
 // and, after the retire commit, deletes. Reported: DEKs/s for the whole
 // rotation (switch to deleted) and for the re-wrap phase (switch to the
 // retire commit), the shards the helper re-wrapped and the share of the
 // deletes it did. Run:
 //
-//	go test -run XXX -bench BenchmarkRotateShared -benchtime 1x ./keys/
+//	go test -run XXX -bench BenchmarkRotateShared -benchtime 1x ./rotation/
 func BenchmarkRotateShared(b *testing.B) {
 	for _, lat := range []time.Duration{time.Millisecond, 2 * time.Millisecond} {
 		for _, cfg := range []struct {
@@ -139,24 +141,22 @@ func BenchmarkRotateShared(b *testing.B) {
 			b.Run(fmt.Sprintf("latency=%s/%s", lat, cfg.name), func(b *testing.B) {
 				ctx := context.Background()
 				fst := faults.New(mem.New())
-				k, err := Init(ctx, fst, testRepoID, rawKey(b, 0))
-				if err != nil {
-					b.Fatal(err)
-				}
+				k := mustInit(b, fst, rawKey(b, 0))
 				fillDEKs(b, k, sharedDEKs-1)
-				opts := RotateOptions{Workers: cfg.workers, LeaseDuration: time.Minute}
-				k.SetRotateOptions(opts)
-				keys := []*Material{rawKey(b, 0)}
+				opts := Options{Workers: cfg.workers, LeaseDuration: time.Minute}
+				k.SetOptions(opts)
+				ms := []*keys.Material{rawKey(b, 0)}
 				for i := 0; i < b.N; i++ {
-					keys = append(keys, rawKey(b, byte(i+1)))
+					ms = append(ms, rawKey(b, byte(i+1)))
 				}
-				var helpers []*Keychain
+				var helpers []*proc
 				for range cfg.helpers {
-					h, err := Open(ctx, fst, testRepoID, keys...)
+					kc, err := keys.Open(ctx, fst, testRepoID, ms...)
 					if err != nil {
 						b.Fatal(err)
 					}
-					h.SetRotateOptions(opts)
+					h := newProc(kc)
+					h.SetOptions(opts)
 					helpers = append(helpers, h)
 				}
 				fst.Add(faults.Rule{Latency: lat})
@@ -165,7 +165,7 @@ func BenchmarkRotateShared(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					start := time.Now()
-					if err := k.StartRotation(ctx, keys[i+1], opts); err != nil {
+					if err := k.start(ctx, ms[i+1], opts); err != nil {
 						b.Fatal(err)
 					}
 					var wg sync.WaitGroup
@@ -176,7 +176,7 @@ func BenchmarkRotateShared(b *testing.B) {
 							defer wg.Done()
 							for {
 								var last Progress
-								if err := h.HelpRotation(ctx, func(p Progress) { last = p }); err != nil {
+								if err := h.Help(ctx, func(p Progress) { last = p }); err != nil {
 									b.Error(err)
 									return
 								}
@@ -192,7 +192,7 @@ func BenchmarkRotateShared(b *testing.B) {
 					}
 					var last Progress
 					var retireAt time.Time
-					err := k.RunRotation(ctx, func(p Progress) {
+					err := k.Run(ctx, func(p Progress) {
 						if p.Phase == "retire" && retireAt.IsZero() {
 							retireAt = time.Now()
 						}

@@ -1,4 +1,4 @@
-package keys
+package rotation
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -21,7 +23,7 @@ import (
 
 // shardOpts are testOpts with a short poll: coordinators that wait for a
 // helper's shard look again every millisecond.
-var shardOpts = RotateOptions{Workers: 4, LeaseDuration: time.Minute, Host: "testhost", ShardPoll: time.Millisecond}
+var shardOpts = Options{Workers: 4, LeaseDuration: time.Minute, Host: "testhost", ShardPoll: time.Millisecond}
 
 // syncDEKs is a DEK map that goroutines share.
 type syncDEKs struct {
@@ -80,31 +82,32 @@ func rewrapObjects(t testing.TB, st store.Store, rotID string) []string {
 
 // twinsVerified checks that every entry below deks/<from>/ has a twin under
 // k's current generation that opens, to the right DEK where deks knows it.
-func twinsVerified(k *Keychain, st store.Store, from string, deks map[[16]byte][]byte) error {
+func twinsVerified(k *proc, st store.Store, from string, deks map[[16]byte][]byte) error {
 	r := k.Keyring()
-	k.mu.RLock()
-	kTo := k.keks[r.Current]
-	k.mu.RUnlock()
+	kTo, err := k.KEK(r.Current)
+	if err != nil {
+		return err
+	}
 	ids := storedIDs(nil, st, from)
 	if len(ids) == 0 {
-		return fmt.Errorf("no entries below %s", genPrefix(from))
+		return fmt.Errorf("no entries below %s", keys.GenPrefix(from))
 	}
 	for id := range ids {
 		opened := false
 		var last error = store.ErrNotExist
-		for _, b := range storedCopies(nil, st, kTo.gen, id) {
-			got, err := kTo.unwrap(k.rid, id, b)
+		for _, b := range storedCopies(nil, st, r.Current, id) {
+			got, err := kTo.Unwrap(id, b)
 			if err != nil {
 				last = err
 				continue
 			}
 			if want, ok := deks[id]; ok && !bytes.Equal(got, want) {
-				return fmt.Errorf("twin of %s%x holds another DEK", genPrefix(from), id)
+				return fmt.Errorf("twin of %s%x holds another DEK", keys.GenPrefix(from), id)
 			}
 			opened = true
 		}
 		if !opened {
-			return fmt.Errorf("%s%x has no twin that opens: %w", genPrefix(from), id, last)
+			return fmt.Errorf("%s%x has no twin that opens: %w", keys.GenPrefix(from), id, last)
 		}
 	}
 	return nil
@@ -125,12 +128,12 @@ func TestCooperativeRotation(t *testing.T) {
 	oldKey, newKey := rawKey(t, 1), passKey(t, "new")
 	a := mustInit(t, st, oldKey)
 	setClock(a, clock.Now)
-	a.SetRotateOptions(shardOpts)
+	a.SetOptions(shardOpts)
 	deks := &syncDEKs{m: makeDEKs(t, a, 400)}
 	b := openWith(t, st, clock, oldKey, newKey)
 	bOpts := shardOpts
 	bOpts.Host = "helperhost"
-	b.SetRotateOptions(bOpts)
+	b.SetOptions(bOpts)
 
 	var fail firstErr
 	check := func(who, point string) {
@@ -186,7 +189,7 @@ func TestCooperativeRotation(t *testing.T) {
 		return nil
 	})
 
-	if err := a.StartRotation(ctx, newKey, shardOpts); err != nil {
+	if err := a.start(ctx, newKey, shardOpts); err != nil {
 		t.Fatal(err)
 	}
 	rot := a.Keyring().Rotation
@@ -223,7 +226,7 @@ func TestCooperativeRotation(t *testing.T) {
 			default:
 			}
 			// A fresh process each round: nothing cached, reads with fallback.
-			rd, err := Open(ctx, st, testRepoID, oldKey, newKey)
+			rd, err := keys.Open(ctx, st, testRepoID, oldKey, newKey)
 			if err != nil {
 				fail.set(fmt.Errorf("reader: %w", err))
 				return
@@ -242,7 +245,7 @@ func TestCooperativeRotation(t *testing.T) {
 		}
 	}()
 
-	// The helper calls HelpRotation as a daemon would, again and again
+	// The helper calls Help as a daemon would, again and again
 	// while the rotation is unfinished: first it re-wraps, after the
 	// retire commit it deletes. pb is its re-wrap run, pbDeleted what it
 	// deleted in all.
@@ -253,7 +256,7 @@ func TestCooperativeRotation(t *testing.T) {
 	go func() {
 		for {
 			var last Progress
-			if err := b.HelpRotation(ctx, func(p Progress) { last = p }); err != nil {
+			if err := b.Help(ctx, func(p Progress) { last = p }); err != nil {
 				helped <- err
 				return
 			}
@@ -270,7 +273,7 @@ func TestCooperativeRotation(t *testing.T) {
 		}
 	}()
 	var pa Progress
-	err := a.RunRotation(ctx, func(p Progress) { pa = p })
+	err := a.Run(ctx, func(p Progress) { pa = p })
 	close(finished)
 	if herr := <-helped; herr != nil {
 		t.Fatalf("helper: %v", herr)
@@ -318,7 +321,7 @@ func TestCooperativeRotation(t *testing.T) {
 		t.Fatalf("markers: %d by the helper (want %d), %d entries (want 401)", byHelper, pb.Shards, entries)
 	}
 	checkFinished(t, inner, clock, deks.snapshot(), newKey)
-	if err := b.HelpRotation(ctx, nil); err != nil {
+	if err := b.Help(ctx, nil); err != nil {
 		t.Fatalf("helping when there is nothing to do: %v", err)
 	}
 	if n := len(rewrapObjects(t, inner, rot.ID)); n != 0 {
@@ -337,11 +340,11 @@ func TestHelperKilled(t *testing.T) {
 	oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 	a := mustInit(t, st, oldKey)
 	setClock(a, clock.Now)
-	a.SetRotateOptions(shardOpts)
+	a.SetOptions(shardOpts)
 	deks := makeDEKs(t, a, 400)
 	b := openWith(t, st, clock, oldKey, newKey)
-	b.SetRotateOptions(shardOpts)
-	if err := a.StartRotation(ctx, newKey, shardOpts); err != nil {
+	b.SetOptions(shardOpts)
+	if err := a.start(ctx, newKey, shardOpts); err != nil {
 		t.Fatal(err)
 	}
 	rot := a.Keyring().Rotation
@@ -366,7 +369,7 @@ func TestHelperKilled(t *testing.T) {
 		}
 		return nil
 	})
-	if err := b.HelpRotation(ctx, nil); !errors.Is(err, errCrash) {
+	if err := b.Help(ctx, nil); !errors.Is(err, errCrash) {
 		t.Fatalf("helper: %v, want the simulated crash", err)
 	}
 	checkReachable(t, st, deks, oldKey, newKey)
@@ -398,14 +401,14 @@ func TestHelperKilled(t *testing.T) {
 				close(expired)
 			}
 		case PointShard:
-			if _, err := st.Stat(ctx, leaseNameAt(shardPrefix(rot.ID, crashed), 2)); err == nil {
+			if _, err := st.Stat(ctx, lease.Name(shardPrefix(rot.ID, crashed), 2)); err == nil {
 				takenOver.Store(true)
 			}
 		}
 		return nil
 	})
 	var pa Progress
-	if err := a.RunRotation(ctx, func(p Progress) { pa = p }); err != nil {
+	if err := a.Run(ctx, func(p Progress) { pa = p }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -429,21 +432,21 @@ func TestHelperKilled(t *testing.T) {
 // entries itself; with only the new key it refuses and retires nothing.
 func TestLyingDoneMarker(t *testing.T) {
 	ctx := context.Background()
-	setup := func(t *testing.T) (*mem.Store, *fakeClock, *Keychain, map[[16]byte][]byte, *Rotation) {
+	setup := func(t *testing.T) (*mem.Store, *fakeClock, *proc, map[[16]byte][]byte, *keys.Rotation) {
 		st := mem.New()
 		clock := newFakeClock()
 		a := mustInit(t, st, rawKey(t, 1))
 		setClock(a, clock.Now)
-		a.SetRotateOptions(shardOpts)
+		a.SetOptions(shardOpts)
 		deks := makeDEKs(t, a, 200)
-		if err := a.StartRotation(ctx, rawKey(t, 2), shardOpts); err != nil {
+		if err := a.start(ctx, rawKey(t, 2), shardOpts); err != nil {
 			t.Fatal(err)
 		}
 		return st, clock, a, deks, a.Keyring().Rotation
 	}
 	// beforeRetire makes k check, just before its retire commit, that every
 	// old entry has a verified twin.
-	beforeRetire := func(k *Keychain, st store.Store, from string, deks map[[16]byte][]byte, fail *firstErr) {
+	beforeRetire := func(k *proc, st store.Store, from string, deks map[[16]byte][]byte, fail *firstErr) {
 		setCrash(k, func(p string) error {
 			if p == PointBeforeRetire {
 				fail.set(twinsVerified(k, st, from, deks))
@@ -463,7 +466,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		var fail firstErr
 		beforeRetire(a, st, rot.From[0], deks, &fail)
 		var pa Progress
-		if err := a.RunRotation(ctx, func(p Progress) { pa = p }); err != nil {
+		if err := a.Run(ctx, func(p Progress) { pa = p }); err != nil {
 			t.Fatal(err)
 		}
 		if err := fail.get(); err != nil {
@@ -478,16 +481,15 @@ func TestLyingDoneMarker(t *testing.T) {
 
 	// A helper re-wraps everything and marks every shard done; then three
 	// twins vanish and one is damaged.
-	helpThenBreak := func(t *testing.T, st *mem.Store, clock *fakeClock, deks map[[16]byte][]byte, rot *Rotation) (broken [][16]byte) {
+	helpThenBreak := func(t *testing.T, st *mem.Store, clock *fakeClock, deks map[[16]byte][]byte, rot *keys.Rotation) (broken [][16]byte) {
 		h := openWith(t, st, clock, rawKey(t, 1), rawKey(t, 2))
-		h.SetRotateOptions(shardOpts)
-		if err := h.HelpRotation(ctx, nil); err != nil {
+		h.SetOptions(shardOpts)
+		if err := h.Help(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(rewrapObjects(t, st, rot.ID)); n != RewrapShards {
 			t.Fatalf("%d shard objects after helping, want %d markers", n, RewrapShards)
 		}
-		to, _ := parseGenID(rot.To)
 		for id := range deks {
 			if len(broken) == 4 {
 				break
@@ -495,25 +497,28 @@ func TestLyingDoneMarker(t *testing.T) {
 			broken = append(broken, id)
 		}
 		// The twins are in DEK packs: drop three entries, damage one.
-		editPacks(t, st, rot.To, func(es []packEntry) []packEntry {
-			var out []packEntry
+		editPacks(t, st, rot.To, func(es []keys.PackEntry) []keys.PackEntry {
+			var out []keys.PackEntry
 			for _, e := range es {
-				switch e.id {
+				switch e.ID {
 				case broken[0], broken[1], broken[2]:
 					continue
 				case broken[3]:
-					bad := make([]byte, wrappedSize)
-					copy(bad, wrapMagic)
-					bad[len(wrapMagic)] = wrapVersion
-					e.wrapped = bad
+					bad := make([]byte, keys.WrappedSize) // a wrapped DEK's header, zeros after
+					copy(bad, "SCWK\x01")
+					e.Wrapped = bad
 				}
 				out = append(out, e)
 			}
 			return out
 		})
+		kTo, err := h.KEK(rot.To)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, id := range broken {
-			for _, b := range storedCopies(t, st, to, id) {
-				if _, err := h.keks[rot.To].unwrap(h.rid, id, b); err == nil {
+			for _, b := range storedCopies(t, st, rot.To, id) {
+				if _, err := kTo.Unwrap(id, b); err == nil {
 					t.Fatalf("twin of %x still opens after breaking it", id)
 				}
 			}
@@ -527,7 +532,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		var fail firstErr
 		beforeRetire(a, st, rot.From[0], deks, &fail)
 		var pa Progress
-		if err := a.RunRotation(ctx, func(p Progress) { pa = p }); err != nil {
+		if err := a.Run(ctx, func(p Progress) { pa = p }); err != nil {
 			t.Fatal(err)
 		}
 		if err := fail.get(); err != nil {
@@ -545,7 +550,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		helpThenBreak(t, st, clock, deks, rot)
 		before := snapshotPrefix(t, st, keyringPrefix)
 		c := openWith(t, st, clock, rawKey(t, 2))
-		c.SetRotateOptions(shardOpts)
+		c.SetOptions(shardOpts)
 		var retired atomic.Bool
 		setCrash(c, func(p string) error {
 			if p == PointBeforeRetire {
@@ -556,7 +561,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		// The first failing entry decides the error: a missing twin
 		// (needs the old key) or the damaged one.
 		err := c.Resume(ctx, nil)
-		if !errors.Is(err, ErrDEKUnavailable) && !errors.Is(err, ErrCorrupt) || retired.Load() {
+		if !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, keys.ErrCorrupt) || retired.Load() {
 			t.Fatalf("resume with the new key only and twins missing: %v (reached the retire commit: %v)", err, retired.Load())
 		}
 		if !equalObjects(before, snapshotPrefix(t, st, keyringPrefix)) {
@@ -565,7 +570,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		checkReachable(t, st, deks, rawKey(t, 1), rawKey(t, 2))
 		// A process with both keys repairs and finishes.
 		d := openWith(t, st, clock, rawKey(t, 2), rawKey(t, 1))
-		d.SetRotateOptions(shardOpts)
+		d.SetOptions(shardOpts)
 		if err := d.Resume(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -578,12 +583,12 @@ func TestLyingDoneMarker(t *testing.T) {
 		st, clock, a, deks, _ := setup(t)
 		a.Close(ctx)
 		h := openWith(t, st, clock, rawKey(t, 1), rawKey(t, 2))
-		h.SetRotateOptions(shardOpts)
-		if err := h.HelpRotation(ctx, nil); err != nil {
+		h.SetOptions(shardOpts)
+		if err := h.Help(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		c := openWith(t, st, clock, rawKey(t, 2))
-		c.SetRotateOptions(shardOpts)
+		c.SetOptions(shardOpts)
 		var pc Progress
 		if err := c.Resume(ctx, func(p Progress) { pc = p }); err != nil {
 			t.Fatal(err)
@@ -605,18 +610,18 @@ func TestHelpRotationRefuses(t *testing.T) {
 	a := mustInit(t, st, oldKey)
 	setClock(a, clock.Now)
 	makeDEKs(t, a, 20)
-	if err := a.HelpRotation(ctx, nil); err != nil {
+	if err := a.Help(ctx, nil); err != nil {
 		t.Fatalf("no rotation: %v", err)
 	}
-	if err := a.StartRotation(ctx, newKey, shardOpts); err != nil {
+	if err := a.start(ctx, newKey, shardOpts); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshotPrefix(t, st, "")
-	for name, k := range map[string]*Keychain{
+	for name, k := range map[string]*proc{
 		"old key only": openWith(t, st, clock, oldKey),
 		"new key only": openWith(t, st, clock, newKey),
 	} {
-		if err := k.HelpRotation(ctx, nil); !errors.Is(err, ErrDEKUnavailable) {
+		if err := k.Help(ctx, nil); !errors.Is(err, keys.ErrDEKUnavailable) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -626,14 +631,14 @@ func TestHelpRotationRefuses(t *testing.T) {
 	var inRun error
 	setCrash(a, func(p string) error {
 		if p == PointBeforeRetire {
-			inRun = a.HelpRotation(ctx, nil)
+			inRun = a.Help(ctx, nil)
 		}
 		return nil
 	})
-	if err := a.RunRotation(ctx, nil); err != nil {
+	if err := a.Run(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(inRun, ErrBusy) {
+	if !errors.Is(inRun, lease.ErrBusy) {
 		t.Fatalf("helping while this process rotates: %v", inRun)
 	}
 }
@@ -650,13 +655,13 @@ func TestShardCrashAnywhere(t *testing.T) {
 			oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 			a := mustInit(t, st, oldKey)
 			setClock(a, clock.Now)
-			a.SetRotateOptions(shardOpts)
+			a.SetOptions(shardOpts)
 			deks := makeDEKs(t, a, 150)
-			if err := a.StartRotation(ctx, newKey, shardOpts); err != nil {
+			if err := a.start(ctx, newKey, shardOpts); err != nil {
 				t.Fatal(err)
 			}
 			h := openWith(t, st, clock, oldKey, newKey)
-			h.SetRotateOptions(shardOpts)
+			h.SetOptions(shardOpts)
 			var mu sync.Mutex
 			calls := map[string]int{}
 			dead := false
@@ -670,12 +675,12 @@ func TestShardCrashAnywhere(t *testing.T) {
 				}
 				return nil
 			})
-			if err := h.HelpRotation(ctx, nil); !errors.Is(err, errCrash) {
+			if err := h.Help(ctx, nil); !errors.Is(err, errCrash) {
 				t.Fatalf("helper: %v, want the simulated crash", err)
 			}
 			checkReachable(t, st, deks, oldKey, newKey)
 			clock.advance(2 * shardOpts.LeaseDuration)
-			if err := a.RunRotation(ctx, nil); err != nil {
+			if err := a.Run(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
 			checkFinished(t, st, clock, deks, newKey)
@@ -724,8 +729,8 @@ func TestShardDoneVectors(t *testing.T) {
 		m, err := ParseShardDone([]byte(v.Marker))
 		got := "ok"
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap ErrCorrupt", v.Name, err)
+			if !errors.Is(err, keys.ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap keys.ErrCorrupt", v.Name, err)
 			}
 			got = "corrupted"
 		}
@@ -778,7 +783,7 @@ func TestHelperDeletesAfterRetire(t *testing.T) {
 	oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 	a := mustInit(t, st, oldKey)
 	setClock(a, clock.Now)
-	a.SetRotateOptions(shardOpts)
+	a.SetOptions(shardOpts)
 	deks := makeDEKs(t, a, 100)
 	setCrash(a, func(p string) error {
 		if p == PointRetired {
@@ -786,9 +791,9 @@ func TestHelperDeletesAfterRetire(t *testing.T) {
 		}
 		return nil
 	})
-	err := a.StartRotation(ctx, newKey, shardOpts)
+	err := a.start(ctx, newKey, shardOpts)
 	if err == nil {
-		err = a.RunRotation(ctx, nil)
+		err = a.Run(ctx, nil)
 	}
 	if !errors.Is(err, errCrash) {
 		t.Fatalf("rotation: %v, want the simulated crash", err)
@@ -798,7 +803,7 @@ func TestHelperDeletesAfterRetire(t *testing.T) {
 		t.Fatalf("Unfinished = %v, %v", u, err)
 	}
 	var last Progress
-	if err := h.HelpRotation(ctx, func(p Progress) { last = p }); err != nil {
+	if err := h.Help(ctx, func(p Progress) { last = p }); err != nil {
 		t.Fatal(err)
 	}
 	if last.Deleted != 101 || last.Phase != "done" || !last.Helper {

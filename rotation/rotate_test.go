@@ -1,4 +1,4 @@
-package keys
+package rotation
 
 import (
 	"bytes"
@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -38,23 +41,24 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-var testOpts = RotateOptions{Workers: 4, LeaseDuration: time.Minute, Host: "testhost"}
+var testOpts = Options{Workers: 4, LeaseDuration: time.Minute, Host: "testhost", Argon2: testArgon2}
 
 var errCrash = errors.New("simulated crash")
 
-func openWith(t testing.TB, st store.Store, clock *fakeClock, ms ...*Material) *Keychain {
+func openWith(t testing.TB, st store.Store, clock *fakeClock, ms ...*keys.Material) *proc {
 	t.Helper()
-	k, err := Open(context.Background(), st, testRepoID, ms...)
+	kc, err := keys.Open(context.Background(), st, testRepoID, ms...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	k := newProc(kc)
 	setClock(k, clock.Now)
-	k.SetRotateOptions(testOpts)
+	k.SetOptions(testOpts)
 	return k
 }
 
 // makeDEKs creates n DEKs and returns them by id.
-func makeDEKs(t testing.TB, k *Keychain, n int) map[[16]byte][]byte {
+func makeDEKs(t testing.TB, k *proc, n int) map[[16]byte][]byte {
 	t.Helper()
 	out := map[[16]byte][]byte{}
 	for range n {
@@ -70,7 +74,7 @@ func makeDEKs(t testing.TB, k *Keychain, n int) map[[16]byte][]byte {
 // checkReachable asserts the invariant "no DEK is ever unreachable": each
 // DEK has a wrapped copy under a generation the latest keyring lists as
 // current or retiring that unwraps (with one of ms) to the right key.
-func checkReachable(t testing.TB, st store.Store, deks map[[16]byte][]byte, ms ...*Material) {
+func checkReachable(t testing.TB, st store.Store, deks map[[16]byte][]byte, ms ...*keys.Material) {
 	t.Helper()
 	if err := reachable(st, deks, ms...); err != nil {
 		t.Fatal(err)
@@ -78,23 +82,24 @@ func checkReachable(t testing.TB, st store.Store, deks map[[16]byte][]byte, ms .
 }
 
 // reachable is checkReachable returning the first failure, for goroutines.
-func reachable(st store.Store, deks map[[16]byte][]byte, ms ...*Material) error {
+func reachable(st store.Store, deks map[[16]byte][]byte, ms ...*keys.Material) error {
 	ctx := context.Background()
-	r, err := LoadKeyring(ctx, st)
+	// A Keychain opened now loads the latest keyring and holds the KEKs
+	// of its live generations that one of ms matches.
+	kc, err := keys.Open(ctx, st, testRepoID, ms...)
 	if err != nil {
-		return err
+		return fmt.Errorf("no DEK is reachable: %w", err)
 	}
-	rid, _ := parseRepoID(testRepoID)
-	keks := matchAll(r, ms, rid, nil)
+	r := kc.Keyring()
 	for id, dek := range deks {
 		ok := false
 		for _, g := range r.Generations {
-			kk := keks[g.ID]
-			if g.State == StateRetired || kk == nil {
+			kk, err := kc.KEK(g.ID)
+			if g.State == keys.StateRetired || err != nil {
 				continue
 			}
-			for _, b := range storedCopies(nil, st, kk.gen, id) {
-				if got, err := kk.unwrap(rid, id, b); err == nil && bytes.Equal(got, dek) {
+			for _, b := range storedCopies(nil, st, g.ID, id) {
+				if got, err := kk.Unwrap(id, b); err == nil && bytes.Equal(got, dek) {
 					ok = true
 					break
 				}
@@ -112,7 +117,7 @@ func reachable(st store.Store, deks map[[16]byte][]byte, ms ...*Material) error 
 
 // checkFinished asserts the end state of a rotation to newKey: only the new
 // key is needed, the old generations are retired and their prefixes empty.
-func checkFinished(t testing.TB, st store.Store, clock *fakeClock, deks map[[16]byte][]byte, newKey *Material) {
+func checkFinished(t testing.TB, st store.Store, clock *fakeClock, deks map[[16]byte][]byte, newKey *keys.Material) {
 	t.Helper()
 	ctx := context.Background()
 	k := openWith(t, st, clock, newKey)
@@ -124,10 +129,10 @@ func checkFinished(t testing.TB, st store.Store, clock *fakeClock, deks map[[16]
 		if g.ID == r.Current {
 			continue
 		}
-		if g.State != StateRetired {
+		if g.State != keys.StateRetired {
 			t.Fatalf("generation %s is %s, want retired", g.ID, g.State)
 		}
-		if n, _ := k.count(ctx, genPrefix(g.ID), 0); n != 0 {
+		if n, _ := k.count(ctx, keys.GenPrefix(g.ID), 0); n != 0 {
 			t.Fatalf("%d wrapped DEKs left under retired generation %s", n, g.ID)
 		}
 	}
@@ -152,7 +157,7 @@ func TestRotate(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
-		old, new *Material
+		old, new *keys.Material
 	}{
 		{"raw-to-pass", rawKey(t, 1), passKey(t, "new passphrase")},
 		{"pass-to-raw", passKey(t, "old passphrase"), rawKey(t, 2)},
@@ -164,11 +169,11 @@ func TestRotate(t *testing.T) {
 			setClock(k, clock.Now)
 			idk, _ := k.IDKey(ctx)
 			deks := makeDEKs(t, k, 50)
-			if err := k.StartRotation(ctx, tc.new, testOpts); err != nil {
+			if err := k.start(ctx, tc.new, testOpts); err != nil {
 				t.Fatal(err)
 			}
 			r := k.Keyring()
-			if r.Rotation == nil || len(r.Generations) != 2 || r.Generation(r.Rotation.From[0]).State != StateRetiring {
+			if r.Rotation == nil || len(r.Generations) != 2 || r.Generation(r.Rotation.From[0]).State != keys.StateRetiring {
 				t.Fatalf("after switch: %+v", r)
 			}
 			if r.Rotation.RequestedBy.Host != "testhost" {
@@ -180,8 +185,7 @@ func TestRotate(t *testing.T) {
 				t.Fatal(err)
 			}
 			deks[id] = dek
-			gen, _ := parseGenID(r.Current)
-			if _, err := st.Stat(ctx, dekName(gen, id)); err != nil {
+			if _, err := st.Stat(ctx, keys.DEKObject(r.Current, id)); err != nil {
 				t.Fatalf("new DEK not under the new generation: %v", err)
 			}
 			// A reader holding only the old key reads old DEKs during the rotation.
@@ -197,7 +201,7 @@ func TestRotate(t *testing.T) {
 				t.Fatalf("status during rotation: %+v", st2)
 			}
 			var last Progress
-			if err := k.RunRotation(ctx, func(p Progress) { last = p }); err != nil {
+			if err := k.Run(ctx, func(p Progress) { last = p }); err != nil {
 				t.Fatal(err)
 			}
 			if last.Phase != "done" || last.Done != 51 || last.Total != 51 || last.Deleted != 51 {
@@ -209,8 +213,8 @@ func TestRotate(t *testing.T) {
 				t.Fatal("content-id key changed")
 			}
 			// The old key is refused now, saying why.
-			_, err = Open(ctx, st, testRepoID, tc.old)
-			if !errors.Is(err, ErrNoKeyMatches) || !strings.Contains(err.Error(), "retired") {
+			_, err = keys.Open(ctx, st, testRepoID, tc.old)
+			if !errors.Is(err, keys.ErrNoKeyMatches) || !strings.Contains(err.Error(), "retired") {
 				t.Fatalf("old key after rotation: %v", err)
 			}
 			// No lease left behind.
@@ -218,10 +222,10 @@ func TestRotate(t *testing.T) {
 				t.Fatalf("%d lease objects left", n)
 			}
 			// Rotating back to the old key makes a new generation.
-			if err := k.StartRotation(ctx, tc.old, testOpts); err != nil {
+			if err := k.start(ctx, tc.old, testOpts); err != nil {
 				t.Fatal(err)
 			}
-			if err := k.RunRotation(ctx, nil); err != nil {
+			if err := k.Run(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
 			r = k.Keyring()
@@ -275,9 +279,9 @@ func TestCrashAnywhere(t *testing.T) {
 				return nil
 			})
 			keyringBefore := snapshotPrefix(t, st, keyringPrefix)
-			err := k.StartRotation(ctx, newKey, testOpts)
+			err := k.start(ctx, newKey, testOpts)
 			if err == nil {
-				err = k.RunRotation(ctx, nil)
+				err = k.Run(ctx, nil)
 			}
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("rotation: %v, want the simulated crash", err)
@@ -288,10 +292,10 @@ func TestCrashAnywhere(t *testing.T) {
 			// The crashed holder's lease blocks others until it expires.
 			k2 := openWith(t, st, clock, oldKey, newKey)
 			err = k2.Resume(ctx, nil)
-			if !errors.Is(err, ErrBusy) {
+			if !errors.Is(err, lease.ErrBusy) {
 				t.Fatalf("resume under a live lease: %v", err)
 			}
-			var be *BusyError
+			var be *lease.BusyError
 			if !errors.As(err, &be) || be.Host != "testhost" {
 				t.Fatalf("busy error does not name the holder: %v", err)
 			}
@@ -301,7 +305,7 @@ func TestCrashAnywhere(t *testing.T) {
 				if !equalObjects(keyringBefore, snapshotPrefix(t, st, keyringPrefix)) {
 					t.Fatal("keyring changed by a rotation that crashed before the switch")
 				}
-				if err := k2.StartRotation(ctx, newKey, testOpts); err != nil {
+				if err := k2.start(ctx, newKey, testOpts); err != nil {
 					t.Fatal(err)
 				}
 			} else if u, err := k2.Unfinished(ctx); err != nil || (!u && cc.point != PointDeleted) {
@@ -337,9 +341,9 @@ func TestResumeWithNewKeyOnly(t *testing.T) {
 			}
 			return nil
 		})
-		err := k.StartRotation(ctx, newKey, testOpts)
+		err := k.start(ctx, newKey, testOpts)
 		if err == nil {
-			err = k.RunRotation(ctx, nil)
+			err = k.Run(ctx, nil)
 		}
 		if !errors.Is(err, errCrash) {
 			t.Fatal(err)
@@ -348,7 +352,7 @@ func TestResumeWithNewKeyOnly(t *testing.T) {
 		k2 := openWith(t, st, clock, newKey)
 		err = k2.Resume(ctx, nil)
 		if point == PointSwitch {
-			if !errors.Is(err, ErrDEKUnavailable) {
+			if !errors.Is(err, keys.ErrDEKUnavailable) {
 				t.Fatalf("resume without the old key: %v", err)
 			}
 			checkReachable(t, st, deks, oldKey, newKey)
@@ -371,33 +375,36 @@ func TestLateWriter(t *testing.T) {
 	t.Run("holds-new-key", func(t *testing.T) {
 		// The writer is the rotating process: the switch lands between its
 		// wrapped-DEK write and its keyring re-read.
-		st := mem.New()
+		st := &afterDEKWriteStore{Store: mem.New()}
 		clock := newFakeClock()
 		oldKey, newKey := rawKey(t, 1), rawKey(t, 2)
 		k := mustInit(t, st, oldKey)
 		setClock(k, clock.Now)
 		deks := makeDEKs(t, k, 5)
-		oldGen, _ := parseGenID(k.Keyring().Current)
-		once := sync.Once{}
-		setAfterDEKWrite(k, func() {
-			once.Do(func() {
-				if err := k.StartRotation(ctx, newKey, testOpts); err != nil {
+		oldGen := k.Keyring().Current
+		var fired atomic.Bool
+		st.setAfter(func() {
+			if fired.CompareAndSwap(false, true) {
+				if err := k.start(ctx, newKey, testOpts); err != nil {
 					t.Error(err)
 				}
-			})
+			}
 		})
 		id, dek, err := k.NewDEK(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		deks[id] = dek
-		newGen, _ := parseGenID(k.Keyring().Current)
-		for _, g := range [][8]byte{oldGen, newGen} {
-			if _, err := st.Stat(ctx, dekName(g, id)); err != nil {
-				t.Fatalf("late DEK not under %x: %v", g, err)
+		newGen := k.Keyring().Current
+		if newGen == oldGen {
+			t.Fatal("the switch did not land between the write and the re-read")
+		}
+		for _, g := range []string{oldGen, newGen} {
+			if _, err := st.Stat(ctx, keys.DEKObject(g, id)); err != nil {
+				t.Fatalf("late DEK not under %s: %v", g, err)
 			}
 		}
-		if err := k.RunRotation(ctx, nil); err != nil {
+		if err := k.Run(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		checkFinished(t, st, clock, deks, newKey)
@@ -411,19 +418,20 @@ func TestLateWriter(t *testing.T) {
 		rot := mustInit(t, st, oldKey)
 		setClock(rot, clock.Now)
 		deks := makeDEKs(t, rot, 5)
-		w := openWith(t, st, clock, oldKey)
-		once := sync.Once{}
-		setAfterDEKWrite(w, func() {
-			once.Do(func() {
-				if err := rot.StartRotation(ctx, newKey, testOpts); err != nil {
+		hooked := &afterDEKWriteStore{Store: st}
+		w := openWith(t, hooked, clock, oldKey)
+		var fired atomic.Bool
+		hooked.setAfter(func() {
+			if fired.CompareAndSwap(false, true) {
+				if err := rot.start(ctx, newKey, testOpts); err != nil {
 					t.Error(err)
 				}
-			})
+			}
 		})
-		if _, _, err := w.NewDEK(ctx); !errors.Is(err, ErrDEKUnavailable) {
+		if _, _, err := w.NewDEK(ctx); !errors.Is(err, keys.ErrDEKUnavailable) {
 			t.Fatalf("late writer without the new key: %v", err)
 		}
-		if err := rot.RunRotation(ctx, nil); err != nil {
+		if err := rot.Run(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		checkFinished(t, st, clock, deks, newKey)
@@ -448,28 +456,30 @@ func TestLateWriter(t *testing.T) {
 		k := mustInit(t, st, oldKey)
 		setClock(k, clock.Now)
 		deks := makeDEKs(t, k, 5)
-		oldKEK := k.keks[k.Keyring().Current]
-		rid, _ := parseRepoID(testRepoID)
+		oldKEK, err := k.KEK(k.Keyring().Current)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var late [16]byte
 		late[0] = 0xee
-		lateDEK := bytes.Repeat([]byte{0x42}, KeySize)
+		lateDEK := bytes.Repeat([]byte{0x42}, keys.KeySize)
 		once := sync.Once{}
 		setCrash(k, func(p string) error {
 			if p == PointRewrap {
 				once.Do(func() {
-					w, _ := oldKEK.wrap(rid, late, lateDEK)
-					if err := st.Create(ctx, dekName(oldKEK.gen, late), w); err != nil {
+					w, _ := oldKEK.Wrap(late, lateDEK)
+					if err := st.Create(ctx, keys.DEKObject(oldKEK.Generation(), late), w); err != nil {
 						t.Error(err)
 					}
 				})
 			}
 			return nil
 		})
-		if err := k.StartRotation(ctx, newKey, testOpts); err != nil {
+		if err := k.start(ctx, newKey, testOpts); err != nil {
 			t.Fatal(err)
 		}
 		var last Progress
-		if err := k.RunRotation(ctx, func(p Progress) { last = p }); err != nil {
+		if err := k.Run(ctx, func(p Progress) { last = p }); err != nil {
 			t.Fatal(err)
 		}
 		if last.Total != 7 {
@@ -488,22 +498,22 @@ func TestTwoRotators(t *testing.T) {
 	a := mustInit(t, st, oldKey)
 	setClock(a, clock.Now)
 	b := openWith(t, st, clock, oldKey)
-	if err := a.StartRotation(ctx, rawKey(t, 2), testOpts); err != nil {
+	if err := a.start(ctx, rawKey(t, 2), testOpts); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshotPrefix(t, st, keyringPrefix)
-	err := b.StartRotation(ctx, rawKey(t, 3), RotateOptions{Host: "otherhost", LeaseDuration: time.Minute})
-	var be *BusyError
-	if !errors.As(err, &be) || !errors.Is(err, ErrBusy) || be.Host != "testhost" || be.PID == 0 || !strings.Contains(err.Error(), "testhost") {
+	err := b.start(ctx, rawKey(t, 3), Options{Host: "otherhost", LeaseDuration: time.Minute})
+	var be *lease.BusyError
+	if !errors.As(err, &be) || !errors.Is(err, lease.ErrBusy) || be.Host != "testhost" || be.PID == 0 || !strings.Contains(err.Error(), "testhost") {
 		t.Fatalf("second rotator: %v", err)
 	}
 	if !equalObjects(before, snapshotPrefix(t, st, keyringPrefix)) {
 		t.Fatal("the losing rotator changed the keyring")
 	}
-	if err := b.Resume(ctx, nil); !errors.Is(err, ErrBusy) {
+	if err := b.Resume(ctx, nil); !errors.Is(err, lease.ErrBusy) {
 		t.Fatalf("resume while the rotation runs: %v", err)
 	}
-	if err := a.RunRotation(ctx, nil); err != nil {
+	if err := a.Run(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Both racing for the lease at once: exactly one wins.
@@ -513,11 +523,11 @@ func TestTwoRotators(t *testing.T) {
 	setClock(x, clock.Now)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, k := range []*Keychain{x, y} {
+	for i, k := range []*proc{x, y} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = k.StartRotation(ctx, rawKey(t, byte(10+i)), testOpts)
+			errs[i] = k.start(ctx, rawKey(t, byte(10+i)), testOpts)
 		}()
 	}
 	wg.Wait()
@@ -526,7 +536,7 @@ func TestTwoRotators(t *testing.T) {
 		switch {
 		case err == nil:
 			won++
-		case errors.Is(err, ErrBusy), errors.Is(err, ErrRotationUnfinished):
+		case errors.Is(err, lease.ErrBusy), errors.Is(err, ErrRotationUnfinished):
 		default:
 			t.Fatalf("racing rotator: %v", err)
 		}
@@ -553,49 +563,60 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Fatalf("%s changed the repository", what)
 		}
 	}
-	if err := k.StartRotation(ctx, passKey(t, "old pass"), testOpts); !errors.Is(err, ErrAlreadyCurrent) {
+	if err := k.start(ctx, passKey(t, "old pass"), testOpts); !errors.Is(err, ErrAlreadyCurrent) {
 		t.Fatalf("already current: %v", err)
 	}
 	same("rotating to the current key")
-	if err := k.StartRotation(ctx, nil, testOpts); !errors.Is(err, ErrBadKey) {
+	if err := k.start(ctx, nil, testOpts); !errors.Is(err, keys.ErrBadKey) {
 		t.Fatalf("nil key: %v", err)
 	}
 	same("rotating to no key")
-	if _, err := ParseSpec("env:"); err == nil {
+	if _, err := keys.ParseSpec("env:"); err == nil {
 		t.Fatal("garbled spec parsed")
 	}
-	if _, err := Open(ctx, st, testRepoID, rawKey(t, 7)); !errors.Is(err, ErrNoKeyMatches) {
+	if _, err := keys.Open(ctx, st, testRepoID, rawKey(t, 7)); !errors.Is(err, keys.ErrNoKeyMatches) {
 		t.Fatalf("wrong key: %v", err)
 	}
-	if err := k.AddKey(ctx, rawKey(t, 7)); !errors.Is(err, ErrNoKeyMatches) {
+	if err := k.AddKey(ctx, rawKey(t, 7)); !errors.Is(err, keys.ErrNoKeyMatches) {
 		t.Fatalf("AddKey wrong key: %v", err)
 	}
 	same("a wrong key")
 	// Mid-rotation: another rotation is refused with the keyring untouched.
-	if err := k.StartRotation(ctx, rawKey(t, 8), testOpts); err != nil {
+	if err := k.start(ctx, rawKey(t, 8), testOpts); err != nil {
 		t.Fatal(err)
 	}
 	k.Close(ctx)
 	mid := snapshotPrefix(t, st, keyringPrefix)
-	if err := k.StartRotation(ctx, rawKey(t, 9), testOpts); !errors.Is(err, ErrRotationUnfinished) {
+	if err := k.start(ctx, rawKey(t, 9), testOpts); !errors.Is(err, ErrRotationUnfinished) {
 		t.Fatalf("rotation while unfinished: %v", err)
 	}
-	if err := k.StartRotation(ctx, rawKey(t, 8), testOpts); !errors.Is(err, ErrAlreadyCurrent) {
-		t.Fatalf("rotation to the new key again: %v", err)
+	// Rotating to the new key again resumes the unfinished rotation
+	// (TestRerunResumes) and does not touch the keyring either.
+	if resumed, err := k.Start(ctx, rawKey(t, 8)); err != nil || !resumed {
+		t.Fatalf("rotation to the new key again: resumed %v, %v", resumed, err)
 	}
+	k.Close(ctx)
 	if !equalObjects(mid, snapshotPrefix(t, st, keyringPrefix)) {
 		t.Fatal("refused rotation changed the keyring")
 	}
-	// A process without the current key cannot rotate.
 	if err := k.Resume(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := k.start(ctx, rawKey(t, 8), testOpts); !errors.Is(err, ErrAlreadyCurrent) {
+		t.Fatalf("rotation to the current key after the rotation: %v", err)
+	}
+	// A process without the current key cannot rotate: it held the key of
+	// generation 8 when it started, and another process rotated on to 10
+	// since.
 	stale := openWith(t, st, clock, rawKey(t, 8))
-	stale.mu.Lock()
-	stale.keks = map[string]*kek{}
-	stale.mu.Unlock()
+	if err := k.start(ctx, rawKey(t, 10), testOpts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Run(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	done := snapshotPrefix(t, st, keyringPrefix)
-	if err := stale.StartRotation(ctx, rawKey(t, 9), testOpts); !errors.Is(err, ErrDEKUnavailable) {
+	if err := stale.start(ctx, rawKey(t, 9), testOpts); !errors.Is(err, keys.ErrDEKUnavailable) {
 		t.Fatalf("rotation without the current key: %v", err)
 	}
 	if !equalObjects(done, snapshotPrefix(t, st, keyringPrefix)) {
@@ -610,7 +631,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	st := mem.New()
 	clock := newFakeClock()
 	rawBytes := bytes.Repeat([]byte{0xa5, 0x3c, 0x96, 0x0f}, 8)
-	raw, _ := NewRawKey(rawBytes)
+	raw, _ := keys.NewRawKey(rawBytes)
 	const pass = "very secret passphrase"
 	pm := passKey(t, pass)
 	k := mustInit(t, st, raw)
@@ -618,19 +639,19 @@ func TestSecretsStaySecret(t *testing.T) {
 	deks := makeDEKs(t, k, 20)
 	idk, _ := k.IDKey(ctx)
 	var errs []string
-	if err := k.StartRotation(ctx, pm, testOpts); err != nil {
+	if err := k.start(ctx, pm, testOpts); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.StartRotation(ctx, pm, testOpts); err != nil {
+	if err := k.start(ctx, pm, testOpts); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if err := k.RunRotation(ctx, nil); err != nil {
+	if err := k.Run(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.StartRotation(ctx, pm, testOpts); err != nil {
+	if err := k.start(ctx, pm, testOpts); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if _, err := Open(ctx, st, testRepoID, raw); err != nil {
+	if _, err := keys.Open(ctx, st, testRepoID, raw); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if err := k.AddKey(ctx, raw); err != nil {
@@ -671,18 +692,15 @@ func TestSecretsStaySecret(t *testing.T) {
 func TestNewKeyAloneAfterSwitch(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	k, err := Init(ctx, st, testRepoID, rawKey(t, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := mustInit(t, st, rawKey(t, 0))
 	want, err := k.IDKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := k.StartRotation(ctx, rawKey(t, 1), RotateOptions{}); err != nil {
+	if err := k.start(ctx, rawKey(t, 1), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	k2, err := Open(ctx, st, testRepoID, rawKey(t, 1))
+	k2, err := keys.Open(ctx, st, testRepoID, rawKey(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}

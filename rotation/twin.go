@@ -1,0 +1,327 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo/store"
+)
+
+// Giving an old entry its twin under the new generation (docs/rotation.md,
+// "Step 3"): find a verified copy, or wrap anew and pack the new twins.
+
+// oldEntry is one wrapped DEK below deks/<from>/: a single object or an
+// entry of a DEK pack.
+type oldEntry struct {
+	id      [16]byte
+	gen     string // from
+	object  string // the single object or the pack it is in
+	wrapped []byte // a pack entry's bytes; nil for a single (read when needed)
+}
+
+// expand turns listed names below deks/<from>/ into entries, reading DEK
+// packs. A pack that is gone was deleted by whoever finished the rotation.
+func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]oldEntry, error) {
+	out := make([]oldEntry, 0, len(names))
+	var first error
+	fail := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	var fromGen [8]byte
+	fromOK := parseHexID(from, fromGen[:])
+	for _, name := range names {
+		if !keys.IsPackName(name) {
+			var id [16]byte
+			if !parseHexID(name[strings.LastIndexByte(name, '/')+1:], id[:]) {
+				fail(fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt))
+				continue
+			}
+			var w []byte
+			if fromOK {
+				sr.preMu.Lock()
+				if b, ok := sr.preloaded[preKey{fromGen, id}]; ok {
+					w = b[:]
+				}
+				sr.preMu.Unlock()
+			}
+			out = append(out, oldEntry{id: id, gen: from, object: name, wrapped: w})
+			continue
+		}
+		es, err := sr.readPack(ctx, name)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		for _, e := range es {
+			out = append(out, oldEntry{id: e.ID, gen: from, object: name, wrapped: e.Wrapped})
+		}
+	}
+	return out, first
+}
+
+// readPack reads and parses an old generation's DEK pack: no entries if
+// it is gone.
+func (sr *shardRun) readPack(ctx context.Context, name string) ([]keys.PackEntry, error) {
+	n, _, ok := keys.ParsePackName(name)
+	b, err := sr.r.st.Get(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("rotate: %w", err)
+	case !ok:
+		return nil, fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt)
+	}
+	es, err := keys.ParsePack(b, n)
+	if err != nil {
+		return nil, fmt.Errorf("rotate: object %s is %w: %v", name, keys.ErrCorrupt, err)
+	}
+	return es, nil
+}
+
+// singles lists the single wrapped-DEK objects of generation gen.
+func (r *Rotator) singles(ctx context.Context, gen string) (map[[16]byte]bool, error) {
+	out := map[[16]byte]bool{}
+	prefix := keys.GenPrefix(gen)
+	err := r.listNames(ctx, prefix, func(name string) error {
+		var id [16]byte
+		if parseHexID(name[len(prefix):], id[:]) {
+			out[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rotate: listing %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// rewrapped is a DEK wrapped under the new generation, to be packed.
+type rewrapped struct {
+	e       oldEntry
+	dek     []byte
+	wrapped []byte
+}
+
+// process gives each entry of names (objects below deks/<from>/) not yet
+// verified by this process a verified twin under the new generation:
+// an existing copy there that opens to the same DEK (with check, one that
+// opens under the new key: another process made it), or a new one. New
+// twins go into DEK packs of up to keys.MaxPackEntries, each read back and
+// verified entry by entry before any of its entries counts as done.
+func (sr *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
+	entries, perr := sr.expand(ctx, from, names)
+	var todo []oldEntry
+	for _, e := range entries {
+		if sr.listed(e.id) {
+			todo = append(todo, e)
+		}
+	}
+	if len(todo) == 0 {
+		return perr
+	}
+	fresh, err := sr.prepareAll(ctx, todo, sr.kFrom[from], check)
+	all := fresh // fresh is consumed below; every DEK copy is cleared
+	defer func() {
+		for _, rw := range all {
+			clear(rw.dek)
+		}
+	}()
+	if isCrash(err) {
+		return err
+	}
+	for len(fresh) > 0 && ctx.Err() == nil {
+		n := min(len(fresh), keys.MaxPackEntries)
+		if werr := sr.writeTwins(ctx, fresh[:n]); werr != nil {
+			if isCrash(werr) || err == nil {
+				err = werr
+			}
+			if isCrash(werr) {
+				return err
+			}
+		}
+		fresh = fresh[n:]
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// prepareAll runs prepareTwin over todo in parallel: entries with a
+// verified twin count as done, the others come back wrapped anew, to be
+// packed.
+func (sr *shardRun) prepareAll(ctx context.Context, todo []oldEntry, kFrom *keys.KEK, check bool) ([]rewrapped, error) {
+	// Index the new generation's packs afresh: other processes may have
+	// written some since.
+	to := sr.kTo.Generation()
+	if err := sr.r.kc.RelistPacks(ctx, to); err != nil {
+		return nil, fmt.Errorf("rotate: %w", err)
+	}
+	singles, err := sr.r.singles(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var fresh []rewrapped
+	err = sr.r.parallelN(ctx, sr.opts.Workers, len(todo), func(i int) error {
+		e := todo[i]
+		rw, checked, err := sr.r.prepareTwin(ctx, e, kFrom, sr.kTo, singles[e.id], check)
+		if err != nil {
+			return err
+		}
+		if rw != nil {
+			mu.Lock()
+			fresh = append(fresh, *rw)
+			mu.Unlock()
+			return nil
+		}
+		if checked {
+			sr.r.checked.Add(1)
+		}
+		sr.verified(e.id)
+		return sr.r.step(PointRewrap)
+	})
+	return fresh, err
+}
+
+// prepareTwin looks for a twin of e under kTo's generation (single says
+// whether the single object exists there; pack entries come from the
+// Keychain's index). It returns rw == nil when e has a verified twin
+// already (checked: with check, a twin another process made that opens
+// under the new key), and otherwise e's DEK wrapped under kTo, to be
+// packed. kFrom may be nil (this process lacks the old key): then a twin
+// that opens under the new key is accepted and a missing one is an error.
+// A damaged copy under the new generation is not repaired in place: the
+// new pack entry supersedes it (readers try every copy).
+func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.KEK, single, check bool) (rw *rewrapped, checked bool, err error) {
+	cs, err := r.kc.Copies(ctx, kTo.Generation(), e.id, single)
+	if err != nil {
+		return nil, false, fmt.Errorf("rotate: %w", err)
+	}
+	opensNew := func() bool {
+		for _, c := range cs {
+			if d, err := kTo.Unwrap(e.id, c.Wrapped); err == nil {
+				clear(d)
+				return true
+			}
+		}
+		return false
+	}
+	if check || kFrom == nil {
+		if opensNew() {
+			return nil, check, nil
+		}
+		if kFrom == nil {
+			if len(cs) == 0 {
+				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, keys.ErrDEKUnavailable, e.gen)
+			}
+			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].Object, keys.ErrCorrupt)
+		}
+	}
+	old := e.wrapped
+	if old == nil {
+		b, err := r.st.Get(ctx, e.object)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, false, nil // deleted: the rotation was finished by another process
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("rotate: %w", err)
+		}
+		old = b
+	}
+	dek, err := kFrom.Unwrap(e.id, old)
+	if err != nil {
+		if opensNew() { // a late writer's double wrap
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("rotate: object %s is %w", e.object, err)
+	}
+	for _, c := range cs {
+		verr := kTo.Verify(e.id, c.Wrapped, dek)
+		if verr == nil {
+			clear(dek)
+			return nil, false, nil
+		}
+		if !errors.Is(verr, keys.ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
+			clear(dek)
+			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.Object, e.object, verr)
+		}
+	}
+	w, err := kTo.Wrap(e.id, dek)
+	if err != nil {
+		clear(dek)
+		return nil, false, err
+	}
+	return &rewrapped{e: e, dek: dek, wrapped: w}, false, nil
+}
+
+// writeTwins packs batch under the new generation, reads the pack back and
+// verifies every entry against the DEK it must hold; only then does each
+// entry count as done.
+func (sr *shardRun) writeTwins(ctx context.Context, batch []rewrapped) error {
+	es := make([]keys.PackEntry, len(batch))
+	for i, rw := range batch {
+		es[i] = keys.PackEntry{ID: rw.e.id, Wrapped: rw.wrapped}
+	}
+	name, got, err := sr.r.writePack(ctx, sr.kTo, es)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	byID := make(map[[16]byte][]byte, len(got))
+	for _, e := range got {
+		byID[e.ID] = e.Wrapped
+	}
+	for _, rw := range batch {
+		if err := sr.kTo.Verify(rw.e.id, byID[rw.e.id], rw.dek); err != nil {
+			return fmt.Errorf("rotate: DEK pack %s does not verify: %w", name, err)
+		}
+	}
+	for _, rw := range batch {
+		sr.verified(rw.e.id)
+		if err := sr.r.step(PointRewrap); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePack creates a DEK pack of entries under kk's generation, reads it
+// back, checks that it holds exactly the bytes written, and has the
+// Keychain index it. It returns the pack's name and its entries as read
+// back (sorted by id); the caller verifies that they open to the DEKs they
+// must hold.
+func (r *Rotator) writePack(ctx context.Context, kk *keys.KEK, entries []keys.PackEntry) (string, []keys.PackEntry, error) {
+	gen := kk.Generation()
+	name, err := keys.NewPackName(gen, len(entries))
+	if err != nil {
+		return "", nil, err
+	}
+	b := keys.MarshalPack(entries)
+	if err := r.st.Create(ctx, name, b); err != nil {
+		return "", nil, fmt.Errorf("writing DEK pack: %w", err)
+	}
+	back, err := r.st.Get(ctx, name)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
+	}
+	if !bytes.Equal(back, b) {
+		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, keys.ErrCorrupt)
+	}
+	es, err := keys.ParsePack(back, len(entries))
+	if err != nil {
+		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, keys.ErrCorrupt, err)
+	}
+	r.kc.IndexPack(gen, name, es)
+	return name, es, nil
+}
