@@ -18,14 +18,10 @@ import (
 	"github.com/snapcrypt/snapcrypt/fs"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 func init() { register(mountCommand()) }
-
-// mountHooks add to a mount's options before it is mounted: other files of
-// this command register here in init() (key rotation adds .ctl/rotate,
-// .ctl/keys and a status section).
-var mountHooks []func(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options)
 
 // lazyWait is how long a stop signal waits, after detaching a busy mount,
 // for its last user to let go before the process exits anyway.
@@ -70,9 +66,9 @@ func mountCommand() *command {
 			logw := &lockedWriter{w: c.stderr}
 			opts := fs.Options{AllowOther: allowOther, Debug: debug,
 				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
-			for _, hook := range mountHooks {
-				hook(ctx, c, r, &opts)
-			}
+			// Key rotation runs beside the reads: .ctl/rotate, .ctl/keys,
+			// and the keyring poll that resumes rotations.
+			opts.Rotation = rotation.Start(ctx, r.Keys(), rotation.Options{LeaseDuration: c.lease, Logf: opts.Logf})
 			srv, err := fs.Mount(ctx, r, mnt, opts)
 			if err != nil {
 				return err
