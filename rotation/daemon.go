@@ -87,8 +87,9 @@ type Options struct {
 //	failed    the last run failed; the next poll resumes it
 //
 // A run that finds another process running the rotation goes back to
-// idle. Status also shows "running elsewhere" while the keyring names a
-// rotation that this daemon does not run. A Daemon is safe for concurrent
+// idle. Status shows "running elsewhere" instead of idle, done or
+// retiring while the keyring names a rotation that this daemon does not
+// run. A Daemon is safe for concurrent
 // use.
 type Daemon struct {
 	kc   Keychain
@@ -219,8 +220,10 @@ func (d *Daemon) status() Status {
 		t := d.ended.UTC()
 		s.Ended = &t
 	}
-	// A rotation run by another process shows through the keyring.
-	if !d.running {
+	// A rotation run by another process shows through the keyring; a
+	// failed run of this daemon stays "failed" (with its error) until the
+	// poll resumes it or another run ends.
+	if !d.running && d.state != "failed" {
 		if rot := d.kc.Keyring().Rotation; rot != nil {
 			s.State, s.From, s.To = "running elsewhere", rot.From, rot.To
 		}

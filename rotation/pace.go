@@ -38,6 +38,7 @@ type readMeter struct {
 	at     time.Time // of the last sample
 	n      uint64    // the counter at the last sample
 	active bool      // the rate between the last two samples was readBusy or more
+	rated  bool      // active was measured: there were two samples
 }
 
 func newReadMeter() *readMeter { return &readMeter{rchar: selfRchar, now: time.Now} }
@@ -57,6 +58,7 @@ func (m *readMeter) sample(fresh bool) (n uint64, at time.Time, active bool) {
 		}
 		if el >= readCheck && !m.at.IsZero() {
 			m.active = float64(v-m.n) >= readBusy*el.Seconds()
+			m.rated = true
 		}
 		if el >= readCheck || m.at.IsZero() {
 			m.at, m.n = now, v
@@ -188,14 +190,23 @@ func rate(n uint64, d time.Duration) float64 {
 }
 
 // idle is the pace of housekeeping (freeing the space of retired wrapped
-// DEKs): after each batch it waits until the process has stopped reading.
-// Nothing waits for housekeeping.
+// DEKs): after each batch it waits until the process is known not to be
+// reading. Nothing waits for housekeeping.
 func idle(m *readMeter, sleep func(time.Duration)) func(worked time.Duration) {
 	return func(time.Duration) {
-		for m.readsActive() {
+		for !m.quiet() {
 			sleep(readCheck)
 		}
 	}
+}
+
+// quiet reports whether the process read less than readBusy in the last
+// readCheck or so; false until that was measured.
+func (m *readMeter) quiet() bool {
+	_, _, active := m.sample(false)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rated && !active
 }
 
 // Background work runs on locked threads at low priority (lowerPriority).
