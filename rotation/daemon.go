@@ -89,8 +89,7 @@ type Options struct {
 // A run that finds another process running the rotation goes back to
 // idle. Status shows "running elsewhere" instead of idle, done or
 // retiring while the keyring names a rotation that this daemon does not
-// run. A Daemon is safe for concurrent
-// use.
+// run. A Daemon is safe for concurrent use.
 type Daemon struct {
 	kc   Keychain
 	ctx  context.Context // background work ends with it
