@@ -248,6 +248,13 @@ func (r *rig) polls(n int) {
 	r.waitFor(fmt.Sprintf("%d keyring polls", n), func() bool { got, _, _ := r.kc.counts(); return got >= from+n })
 }
 
+// purges returns how many purges the daemon started.
+func (r *rig) purges() int {
+	r.d.mu.Lock()
+	defer r.d.mu.Unlock()
+	return r.d.purges
+}
+
 func recv(t *testing.T, ch chan call, what string) call {
 	t.Helper()
 	select {
@@ -293,7 +300,7 @@ func TestRotateRun(t *testing.T) {
 	if s := r.d.status(); s.State != "idle" || s.LastRequest != nil {
 		t.Fatalf("before any request: %+v", s)
 	}
-	_, purgesBefore, _ := r.kc.counts()
+	purgesBefore := r.purges()
 	if err := r.d.Rotate(r.ctx, []byte(keyFile(t)+"\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +341,7 @@ func TestRotateRun(t *testing.T) {
 	if s := r.d.status(); s.State != "retiring" {
 		t.Fatalf("retiring: %+v", s)
 	}
-	if _, purges, _ := r.kc.counts(); purges != purgesBefore {
+	if r.purges() != purgesBefore {
 		t.Fatalf("a purge started during the run")
 	}
 	r.kc.finished()
@@ -343,7 +350,7 @@ func TestRotateRun(t *testing.T) {
 	if s := r.d.status(); s.Ended == nil || s.Rewrapped != 10 {
 		t.Fatalf("done: %+v", s)
 	}
-	r.waitFor("a purge after the run", func() bool { _, purges, _ := r.kc.counts(); return purges == purgesBefore+1 })
+	r.waitFor("a purge after the run", func() bool { return r.purges() == purgesBefore+1 })
 	if !strings.Contains(r.log(), "rotation: done; generation(s) g1 retired") {
 		t.Fatalf("no log line of the end: %q", r.log())
 	}
@@ -436,7 +443,7 @@ func TestRunFailed(t *testing.T) {
 	if !strings.Contains(r.log(), "disk full (it resumes on the next keyring poll)") {
 		t.Fatalf("the failure is not logged: %q", r.log())
 	}
-	_, purges, _ := r.kc.counts()
+	purges := r.purges()
 
 	r.kc.mu.Lock()
 	r.kc.unfinished = true
@@ -447,7 +454,7 @@ func TestRunFailed(t *testing.T) {
 	}
 	run.result <- fmt.Errorf("run: %w", keys.ErrBusy)
 	r.waitFor("state idle", func() bool { return r.d.status().State == "idle" || r.d.status().State == "running elsewhere" })
-	if _, p, _ := r.kc.counts(); p != purges {
+	if r.purges() != purges {
 		t.Fatal("a purge after a failed or busy run")
 	}
 	// The keyring still has the rotation: the next poll tries again.
@@ -483,10 +490,10 @@ func TestPollElsewhere(t *testing.T) {
 			t.Fatalf("helping: %+v", s)
 		}
 		r.noCall(r.kc.helps, "second HelpRotation") // one helping run at a time
-		_, purges, _ := r.kc.counts()
+		purges := r.purges()
 		help.result <- nil
 		r.waitFor("a finished helping run", func() bool { s := r.d.status(); return s.HelpRuns == 1 && !s.Helping })
-		r.waitFor("a purge after helping", func() bool { _, p, _ := r.kc.counts(); return p > purges })
+		r.waitFor("a purge after helping", func() bool { return r.purges() > purges })
 
 		help = recv(t, r.kc.helps, "HelpRotation (next poll)")
 		r.kc.mu.Lock()
