@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -32,6 +34,49 @@ type Control struct {
 	// the caller (fuse.FromContext) and ends when the mount does, not
 	// when the writer gets a signal.
 	Write func(ctx context.Context, line []byte) error
+}
+
+// Controller is the key rotation that runs beside a mount
+// (rotation.Daemon is one). Programs steer it through control files and
+// read it in .ctl/status:
+//
+//	.ctl/rotate   each line written is passed to Rotate: rotate to that key
+//	.ctl/keys     each line written is passed to AddKey: hold one more key
+//	.ctl/status   Status() shows under "rotation"
+//
+// Both files are writable by the mounting user only, as every Control.
+// A handler's error becomes the write's errno (controlErrno): EINVAL for
+// an error wrapping io/fs.ErrInvalid, EEXIST for io/fs.ErrExist, EBUSY for
+// keys.ErrBusy, EIO for one that wraps none of the errors controlErrno
+// knows. The error's message is logged (Options.Logf), so it must never
+// contain the line written: a mistyped key spec may be the key itself.
+type Controller interface {
+	// Rotate handles a line written to .ctl/rotate, a key spec; it
+	// returns once the switch to the new key is durable.
+	Rotate(ctx context.Context, line []byte) error
+	// AddKey handles a line written to .ctl/keys, a key spec.
+	AddKey(ctx context.Context, line []byte) error
+	// Status is marshalled as JSON under "rotation" in .ctl/status. It
+	// must not show the lines written either.
+	Status() any
+}
+
+// withRotation returns o with the control files and the status section
+// of o.Rotation added.
+func (o Options) withRotation() Options {
+	if o.Rotation == nil {
+		return o
+	}
+	o.Controls = append(slices.Clone(o.Controls),
+		Control{Name: "rotate", Write: o.Rotation.Rotate},
+		Control{Name: "keys", Write: o.Rotation.AddKey})
+	sections := maps.Clone(o.StatusSections)
+	if sections == nil {
+		sections = map[string]func() any{}
+	}
+	sections["rotation"] = o.Rotation.Status
+	o.StatusSections = sections
+	return o
 }
 
 func (c Control) validate() error {

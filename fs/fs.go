@@ -9,6 +9,7 @@
 //	  ids/<short id>          -> ../snapshots/<name>
 //	  tags/<tag>/<name>       -> ../../snapshots/<name>
 //	  .ctl/status             JSON (see Status)
+//	  .ctl/rotate, .ctl/keys  with Options.Rotation (see Controller)
 //	  .ctl/<control>          files added by Options.Controls
 //
 // Content is immutable, so the kernel is told to cache it: entries and
@@ -72,6 +73,11 @@ type Options struct {
 	// Controls are files added to .ctl/ beside status.
 	Controls []Control
 
+	// Rotation, if set, is the key rotation running beside the mount: it
+	// adds .ctl/rotate, .ctl/keys and the "rotation" section of
+	// .ctl/status (see Controller).
+	Rotation Controller
+
 	// StatusSections add top-level keys to .ctl/status: each function is
 	// called when status is read, and its result marshalled under its
 	// name (a name the status already has is ignored).
@@ -127,6 +133,7 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 	if opts.Logf == nil {
 		opts.Logf = log.Printf
 	}
+	opts = opts.withRotation()
 	seen := map[string]bool{"status": true}
 	for _, c := range opts.Controls {
 		if err := c.validate(); err != nil {

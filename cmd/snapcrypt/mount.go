@@ -22,11 +22,6 @@ import (
 
 func init() { register(mountCommand()) }
 
-// mountHooks add to a mount's options before it is mounted: other files of
-// this command register here in init() (key rotation adds .ctl/rotate,
-// .ctl/keys and a status section).
-var mountHooks []func(ctx context.Context, c *cli, r *repo.Repository, opts *fs.Options)
-
 // lazyWait is how long a stop signal waits, after detaching a busy mount,
 // for its last user to let go before the process exits anyway.
 const lazyWait = 5 * time.Second
@@ -70,9 +65,9 @@ func mountCommand() *command {
 			logw := &lockedWriter{w: c.stderr}
 			opts := fs.Options{AllowOther: allowOther, Debug: debug,
 				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
-			for _, hook := range mountHooks {
-				hook(ctx, c, r, &opts)
-			}
+			// Key rotation runs beside the reads: .ctl/rotate, .ctl/keys,
+			// and the keyring poll that resumes rotations.
+			opts.Rotation = rotation.StartDaemon(ctx, r.Keys(), rotation.DaemonOptions{LeaseDuration: c.lease, Logf: opts.Logf})
 			srv, err := fs.Mount(ctx, r, mnt, opts)
 			if err != nil {
 				return err

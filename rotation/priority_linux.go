@@ -1,4 +1,4 @@
-package main
+package rotation
 
 import (
 	"runtime"
@@ -19,13 +19,13 @@ const ioprioLow = 2<<13 | 7
 // a rotation on a busy host made no progress).
 const backgroundNice = 10
 
-// backgroundPriority runs the calling goroutine, for the rest of its life,
-// on an OS thread of its own at a low CPU priority (backgroundNice) and
-// the lowest best-effort I/O priority, so that readers win when they
-// compete with it. The thread ends with the goroutine (it stays locked),
-// so no other goroutine ever runs at that priority. Failures leave the
-// thread as it was: slower readers, never an error.
-func backgroundPriority() {
+// lowerPriority runs the calling goroutine, for the rest of its life, on
+// an OS thread of its own at a low CPU priority (backgroundNice) and the
+// lowest best-effort I/O priority, so that readers win when they compete
+// with it. The thread ends with the goroutine (it stays locked), so no
+// other goroutine ever runs at that priority. Failures leave the thread as
+// it was: slower readers, never an error.
+func lowerPriority() {
 	runtime.LockOSThread()
 	tid := unix.Gettid()
 	unix.Setpriority(unix.PRIO_PROCESS, tid, backgroundNice)

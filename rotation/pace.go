@@ -1,0 +1,247 @@
+package rotation
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Background work (a rotation, a helping run, freeing the space of retired
+// wrapped DEKs) takes only the time the reads a daemon serves leave: it
+// runs at low priority (background), and while the process reads it is
+// spread out in time (pacer) or, for housekeeping, held back (idle).
+
+// Workers is how many wrapped DEKs a daemon's rotation works on at once:
+// the daemon's job is serving reads.
+const Workers = 2
+
+// readCheck is how often the read rate is sampled; readBusy is the read
+// rate (bytes per second) from which the process counts as serving reads.
+// A rotation's own reads are 77 bytes per wrapped DEK and one DEK pack now
+// and then: far below readBusy.
+const (
+	readCheck = 100 * time.Millisecond
+	readBusy  = 8 << 20
+)
+
+// readMeter measures how fast this process reads: rchar of /proc/self/io,
+// every byte read by a system call (pack files, the sockets of an object
+// store, /dev/fuse). It is safe for concurrent use.
+type readMeter struct {
+	rchar func() (uint64, bool) // the counter; selfRchar
+	now   func() time.Time
+
+	mu     sync.Mutex
+	at     time.Time // of the last sample
+	n      uint64    // the counter at the last sample
+	active bool      // the rate between the last two samples was readBusy or more
+	rated  bool      // active was measured: there were two samples
+}
+
+func newReadMeter() *readMeter { return &readMeter{rchar: selfRchar, now: time.Now} }
+
+// sample returns the counter, the time it was read, and whether the
+// process read at readBusy or more in the last readCheck or so. It reads
+// the counter at most once per readCheck, unless fresh.
+func (m *readMeter) sample(fresh bool) (n uint64, at time.Time, active bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	el := now.Sub(m.at)
+	if el >= readCheck || m.at.IsZero() || fresh {
+		v, ok := m.rchar()
+		if !ok {
+			return m.n, m.at, false
+		}
+		if el >= readCheck && !m.at.IsZero() {
+			m.active = float64(v-m.n) >= readBusy*el.Seconds()
+			m.rated = true
+		}
+		if el >= readCheck || m.at.IsZero() {
+			m.at, m.n = now, v
+		} else {
+			// Too soon for a rate: the counter for the caller only.
+			return v, now, m.active
+		}
+	}
+	return m.n, m.at, m.active
+}
+
+// readsActive reports whether the process read at readBusy or more in the
+// last readCheck or so.
+func (m *readMeter) readsActive() bool {
+	_, _, a := m.sample(false)
+	return a
+}
+
+// selfRchar returns the rchar line of /proc/self/io.
+func selfRchar() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// Pacing of a rotation while the process serves reads. After each unit of
+// work a worker sleeps factor times as long as the unit took, so that the
+// rotation's work and the kernel's on its behalf (journal commits, freeing
+// blocks: not charged to the low-priority thread) take at most
+// 1/(factor+1) of each worker's time. The factor starts at minFactor and
+// adapts to what the reader gets: every workSpell of paced work, all
+// workers pause for a quietSpell, and the read rate of that spell (the
+// reader alone) is compared with the rate of the work spell before it
+// (the reader beside the rotation). Below minShare of the quiet rate the
+// factor doubles (up to maxFactor); above relaxShare it halves (down to
+// minFactor). A machine where pacing at minFactor leaves the reader its
+// pace (the one the figures of docs/bench.md were measured on) keeps
+// minFactor; one where the rotation's work costs the reader more (fewer or
+// slower CPUs, a slower disk) paces harder until it does not. With no
+// reads, nothing sleeps: nothing is waiting.
+const (
+	minFactor  = 4
+	maxFactor  = 64
+	workSpell  = 2 * time.Second
+	quietSpell = 300 * time.Millisecond
+	minShare   = 0.9
+	relaxShare = 0.97
+)
+
+// pacer paces the workers of one daemon. It is safe for concurrent use.
+type pacer struct {
+	meter *readMeter
+	sleep func(time.Duration)
+
+	mu     sync.Mutex
+	factor float64
+	quiet  bool      // in a quiet spell
+	since  time.Time // start of the current spell; zero: none yet
+	n0     uint64    // the read counter at since
+	until  time.Time // end of the current spell
+	work   float64   // read rate of the last work spell, bytes per second
+	share  float64   // of the last comparison: work spell rate / quiet spell rate
+}
+
+func newPacer(m *readMeter) *pacer {
+	return &pacer{meter: m, sleep: time.Sleep, factor: minFactor}
+}
+
+// pace is Options.Pace: called by a worker after each unit of
+// work with the time it took; it sleeps as the pacing says.
+func (p *pacer) pace(worked time.Duration) {
+	if d := p.delay(worked); d > 0 {
+		p.sleep(d)
+	}
+}
+
+// delay is how long a worker waits after a unit of work that took worked.
+func (p *pacer) delay(worked time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.meter.now()
+	boundary := p.since.IsZero() || !now.Before(p.until)
+	n, at, active := p.meter.sample(boundary)
+	if !active && !p.quiet {
+		p.since = time.Time{} // the reads stopped: start afresh when they resume
+		return 0
+	}
+	switch {
+	case p.since.IsZero():
+		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
+	case !boundary:
+	case !p.quiet:
+		p.work = rate(n-p.n0, at.Sub(p.since))
+		p.quiet, p.since, p.n0, p.until = true, at, n, now.Add(quietSpell)
+	default:
+		if q := rate(n-p.n0, at.Sub(p.since)); q > 0 {
+			p.share = p.work / q
+			switch {
+			case p.share < minShare:
+				p.factor = min(2*p.factor, maxFactor)
+			case p.share > relaxShare:
+				p.factor = max(p.factor/2, minFactor)
+			}
+		}
+		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
+	}
+	switch {
+	case p.quiet:
+		return p.until.Sub(now)
+	case !active:
+		return 0
+	}
+	return time.Duration(p.factor * float64(worked))
+}
+
+func rate(n uint64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// idle is the pace of housekeeping (freeing the space of retired wrapped
+// DEKs): after each batch it waits until the process is known not to be
+// reading. Nothing waits for housekeeping.
+func idle(m *readMeter, sleep func(time.Duration)) func(worked time.Duration) {
+	return func(time.Duration) {
+		for !m.quiet() {
+			sleep(readCheck)
+		}
+	}
+}
+
+// quiet reports whether the process read less than readBusy in the last
+// readCheck or so; false until that was measured.
+func (m *readMeter) quiet() bool {
+	_, _, active := m.sample(false)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rated && !active
+}
+
+// Background work runs on locked threads at low priority (lowerPriority).
+// The Go scheduler does not see that the kernel sets such a thread aside
+// while it runs Go code, so the thread keeps its P: with GOMAXPROCS equal
+// to the number of CPUs, the readers would be left fewer Ps. While any
+// background run is active, GOMAXPROCS is raised by the most threads it
+// may hold a P with (its workers and the goroutine that runs it).
+var background struct {
+	mu    sync.Mutex
+	runs  int
+	extra int
+}
+
+// backgroundRun marks the start of one background run of up to workers
+// workers; the returned func marks its end (calls after the first do
+// nothing).
+func backgroundRun(workers int) (done func()) {
+	background.mu.Lock()
+	defer background.mu.Unlock()
+	background.runs++
+	if background.runs == 1 {
+		background.extra = workers + 1
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + background.extra)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			background.mu.Lock()
+			defer background.mu.Unlock()
+			background.runs--
+			if background.runs == 0 {
+				runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-background.extra))
+				background.extra = 0
+			}
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package rotation
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestBackgroundRun: GOMAXPROCS is raised while background runs are active
+// and restored after the last one, however they overlap.
+func TestBackgroundRun(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	a := backgroundRun(Workers)
+	b := backgroundRun(Workers)
+	if got := runtime.GOMAXPROCS(0); got != base+Workers+1 {
+		t.Fatalf("GOMAXPROCS %d during two runs, want %d", got, base+Workers+1)
+	}
+	a()
+	a() // a second call changes nothing
+	if got := runtime.GOMAXPROCS(0); got != base+Workers+1 {
+		t.Fatalf("GOMAXPROCS %d with one run left, want %d", got, base+Workers+1)
+	}
+	b()
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS %d after the runs, want %d", got, base)
+	}
+}
+
+// TestReadsActive: reading a file fast makes the process count as serving
+// reads; an idle spell does not.
+func TestReadsActive(t *testing.T) {
+	if _, ok := selfRchar(); !ok {
+		t.Fatal("/proc/self/io has no rchar")
+	}
+	m := newReadMeter()
+	m.readsActive()
+	time.Sleep(2 * readCheck)
+	if m.readsActive() {
+		t.Fatal("active after an idle spell")
+	}
+	buf := make([]byte, 1<<20)
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(3 * readCheck)
+	active := false
+	for time.Now().Before(deadline) && !active {
+		for range 16 {
+			f.Read(buf)
+		}
+		active = m.readsActive()
+	}
+	if !active {
+		t.Fatal("not active while reading 16 MiB at a time")
+	}
+}
+
+// reader simulates a process that serves reads beside a paced worker, on
+// a simulated clock: the reader reads at full bytes per second while the
+// worker sleeps, and at hurt while a unit of work runs.
+type reader struct {
+	now        time.Time
+	n          uint64
+	full, hurt float64
+	slept      time.Duration // by the worker, in all
+}
+
+func (r *reader) advance(d time.Duration, rate float64) {
+	r.now = r.now.Add(d)
+	r.n += uint64(rate * d.Seconds())
+}
+
+func (r *reader) meter() *readMeter {
+	return &readMeter{rchar: func() (uint64, bool) { return r.n, true }, now: func() time.Time { return r.now }}
+}
+
+func (r *reader) pacer() *pacer {
+	p := newPacer(r.meter())
+	p.sleep = func(d time.Duration) { r.slept += d; r.advance(d, r.full) }
+	return p
+}
+
+// work runs units of work of 1 ms each, paced, for d of simulated time.
+func (r *reader) work(p *pacer, d time.Duration) {
+	for end := r.now.Add(d); r.now.Before(end); {
+		r.advance(time.Millisecond, r.hurt)
+		p.pace(time.Millisecond)
+	}
+}
+
+const mib = 1 << 20
+
+// TestPacerAdapts: where the rotation's work costs the reader more than
+// the least pacing makes up for, the pacer paces harder until the reader
+// keeps minShare of its pace; once the work stops costing, it goes back to
+// the least pacing.
+func TestPacerAdapts(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib, hurt: 30 * mib}
+	p := r.pacer()
+	r.work(p, time.Minute)
+	// At minFactor the reader would keep (30+4*100)/5 = 86 of 100.
+	if p.factor <= minFactor || p.share < minShare {
+		t.Fatalf("factor %v, reader's share %.3f: want more pacing than %d and a share of %v or more", p.factor, p.share, minFactor, minShare)
+	}
+	r.hurt = r.full
+	r.work(p, time.Minute)
+	if p.factor != minFactor {
+		t.Fatalf("factor %v once the work costs the reader nothing, want %d", p.factor, minFactor)
+	}
+}
+
+// TestPacerLeastPacing: a reader that the work does not slow down gets
+// today's pacing (sleep minFactor times each unit, and a quiet spell per
+// work spell); with no reads, no sleep at all.
+func TestPacerLeastPacing(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib, hurt: 100 * mib}
+	p := r.pacer()
+	r.work(p, time.Minute)
+	if p.factor != minFactor {
+		t.Fatalf("factor %v for a reader the work does not slow, want %d", p.factor, minFactor)
+	}
+	worked := time.Minute - r.slept
+	if ratio := float64(r.slept) / float64(worked); ratio < minFactor || ratio > minFactor*1.2 {
+		t.Fatalf("slept %.2f times as long as it worked, want %d (and the quiet spells)", ratio, minFactor)
+	}
+
+	r.full, r.hurt, r.slept = 0, 0, 0
+	r.work(p, time.Second) // the reads stop: the first readCheck still counts them
+	r.slept = 0
+	r.work(p, time.Minute)
+	if r.slept != 0 {
+		t.Fatalf("slept %v with no reads", r.slept)
+	}
+}
+
+// TestIdle: housekeeping's pace waits until the process stops reading.
+func TestIdle(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib}
+	m := r.meter()
+	m.sample(false)
+	r.advance(readCheck, r.full)
+	waits := 0
+	pace := idle(m, func(d time.Duration) {
+		waits++
+		if waits == 20 {
+			r.full = 0 // the reads stop
+		}
+		r.advance(d, r.full)
+	})
+	pace(time.Millisecond)
+	if waits < 20 {
+		t.Fatalf("returned after %d waits, while the process was still reading", waits)
+	}
+	waits = 0
+	pace(time.Millisecond)
+	if waits != 0 {
+		t.Fatalf("waited %d times with no reads", waits)
+	}
+}
