@@ -170,7 +170,7 @@ func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOp
 	k.rot.opts = opts
 	k.rot.mu.Unlock()
 
-	if err := k.Refresh(ctx); err != nil {
+	if err := k.writable(ctx); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	// Before the lease only what needs no lease: so that a second rotator
@@ -201,6 +201,9 @@ func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOp
 	}
 	var newKEK *kek
 	var newGen Generation
+	k.mu.Lock()
+	k.mats = append(k.mats, m) // Commit MACs the switch with the new key too
+	k.mu.Unlock()
 	err = k.Commit(ctx, func(r *Keyring) (bool, error) {
 		if err := k.checkRotatable(*r, m); err != nil {
 			return false, err
@@ -242,7 +245,6 @@ func (k *Keychain) StartRotation(ctx context.Context, m *Material, opts RotateOp
 		keks[newGen.ID] = newKEK
 	}
 	k.keks = keks
-	k.mats = append(k.mats, m)
 	k.mu.Unlock()
 	if err := k.step(PointSwitch); err != nil {
 		return err
@@ -497,7 +499,7 @@ func (k *Keychain) progressLocked() Progress {
 }
 
 func (k *Keychain) rotate(ctx context.Context, opts RotateOptions, progress func(Progress)) error {
-	if err := k.Refresh(ctx); err != nil {
+	if err := k.writable(ctx); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	r := k.Keyring()
@@ -719,7 +721,7 @@ func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek,
 	}
 	old := e.wrapped
 	if old == nil {
-		b, err := k.st.Get(ctx, e.object)
+		b, err := readWrapped(ctx, k.st, e.object)
 		if errors.Is(err, store.ErrNotExist) {
 			return nil, false, nil // deleted: the rotation was finished by another process
 		}

@@ -312,7 +312,7 @@ func (r *shardRun) preload(ctx context.Context, names []string) error {
 		if sr, ok := r.k.st.(smallReader); ok {
 			b, err = sr.ReadSmall(ctx, names[i], wrappedSize)
 		} else {
-			b, err = r.k.st.Get(ctx, names[i])
+			b, err = readWrapped(ctx, r.k.st, names[i])
 		}
 		if err == nil && len(b) == wrappedSize {
 			r.preMu.Lock()
@@ -414,7 +414,7 @@ func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]o
 		}
 		n, _, ok := parsePackName(name)
 		var es []packEntry
-		b, err := r.k.st.Get(ctx, name)
+		b, err := readPack(ctx, r.k.st, name, n)
 		switch {
 		case errors.Is(err, store.ErrNotExist):
 			continue
@@ -818,7 +818,7 @@ func (k *Keychain) deleteRewrapObjects(ctx context.Context, opts RotateOptions, 
 // costs a few listings.
 func (k *Keychain) HelpRotation(ctx context.Context, progress func(Progress)) error {
 	opts := k.rotateOptions()
-	if err := k.Refresh(ctx); err != nil {
+	if err := k.writable(ctx); err != nil {
 		return fmt.Errorf("help rotation: %w", err)
 	}
 	r := k.Keyring()
