@@ -84,10 +84,10 @@ func structural(base *tip, es []*epochObj, repoID string) (int, error) {
 
 // verified is the outcome of verifying epochs.
 type verified struct {
-	good   int              // how many of the epochs are good
-	authed uint64           // newest epoch whose MAC was checked, or 0
-	keks   map[string]*kek  // the KEKs of the newest good epoch's live generations
-	bad    error            // why epoch good+1 is not good, if it is not
+	good   int             // how many of the epochs are good
+	authed uint64          // newest epoch whose MAC was checked, or 0
+	keks   map[string]*kek // the KEKs of the newest good epoch's live generations
+	bad    error           // why epoch good+1 is not good, if it is not
 }
 
 // verifyEpochs verifies es, the epochs after base (base nil: from epoch 1):

@@ -169,7 +169,7 @@ func checkValue(kek [KeySize]byte, repoID [16]byte, gen [8]byte) []byte {
 
 // kek is a derived KEK ready to wrap and unwrap DEKs.
 type kek struct {
-	gen   [8]byte
+	gen     [8]byte
 	aead    cipher.AEAD // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
 	check   []byte
 	ringKey []byte // HKDF(KEK, info "snapcrypt keyring v2"): MACs keyring epochs

@@ -29,8 +29,8 @@ type Keychain struct {
 	rid    [16]byte
 
 	mu   sync.RWMutex
-	ring *Keyring         // the newest good epoch (history.go)
-	hist history          // how the keyring's epochs were verified
+	ring *Keyring        // the newest good epoch (history.go)
+	hist history         // how the keyring's epochs were verified
 	keks map[string]*kek // by generation id: the live generations we hold a key for
 	mats []*Material
 
