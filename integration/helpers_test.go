@@ -53,6 +53,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	os.Setenv("TMPDIR", suiteDir) // t.TempDir() goes below suiteDir
+	os.Setenv("SNAPCRYPT_STATE_DIR", filepath.Join(suiteDir, "state")) // host keyring records
 	code := m.Run()
 	if left := mountsBelow(suiteDir); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: FUSE mounts left behind: %s\n", strings.Join(left, ", "))

@@ -230,7 +230,7 @@ func checkMACs(e *epochObj, base *Keyring, rid [16]byte, keyFor func(gen string)
 		got = append(got, m.Gen)
 	}
 	if !slicesEqual(got, want) {
-		return 0, fmt.Errorf("MACs by generation(s) %s, want %s", strings.Join(got, ","), strings.Join(want, ","))
+		return 0, fmt.Errorf("%w: MACs by generation(s) %s, want %s", errUnauthenticated, strings.Join(got, ","), strings.Join(want, ","))
 	}
 	for _, m := range e.macs {
 		kk := keyFor(m.Gen)
@@ -239,7 +239,7 @@ func checkMACs(e *epochObj, base *Keyring, rid [16]byte, keyFor func(gen string)
 		}
 		mac, _ := hex.DecodeString(m.MAC)
 		if !hmac.Equal(mac, epochMACWith(kk.ringKey, rid, e.ring.Epoch, e.prev, kk.gen, e.body)) {
-			return checked, fmt.Errorf("the MAC of generation %s does not verify", m.Gen)
+			return checked, fmt.Errorf("%w: the MAC of generation %s does not verify", errUnauthenticated, m.Gen)
 		}
 		checked++
 	}
@@ -258,8 +258,13 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
-// errIllegal is wrapped by the errors of checkTransition.
-var errIllegal = errors.New("illegal keyring transition")
+// Kinds of bad epochs (wrapped, with ErrCorrupt, by the errors of
+// Keychain.Problems).
+var (
+	errIllegal         = errors.New("illegal keyring transition")
+	errUnauthenticated = errors.New("not authenticated")
+	errBadChain        = errors.New("broken hash chain")
+)
 
 // checkTransition says why next cannot follow base, if it cannot (the
 // rules of docs/format.md, "Keyring history"). Errors wrap errIllegal.

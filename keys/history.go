@@ -41,7 +41,7 @@ func (h *history) head() uint64 { return uint64(len(h.hashes)) }
 // historyErr makes an error about the keyring history: it wraps
 // ErrCorrupt, and its message names the epoch.
 func historyErr(epoch uint64, format string, args ...any) error {
-	return fmt.Errorf("keyring epoch %d: %w: %s", epoch, ErrCorrupt, fmt.Sprintf(format, args...))
+	return fmt.Errorf("keyring epoch %d: %w: %w", epoch, ErrCorrupt, fmt.Errorf(format, args...))
 }
 
 // rewrittenErr makes the error of a history that went backwards or forked.
@@ -69,13 +69,13 @@ func structural(base *tip, es []*epochObj, repoID string) (int, error) {
 			continue
 		}
 		if e.legacy && !base.legacy {
-			return i, historyErr(e.ring.Epoch, "an unauthenticated (version 1) epoch after an authenticated one")
+			return i, historyErr(e.ring.Epoch, "%w: a version 1 epoch after an authenticated one", errUnauthenticated)
 		}
 		if !e.legacy && !bytes.Equal(e.prev, base.hash[:]) {
-			return i, historyErr(e.ring.Epoch, "not chained to epoch %d (its prev hash differs)", base.ring.Epoch)
+			return i, historyErr(e.ring.Epoch, "%w: not chained to epoch %d (its prev hash differs)", errBadChain, base.ring.Epoch)
 		}
 		if err := checkTransition(base.ring, e.ring); err != nil {
-			return i, historyErr(e.ring.Epoch, "%v", err)
+			return i, historyErr(e.ring.Epoch, "%w", err)
 		}
 		base = &tip{ring: e.ring, hash: e.hash, legacy: e.legacy}
 	}
@@ -123,7 +123,7 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 				}
 				checked, err := checkMACs(e, pr, rid, keyFor)
 				if err != nil {
-					n, bad = i, historyErr(e.ring.Epoch, "%v", err)
+					n, bad = i, historyErr(e.ring.Epoch, "%w", err)
 					failed = true
 					break
 				}
@@ -155,7 +155,7 @@ func readEpochs(ctx context.Context, st store.Reader, from, upTo uint64) (es []*
 			}
 			return es, nil, nil
 		case errors.Is(rerr, ErrCorrupt):
-			return es, historyErr(e, "%v", rerr), nil
+			return es, historyErr(e, "%w", rerr), nil
 		default:
 			return nil, nil, rerr
 		}
@@ -173,9 +173,23 @@ func (k *Keychain) loadHistory(ctx context.Context) error {
 	if len(epochs) == 0 {
 		return fmt.Errorf("no keyring: %w", store.ErrNotExist)
 	}
-	es, bad, err := readEpochs(ctx, k.st, 1, epochs[len(epochs)-1])
-	if err != nil {
-		return err
+	upTo, gap := epochs[len(epochs)-1], error(nil)
+	for i, e := range epochs {
+		if e != uint64(i)+1 {
+			upTo, gap = uint64(i), historyErr(e, "follows the missing epoch %d", i+1)
+			break
+		}
+	}
+	var es []*epochObj
+	var bad error
+	if upTo > 0 {
+		es, bad, err = readEpochs(ctx, k.st, 1, upTo)
+		if err != nil {
+			return err
+		}
+	}
+	if bad == nil {
+		bad = gap
 	}
 	v := verifyEpochs(nil, es, k.repoID, k.rid, nil, k.mats)
 	if v.good == 0 {
@@ -447,7 +461,7 @@ func (k *Keychain) authenticateHead(ctx context.Context) error {
 	}
 	checked, err := checkMACs(e, base, k.rid, func(gen string) *kek { return keks[gen] })
 	if err != nil {
-		err = historyErr(head, "%v", err)
+		err = historyErr(head, "%w", err)
 		k.mu.Lock()
 		k.hist.bad = err
 		k.mu.Unlock()

@@ -376,6 +376,9 @@ func (k *Keychain) Resume(ctx context.Context, progress func(Progress)) error {
 // Any failure leaves the repository consistent; Resume continues.
 func (k *Keychain) RunRotation(ctx context.Context, progress func(Progress)) (err error) {
 	opts := k.rotateOptions()
+	if err := k.writable(ctx); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
 	if err := k.awaitHelperRun(ctx); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}

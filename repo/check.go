@@ -39,6 +39,10 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 			opts.Progress(s)
 		}
 	}
+	// The keyring's history (bad epochs, a rewritten history).
+	for _, p := range r.keys.Problems() {
+		problem("%v", p)
+	}
 	// Objects in the store.
 	sizes := map[string]int64{}
 	if err := r.st.List(ctx, "", func(fi store.Info) error { sizes[fi.Name] = fi.Size; return nil }); err != nil {
