@@ -32,9 +32,12 @@ type statusJSON struct {
 	// version 2 (its next commit, a rotation, authenticates it).
 	Authenticated bool     `json:"keyring_authenticated"`
 	Problems      []string `json:"keyring_problems"`
-	Snapshots     int      `json:"snapshots"`
-	Packs         int      `json:"packs"`
-	Bytes         int64    `json:"repository_bytes"`
+	// RecordError says why the host's keyring record could not be kept
+	// (docs/security.md, "Rollback"); empty when it was.
+	RecordError string `json:"keyring_record_error,omitempty"`
+	Snapshots   int    `json:"snapshots"`
+	Packs       int    `json:"packs"`
+	Bytes       int64  `json:"repository_bytes"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -60,6 +63,9 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	for _, p := range r.Keys().Problems() {
 		st.Problems = append(st.Problems, p.Error())
 	}
+	if err := r.Keys().RecordError(); err != nil {
+		st.RecordError = err.Error()
+	}
 	for _, g := range ks.Generations {
 		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF,
 			Created: g.Created, DEKs: g.DEKs, Held: g.Held})
@@ -75,6 +81,9 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	}
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "keyring problem: %s\n", p)
+	}
+	if st.RecordError != "" {
+		fmt.Fprintf(w, "no host record of the keyring (rollback protection rests on the keys alone): %s\n", st.RecordError)
 	}
 	fmt.Fprintf(w, "key generations:\n")
 	for _, g := range st.Generations {
