@@ -129,12 +129,12 @@ func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj
 	return &epochObj{ring: r, raw: raw, hash: sha256.Sum256(raw), prev: prev, macs: macs, body: body}, nil
 }
 
-// ParseEpoch decodes a keyring epoch object strictly: a version 2 envelope
+// parseEpoch decodes a keyring epoch object strictly: a version 2 envelope
 // in its canonical encoding around a valid version 2 keyring, or a legacy
 // version 1 keyring. Structural errors wrap ErrCorrupt; an unknown version
 // does not (it is a newer format). It checks no MAC and no chain: see
 // docs/format.md for what makes an epoch acceptable.
-func ParseEpoch(b []byte) (*epochObj, error) {
+func parseEpoch(b []byte) (*epochObj, error) {
 	var probe struct {
 		Version int `json:"version"`
 	}

@@ -168,7 +168,7 @@ func TestEpochVectors(t *testing.T) {
 	for _, v := range vs {
 		var es []*epochObj
 		for i, s := range v.Epochs {
-			e, err := ParseEpoch([]byte(s))
+			e, err := parseEpoch([]byte(s))
 			if err != nil {
 				t.Fatalf("%s: epoch %d: %v", v.Name, i+1, err)
 			}
@@ -208,7 +208,7 @@ func FuzzParseEpoch(f *testing.F) {
 		f.Fatal("no seeds")
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := ParseEpoch(b)
+		e, err := parseEpoch(b)
 		if err != nil {
 			return
 		}

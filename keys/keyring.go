@@ -116,7 +116,7 @@ func (r *Keyring) Marshal() ([]byte, error) {
 }
 
 // ParseKeyring decodes a keyring (the bare JSON of a legacy epoch, or the
-// keyring inside an epoch envelope: see ParseEpoch) strictly: unknown
+// keyring inside an epoch envelope: see parseEpoch) strictly: unknown
 // fields, trailing data, an unknown version, malformed ids, duplicate generation ids, bad states, not
 // exactly one current generation or an inconsistent rotation record are
 // errors wrapping ErrCorrupt (an unknown version does not: it is a newer
@@ -300,7 +300,7 @@ func readEpoch(ctx context.Context, st store.Reader, epoch uint64) (*epochObj, e
 	if err != nil {
 		return nil, fmt.Errorf("reading keyring: %w", err)
 	}
-	e, err := ParseEpoch(b)
+	e, err := parseEpoch(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

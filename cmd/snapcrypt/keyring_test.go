@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,4 +86,31 @@ func TestForgedKeyringEpochCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(got), marker) {
 		t.Fatalf("restore with B: %q %v", got, err)
 	}
+}
+
+// A repository made before format version 2 (the frozen example) opens, and
+// status says its keyring is not authenticated until its next keyring
+// commit, which a rotation makes.
+func TestLegacyKeyringStatus(t *testing.T) {
+	dir := t.TempDir()
+	repoDir := filepath.Join(dir, "repo")
+	if out, err := exec.Command("cp", "-r", "../../repo/testdata/example-repo", repoDir).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	env := []string{"SNAPCRYPT_REPO=" + repoDir, "SNAPCRYPT_KEY=passfile:../../repo/testdata/example.pass"}
+	r := sc(t, env, "status")
+	r.want(t, 0, "")
+	if !strings.Contains(r.stdout, "keyring not authenticated") {
+		t.Fatalf("status of a version 1 keyring:\n%s", r.stdout)
+	}
+	newKey := filepath.Join(dir, "new.key")
+	sc(t, nil, "keygen", newKey).want(t, 0, "")
+	sc(t, env, "rotate", "--new-key", "file:"+newKey).want(t, 0, "switched")
+	newEnv := []string{"SNAPCRYPT_REPO=" + repoDir, "SNAPCRYPT_KEY=file:" + newKey}
+	r = sc(t, newEnv, "status")
+	r.want(t, 0, "")
+	if strings.Contains(r.stdout, "keyring not authenticated") || strings.Contains(r.stdout, "keyring problem") {
+		t.Fatalf("status after a rotation:\n%s", r.stdout)
+	}
+	sc(t, newEnv, "check").want(t, 0, "")
 }
