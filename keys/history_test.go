@@ -575,3 +575,35 @@ func TestRecordAdvances(t *testing.T) {
 		t.Fatal("a damaged record loaded")
 	}
 }
+
+// A wrapped DEK object larger than a wrapped DEK is refused after reading
+// at most one byte more than that size.
+func TestHugeWrappedDEK(t *testing.T) {
+	ctx := context.Background()
+	st := localStore(t)
+	k := mustInit(t, st, rawKey(t, 1))
+	id, _, err := k.NewDEK(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := parseGenID(k.Keyring().Current)
+	path := filepath.Join(st.Location(), filepath.FromSlash(dekName(gen, id)))
+	if err := os.Truncate(path, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Open(ctx, st, testRepoID, rawKey(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	_, err = k2.DEK(ctx, id)
+	runtime.ReadMemStats(&m1)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), dekName(gen, id)) {
+		t.Fatalf("DEK of a 1 GiB wrapped DEK object: %v", err)
+	}
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 16<<20 {
+		t.Fatalf("allocated %d MiB", got>>20)
+	}
+}
