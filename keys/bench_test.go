@@ -69,6 +69,7 @@ func BenchmarkRotate(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/workers=%d", s.name, workers), func(b *testing.B) {
 				ctx := context.Background()
 				st := s.open(b)
+				freshState(b)
 				k, err := Init(ctx, st, testRepoID, rawKey(b, 0))
 				if err != nil {
 					b.Fatal(err)
@@ -139,6 +140,7 @@ func BenchmarkRotateShared(b *testing.B) {
 			b.Run(fmt.Sprintf("latency=%s/%s", lat, cfg.name), func(b *testing.B) {
 				ctx := context.Background()
 				fst := faults.New(mem.New())
+				freshState(b)
 				k, err := Init(ctx, fst, testRepoID, rawKey(b, 0))
 				if err != nil {
 					b.Fatal(err)
