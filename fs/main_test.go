@@ -18,6 +18,7 @@ func TestMain(m *testing.M) {
 	}
 	dir, _ = filepath.EvalSymlinks(dir)
 	os.Setenv("TMPDIR", dir)
+	os.Setenv("SNAPCRYPT_STATE_DIR", filepath.Join(dir, "state")) // host keyring records
 	code := m.Run()
 	b, _ := os.ReadFile("/proc/mounts")
 	for _, line := range strings.Split(string(b), "\n") {

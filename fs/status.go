@@ -57,8 +57,10 @@ type KeysStatus struct {
 	// mount does not hold: data keys wrapped only under them cannot be
 	// read.
 	Missing []string `json:"missing"`
-	// Errors are the distinct data-key errors met while reading; each
-	// names the key generation that would be needed.
+	// Errors are the distinct data-key errors met while reading, each
+	// naming the key generation that would be needed, then the problems
+	// of the keyring's history (keys.Keychain.Problems), each naming the
+	// epoch.
 	Errors []string `json:"errors"`
 }
 
@@ -152,6 +154,9 @@ func (m *mount) status() Status {
 	m.errMu.Lock()
 	ks.Errors = append([]string{}, m.keyErrs...)
 	m.errMu.Unlock()
+	for _, p := range kc.Problems() { // the keyring's history
+		ks.Errors = append(ks.Errors, p.Error())
+	}
 	s.Keys = ks
 
 	if len(m.opts.StatusSections) > 0 {

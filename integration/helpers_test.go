@@ -52,7 +52,8 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building snapcrypt: %v\n%s", err, out)
 		return 1
 	}
-	os.Setenv("TMPDIR", suiteDir) // t.TempDir() goes below suiteDir
+	os.Setenv("TMPDIR", suiteDir)                                      // t.TempDir() goes below suiteDir
+	os.Setenv("SNAPCRYPT_STATE_DIR", filepath.Join(suiteDir, "state")) // host keyring records
 	code := m.Run()
 	if left := mountsBelow(suiteDir); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: FUSE mounts left behind: %s\n", strings.Join(left, ", "))

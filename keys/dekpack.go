@@ -225,8 +225,12 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 			p.markSeen(name, nil, nil) // not ours: ignored like any stray object
 			continue
 		}
-		b, err := st.Get(ctx, name)
+		b, err := ReadPack(ctx, st, name, n)
 		if errors.Is(err, store.ErrNotExist) {
+			continue
+		}
+		if errors.Is(err, ErrCorrupt) {
+			p.markSeen(name, nil, err)
 			continue
 		}
 		if err != nil {
@@ -323,6 +327,17 @@ type Copy struct {
 	Wrapped []byte
 }
 
+// ReadPack reads a DEK pack of n entries (by its name), never more than
+// its size plus one byte: a larger object is an error wrapping ErrCorrupt
+// that names it.
+func ReadPack(ctx context.Context, st store.Reader, name string, n int) ([]byte, error) {
+	b, err := store.GetBounded(ctx, st, name, int64(packHeaderSize+n*packEntrySize))
+	if errors.Is(err, store.ErrTooLarge) {
+		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+	}
+	return b, err
+}
+
 // copiesIn returns every wrapped copy of DEK id under generation gen: the
 // single object deks/<gen>/<id> if it exists (looked for only with
 // single), then the pack entries (indexing the packs on first use, or
@@ -331,10 +346,12 @@ type Copy struct {
 func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relist, single bool) (cs []Copy, bad error, err error) {
 	if single {
 		name := dekName(gen, id)
-		b, err := k.st.Get(ctx, name)
+		b, err := ReadWrapped(ctx, k.st, name)
 		switch {
 		case err == nil:
 			cs = append(cs, Copy{name, b})
+		case errors.Is(err, ErrCorrupt):
+			bad = err
 		case !errors.Is(err, store.ErrNotExist):
 			return nil, nil, err
 		}
@@ -344,7 +361,10 @@ func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relis
 	if err := p.load(ctx, k.st, g, relist); err != nil {
 		return nil, nil, err
 	}
-	names, offs, bad := p.lookup(id)
+	names, offs, pbad := p.lookup(id)
+	if bad == nil {
+		bad = pbad
+	}
 	for i, pn := range names {
 		w, err := k.st.GetRange(ctx, pn, offs[i], int64(WrappedSize))
 		if errors.Is(err, store.ErrNotExist) {
@@ -384,7 +404,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 		if !ok {
 			return fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
 		}
-		b, err := st.Get(ctx, name)
+		b, err := ReadPack(ctx, st, name, n)
 		if errors.Is(err, store.ErrNotExist) {
 			continue
 		}

@@ -75,8 +75,9 @@ func (k *Keychain) Matches(g *Generation, m *Material) bool {
 // random id and KDF salt (a passphrase is stretched with Argon2id under p;
 // zero p means DefaultArgon2), state current, created at created. It
 // returns the generation to put in a keyring and its KEK. Nothing is
-// written and nothing is held: the caller commits a keyring naming the
-// generation, then Adopts the KEK.
+// written and nothing is held for reading or wrapping: the caller commits a
+// keyring naming the generation (Commit MACs that switch with this KEK
+// too, the last one NewGeneration made), then Adopts the KEK.
 func (k *Keychain) NewGeneration(r *Keyring, m *Material, p Argon2Params, created time.Time) (Generation, *KEK, error) {
 	if m == nil {
 		return Generation{}, nil, fmt.Errorf("new key generation: %w: no key given", ErrBadKey)
@@ -88,6 +89,9 @@ func (k *Keychain) NewGeneration(r *Keyring, m *Material, p Argon2Params, create
 	if err != nil {
 		return Generation{}, nil, err
 	}
+	k.mu.Lock()
+	k.made = kk
+	k.mu.Unlock()
 	return g, &KEK{k: kk, rid: k.rid}, nil
 }
 
@@ -103,6 +107,7 @@ func (k *Keychain) Adopt(x *KEK, m *Material) bool {
 	if m != nil {
 		k.mats = append(k.mats, m)
 	}
+	k.made = nil
 	g := k.ring.Generation(gen)
 	if g == nil || g.State == StateRetired {
 		return false

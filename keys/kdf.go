@@ -29,6 +29,7 @@ const (
 	infoKEK   = "snapcrypt kek v1"
 	infoCheck = "snapcrypt check v1"
 	infoWrap  = "snapcrypt wrap v1"
+	// infoKeyring (epoch.go): the keyring key that MACs keyring epochs.
 )
 
 // Argon2Params are Argon2id cost parameters: T passes over M KiB of memory
@@ -168,9 +169,10 @@ func checkValue(kek [KeySize]byte, repoID [16]byte, gen [8]byte) []byte {
 
 // kek is a derived KEK ready to wrap and unwrap DEKs.
 type kek struct {
-	gen   [8]byte
-	aead  cipher.AEAD // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
-	check []byte
+	gen     [8]byte
+	aead    cipher.AEAD // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
+	check   []byte
+	ringKey []byte // HKDF(KEK, info "snapcrypt keyring v2"): MACs keyring epochs
 }
 
 func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
@@ -180,7 +182,7 @@ func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
 	if err != nil {
 		panic(err) // key size is fixed
 	}
-	return &kek{gen: gen, aead: aead, check: checkValue(k, repoID, gen)}
+	return &kek{gen: gen, aead: aead, check: checkValue(k, repoID, gen), ringKey: keyringKey(k)}
 }
 
 // matchKEK derives the KEK of material m for generation g and returns it if
@@ -203,4 +205,23 @@ func matchKEK(g *Generation, m *Material, repoID [16]byte) *kek {
 		return nil
 	}
 	return newKEK(k, repoID, gen)
+}
+
+// matchesCheck reports whether material m is generation g's key, deriving
+// its KEK only to compare check values and keeping nothing.
+func matchesCheck(g *Generation, m *Material, repoID [16]byte) bool {
+	gen, err := parseGenID(g.ID)
+	if err != nil {
+		return false
+	}
+	want, err := hex.DecodeString(g.Check)
+	if err != nil {
+		return false
+	}
+	k, ok := deriveKEK(g.KDF, m)
+	if !ok {
+		return false
+	}
+	defer clear(k[:])
+	return hmac.Equal(checkValue(k, repoID, gen), want)
 }

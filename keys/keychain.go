@@ -29,9 +29,13 @@ type Keychain struct {
 	rid    [16]byte
 
 	mu   sync.RWMutex
-	ring *Keyring
-	keks map[string]*kek // by generation id: the generations we hold a key for
+	ring *Keyring        // the newest good epoch (history.go)
+	hist history         // how the keyring's epochs were verified
+	keks map[string]*kek // by generation id: the live generations we hold a key for
 	mats []*Material
+	// made is the KEK of the generation NewGeneration made last, for
+	// Commit to MAC the switch that adds it before Adopt holds it.
+	made *kek
 
 	cacheMu sync.Mutex
 	cache   map[[16]byte][]byte
@@ -143,41 +147,54 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 		Generations: []Generation{g},
 		IDKeyDEK:    hex.EncodeToString(id[:]),
 	}
-	if err := commitKeyring(ctx, st, ring); err != nil {
+	e, err := signEpoch(ring, rid, nil, []*kek{kk})
+	if err != nil {
+		return nil, fmt.Errorf("init keys: %w", err)
+	}
+	if err := commitEpoch(ctx, st, e); err != nil {
 		return nil, fmt.Errorf("init keys: %w", err)
 	}
 	k.ring = ring
+	k.hist.hashes = [][32]byte{e.hash}
+	k.hist.authed = 1
 	k.keks[g.ID] = kk
 	k.mats = []*Material{m}
 	k.cachePut(id, dek)
+	k.mu.Lock()
+	k.checkRecordLocked()
+	k.mu.Unlock()
 	return k, nil
 }
 
-// Open loads the repository's keyring and matches the given keys to its
-// generations. At least one key must match a current or retiring generation,
-// else the error wraps ErrNoKeyMatches.
+// Open loads the repository's keyring, verifying its history (history.go),
+// and matches the given keys to its generations. At least one key must
+// match a current or retiring generation, else the error wraps
+// ErrNoKeyMatches. A bad epoch or a rewritten history does not fail Open:
+// reading goes on from the newest good epoch, Problems lists what is
+// wrong, and nothing writes. Open fails (ErrCorrupt) when no epoch is good.
 func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (*Keychain, error) {
 	rid, err := parseRepoID(repoID)
 	if err != nil {
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
-	ring, err := LoadKeyring(ctx, st)
-	if err != nil {
-		return nil, fmt.Errorf("open keys: %w", err)
-	}
-	if ring.RepoID != repoID {
-		return nil, fmt.Errorf("open keys: %s: %w: keyring of repository %s", keyringName(ring.Epoch), ErrCorrupt, ring.RepoID)
-	}
 	k := newKeychain(st, repoID, rid)
-	k.ring = ring
 	for _, m := range ms {
 		if m != nil {
 			k.mats = append(k.mats, m)
 		}
 	}
-	k.keks = matchAll(ring, k.mats, rid, k.keks)
+	if err := k.loadHistory(ctx); err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
 	if len(k.keks) == 0 {
-		return nil, fmt.Errorf("open keys: %w%s", ErrNoKeyMatches, retiredHint(ring, k.mats, rid))
+		hint := retiredHint(k.ring, k.mats, rid)
+		switch {
+		case k.hist.rewritten != nil:
+			hint += "; " + k.hist.rewritten.Error()
+		case hint == "" && k.hist.recorded == 0 && k.hist.recErr == nil:
+			hint = "; the keyring may have been rolled back (this host has no record of it)"
+		}
+		return nil, fmt.Errorf("open keys: %w%s", ErrNoKeyMatches, hint)
 	}
 	return k, nil
 }
@@ -205,7 +222,9 @@ func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) ma
 	return out
 }
 
-// retiredHint explains a failed match when a key is of a retired generation.
+// retiredHint explains a failed match when a key is of a retired
+// generation. It compares check values only: no KEK of a retired
+// generation is kept.
 func retiredHint(r *Keyring, ms []*Material, rid [16]byte) string {
 	for i := range r.Generations {
 		g := &r.Generations[i]
@@ -213,7 +232,7 @@ func retiredHint(r *Keyring, ms []*Material, rid [16]byte) string {
 			continue
 		}
 		for _, m := range ms {
-			if matchKEK(g, m, rid) != nil {
+			if matchesCheck(g, m, rid) {
 				return fmt.Sprintf(" (%s is the key of generation %s, which was retired by a rotation; the current generation is %s)", m.Source(), g.ID, r.Current)
 			}
 		}
@@ -221,56 +240,23 @@ func retiredHint(r *Keyring, ms []*Material, rid [16]byte) string {
 	return ""
 }
 
-// Refresh reloads the keyring if a newer epoch exists and matches the keys
-// this Keychain holds to any new generation. The daemon calls it every few
-// seconds; NewDEK and DEK call it when they need to.
-func (k *Keychain) Refresh(ctx context.Context) error {
-	k.mu.RLock()
-	epoch := k.ring.Epoch
-	k.mu.RUnlock()
-	var latest *Keyring
-	for {
-		r, err := readKeyring(ctx, k.st, epoch+1)
-		if errors.Is(err, store.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("refreshing keyring: %w", err)
-		}
-		latest, epoch = r, epoch+1
-	}
-	if latest == nil {
-		return nil
-	}
-	return k.install(latest)
-}
-
-// install makes r the keyring if it is newer than the one held.
-func (k *Keychain) install(r *Keyring) error {
-	if r.RepoID != k.repoID {
-		return fmt.Errorf("%s: %w: keyring of repository %s", keyringName(r.Epoch), ErrCorrupt, r.RepoID)
-	}
+// installCommitted takes e, an epoch this process just committed on top of
+// its newest good epoch.
+func (k *Keychain) installCommitted(e *epochObj) {
 	k.mu.RLock()
 	held := k.keks
 	mats := slices.Clone(k.mats)
 	k.mu.RUnlock()
-	keks := matchAll(r, mats, k.rid, held) // may run Argon2id: no lock held
+	keks := matchAll(e.ring, mats, k.rid, held) // may run Argon2id: no lock held
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if r.Epoch <= k.ring.Epoch {
-		return nil
+	if k.hist.head()+1 != e.ring.Epoch {
+		return // a Refresh took it (and maybe more) meanwhile
 	}
-	for id, kk := range k.keks { // keys added meanwhile
-		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {
-			keks[id] = kk
-		}
-	}
-	k.ring, k.keks = r, keks
-	k.dropPackIndexes(func(gen string) bool {
-		g := r.Generation(gen)
-		return g != nil && g.State != StateRetired
-	})
-	return nil
+	k.hist.hashes = append(k.hist.hashes, e.hash)
+	k.hist.authed = e.ring.Epoch
+	k.installLocked(e.ring, keks, false)
+	k.checkRecordLocked()
 }
 
 // Keyring returns a copy of the keyring as last loaded.
@@ -329,8 +315,12 @@ func (k *Keychain) AddKey(ctx context.Context, m *Material) error {
 // keyring is re-read, and if the current generation changed meanwhile (a
 // rotation switched), the DEK is wrapped under the new current one too (the
 // late-writer rule of docs/rotation.md). If this process does not hold the
-// new current key, NewDEK fails and the DEK must not be used.
+// new current key, NewDEK fails and the DEK must not be used. It refuses
+// (ErrCorrupt) while the keyring's history has a problem (Problems).
 func (k *Keychain) NewDEK(ctx context.Context) (id [16]byte, dek []byte, err error) {
+	if err := k.Writable(ctx); err != nil {
+		return id, nil, fmt.Errorf("new data key: %w", err)
+	}
 	b, err := randomID(16)
 	if err != nil {
 		return id, nil, err
@@ -415,7 +405,7 @@ func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek [
 	name := dekName(kk.gen, id)
 	err = k.st.Create(ctx, name, w)
 	if errors.Is(err, store.ErrExist) {
-		b, gerr := k.st.Get(ctx, name)
+		b, gerr := ReadWrapped(ctx, k.st, name)
 		if gerr != nil {
 			return fmt.Errorf("writing data key: %w", gerr)
 		}

@@ -35,6 +35,7 @@ func passKey(t testing.TB, p string) *Material {
 
 func mustInit(t testing.TB, st store.Store, m *Material) *Keychain {
 	t.Helper()
+	freshState(t)
 	k, err := Init(context.Background(), st, testRepoID, m)
 	if err != nil {
 		t.Fatal(err)

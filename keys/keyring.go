@@ -16,8 +16,9 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
-// KeyringVersion is the keyring format this code reads and writes.
-const KeyringVersion = 1
+// KeyringVersion is the keyring format this code writes: an authenticated
+// envelope (epoch.go). It also reads version 1 (legacy, unauthenticated).
+const KeyringVersion = 2
 
 // keyringPrefix is where keyring epochs live.
 const keyringPrefix = "keyring/"
@@ -114,8 +115,9 @@ func (r *Keyring) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// ParseKeyring decodes a keyring strictly: unknown fields, trailing data, an
-// unknown version, malformed ids, duplicate generation ids, bad states, not
+// ParseKeyring decodes a keyring (the bare JSON of a legacy epoch, or the
+// keyring inside an epoch envelope: see parseEpoch) strictly: unknown
+// fields, trailing data, an unknown version, malformed ids, duplicate generation ids, bad states, not
 // exactly one current generation or an inconsistent rotation record are
 // errors wrapping ErrCorrupt (an unknown version does not: it is a newer
 // format, not damage).
@@ -126,8 +128,8 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	if err := json.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
 	}
-	if probe.Version != KeyringVersion {
-		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads version %d", probe.Version, KeyringVersion)
+	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion {
+		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
 	}
 	var r Keyring
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -158,7 +160,7 @@ func isHex(s string, n int) bool {
 }
 
 func (r *Keyring) validate() error {
-	if r.Version != KeyringVersion {
+	if r.Version != KeyringVersion && r.Version != legacyKeyringVersion {
 		return fmt.Errorf("version %d", r.Version)
 	}
 	if !isHex(r.RepoID, 32) {
@@ -240,25 +242,41 @@ func (r *Keyring) validate() error {
 	return nil
 }
 
-// LoadKeyring reads the keyring of the highest epoch. It returns an error
-// wrapping store.ErrNotExist if there is none.
+// LoadKeyring reads the keyring of the highest epoch, checking neither its
+// MACs nor its history (for tools; a Keychain verifies both). It returns an
+// error wrapping store.ErrNotExist if there is none.
 func LoadKeyring(ctx context.Context, st store.Reader) (*Keyring, error) {
-	var last uint64
+	epochs, err := listEpochs(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(epochs) == 0 {
+		return nil, fmt.Errorf("no keyring: %w", store.ErrNotExist)
+	}
+	e, err := readEpoch(ctx, st, epochs[len(epochs)-1])
+	if err != nil {
+		return nil, err
+	}
+	return e.ring, nil
+}
+
+// listEpochs returns the epochs of the objects below keyring/, in
+// increasing order. Any other name there is an error wrapping ErrCorrupt.
+func listEpochs(ctx context.Context, st store.Reader) ([]uint64, error) {
+	var out []uint64
 	err := st.List(ctx, keyringPrefix, func(info store.Info) error {
 		e, err := parseEpochName(info.Name)
 		if err != nil {
 			return err
 		}
-		last = max(last, e)
+		out = append(out, e)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing keyring: %w", err)
 	}
-	if last == 0 {
-		return nil, fmt.Errorf("no keyring: %w", store.ErrNotExist)
-	}
-	return readKeyring(ctx, st, last)
+	slices.Sort(out)
+	return out, nil
 }
 
 func parseEpochName(name string) (uint64, error) {
@@ -270,36 +288,36 @@ func parseEpochName(name string) (uint64, error) {
 	return e, nil
 }
 
-// readKeyring reads and parses one epoch. Not-exist errors wrap
-// store.ErrNotExist.
-func readKeyring(ctx context.Context, st store.Reader, epoch uint64) (*Keyring, error) {
+// readEpoch reads (at most MaxKeyringSize bytes) and parses one epoch
+// object. Not-exist errors wrap store.ErrNotExist; a larger object, one
+// that does not parse or holds another epoch wraps ErrCorrupt.
+func readEpoch(ctx context.Context, st store.Reader, epoch uint64) (*epochObj, error) {
 	name := keyringName(epoch)
-	b, err := st.Get(ctx, name)
+	b, err := store.GetBounded(ctx, st, name, MaxKeyringSize)
+	if errors.Is(err, store.ErrTooLarge) {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrCorrupt, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading keyring: %w", err)
 	}
-	r, err := ParseKeyring(b)
+	e, err := parseEpoch(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if r.Epoch != epoch {
-		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, ErrCorrupt, r.Epoch)
+	if e.ring.Epoch != epoch {
+		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, ErrCorrupt, e.ring.Epoch)
 	}
-	return r, nil
+	return e, nil
 }
 
-// commitKeyring writes r as epoch r.Epoch, create-only. It returns an error
-// wrapping ErrConflict if that epoch exists already.
-func commitKeyring(ctx context.Context, st store.Store, r *Keyring) error {
-	b, err := r.Marshal()
-	if err != nil {
-		return err
-	}
-	name := keyringName(r.Epoch)
-	if err := st.Create(ctx, name, b); err != nil {
+// commitEpoch writes e as epoch e.ring.Epoch, create-only. It returns an
+// error wrapping ErrConflict if that epoch exists already.
+func commitEpoch(ctx context.Context, st store.Store, e *epochObj) error {
+	name := keyringName(e.ring.Epoch)
+	if err := st.Create(ctx, name, e.raw); err != nil {
 		// A lost response (or a retried request) may hide that the write
 		// was ours: the object then holds our bytes.
-		if got, gerr := st.Get(ctx, name); gerr == nil && bytes.Equal(got, b) {
+		if got, gerr := store.GetBounded(ctx, st, name, MaxKeyringSize); gerr == nil && bytes.Equal(got, e.raw) {
 			return nil
 		}
 		if errors.Is(err, store.ErrExist) {

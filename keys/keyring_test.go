@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
@@ -25,7 +26,7 @@ const keyringVectorFile = "testdata/keyring-vectors.json"
 func sampleKeyring() Keyring {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	return Keyring{
-		Version: KeyringVersion, RepoID: testRepoID, Epoch: 7, Current: "2222222222222222",
+		Version: legacyKeyringVersion, RepoID: testRepoID, Epoch: 7, Current: "2222222222222222",
 		Generations: []Generation{
 			{ID: "1111111111111111", KDF: KDF{Type: KDFArgon2id, Salt: strings.Repeat("ab", 16), T: 3, M: 65536, P: 4}, Check: strings.Repeat("0c", 32), State: StateRetiring, Created: t0},
 			{ID: "2222222222222222", KDF: KDF{Type: KDFRaw, Salt: strings.Repeat("cd", 16)}, Check: strings.Repeat("1d", 32), State: StateCurrent, Created: t0.Add(time.Hour)},
@@ -54,7 +55,8 @@ func makeKeyringVectors() []keyringVector {
 	add := func(name, expect, s string) { vs = append(vs, keyringVector{name, expect, s}) }
 	add("rotating", "ok", enc(ok))
 	add("settled", "ok", enc(settled))
-	add("version-2", "unknown version", mut(func(r *Keyring) { r.Version = 2 }))
+	add("version-2", "ok", mut(func(r *Keyring) { r.Version = 2 }))
+	add("version-3", "unknown version", mut(func(r *Keyring) { r.Version = 3 }))
 	add("unknown-field", "corrupted", strings.Replace(enc(ok), `"epoch"`, `"colour": 1, "epoch"`, 1))
 	add("trailing-data", "corrupted", enc(ok)+"{}")
 	add("duplicate-generation", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = r.Generations[0].ID }))
@@ -160,10 +162,24 @@ func FuzzParseKeyring(f *testing.F) {
 	})
 }
 
+// legacyEpoch is r as a legacy (version 1) epoch object.
+func legacyEpoch(t testing.TB, r Keyring) *epochObj {
+	t.Helper()
+	r.Version = legacyKeyringVersion
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &epochObj{ring: &r, raw: b, legacy: true, body: b}
+}
+
 func TestLoadKeyringHighestEpoch(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
 	r := sampleKeyring()
+	commitKeyring := func(ctx context.Context, st store.Store, r *Keyring) error {
+		return commitEpoch(ctx, st, legacyEpoch(t, *r))
+	}
 	for e := uint64(1); e <= 12; e++ {
 		r.Epoch = e
 		if err := commitKeyring(ctx, st, &r); err != nil {

@@ -2,12 +2,15 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
 // Wrapped DEK object layout (docs/format.md, "keys"):
@@ -113,4 +116,15 @@ func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 		return fmt.Errorf("%w: holds a different key", ErrCorrupt)
 	}
 	return nil
+}
+
+// ReadWrapped reads a wrapped DEK object, never more than wrappedSize+1
+// bytes of it: a larger object is an error wrapping ErrCorrupt that names
+// it. Not-exist errors wrap store.ErrNotExist.
+func ReadWrapped(ctx context.Context, st store.Reader, name string) ([]byte, error) {
+	b, err := store.GetBounded(ctx, st, name, int64(WrappedSize))
+	if errors.Is(err, store.ErrTooLarge) {
+		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+	}
+	return b, err
 }

@@ -31,6 +31,10 @@ type CheckResult struct {
 // returns an error only when it cannot run at all.
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult, error) {
 	c := &checker{r: r, opts: opts, res: &CheckResult{}, deks: map[[16]byte]string{}, sizes: map[string]int64{}}
+	// The keyring's history (bad epochs, a rewritten history).
+	for _, p := range r.keys.Problems() {
+		c.problem("%v", p)
+	}
 	if err := r.st.List(ctx, "", func(fi store.Info) error { c.sizes[fi.Name] = fi.Size; return nil }); err != nil {
 		return nil, fmt.Errorf("listing the repository: %w", err)
 	}

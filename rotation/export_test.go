@@ -73,6 +73,7 @@ func passKey(t testing.TB, p string) *keys.Material {
 // keys.DefaultArgon2: Init takes no KDF cost).
 func mustInit(t testing.TB, st store.Store, m *keys.Material) *proc {
 	t.Helper()
+	freshState(t)
 	kc, err := keys.Init(context.Background(), st, testRepoID, m)
 	if err != nil {
 		t.Fatal(err)
@@ -127,3 +128,14 @@ func (s *afterDEKWriteStore) Create(ctx context.Context, name string, b []byte) 
 }
 
 var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
+
+// freshState gives the test a state directory of its own (the host's
+// keyring records, keys.StateDirEnv): every test repository has the same
+// id, and a record of another test's repository would read as a rewritten
+// history.
+func freshState(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv(keys.StateDirEnv, dir)
+	return dir
+}

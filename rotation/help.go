@@ -30,7 +30,7 @@ import (
 // costs a few listings.
 func (r *Rotator) Help(ctx context.Context, progress func(Progress)) error {
 	opts := r.options()
-	if err := r.kc.Refresh(ctx); err != nil {
+	if err := r.kc.Writable(ctx); err != nil {
 		return fmt.Errorf("help rotation: %w", err)
 	}
 	ring := r.kc.Keyring()

@@ -29,6 +29,9 @@ func (r *Rotator) Resume(ctx context.Context, progress func(Progress)) error {
 // Any failure leaves the repository consistent; Resume continues.
 func (r *Rotator) Run(ctx context.Context, progress func(Progress)) (err error) {
 	opts := r.options()
+	if err := r.kc.Writable(ctx); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
 	if err := r.awaitHelperRun(ctx); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
@@ -80,7 +83,7 @@ func (r *Rotator) Run(ctx context.Context, progress func(Progress)) (err error) 
 // rotate finishes the rotation the keyring records, if any (re-wrap,
 // retire), then deletes the wrapped DEKs of every retired generation.
 func (r *Rotator) rotate(ctx context.Context, opts Options, progress func(Progress)) error {
-	if err := r.kc.Refresh(ctx); err != nil {
+	if err := r.kc.Writable(ctx); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	order := deleteAll

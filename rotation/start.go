@@ -44,7 +44,7 @@ func (r *Rotator) Start(ctx context.Context, m *keys.Material) (resumed bool, er
 	opts := r.opts
 	r.mu.Unlock()
 
-	if err := r.kc.Refresh(ctx); err != nil {
+	if err := r.kc.Writable(ctx); err != nil {
 		return false, fmt.Errorf("rotate: %w", err)
 	}
 	// Before the lease only what needs no lease: so that a second rotator

@@ -70,14 +70,15 @@ func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]
 // it is gone.
 func (sr *shardRun) readPack(ctx context.Context, name string) ([]keys.PackEntry, error) {
 	n, _, ok := keys.ParsePackName(name)
-	b, err := sr.r.st.Get(ctx, name)
+	if !ok {
+		return nil, fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt)
+	}
+	b, err := keys.ReadPack(ctx, sr.r.st, name, n)
 	switch {
 	case errors.Is(err, store.ErrNotExist):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("rotate: %w", err)
-	case !ok:
-		return nil, fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt)
 	}
 	es, err := keys.ParsePack(b, n)
 	if err != nil {
@@ -231,7 +232,7 @@ func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.
 	}
 	old := e.wrapped
 	if old == nil {
-		b, err := r.st.Get(ctx, e.object)
+		b, err := keys.ReadWrapped(ctx, r.st, e.object)
 		if errors.Is(err, store.ErrNotExist) {
 			return nil, false, nil // deleted: the rotation was finished by another process
 		}
@@ -311,7 +312,7 @@ func (r *Rotator) writePack(ctx context.Context, kk *keys.KEK, entries []keys.Pa
 	if err := r.st.Create(ctx, name, b); err != nil {
 		return "", nil, fmt.Errorf("writing DEK pack: %w", err)
 	}
-	back, err := r.st.Get(ctx, name)
+	back, err := store.GetBounded(ctx, r.st, name, int64(len(b)))
 	if err != nil {
 		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
 	}

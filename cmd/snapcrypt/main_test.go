@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "snapcrypt")
+	os.Setenv("SNAPCRYPT_STATE_DIR", filepath.Join(dir, "state")) // host keyring records
 	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building snapcrypt: %v\n%s", err, out)

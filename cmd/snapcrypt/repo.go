@@ -96,7 +96,15 @@ func (c *cli) open(ctx context.Context, opts repo.Options) (*repo.Repository, er
 	if strings.HasPrefix(c.repo, "s3:") && opts.ReadWindow == 0 {
 		opts.ReadWindow = repo.RemoteReadWindow // fewer, larger GETs
 	}
-	return repo.Open(ctx, st, opts, ms...)
+	r, err := repo.Open(ctx, st, opts, ms...)
+	if err != nil {
+		return nil, err
+	}
+	// Reading goes on from the newest good keyring epoch; writing refuses.
+	for _, p := range r.Keys().Problems() {
+		fmt.Fprintf(c.stderr, "snapcrypt: warning: %v\n", p)
+	}
+	return r, nil
 }
 
 // storeAndKeys loads the given keys and opens the repository's store.

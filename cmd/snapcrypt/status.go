@@ -29,10 +29,17 @@ type statusJSON struct {
 	Generations   []statusGeneration `json:"generations"`
 	Rotation      *keys.Rotation     `json:"rotation"`
 	Unfinished    bool               `json:"rotation_unfinished"`
-	Lease         *lease.Lease       `json:"rotation_lease"`
-	Snapshots     int                `json:"snapshots"`
-	Packs         int                `json:"packs"`
-	Bytes         int64              `json:"repository_bytes"`
+	Lease         *lease.Lease`json:"rotation_lease"`
+	// Authenticated is false for a keyring never committed in format
+	// version 2 (its next commit, a rotation, authenticates it).
+	Authenticated bool     `json:"keyring_authenticated"`
+	Problems      []string `json:"keyring_problems"`
+	// RecordError says why the host's keyring record could not be kept
+	// (docs/security.md, "Rollback"); empty when it was.
+	RecordError string `json:"keyring_record_error,omitempty"`
+	Snapshots   int    `json:"snapshots"`
+	Packs       int    `json:"packs"`
+	Bytes       int64  `json:"repository_bytes"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -54,6 +61,13 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version,
 		KeyringEpoch: ks.Epoch, Current: ks.Current, Rotation: ks.Rotation, Unfinished: ks.Unfinished, Lease: ks.Lease,
 		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total}
+	st.Authenticated, st.Problems = r.Keys().Authenticated(), []string{}
+	for _, p := range r.Keys().Problems() {
+		st.Problems = append(st.Problems, p.Error())
+	}
+	if err := r.Keys().RecordError(); err != nil {
+		st.RecordError = err.Error()
+	}
 	for _, g := range ks.Generations {
 		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF,
 			Created: g.Created, DEKs: g.DEKs, Held: g.Held})
@@ -64,6 +78,15 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	w := c.stdout
 	fmt.Fprintf(w, "repository %s at %s\n", st.ID, st.Location)
 	fmt.Fprintf(w, "format version %d, keyring epoch %d\n", st.FormatVersion, st.KeyringEpoch)
+	if !st.Authenticated {
+		fmt.Fprintf(w, "keyring not authenticated: it was never committed in format version 2; the next rotation authenticates it\n")
+	}
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "keyring problem: %s\n", p)
+	}
+	if st.RecordError != "" {
+		fmt.Fprintf(w, "no host record of the keyring (rollback protection rests on the keys alone): %s\n", st.RecordError)
+	}
 	fmt.Fprintf(w, "key generations:\n")
 	for _, g := range st.Generations {
 		held := ""
