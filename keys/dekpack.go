@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -233,7 +234,7 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 		}
 		es, err := parsePack(b, n)
 		if err != nil {
-			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err))
+			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err))
 			continue
 		}
 		p.markSeen(name, es, nil)
@@ -376,11 +377,11 @@ func (k *Keychain) writePack(ctx context.Context, kk *kek, entries []packEntry) 
 		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
 	}
 	if !bytes.Equal(back, b) {
-		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, ErrCorrupt)
+		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, object.ErrCorrupt)
 	}
 	es, err := parsePack(back, len(entries))
 	if err != nil {
-		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, ErrCorrupt, err)
+		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, object.ErrCorrupt, err)
 	}
 	k.packIndex(gen).add(name, es)
 	return name, es, nil
@@ -410,7 +411,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 	for _, name := range packs {
 		n, _, ok := parsePackName(name)
 		if !ok {
-			return fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+			return fmt.Errorf("unexpected object %s: %w", name, object.ErrCorrupt)
 		}
 		b, err := st.Get(ctx, name)
 		if errors.Is(err, store.ErrNotExist) {
@@ -421,7 +422,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 		}
 		es, err := parsePack(b, n)
 		if err != nil {
-			return fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+			return fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 		}
 		for _, e := range es {
 			if err := fn(e.id); err != nil {

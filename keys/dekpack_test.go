@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -211,7 +212,7 @@ func TestDEKPackVector(t *testing.T) {
 		}
 		// An entry moved to another id does not open.
 		other := got[(i+1)%len(got)].id
-		if _, err := kk.unwrap(rid, other, e.wrapped); !errors.Is(err, ErrCorrupt) {
+		if _, err := kk.unwrap(rid, other, e.wrapped); !errors.Is(err, object.ErrCorrupt) {
 			t.Fatalf("entry %x opened under id %x", e.id, other)
 		}
 	}
@@ -348,7 +349,7 @@ func TestPackedLookup(t *testing.T) {
 	bad, _ := packName(gen, 1)
 	st.Create(ctx, bad, marshalPack([]packEntry{{id, w}}))
 	_, err := k.DEK(ctx, id)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bad) {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("damaged entry: %v", err)
 	}
 	// A good copy in a later pack wins over the damaged one.
@@ -363,7 +364,7 @@ func TestPackedLookup(t *testing.T) {
 	lost[0] = 0x72
 	junk, _ := packName(gen, 1)
 	st.Create(ctx, junk, []byte("SCWP\x01junk"))
-	if _, err := k.DEK(ctx, lost); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), junk) {
+	if _, err := k.DEK(ctx, lost); !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), junk) {
 		t.Fatalf("unparseable pack: %v", err)
 	}
 }

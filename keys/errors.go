@@ -8,6 +8,10 @@
 // bytes of every object this package writes are specified in the "keys"
 // section of docs/format.md.
 //
+// Errors about repository bytes of this package (keyring, wrapped DEK, DEK
+// pack, lease) that fail authentication or do not parse wrap
+// object.ErrCorrupt.
+//
 // No error, log line or String method of this package contains key material.
 package keys
 
@@ -30,11 +34,6 @@ var (
 	// the keys this process holds. The message names the generation(s)
 	// whose key would be needed.
 	ErrDEKUnavailable = errors.New("data key unavailable")
-
-	// ErrCorrupt is wrapped by every error about repository bytes of this
-	// package (keyring, wrapped DEK, lease) that fail authentication or do
-	// not parse.
-	ErrCorrupt = errors.New("corrupted or tampered with")
 
 	// ErrConflict is returned when a keyring commit lost the compare-and-swap
 	// to another writer. The caller reloads the keyring and retries.

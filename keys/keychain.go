@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -174,7 +175,7 @@ func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	if ring.RepoID != repoID {
-		return nil, fmt.Errorf("open keys: %s: %w: keyring of repository %s", keyringName(ring.Epoch), ErrCorrupt, ring.RepoID)
+		return nil, fmt.Errorf("open keys: %s: %w: keyring of repository %s", keyringName(ring.Epoch), object.ErrCorrupt, ring.RepoID)
 	}
 	k := newKeychain(st, repoID, rid)
 	k.ring = ring
@@ -256,7 +257,7 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 // install makes r the keyring if it is newer than the one held.
 func (k *Keychain) install(r *Keyring) error {
 	if r.RepoID != k.repoID {
-		return fmt.Errorf("%s: %w: keyring of repository %s", keyringName(r.Epoch), ErrCorrupt, r.RepoID)
+		return fmt.Errorf("%s: %w: keyring of repository %s", keyringName(r.Epoch), object.ErrCorrupt, r.RepoID)
 	}
 	k.mu.RLock()
 	held := k.keks
@@ -449,14 +450,14 @@ func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek [
 // the generation's DEK packs. If no copy is found the keyring is refreshed
 // (and the packs listed again) once and the lookup repeated. Errors:
 // ErrDEKUnavailable naming the generation(s) whose key is needed; a wrapped
-// DEK that fails authentication names the object and wraps ErrCorrupt.
+// DEK that fails authentication names the object and wraps object.ErrCorrupt.
 // The returned slice is the caller's.
 func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 	if dek := k.cacheGet(id); dek != nil {
 		return bytes.Clone(dek), nil
 	}
 	dek, err := k.unwrapAny(ctx, id, false)
-	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) || errors.Is(err, ErrCorrupt) {
+	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) || errors.Is(err, object.ErrCorrupt) {
 		if rerr := k.Refresh(ctx); rerr != nil {
 			return nil, fmt.Errorf("data key %x: %w", id, rerr)
 		}

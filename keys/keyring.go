@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -117,14 +118,14 @@ func (r *Keyring) Marshal() ([]byte, error) {
 // ParseKeyring decodes a keyring strictly: unknown fields, trailing data, an
 // unknown version, malformed ids, duplicate generation ids, bad states, not
 // exactly one current generation or an inconsistent rotation record are
-// errors wrapping ErrCorrupt (an unknown version does not: it is a newer
+// errors wrapping object.ErrCorrupt (an unknown version does not: it is a newer
 // format, not damage).
 func ParseKeyring(b []byte) (*Keyring, error) {
 	var probe struct {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	if probe.Version != KeyringVersion {
 		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads version %d", probe.Version, KeyringVersion)
@@ -133,13 +134,13 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&r); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("keyring: %w: data after the JSON object", ErrCorrupt)
+		return nil, fmt.Errorf("keyring: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	return &r, nil
 }
@@ -265,7 +266,7 @@ func parseEpochName(name string) (uint64, error) {
 	s := strings.TrimPrefix(name, keyringPrefix)
 	e, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || len(s) != 20 || e == 0 {
-		return 0, fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+		return 0, fmt.Errorf("unexpected object %s: %w", name, object.ErrCorrupt)
 	}
 	return e, nil
 }
@@ -283,7 +284,7 @@ func readKeyring(ctx context.Context, st store.Reader, epoch uint64) (*Keyring, 
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if r.Epoch != epoch {
-		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, ErrCorrupt, r.Epoch)
+		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, object.ErrCorrupt, r.Epoch)
 	}
 	return r, nil
 }
@@ -313,7 +314,7 @@ func commitKeyring(ctx context.Context, st store.Store, r *Keyring) error {
 func parseGenID(s string) ([8]byte, error) {
 	var id [8]byte
 	if !isHex(s, 16) {
-		return id, fmt.Errorf("generation id %q: %w", s, ErrCorrupt)
+		return id, fmt.Errorf("generation id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))
 	return id, nil
@@ -322,7 +323,7 @@ func parseGenID(s string) ([8]byte, error) {
 func parseDEKID(s string) ([16]byte, error) {
 	var id [16]byte
 	if !isHex(s, 32) {
-		return id, fmt.Errorf("data key id %q: %w", s, ErrCorrupt)
+		return id, fmt.Errorf("data key id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))
 	return id, nil

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -43,13 +44,13 @@ func ParseLease(b []byte) (Lease, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&l); err != nil {
-		return Lease{}, fmt.Errorf("lease: %w: %v", ErrCorrupt, err)
+		return Lease{}, fmt.Errorf("lease: %w: %v", object.ErrCorrupt, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return Lease{}, fmt.Errorf("lease: %w: data after the JSON object", ErrCorrupt)
+		return Lease{}, fmt.Errorf("lease: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if !isHex(l.Holder, 32) || l.Expires.IsZero() || l.PID < 0 {
-		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", ErrCorrupt)
+		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", object.ErrCorrupt)
 	}
 	return l, nil
 }

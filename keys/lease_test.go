@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
@@ -52,8 +53,8 @@ func TestLeaseVectors(t *testing.T) {
 		l, err := ParseLease([]byte(v.Lease))
 		got := "ok"
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap ErrCorrupt", v.Name, err)
+			if !errors.Is(err, object.ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
 			}
 			got = "corrupted"
 		}

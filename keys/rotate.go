@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -714,7 +715,7 @@ func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek,
 			if len(cs) == 0 {
 				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, ErrDEKUnavailable, e.object[len(deksPrefix):len(deksPrefix)+16])
 			}
-			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].object, ErrCorrupt)
+			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].object, object.ErrCorrupt)
 		}
 	}
 	old := e.wrapped
@@ -741,7 +742,7 @@ func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek,
 			clear(dek)
 			return nil, false, nil
 		}
-		if !errors.Is(verr, ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
+		if !errors.Is(verr, object.ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
 			clear(dek)
 			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.object, e.object, verr)
 		}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -74,14 +75,14 @@ func ParseShardDone(b []byte) (ShardDone, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&m); err != nil {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", ErrCorrupt, err)
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", object.ErrCorrupt, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: data after the JSON object", ErrCorrupt)
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if !isHex(m.Rotation, 32) || len(m.Shard) != 1 || !isHex(m.Shard, 1) || !isHex(m.Holder, 32) ||
 		m.Entries < 0 || m.PID < 0 || m.Finished.IsZero() {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", ErrCorrupt)
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", object.ErrCorrupt)
 	}
 	return m, nil
 }
@@ -397,7 +398,7 @@ func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]o
 			id, err := parseDEKID(name[strings.LastIndexByte(name, '/')+1:])
 			if err != nil {
 				if first == nil {
-					first = fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+					first = fmt.Errorf("rotate: unexpected object %s: %w", name, object.ErrCorrupt)
 				}
 				continue
 			}
@@ -421,10 +422,10 @@ func (r *shardRun) expand(ctx context.Context, from string, names []string) ([]o
 		case err != nil:
 			err = fmt.Errorf("rotate: %w", err)
 		case !ok:
-			err = fmt.Errorf("rotate: unexpected object %s: %w", name, ErrCorrupt)
+			err = fmt.Errorf("rotate: unexpected object %s: %w", name, object.ErrCorrupt)
 		default:
 			if es, err = parsePack(b, n); err != nil {
-				err = fmt.Errorf("rotate: object %s is %w: %v", name, ErrCorrupt, err)
+				err = fmt.Errorf("rotate: object %s is %w: %v", name, object.ErrCorrupt, err)
 			}
 		}
 		if err != nil {

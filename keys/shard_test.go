@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -556,7 +557,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		// The first failing entry decides the error: a missing twin
 		// (needs the old key) or the damaged one.
 		err := c.Resume(ctx, nil)
-		if !errors.Is(err, ErrDEKUnavailable) && !errors.Is(err, ErrCorrupt) || retired.Load() {
+		if !errors.Is(err, ErrDEKUnavailable) && !errors.Is(err, object.ErrCorrupt) || retired.Load() {
 			t.Fatalf("resume with the new key only and twins missing: %v (reached the retire commit: %v)", err, retired.Load())
 		}
 		if !equalObjects(before, snapshotPrefix(t, st, keyringPrefix)) {
@@ -724,8 +725,8 @@ func TestShardDoneVectors(t *testing.T) {
 		m, err := ParseShardDone([]byte(v.Marker))
 		got := "ok"
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap ErrCorrupt", v.Name, err)
+			if !errors.Is(err, object.ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
 			}
 			got = "corrupted"
 		}

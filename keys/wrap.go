@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // Wrapped DEK object layout (docs/format.md, "keys"):
@@ -80,15 +82,15 @@ func parseWrapped(b []byte) (nonce, sealed []byte, err error) {
 	return b[wrapHeader : wrapHeader+chacha20poly1305.NonceSizeX], b[wrapHeader+chacha20poly1305.NonceSizeX:], nil
 }
 
-// unwrap opens a wrapped DEK. Every failure wraps ErrCorrupt.
+// unwrap opens a wrapped DEK. Every failure wraps object.ErrCorrupt.
 func (k *kek) unwrap(repoID [16]byte, id [16]byte, b []byte) ([]byte, error) {
 	nonce, sealed, err := parseWrapped(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %v", object.ErrCorrupt, err)
 	}
 	dek, err := k.aead.Open(make([]byte, 0, KeySize), nonce, sealed, wrapAD(repoID, k.gen, id))
 	if err != nil {
-		return nil, ErrCorrupt
+		return nil, object.ErrCorrupt
 	}
 	return dek, nil
 }
@@ -101,7 +103,7 @@ func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 	}
 	defer clear(got)
 	if !bytes.Equal(got, dek) {
-		return fmt.Errorf("%w: holds a different key", ErrCorrupt)
+		return fmt.Errorf("%w: holds a different key", object.ErrCorrupt)
 	}
 	return nil
 }

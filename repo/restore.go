@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // RestoreOptions tune a restore.
@@ -191,7 +193,7 @@ func (rs *restorer) file(ctx context.Context, n *Node, p string) error {
 		}
 		if len(b) != int(c.Length) {
 			f.Close()
-			return fmt.Errorf("restore %s: chunk %s is %w (length %d, want %d)", p, c.ID.Short(), ErrCorrupt, len(b), c.Length)
+			return fmt.Errorf("restore %s: chunk %s is %w (length %d, want %d)", p, c.ID.Short(), object.ErrCorrupt, len(b), c.Length)
 		}
 		if isZero(b) {
 			off += int64(len(b)) // keep sparse files sparse
