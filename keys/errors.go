@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 var (
@@ -34,6 +36,12 @@ var (
 	// the keys this process holds. The message names the generation(s)
 	// whose key would be needed.
 	ErrDEKUnavailable = errors.New("data key unavailable")
+
+	// ErrDifferentKey is returned when a wrapped DEK authenticates under its
+	// KEK, repository, generation and id but holds another data key than
+	// the one expected: not damage that a fresh copy repairs, but two
+	// writers that disagree. It wraps object.ErrCorrupt.
+	ErrDifferentKey = fmt.Errorf("%w: holds a different key", object.ErrCorrupt)
 
 	// ErrConflict is returned when a keyring commit lost the compare-and-swap
 	// to another writer. The caller reloads the keyring and retries.

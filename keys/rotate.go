@@ -742,7 +742,7 @@ func (k *Keychain) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *kek,
 			clear(dek)
 			return nil, false, nil
 		}
-		if !errors.Is(verr, object.ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
+		if !errors.Is(verr, object.ErrCorrupt) || errors.Is(verr, ErrDifferentKey) {
 			clear(dek)
 			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.object, e.object, verr)
 		}

@@ -95,7 +95,9 @@ func (k *kek) unwrap(repoID [16]byte, id [16]byte, b []byte) ([]byte, error) {
 	return dek, nil
 }
 
-// verifyWrapped reports whether b unwraps under k to dek.
+// verifyWrapped reports whether b unwraps under k to dek: nil if it does,
+// ErrDifferentKey if it opens to another key, and an error wrapping
+// object.ErrCorrupt if it does not open.
 func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 	got, err := k.unwrap(repoID, id, b)
 	if err != nil {
@@ -103,7 +105,7 @@ func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 	}
 	defer clear(got)
 	if !bytes.Equal(got, dek) {
-		return fmt.Errorf("%w: holds a different key", object.ErrCorrupt)
+		return ErrDifferentKey
 	}
 	return nil
 }
