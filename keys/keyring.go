@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -131,13 +131,8 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads version %d", probe.Version, KeyringVersion)
 	}
 	var r Keyring
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&r); err != nil {
+	if err := strictjson.Decode(b, &r); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("keyring: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)

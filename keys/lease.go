@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -41,13 +41,8 @@ func leaseNameAt(prefix string, seq uint64) string { return fmt.Sprintf("%s%020d
 // ParseLease decodes a lease object strictly.
 func ParseLease(b []byte) (Lease, error) {
 	var l Lease
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&l); err != nil {
+	if err := strictjson.Decode(b, &l); err != nil {
 		return Lease{}, fmt.Errorf("lease: %w: %v", object.ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return Lease{}, fmt.Errorf("lease: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if !isHex(l.Holder, 32) || l.Expires.IsZero() || l.PID < 0 {
 		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", object.ErrCorrupt)

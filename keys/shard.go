@@ -1,13 +1,11 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -72,13 +71,8 @@ type ShardDone struct {
 // ParseShardDone decodes a done marker strictly.
 func ParseShardDone(b []byte) (ShardDone, error) {
 	var m ShardDone
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&m); err != nil {
+	if err := strictjson.Decode(b, &m); err != nil {
 		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", object.ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: data after the JSON object", object.ErrCorrupt)
 	}
 	if !isHex(m.Rotation, 32) || len(m.Shard) != 1 || !isHex(m.Shard, 1) || !isHex(m.Holder, 32) ||
 		m.Entries < 0 || m.PID < 0 || m.Finished.IsZero() {

@@ -145,7 +145,7 @@ func TestSnapshotDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{
-		``, `{}`, `[]`, good + `{}`,
+		``, `{}`, `[]`, `null`, good + `{}`, good + `}`, good + `]`, good + ` 1`,
 		strings.Replace(good, `"version":1`, `"version":2`, 1),
 		strings.Replace(good, `"host"`, `"hostx"`, 1),
 		strings.Replace(good, strings.Repeat("ab", 32), "abc", 1),
@@ -157,10 +157,15 @@ func TestSnapshotDecode(t *testing.T) {
 }
 
 func TestConfigDecode(t *testing.T) {
-	if _, err := ParseConfig([]byte(`{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`)); err != nil {
+	good := `{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`
+	if _, err := ParseConfig([]byte(good + "\n")); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{``, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`, `{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`} {
+	for _, bad := range []string{
+		``, `null`, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
+		`{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`,
+		good + `{}`, good + `}`, good + `]`, good + ` 1`,
+	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}

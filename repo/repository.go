@@ -20,6 +20,7 @@ import (
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -139,9 +140,7 @@ func ReadConfig(ctx context.Context, st store.Reader) (Config, error) {
 // ParseConfig decodes the config object strictly.
 func ParseConfig(b []byte) (Config, error) {
 	var cfg Config
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&cfg); err != nil {
+	if err := strictjson.Decode(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w: %v", object.ErrCorrupt, err)
 	}
 	if cfg.Version != FormatVersion {
