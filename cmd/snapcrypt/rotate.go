@@ -18,97 +18,138 @@ import (
 func init() { register(rotateCommand()) }
 
 func rotateCommand() *command {
-	var newKey string
-	var noWait bool
-	var workers int
-	var lease time.Duration
+	r := &rotateRun{}
 	return &command{
 		name: "rotate",
 		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
 			"retire the old key. With no --new-key, finish an interrupted rotation.",
-		setup: func(fs *pflag.FlagSet, c *cli) {
-			fs.StringVar(&newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
-			fs.BoolVar(&noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
-			fs.IntVar(&workers, "workers", keys.DefaultWorkers, "data keys re-wrapped in parallel")
-			fs.DurationVar(&lease, "lease", keys.DefaultLeaseDuration, "rotation lease lifetime: how long a killed rotator blocks others")
-		},
-		run: func(ctx context.Context, c *cli, args []string) error {
-			if len(args) != 0 {
-				return usagef("rotate takes no arguments")
-			}
-			var m *keys.Material
-			if newKey != "" {
-				spec, err := keys.ParseSpec(newKey)
-				if err != nil {
-					return err
-				}
-				if m, err = spec.Load(); err != nil {
-					return err
-				}
-			}
-			kc, err := c.openKeys(ctx)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			opts := keys.RotateOptions{Workers: workers, LeaseDuration: lease}
-			if m != nil {
-				if err := kc.StartRotation(ctx, m, opts); err != nil {
-					if errors.Is(err, keys.ErrRotationUnfinished) {
-						err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
-					}
-					return err
-				}
-				kr := kc.Keyring()
-				fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
-				if noWait {
-					return kc.Close(context.WithoutCancel(ctx))
-				}
-			} else {
-				kc.SetRotateOptions(opts)
-				unfinished, err := kc.Unfinished(ctx)
-				if err != nil {
-					return err
-				}
-				if !unfinished {
-					fmt.Fprintln(c.stderr, "no rotation to finish; give --new-key to rotate")
-					return nil
-				}
-			}
-			progress, finish := rotationProgress(c)
-			phases := map[string]time.Time{}
-			var done int64
-			err = kc.RunRotation(ctx, func(p keys.Progress) {
-				if _, ok := phases[p.Phase]; !ok {
-					phases[p.Phase] = time.Now()
-				}
-				done = p.Done
-				progress(p)
-			})
-			finish()
-			if err != nil {
-				return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
-			}
-			deleted := time.Now()
-			// The rotation is finished; give back the old objects' space.
-			if err := kc.Purge(ctx, nil); err != nil {
-				fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
-			}
-			st, err := kc.Status(ctx)
-			if err != nil {
-				return err
-			}
-			var retired []string
-			for _, g := range st.Generations {
-				if g.State == keys.StateRetired {
-					retired = append(retired, g.ID)
-				}
-			}
-			fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
-			printTiming(c, start, phases, deleted, done)
-			return nil
-		},
+		setup: r.flags,
+		run:   r.run,
 	}
+}
+
+// rotateRun is one run of the rotate command: its flags, then its steps
+// (load the new key, switch or find the unfinished rotation, re-wrap and
+// retire, free the old objects' space, report).
+type rotateRun struct {
+	newKey  string
+	noWait  bool
+	workers int
+	lease   time.Duration
+}
+
+func (r *rotateRun) flags(fs *pflag.FlagSet, c *cli) {
+	fs.StringVar(&r.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+	fs.BoolVar(&r.noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
+	fs.IntVar(&r.workers, "workers", keys.DefaultWorkers, "data keys re-wrapped in parallel")
+	fs.DurationVar(&r.lease, "lease", keys.DefaultLeaseDuration, "rotation lease lifetime: how long a killed rotator blocks others")
+}
+
+func (r *rotateRun) run(ctx context.Context, c *cli, args []string) error {
+	if len(args) != 0 {
+		return usagef("rotate takes no arguments")
+	}
+	m, err := r.newMaterial()
+	if err != nil {
+		return err
+	}
+	kc, err := c.openKeys(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	opts := keys.RotateOptions{Workers: r.workers, LeaseDuration: r.lease}
+	if more, err := r.begin(ctx, c, kc, m, opts); err != nil || !more {
+		return err
+	}
+	phases, done, err := rewrap(ctx, c, kc)
+	if err != nil {
+		return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
+	}
+	deleted := time.Now()
+	// The rotation is finished; give back the old objects' space.
+	if err := kc.Purge(ctx, nil); err != nil {
+		fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
+	}
+	if err := reportRotation(ctx, c, kc); err != nil {
+		return err
+	}
+	printTiming(c, start, phases, deleted, done)
+	return nil
+}
+
+// newMaterial loads the key of --new-key; nil without it.
+func (r *rotateRun) newMaterial() (*keys.Material, error) {
+	if r.newKey == "" {
+		return nil, nil
+	}
+	spec, err := keys.ParseSpec(r.newKey)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Load()
+}
+
+// begin switches to the new key m, or, without one, finds the unfinished
+// rotation to finish. It reports whether there is a re-wrap to run here:
+// not with --no-wait, nor when no rotation is unfinished.
+func (r *rotateRun) begin(ctx context.Context, c *cli, kc *keys.Keychain, m *keys.Material, opts keys.RotateOptions) (more bool, err error) {
+	if m == nil {
+		kc.SetRotateOptions(opts)
+		unfinished, err := kc.Unfinished(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !unfinished {
+			fmt.Fprintln(c.stderr, "no rotation to finish; give --new-key to rotate")
+		}
+		return unfinished, nil
+	}
+	if err := kc.StartRotation(ctx, m, opts); err != nil {
+		if errors.Is(err, keys.ErrRotationUnfinished) {
+			err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
+		}
+		return false, err
+	}
+	kr := kc.Keyring()
+	fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+	if r.noWait {
+		return false, kc.Close(context.WithoutCancel(ctx))
+	}
+	return true, nil
+}
+
+// rewrap runs the rotation to its end (re-wrap, retire, delete the old
+// prefix), showing progress. It returns when each phase began and how many
+// data keys were re-wrapped.
+func rewrap(ctx context.Context, c *cli, kc *keys.Keychain) (phases map[string]time.Time, done int64, err error) {
+	progress, finish := rotationProgress(c)
+	phases = map[string]time.Time{}
+	err = kc.RunRotation(ctx, func(p keys.Progress) {
+		if _, ok := phases[p.Phase]; !ok {
+			phases[p.Phase] = time.Now()
+		}
+		done = p.Done
+		progress(p)
+	})
+	finish()
+	return phases, done, err
+}
+
+// reportRotation prints the current generation and the retired ones.
+func reportRotation(ctx context.Context, c *cli, kc *keys.Keychain) error {
+	st, err := kc.Status(ctx)
+	if err != nil {
+		return err
+	}
+	var retired []string
+	for _, g := range st.Generations {
+		if g.State == keys.StateRetired {
+			retired = append(retired, g.ID)
+		}
+	}
+	fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
+	return nil
 }
 
 // openKeys opens only the repository's keys: all a rotation touches (no
