@@ -199,9 +199,6 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 
 func ptr[T any](v T) *T { return &v }
 
-// Mountpoint returns the directory the repository is mounted on.
-func (s *Server) Mountpoint() string { return s.m.mountpoint }
-
 // Done is closed when the mount has ended and the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
