@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // dirNode is a directory inside a snapshot (or a snapshot's root). It holds
@@ -108,11 +109,11 @@ func (d *dirNode) subdirErr(n *repo.Node) error {
 	}
 	for a := d; a != nil; a = a.up {
 		if a.tree == n.Subtree {
-			return fmt.Errorf("%q: tree %s contains itself: %w: %w", n.Name, n.Subtree.Short(), repo.ErrTreeLoop, repo.ErrCorrupt)
+			return fmt.Errorf("%q: tree %s contains itself: %w: %w", n.Name, n.Subtree.Short(), repo.ErrTreeLoop, object.ErrCorrupt)
 		}
 	}
 	if d.depth >= repo.MaxTreeDepth {
-		return fmt.Errorf("%q: tree %s nests deeper than %d levels: %w: %w", n.Name, n.Subtree.Short(), repo.MaxTreeDepth, repo.ErrTreeLoop, repo.ErrCorrupt)
+		return fmt.Errorf("%q: tree %s nests deeper than %d levels: %w: %w", n.Name, n.Subtree.Short(), repo.MaxTreeDepth, repo.ErrTreeLoop, object.ErrCorrupt)
 	}
 	return nil
 }

@@ -94,22 +94,31 @@ func displayPath(n *gofs.Inode) string {
 }
 
 // controlErrno maps the error of a control file's handler to the errno the
-// writer (or reader) gets:
+// writer (or reader) gets. This is the one table (README.md describes the
+// same errnos for .ctl/rotate and .ctl/keys); the first row that matches
+// wins, so a key error caused by a missing key file is EINVAL, not ENOENT:
 //
+//	rotation.ErrAlreadyCurrent                      EEXIST
+//	lease.ErrBusy, rotation.ErrRotationUnfinished   EBUSY
+//	keys.ErrConflict                                EAGAIN
+//	keys.ErrBadKey, keys.ErrNoKeyMatches            EINVAL
 //	a syscall.Errno                                 itself
 //	fs.ErrInvalid (os.ErrInvalid)                   EINVAL
 //	fs.ErrPermission                                EACCES
 //	fs.ErrExist                                     EEXIST
 //	fs.ErrNotExist                                  ENOENT
-//	lease.ErrBusy                                   EBUSY
-//	rotation.ErrAlreadyCurrent                      EALREADY
-//	rotation.ErrRotationUnfinished                  EINPROGRESS
-//	keys.ErrConflict                                EAGAIN
-//	keys.ErrBadKey, keys.ErrNoKeyMatches            EKEYREJECTED
 //	anything else                                   EIO
 func controlErrno(err error) syscall.Errno {
 	var e syscall.Errno
 	switch {
+	case errors.Is(err, rotation.ErrAlreadyCurrent):
+		return syscall.EEXIST
+	case errors.Is(err, lease.ErrBusy), errors.Is(err, rotation.ErrRotationUnfinished):
+		return syscall.EBUSY
+	case errors.Is(err, keys.ErrConflict):
+		return syscall.EAGAIN
+	case errors.Is(err, keys.ErrBadKey), errors.Is(err, keys.ErrNoKeyMatches):
+		return syscall.EINVAL
 	case errors.As(err, &e):
 		return e
 	case errors.Is(err, iofs.ErrInvalid):
@@ -120,16 +129,6 @@ func controlErrno(err error) syscall.Errno {
 		return syscall.EEXIST
 	case errors.Is(err, iofs.ErrNotExist):
 		return syscall.ENOENT
-	case errors.Is(err, lease.ErrBusy):
-		return syscall.EBUSY
-	case errors.Is(err, rotation.ErrAlreadyCurrent):
-		return syscall.EALREADY
-	case errors.Is(err, rotation.ErrRotationUnfinished):
-		return syscall.EINPROGRESS
-	case errors.Is(err, keys.ErrConflict):
-		return syscall.EAGAIN
-	case errors.Is(err, keys.ErrBadKey), errors.Is(err, keys.ErrNoKeyMatches):
-		return syscall.EKEYREJECTED
 	}
 	return syscall.EIO
 }

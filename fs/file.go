@@ -13,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // fileNode is a regular file inside a snapshot: its attributes and its
@@ -174,7 +175,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		n, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
 	}
 	if err == nil && n != want {
-		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", repo.ErrCorrupt, want-n)
+		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", object.ErrCorrupt, want-n)
 	}
 	if err != nil {
 		return nil, m.fail(&h.f.Inode, err)

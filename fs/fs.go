@@ -163,7 +163,7 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 			// The kernel skips async readahead while this many
 			// background requests less a quarter (congestion) are in
 			// flight; 16 (12) cut the readahead of a sequential reader
-			// short, and cold reads ran 15-20% slower than with 64.
+			// short (docs/bench.md, 579df26).
 			MaxBackground: 64,
 			DisableSplice: true, // reads return memory, not file descriptors: writev it
 			DirectMount:   os.Geteuid() == 0,
@@ -205,9 +205,6 @@ func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Opti
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// Mountpoint returns the directory the repository is mounted on.
-func (s *Server) Mountpoint() string { return s.m.mountpoint }
 
 // Done is closed when the mount has ended and the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }

@@ -20,7 +20,7 @@ import (
 // generation (an error wrapping ErrDEKUnavailable otherwise) and, for a
 // switch, the new generation's key: the one NewGeneration made last, or
 // one of the Keychain's materials. It
-// refuses, with an error wrapping ErrCorrupt that names the epoch, while
+// refuses, with an error wrapping object.ErrCorrupt that names the epoch, while
 // the keyring's history has a problem (Problems), and refuses a result
 // that is not a legal transition.
 func (k *Keychain) Commit(ctx context.Context, mutate func(r *Keyring) (bool, error)) error {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -229,7 +230,7 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 		if errors.Is(err, store.ErrNotExist) {
 			continue
 		}
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, object.ErrCorrupt) {
 			p.markSeen(name, nil, err)
 			continue
 		}
@@ -238,7 +239,7 @@ func (p *packIndex) load(ctx context.Context, st store.Reader, gen string, relis
 		}
 		es, err := ParsePack(b, n)
 		if err != nil {
-			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err))
+			p.markSeen(name, nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err))
 			continue
 		}
 		p.markSeen(name, es, nil)
@@ -328,12 +329,12 @@ type Copy struct {
 }
 
 // ReadPack reads a DEK pack of n entries (by its name), never more than
-// its size plus one byte: a larger object is an error wrapping ErrCorrupt
+// its size plus one byte: a larger object is an error wrapping object.ErrCorrupt
 // that names it.
 func ReadPack(ctx context.Context, st store.Reader, name string, n int) ([]byte, error) {
 	b, err := store.GetBounded(ctx, st, name, int64(packHeaderSize+n*packEntrySize))
 	if errors.Is(err, store.ErrTooLarge) {
-		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 	}
 	return b, err
 }
@@ -350,7 +351,7 @@ func (k *Keychain) copiesIn(ctx context.Context, gen [8]byte, id [16]byte, relis
 		switch {
 		case err == nil:
 			cs = append(cs, Copy{name, b})
-		case errors.Is(err, ErrCorrupt):
+		case errors.Is(err, object.ErrCorrupt):
 			bad = err
 		case !errors.Is(err, store.ErrNotExist):
 			return nil, nil, err
@@ -402,7 +403,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 	for _, name := range packs {
 		n, _, ok := ParsePackName(name)
 		if !ok {
-			return fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+			return fmt.Errorf("unexpected object %s: %w", name, object.ErrCorrupt)
 		}
 		b, err := ReadPack(ctx, st, name, n)
 		if errors.Is(err, store.ErrNotExist) {
@@ -413,7 +414,7 @@ func ListDEKs(ctx context.Context, st store.Reader, gen string, fn func(id [16]b
 		}
 		es, err := ParsePack(b, n)
 		if err != nil {
-			return fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+			return fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 		}
 		for _, e := range es {
 			if err := fn(e.ID); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -90,7 +91,7 @@ func TestDEKPackVector(t *testing.T) {
 		}
 		// An entry moved to another id does not open.
 		other := got[(i+1)%len(got)].ID
-		if _, err := kk.unwrap(rid, other, e.Wrapped); !errors.Is(err, ErrCorrupt) {
+		if _, err := kk.unwrap(rid, other, e.Wrapped); !errors.Is(err, object.ErrCorrupt) {
 			t.Fatalf("entry %x opened under id %x", e.ID, other)
 		}
 	}
@@ -224,7 +225,7 @@ func TestPackedLookup(t *testing.T) {
 	bad, _ := NewPackName(gen, 1)
 	st.Create(ctx, bad, MarshalPack([]PackEntry{{id, w}}))
 	_, err := k.DEK(ctx, id)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bad) {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("damaged entry: %v", err)
 	}
 	// A good copy in a later pack wins over the damaged one.
@@ -239,7 +240,7 @@ func TestPackedLookup(t *testing.T) {
 	lost[0] = 0x72
 	junk, _ := NewPackName(gen, 1)
 	st.Create(ctx, junk, []byte("SCWP\x01junk"))
-	if _, err := k.DEK(ctx, lost); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), junk) {
+	if _, err := k.DEK(ctx, lost); !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), junk) {
 		t.Fatalf("unparseable pack: %v", err)
 	}
 }

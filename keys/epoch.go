@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
+
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // Keyring epoch objects (docs/format.md, "Keyring"). From format version 2
@@ -131,7 +133,7 @@ func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj
 
 // parseEpoch decodes a keyring epoch object strictly: a version 2 envelope
 // in its canonical encoding around a valid version 2 keyring, or a legacy
-// version 1 keyring. Structural errors wrap ErrCorrupt; an unknown version
+// version 1 keyring. Structural errors wrap object.ErrCorrupt; an unknown version
 // does not (it is a newer format). It checks no MAC and no chain: see
 // docs/format.md for what makes an epoch acceptable.
 func parseEpoch(b []byte) (*epochObj, error) {
@@ -139,7 +141,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	switch probe.Version {
 	case legacyKeyringVersion:
@@ -158,31 +160,26 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		MACs    []epochMAC      `json:"macs"`
 		Keyring json.RawMessage `json:"keyring"`
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&env); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("keyring: %w: data after the JSON object", ErrCorrupt)
+	if err := strictjson.Decode(b, &env); err != nil {
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	e := &epochObj{raw: b, hash: sha256.Sum256(b), macs: env.MACs, body: env.Keyring}
 	if env.Prev != "" {
 		if !isHex(env.Prev, 64) {
-			return nil, fmt.Errorf("keyring: %w: prev is not 64 hex characters", ErrCorrupt)
+			return nil, fmt.Errorf("keyring: %w: prev is not 64 hex characters", object.ErrCorrupt)
 		}
 		e.prev, _ = hex.DecodeString(env.Prev)
 	}
 	if len(env.MACs) == 0 {
-		return nil, fmt.Errorf("keyring: %w: no MAC", ErrCorrupt)
+		return nil, fmt.Errorf("keyring: %w: no MAC", object.ErrCorrupt)
 	}
 	for i, m := range env.MACs {
 		if !isHex(m.Gen, 16) || !isHex(m.MAC, 64) {
-			return nil, fmt.Errorf("keyring: %w: MAC %d is malformed", ErrCorrupt, i)
+			return nil, fmt.Errorf("keyring: %w: MAC %d is malformed", object.ErrCorrupt, i)
 		}
 		for _, o := range env.MACs[:i] {
 			if o.Gen == m.Gen {
-				return nil, fmt.Errorf("keyring: %w: two MACs by generation %s", ErrCorrupt, m.Gen)
+				return nil, fmt.Errorf("keyring: %w: two MACs by generation %s", object.ErrCorrupt, m.Gen)
 			}
 		}
 	}
@@ -191,19 +188,19 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		return nil, err
 	}
 	if r.Version != KeyringVersion {
-		return nil, fmt.Errorf("keyring: %w: a version %d keyring in a version %d envelope", ErrCorrupt, r.Version, KeyringVersion)
+		return nil, fmt.Errorf("keyring: %w: a version %d keyring in a version %d envelope", object.ErrCorrupt, r.Version, KeyringVersion)
 	}
 	if (e.prev == nil) != (r.Epoch == 1) {
-		return nil, fmt.Errorf("keyring: %w: epoch %d with prev %q", ErrCorrupt, r.Epoch, env.Prev)
+		return nil, fmt.Errorf("keyring: %w: epoch %d with prev %q", object.ErrCorrupt, r.Epoch, env.Prev)
 	}
 	e.ring = r
 	// One encoding only: the bytes must be what a writer makes of them.
 	body, err := r.marshalBody()
 	if err != nil || !bytes.Equal(body, env.Keyring) {
-		return nil, fmt.Errorf("keyring: %w: keyring not in its canonical encoding", ErrCorrupt)
+		return nil, fmt.Errorf("keyring: %w: keyring not in its canonical encoding", object.ErrCorrupt)
 	}
 	if !bytes.Equal(marshalEnvelope(e.prev, e.macs, body), b) {
-		return nil, fmt.Errorf("keyring: %w: not in its canonical encoding", ErrCorrupt)
+		return nil, fmt.Errorf("keyring: %w: not in its canonical encoding", object.ErrCorrupt)
 	}
 	return e, nil
 }
@@ -258,7 +255,7 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
-// Kinds of bad epochs (wrapped, with ErrCorrupt, by the errors of
+// Kinds of bad epochs (wrapped, with object.ErrCorrupt, by the errors of
 // Keychain.Problems).
 var (
 	errIllegal         = errors.New("illegal keyring transition")

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // epochVector is a known-answer vector of the keyring history: a chain of
@@ -185,7 +187,7 @@ func TestEpochVectors(t *testing.T) {
 		if got.bad != nil {
 			kind = "other: " + got.bad.Error()
 			for _, k := range epochKinds {
-				if errors.Is(got.bad, k) && errors.Is(got.bad, ErrCorrupt) {
+				if errors.Is(got.bad, k) && errors.Is(got.bad, object.ErrCorrupt) {
 					kind = k.Error()
 				}
 			}

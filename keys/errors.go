@@ -15,6 +15,8 @@ package keys
 import (
 	"errors"
 	"fmt"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 var (
@@ -31,10 +33,11 @@ var (
 	// whose key would be needed.
 	ErrDEKUnavailable = errors.New("data key unavailable")
 
-	// ErrCorrupt is wrapped by every error about repository bytes of this
-	// package (keyring, wrapped DEK, DEK pack) that fail authentication or do
-	// not parse.
-	ErrCorrupt = errors.New("corrupted or tampered with")
+	// ErrDifferentKey is returned when a wrapped DEK authenticates under its
+	// KEK, repository, generation and id but holds another data key than
+	// the one expected: not damage that a fresh copy repairs, but two
+	// writers that disagree. It wraps object.ErrCorrupt.
+	ErrDifferentKey = fmt.Errorf("%w: holds a different key", object.ErrCorrupt)
 
 	// ErrConflict is returned when a keyring commit lost the compare-and-swap
 	// to another writer. The caller reloads the keyring and retries.

@@ -34,13 +34,13 @@ func (x *KEK) Generation() string { return hex.EncodeToString(x.k.gen[:]) }
 func (x *KEK) Wrap(id [16]byte, dek []byte) ([]byte, error) { return x.k.wrap(x.rid, id, dek) }
 
 // Unwrap opens a wrapped DEK of id. Every failure (format, wrong key,
-// wrong repository, generation or id, tampering) wraps ErrCorrupt. The
+// wrong repository, generation or id, tampering) wraps object.ErrCorrupt. The
 // returned DEK is the caller's to clear.
 func (x *KEK) Unwrap(id [16]byte, wrapped []byte) ([]byte, error) {
 	return x.k.unwrap(x.rid, id, wrapped)
 }
 
-// Verify checks that wrapped opens under x to dek. Errors wrap ErrCorrupt;
+// Verify checks that wrapped opens under x to dek. Errors wrap object.ErrCorrupt;
 // one that opens to another key says "holds a different key".
 func (x *KEK) Verify(id [16]byte, wrapped, dek []byte) error {
 	return x.k.verifyWrapped(x.rid, id, wrapped, dek)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -39,14 +40,14 @@ type history struct {
 func (h *history) head() uint64 { return uint64(len(h.hashes)) }
 
 // historyErr makes an error about the keyring history: it wraps
-// ErrCorrupt, and its message names the epoch.
+// object.ErrCorrupt, and its message names the epoch.
 func historyErr(epoch uint64, format string, args ...any) error {
-	return fmt.Errorf("keyring epoch %d: %w: %w", epoch, ErrCorrupt, fmt.Errorf(format, args...))
+	return fmt.Errorf("keyring epoch %d: %w: %w", epoch, object.ErrCorrupt, fmt.Errorf(format, args...))
 }
 
 // rewrittenErr makes the error of a history that went backwards or forked.
 func rewrittenErr(epoch uint64, format string, args ...any) error {
-	return fmt.Errorf("keyring history was rewritten: epoch %d %s (%w)", epoch, fmt.Sprintf(format, args...), ErrCorrupt)
+	return fmt.Errorf("keyring history was rewritten: epoch %d %s (%w)", epoch, fmt.Sprintf(format, args...), object.ErrCorrupt)
 }
 
 // tip is the newest good epoch a verification starts from.
@@ -154,7 +155,7 @@ func readEpochs(ctx context.Context, st store.Reader, from, upTo uint64) (es []*
 				return es, historyErr(e, "missing (epochs up to %d exist)", upTo), nil
 			}
 			return es, nil, nil
-		case errors.Is(rerr, ErrCorrupt):
+		case errors.Is(rerr, object.ErrCorrupt):
 			return es, historyErr(e, "%w", rerr), nil
 		default:
 			return nil, nil, rerr
@@ -253,7 +254,7 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 	switch cur, err := readEpoch(ctx, k.st, head); {
 	case errors.Is(err, store.ErrNotExist):
 		rewritten = rewrittenErr(head, "was read by this process and is gone")
-	case errors.Is(err, ErrCorrupt) || err == nil && cur.hash != headHash:
+	case errors.Is(err, object.ErrCorrupt) || err == nil && cur.hash != headHash:
 		rewritten = rewrittenErr(head, "differs from the one this process read")
 	case err != nil:
 		return fmt.Errorf("refreshing keyring: %w", err)
@@ -349,7 +350,7 @@ func (k *Keychain) checkRecordLocked() {
 }
 
 // Problems returns what is wrong with the keyring's history, each error
-// wrapping ErrCorrupt and naming the epoch: a bad epoch (unauthenticated,
+// wrapping object.ErrCorrupt and naming the epoch: a bad epoch (unauthenticated,
 // illegal, unreadable, missing), a history that was rewritten, a stray
 // object below keyring/. While there is one, nothing writes (see
 // writable); reading goes on from the newest good epoch.
@@ -386,7 +387,7 @@ func (k *Keychain) RecordError() error {
 
 // Writable refreshes the keyring, lists keyring/, and returns nil only if
 // this process may act on the keyring: write wrapped DEKs, commit, rotate,
-// help a rotation. It refuses (an error wrapping ErrCorrupt that names the
+// help a rotation. It refuses (an error wrapping object.ErrCorrupt that names the
 // epoch) while the history has a problem, and (ErrDEKUnavailable) when
 // the newest epoch is authenticated by no key this process holds.
 func (k *Keychain) Writable(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -171,7 +172,7 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 // match a current or retiring generation, else the error wraps
 // ErrNoKeyMatches. A bad epoch or a rewritten history does not fail Open:
 // reading goes on from the newest good epoch, Problems lists what is
-// wrong, and nothing writes. Open fails (ErrCorrupt) when no epoch is good.
+// wrong, and nothing writes. Open fails (object.ErrCorrupt) when no epoch is good.
 func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (*Keychain, error) {
 	rid, err := parseRepoID(repoID)
 	if err != nil {
@@ -316,7 +317,7 @@ func (k *Keychain) AddKey(ctx context.Context, m *Material) error {
 // rotation switched), the DEK is wrapped under the new current one too (the
 // late-writer rule of docs/rotation.md). If this process does not hold the
 // new current key, NewDEK fails and the DEK must not be used. It refuses
-// (ErrCorrupt) while the keyring's history has a problem (Problems).
+// (object.ErrCorrupt) while the keyring's history has a problem (Problems).
 func (k *Keychain) NewDEK(ctx context.Context) (id [16]byte, dek []byte, err error) {
 	if err := k.Writable(ctx); err != nil {
 		return id, nil, fmt.Errorf("new data key: %w", err)
@@ -428,14 +429,14 @@ func (k *Keychain) writeWrapped(ctx context.Context, kk *kek, id [16]byte, dek [
 // the generation's DEK packs. If no copy is found the keyring is refreshed
 // (and the packs listed again) once and the lookup repeated. Errors:
 // ErrDEKUnavailable naming the generation(s) whose key is needed; a wrapped
-// DEK that fails authentication names the object and wraps ErrCorrupt.
+// DEK that fails authentication names the object and wraps object.ErrCorrupt.
 // The returned slice is the caller's.
 func (k *Keychain) DEK(ctx context.Context, id [16]byte) ([]byte, error) {
 	if dek := k.cacheGet(id); dek != nil {
 		return bytes.Clone(dek), nil
 	}
 	dek, err := k.unwrapAny(ctx, id, false)
-	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) || errors.Is(err, ErrCorrupt) {
+	if errors.Is(err, store.ErrNotExist) || errors.Is(err, ErrDEKUnavailable) || errors.Is(err, object.ErrCorrupt) {
 		if rerr := k.Refresh(ctx); rerr != nil {
 			return nil, fmt.Errorf("data key %x: %w", id, rerr)
 		}

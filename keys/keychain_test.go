@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -121,7 +122,7 @@ func TestInitOpen(t *testing.T) {
 		if !errors.Is(err, ErrNoKeyMatches) || !strings.Contains(err.Error(), "no key matches this repository") {
 			t.Fatalf("Open with wrong keys: %v", err)
 		}
-		if _, err := Open(ctx, st, "ffffffffffffffffffffffffffffffff", m2); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(ctx, st, "ffffffffffffffffffffffffffffffff", m2); !errors.Is(err, object.ErrCorrupt) {
 			t.Fatalf("Open with another repository id: %v", err)
 		}
 	}
@@ -159,7 +160,7 @@ func TestDEKErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = k2.DEK(ctx, id)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "corrupted or tampered with") {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "corrupted or tampered with") {
 		t.Fatalf("corrupt DEK: %v", err)
 	}
 	// The cached copy in k is unaffected.
@@ -236,7 +237,7 @@ func TestWrappedDEKBinding(t *testing.T) {
 	other[15] ^= 1
 	st.Create(ctx, dekName(gen, other), b)
 	k2, _ := Open(ctx, st, testRepoID, rawKey(t, 1))
-	if _, err := k2.DEK(ctx, other); !errors.Is(err, ErrCorrupt) {
+	if _, err := k2.DEK(ctx, other); !errors.Is(err, object.ErrCorrupt) {
 		t.Fatalf("moved DEK: %v", err)
 	}
 	if !strings.Contains(hex.EncodeToString(b), hex.EncodeToString([]byte(wrapMagic))) {

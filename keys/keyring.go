@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -119,29 +120,24 @@ func (r *Keyring) Marshal() ([]byte, error) {
 // keyring inside an epoch envelope: see parseEpoch) strictly: unknown
 // fields, trailing data, an unknown version, malformed ids, duplicate generation ids, bad states, not
 // exactly one current generation or an inconsistent rotation record are
-// errors wrapping ErrCorrupt (an unknown version does not: it is a newer
+// errors wrapping object.ErrCorrupt (an unknown version does not: it is a newer
 // format, not damage).
 func ParseKeyring(b []byte) (*Keyring, error) {
 	var probe struct {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion {
 		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
 	}
 	var r Keyring
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&r); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("keyring: %w: data after the JSON object", ErrCorrupt)
+	if err := strictjson.Decode(b, &r); err != nil {
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("keyring: %w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	return &r, nil
 }
@@ -261,7 +257,7 @@ func LoadKeyring(ctx context.Context, st store.Reader) (*Keyring, error) {
 }
 
 // listEpochs returns the epochs of the objects below keyring/, in
-// increasing order. Any other name there is an error wrapping ErrCorrupt.
+// increasing order. Any other name there is an error wrapping object.ErrCorrupt.
 func listEpochs(ctx context.Context, st store.Reader) ([]uint64, error) {
 	var out []uint64
 	err := st.List(ctx, keyringPrefix, func(info store.Info) error {
@@ -283,19 +279,19 @@ func parseEpochName(name string) (uint64, error) {
 	s := strings.TrimPrefix(name, keyringPrefix)
 	e, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || len(s) != 20 || e == 0 {
-		return 0, fmt.Errorf("unexpected object %s: %w", name, ErrCorrupt)
+		return 0, fmt.Errorf("unexpected object %s: %w", name, object.ErrCorrupt)
 	}
 	return e, nil
 }
 
 // readEpoch reads (at most MaxKeyringSize bytes) and parses one epoch
 // object. Not-exist errors wrap store.ErrNotExist; a larger object, one
-// that does not parse or holds another epoch wraps ErrCorrupt.
+// that does not parse or holds another epoch wraps object.ErrCorrupt.
 func readEpoch(ctx context.Context, st store.Reader, epoch uint64) (*epochObj, error) {
 	name := keyringName(epoch)
 	b, err := store.GetBounded(ctx, st, name, MaxKeyringSize)
 	if errors.Is(err, store.ErrTooLarge) {
-		return nil, fmt.Errorf("%s: %w: %v", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("%s: %w: %v", name, object.ErrCorrupt, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading keyring: %w", err)
@@ -305,7 +301,7 @@ func readEpoch(ctx context.Context, st store.Reader, epoch uint64) (*epochObj, e
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if e.ring.Epoch != epoch {
-		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, ErrCorrupt, e.ring.Epoch)
+		return nil, fmt.Errorf("%s: %w: holds epoch %d", name, object.ErrCorrupt, e.ring.Epoch)
 	}
 	return e, nil
 }
@@ -331,7 +327,7 @@ func commitEpoch(ctx context.Context, st store.Store, e *epochObj) error {
 func parseGenID(s string) ([8]byte, error) {
 	var id [8]byte
 	if !isHex(s, 16) {
-		return id, fmt.Errorf("generation id %q: %w", s, ErrCorrupt)
+		return id, fmt.Errorf("generation id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))
 	return id, nil
@@ -340,7 +336,7 @@ func parseGenID(s string) ([8]byte, error) {
 func parseDEKID(s string) ([16]byte, error) {
 	var id [16]byte
 	if !isHex(s, 32) {
-		return id, fmt.Errorf("data key id %q: %w", s, ErrCorrupt)
+		return id, fmt.Errorf("data key id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))
 	return id, nil

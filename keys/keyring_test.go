@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -115,7 +116,7 @@ func TestKeyringVectors(t *testing.T) {
 		got := "ok"
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrCorrupt):
+		case errors.Is(err, object.ErrCorrupt):
 			got = "corrupted"
 		case strings.Contains(err.Error(), "format version"):
 			got = "unknown version"
@@ -203,11 +204,11 @@ func TestLoadKeyringHighestEpoch(t *testing.T) {
 	r.Epoch = 13
 	b, _ := r.Marshal()
 	st.Create(ctx, keyringName(14), b)
-	if _, err := LoadKeyring(ctx, st); !errors.Is(err, ErrCorrupt) {
+	if _, err := LoadKeyring(ctx, st); !errors.Is(err, object.ErrCorrupt) {
 		t.Fatalf("mismatched epoch: %v", err)
 	}
 	st.Create(ctx, "keyring/junk", []byte("x"))
-	if _, err := LoadKeyring(ctx, st); !errors.Is(err, ErrCorrupt) {
+	if _, err := LoadKeyring(ctx, st); !errors.Is(err, object.ErrCorrupt) {
 		t.Fatalf("junk name: %v", err)
 	}
 }

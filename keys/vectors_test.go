@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
@@ -200,8 +202,8 @@ func runWrapVector(v wrapVector) (string, error) {
 	}
 	dek, err := kk.unwrap(rid, dekID, w)
 	if err != nil {
-		if !errors.Is(err, ErrCorrupt) {
-			return "", fmt.Errorf("unwrap error %v does not wrap ErrCorrupt", err)
+		if !errors.Is(err, object.ErrCorrupt) {
+			return "", fmt.Errorf("unwrap error %v does not wrap object.ErrCorrupt", err)
 		}
 		return expectCorrupted, nil
 	}
@@ -280,7 +282,7 @@ func FuzzParseWrapped(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		nonce, sealed, err := parseWrapped(b)
 		if err != nil {
-			if _, uerr := kk.unwrap(rid, dekID, b); !errors.Is(uerr, ErrCorrupt) {
+			if _, uerr := kk.unwrap(rid, dekID, b); !errors.Is(uerr, object.ErrCorrupt) {
 				t.Fatalf("unparseable bytes: unwrap error %v", uerr)
 			}
 			return

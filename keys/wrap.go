@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -92,20 +93,22 @@ func parseWrapped(b []byte) (nonce, sealed []byte, err error) {
 	return b[wrapHeader : wrapHeader+chacha20poly1305.NonceSizeX], b[wrapHeader+chacha20poly1305.NonceSizeX:], nil
 }
 
-// unwrap opens a wrapped DEK. Every failure wraps ErrCorrupt.
+// unwrap opens a wrapped DEK. Every failure wraps object.ErrCorrupt.
 func (k *kek) unwrap(repoID [16]byte, id [16]byte, b []byte) ([]byte, error) {
 	nonce, sealed, err := parseWrapped(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %v", object.ErrCorrupt, err)
 	}
 	dek, err := k.aead.Open(make([]byte, 0, KeySize), nonce, sealed, wrapAD(repoID, k.gen, id))
 	if err != nil {
-		return nil, ErrCorrupt
+		return nil, object.ErrCorrupt
 	}
 	return dek, nil
 }
 
-// verifyWrapped reports whether b unwraps under k to dek.
+// verifyWrapped reports whether b unwraps under k to dek: nil if it does,
+// ErrDifferentKey if it opens to another key, and an error wrapping
+// object.ErrCorrupt if it does not open.
 func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 	got, err := k.unwrap(repoID, id, b)
 	if err != nil {
@@ -113,18 +116,18 @@ func (k *kek) verifyWrapped(repoID [16]byte, id [16]byte, b, dek []byte) error {
 	}
 	defer clear(got)
 	if !bytes.Equal(got, dek) {
-		return fmt.Errorf("%w: holds a different key", ErrCorrupt)
+		return ErrDifferentKey
 	}
 	return nil
 }
 
 // ReadWrapped reads a wrapped DEK object, never more than wrappedSize+1
-// bytes of it: a larger object is an error wrapping ErrCorrupt that names
+// bytes of it: a larger object is an error wrapping object.ErrCorrupt that names
 // it. Not-exist errors wrap store.ErrNotExist.
 func ReadWrapped(ctx context.Context, st store.Reader, name string) ([]byte, error) {
 	b, err := store.GetBounded(ctx, st, name, int64(WrappedSize))
 	if errors.Is(err, store.ErrTooLarge) {
-		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 	}
 	return b, err
 }

@@ -24,16 +24,16 @@
 package lease
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -58,9 +58,6 @@ var (
 	// ErrBusy is wrapped (by a *BusyError) when another live process
 	// holds the lease.
 	ErrBusy = errors.New("held by another process")
-
-	// ErrCorrupt is wrapped by the errors of Parse.
-	ErrCorrupt = errors.New("corrupted or tampered with")
 
 	// ErrTakenOver is wrapped by Held.Err when another process took the
 	// lease over (its object is no longer the highest).
@@ -128,19 +125,14 @@ func ParseSeq(prefix, name string) (seq uint64, ok bool) {
 
 // Parse decodes a lease object strictly: unknown fields, trailing data, a
 // holder that is not 32 hex characters, a negative pid or a missing expiry
-// are errors wrapping ErrCorrupt.
+// are errors wrapping object.ErrCorrupt.
 func Parse(b []byte) (Lease, error) {
 	var l Lease
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&l); err != nil {
-		return Lease{}, fmt.Errorf("lease: %w: %v", ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return Lease{}, fmt.Errorf("lease: %w: data after the JSON object", ErrCorrupt)
+	if err := strictjson.Decode(b, &l); err != nil {
+		return Lease{}, fmt.Errorf("lease: %w: %v", object.ErrCorrupt, err)
 	}
 	if !isHex(l.Holder, 32) || l.Expires.IsZero() || l.PID < 0 {
-		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", ErrCorrupt)
+		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", object.ErrCorrupt)
 	}
 	return l, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -81,8 +82,8 @@ func TestLeaseVectors(t *testing.T) {
 		l, err := Parse([]byte(v.Lease))
 		got := "ok"
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap ErrCorrupt", v.Name, err)
+			if !errors.Is(err, object.ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
 			}
 			got = "corrupted"
 		}

@@ -163,12 +163,12 @@ func (c *checker) packs(ctx context.Context) {
 			continue
 		}
 		if want := object.CiphertextSize(int64(p.PlainSize)); size != want {
-			c.problem("object %s is %v: %d bytes, the index says %d", name, ErrCorrupt, size, want)
+			c.problem("object %s is %v: %d bytes, the index says %d", name, object.ErrCorrupt, size, want)
 			continue
 		}
 		h, err := object.ParseHeader(p.Header)
 		if err != nil {
-			c.problem("index entry of %s is %v", name, ErrCorrupt)
+			c.problem("index entry of %s is %v", name, object.ErrCorrupt)
 			continue
 		}
 		c.deks[h.DEKID] = name
@@ -214,7 +214,7 @@ func (r *Repository) checkPackTrailer(ctx context.Context, p *IndexPack, problem
 	name := packName(p.ID)
 	n := uint64(len(p.Blobs))*packBlobSize + 12
 	if n > p.PlainSize {
-		problem("index entry of %s is %v: trailer larger than the pack", name, ErrCorrupt)
+		problem("index entry of %s is %v: trailer larger than the pack", name, object.ErrCorrupt)
 		return
 	}
 	buf := make([]byte, n)
@@ -231,7 +231,7 @@ func (r *Repository) compareTrailer(p *IndexPack, trailer []byte, _ int64, probl
 	name := packName(p.ID)
 	cnt := uint64(len(p.Blobs))
 	if len(trailer) < 12 || string(trailer[len(trailer)-8:]) != packMagic {
-		problem("object %s is %v: no pack trailer", name, ErrCorrupt)
+		problem("object %s is %v: no pack trailer", name, object.ErrCorrupt)
 		return
 	}
 	if got := uint64(trailer[len(trailer)-12])<<24 | uint64(trailer[len(trailer)-11])<<16 | uint64(trailer[len(trailer)-10])<<8 | uint64(trailer[len(trailer)-9]); got != cnt {
@@ -257,7 +257,7 @@ func (r *Repository) checkPackData(ctx context.Context, p *IndexPack, problem fu
 	}
 	blobs, err := ParsePackTrailer(plain)
 	if err != nil {
-		problem("object %s is %v: %v", name, ErrCorrupt, err)
+		problem("object %s is %v: %v", name, object.ErrCorrupt, err)
 		return
 	}
 	if len(blobs) != len(p.Blobs) {
@@ -271,7 +271,7 @@ func (r *Repository) checkPackData(ctx context.Context, p *IndexPack, problem fu
 		}
 		data := plain[pb.Offset : pb.Offset+uint64(pb.Length)]
 		if r.hash.id(pb.Type, data) != pb.ID {
-			problem("object %s: %s blob %s is %v (content does not match its id)", name, pb.Type, pb.ID.Short(), ErrCorrupt)
+			problem("object %s: %s blob %s is %v (content does not match its id)", name, pb.Type, pb.ID.Short(), object.ErrCorrupt)
 		}
 	}
 }
@@ -290,10 +290,10 @@ func (r *Repository) readPackDirect(ctx context.Context, p *IndexPack, buf []byt
 	}
 	plain, err := c.OpenRange(nil, ct, off, int64(len(buf)), int64(p.PlainSize))
 	if err != nil {
-		return 0, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		return 0, fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 	}
 	if len(plain) != len(buf) {
-		return 0, fmt.Errorf("object %s is %w (truncated)", name, ErrCorrupt)
+		return 0, fmt.Errorf("object %s is %w (truncated)", name, object.ErrCorrupt)
 	}
 	return copy(buf, plain), nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/repotest"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
@@ -60,7 +61,7 @@ func TestDeepTrees(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(rerr, repo.ErrTreeLoop) || !errors.Is(rerr, repo.ErrCorrupt) || !strings.Contains(rerr.Error(), "restore "+deepest+": tree") {
+		if !errors.Is(rerr, repo.ErrTreeLoop) || !errors.Is(rerr, object.ErrCorrupt) || !strings.Contains(rerr.Error(), "restore "+deepest+": tree") {
 			t.Errorf("depth %d: restore: %v", depth, rerr)
 		}
 		want := "snapshot " + s.ShortID() + deepest + ": tree"
@@ -81,7 +82,7 @@ func TestForgedLoop(t *testing.T) {
 		return self
 	})
 	_, err := r.Restore(ctx, s, filepath.Join(t.TempDir(), "r"), repo.RestoreOptions{})
-	if !errors.Is(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), "does not match its id") {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "does not match its id") {
 		t.Errorf("restore: %v", err)
 	}
 	res, err := r.Check(ctx, repo.CheckOptions{})

@@ -3,8 +3,11 @@ package repo
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
+	"flag"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -145,7 +148,7 @@ func TestSnapshotDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{
-		``, `{}`, `[]`, good + `{}`,
+		``, `{}`, `[]`, `null`, good + `{}`, good + `}`, good + `]`, good + ` 1`,
 		strings.Replace(good, `"version":1`, `"version":2`, 1),
 		strings.Replace(good, `"host"`, `"hostx"`, 1),
 		strings.Replace(good, strings.Repeat("ab", 32), "abc", 1),
@@ -157,10 +160,15 @@ func TestSnapshotDecode(t *testing.T) {
 }
 
 func TestConfigDecode(t *testing.T) {
-	if _, err := ParseConfig([]byte(`{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`)); err != nil {
+	good := `{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`
+	if _, err := ParseConfig([]byte(good + "\n")); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{``, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`, `{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`} {
+	for _, bad := range []string{
+		``, `null`, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
+		`{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`,
+		good + `{}`, good + `}`, good + `]`, good + ` 1`,
+	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
@@ -245,7 +253,63 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 	})
 }
 
+// FuzzParseConfig: a config ParseConfig accepts marshals (as Init writes
+// it) to bytes that parse to the same value and marshal to the same bytes
+// again; the example repository's config re-encodes to its own bytes. The seeds are the frozen example repository's config, a fresh one
+// and two refused ones; outside fuzzing, the test fails unless every seed
+// ran and both good ones parsed.
 func FuzzParseConfig(f *testing.F) {
-	f.Add([]byte(`{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`))
-	f.Fuzz(func(t *testing.T, b []byte) { ParseConfig(b) })
+	example, err := os.ReadFile("testdata/example-repo/config")
+	if err != nil || len(example) == 0 {
+		f.Fatalf("example repository config: %d bytes, %v", len(example), err)
+	}
+	fresh, err := json.Marshal(Config{Version: FormatVersion, ID: strings.Repeat("0f", 16)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	seeds := [][]byte{example, []byte(string(fresh) + "\n"), []byte(`{"version":1,"id":"zz"}`), []byte(string(fresh) + "}")}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	var ran, parsed atomic.Int64
+	f.Cleanup(func() {
+		if fuzzing() {
+			return
+		}
+		if ran.Load() != int64(len(seeds)) || parsed.Load() != 2 {
+			f.Errorf("%d of %d seeds ran and %d of 2 good ones parsed", ran.Load(), len(seeds), parsed.Load())
+		}
+	})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ran.Add(1)
+		cfg, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		parsed.Add(1)
+		m, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2, err := ParseConfig(append(m, '\n'))
+		if err != nil {
+			t.Fatalf("accepted %q but not its own encoding %q: %v", b, m, err)
+		}
+		if cfg2 != cfg {
+			t.Fatalf("%q parsed to %+v, its encoding to %+v", b, cfg, cfg2)
+		}
+		if m2, _ := json.Marshal(cfg2); !bytes.Equal(m2, m) {
+			t.Fatalf("encoding changed from %q to %q", m, m2)
+		}
+		if bytes.Equal(b, example) && string(m)+"\n" != string(example) {
+			t.Fatalf("the example repository's config %q re-encodes as %q", example, m)
+		}
+	})
+}
+
+// fuzzing reports whether the test binary runs a fuzzer (-fuzz), in which
+// case seeds run in worker processes as well.
+func fuzzing() bool {
+	fl := flag.Lookup("test.fuzz")
+	return fl != nil && fl.Value.String() != ""
 }

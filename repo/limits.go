@@ -39,7 +39,7 @@ const indexSplit = 32 << 20
 // that one pack's index entry stays far below indexSplit.
 const maxPackBlobs = 1 << 18
 
-// ErrTreeLoop is wrapped (with ErrCorrupt) by the error for a tree that
+// ErrTreeLoop is wrapped (with object.ErrCorrupt) by the error for a tree that
 // contains itself, directly or through other trees, or that nests deeper
 // than MaxTreeDepth. Readers stop there instead of walking on forever.
 var ErrTreeLoop = errors.New("directory trees loop or nest too deep")
@@ -57,12 +57,12 @@ func maxSealedSize(kind object.Kind) int64 {
 }
 
 // readBounded reads the whole named object if it is at most max bytes long.
-// A larger object is an error wrapping ErrCorrupt and store.ErrTooLarge that
+// A larger object is an error wrapping object.ErrCorrupt and store.ErrTooLarge that
 // names it; no more than max+1 bytes are read or held either way.
 func readBounded(ctx context.Context, st store.Reader, name string, max int64) ([]byte, error) {
 	b, err := store.GetBounded(ctx, st, name, max)
 	if errors.Is(err, store.ErrTooLarge) {
-		return nil, fmt.Errorf("object %w: %w", err, ErrCorrupt)
+		return nil, fmt.Errorf("object %w: %w", err, object.ErrCorrupt)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)

@@ -69,7 +69,7 @@ func TestTreeIDVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := r.LoadTree(ctx, forged)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "does not match its id") || !strings.Contains(err.Error(), forged.Short()) {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "does not match its id") || !strings.Contains(err.Error(), forged.Short()) {
 		t.Fatalf("loading a tree stored under a forged id: %v", err)
 	}
 	id := r.hash.id(BlobTree, good)
@@ -98,7 +98,7 @@ func TestTreeSizeLimit(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err := r.LoadTree(ctx, id)
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "more than") {
+	if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "more than") {
 		t.Fatalf("loading a tree of %d bytes: %v", MaxTreeSize+1, err)
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
@@ -120,7 +120,7 @@ func TestSnapshotSizeLimit(t *testing.T) {
 		"Snapshots":    func() error { _, err := r.Snapshots(ctx); return err }(),
 		"LoadSnapshot": func() error { _, err := r.LoadSnapshot(ctx, id); return err }(),
 	} {
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), snapshotName(id)) || !strings.Contains(err.Error(), "larger than") {
+		if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), snapshotName(id)) || !strings.Contains(err.Error(), "larger than") {
 			t.Errorf("%s with a manifest of %d bytes: %v", what, len(big), err)
 		}
 	}
@@ -141,7 +141,7 @@ func TestConfigSizeLimit(t *testing.T) {
 	if err := st.Create(ctx, "config", make([]byte, MaxConfigSize+1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadConfig(ctx, st); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "larger than") {
+	if _, err := ReadConfig(ctx, st); !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("reading a config of %d bytes: %v", MaxConfigSize+1, err)
 	}
 }

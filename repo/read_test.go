@@ -15,6 +15,7 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
 )
 
@@ -175,7 +176,7 @@ func TestReadBlobAtLocal(t *testing.T) {
 }
 
 // TestReadBlobAtLocalCorrupt flips a byte in a pack: reads that cover it
-// fail with ErrCorrupt, small and large ones, and the rest still read.
+// fail with object.ErrCorrupt, small and large ones, and the rest still read.
 func TestReadBlobAtLocalCorrupt(t *testing.T) {
 	ctx := context.Background()
 	f := newBigFile(t, 20<<20)
@@ -199,7 +200,7 @@ func TestReadBlobAtLocalCorrupt(t *testing.T) {
 		for off := int64(0); off < 6<<20; off += int64(req) {
 			n, err := f.readAt(r, p, off)
 			switch {
-			case errors.Is(err, repo.ErrCorrupt):
+			case errors.Is(err, object.ErrCorrupt):
 				bad++
 			case err != nil:
 				t.Fatalf("read at %d: %v", off, err)
@@ -208,7 +209,7 @@ func TestReadBlobAtLocalCorrupt(t *testing.T) {
 			}
 		}
 		if want := max(1, 64<<10/req); bad != want {
-			t.Errorf("reads of %d bytes: %d failed with ErrCorrupt, want %d", req, bad, want)
+			t.Errorf("reads of %d bytes: %d failed with object.ErrCorrupt, want %d", req, bad, want)
 		}
 	}
 }
@@ -348,8 +349,8 @@ func TestReadChunksAt(t *testing.T) {
 			t.Errorf("%s: read %d bytes, error %v; want one containing %q", tc.name, n, err, tc.want)
 		}
 	}
-	if _, err := f.r.ReadChunksAt(ctx, long, p, 0, 0); !errors.Is(err, repo.ErrCorrupt) {
-		t.Errorf("length differs: %v, want ErrCorrupt", err)
+	if _, err := f.r.ReadChunksAt(ctx, long, p, 0, 0); !errors.Is(err, object.ErrCorrupt) {
+		t.Errorf("length differs: %v, want object.ErrCorrupt", err)
 	}
 }
 
@@ -632,7 +633,7 @@ func TestReadWindowPanic(t *testing.T) {
 }
 
 // TestReadWindowTruncated: a pack cut short inside a window fails the
-// reads of the segments it lost, with ErrCorrupt, and not the reads of the
+// reads of the segments it lost, with object.ErrCorrupt, and not the reads of the
 // window's segments before the cut.
 func TestReadWindowTruncated(t *testing.T) {
 	f := newBigFile(t, 12<<20)
@@ -649,8 +650,8 @@ func TestReadWindowTruncated(t *testing.T) {
 	if n, err := f.readAt(r, p, before); err != nil || !bytes.Equal(p[:n], f.want[before:before+1<<20]) {
 		t.Errorf("a read of the window before the cut: %v, or wrong bytes", err)
 	}
-	if _, err := f.readAt(r, p, after); !errors.Is(err, repo.ErrCorrupt) {
-		t.Errorf("a read past the cut: %v, want ErrCorrupt", err)
+	if _, err := f.readAt(r, p, after); !errors.Is(err, object.ErrCorrupt) {
+		t.Errorf("a read past the cut: %v, want object.ErrCorrupt", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -27,10 +28,6 @@ import (
 
 // FormatVersion is the repository format this code reads and writes.
 const FormatVersion = 1
-
-// ErrCorrupt is wrapped by every error about repository bytes that fail
-// authentication or do not parse.
-var ErrCorrupt = errors.New("corrupted or tampered with")
 
 // ErrNotRepository is returned when the location holds no repository.
 var ErrNotRepository = errors.New("no snapcrypt repository")
@@ -143,16 +140,14 @@ func ReadConfig(ctx context.Context, st store.Reader) (Config, error) {
 // ParseConfig decodes the config object strictly.
 func ParseConfig(b []byte) (Config, error) {
 	var cfg Config
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
+	if err := strictjson.Decode(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w: %v", object.ErrCorrupt, err)
 	}
 	if cfg.Version != FormatVersion {
 		return cfg, fmt.Errorf("config: repository format version %d, this snapcrypt reads version %d", cfg.Version, FormatVersion)
 	}
 	if len(cfg.ID) != 32 || strings.Trim(cfg.ID, "0123456789abcdef") != "" {
-		return cfg, fmt.Errorf("config: %w: bad repository id", ErrCorrupt)
+		return cfg, fmt.Errorf("config: %w: bad repository id", object.ErrCorrupt)
 	}
 	return cfg, nil
 }
@@ -187,7 +182,7 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		return nil, fmt.Errorf("content-id key: %w", err)
 	}
 	if len(idKey) != 32 {
-		return nil, fmt.Errorf("content-id key: %w: length %d", ErrCorrupt, len(idKey))
+		return nil, fmt.Errorf("content-id key: %w: length %d", object.ErrCorrupt, len(idKey))
 	}
 	pol, err := chunker.DerivePolynomial(hkdf.New(newSHA256, idKey, nil, []byte("snapcrypt chunker polynomial v1")))
 	if err != nil {
@@ -283,7 +278,7 @@ func (r *Repository) readIndex(ctx context.Context, id ObjectID) ([]IndexPack, e
 	}
 	packs, err := UnmarshalIndex(plain)
 	if err != nil {
-		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 	}
 	return packs, nil
 }
@@ -296,10 +291,10 @@ func (r *Repository) openObject(ctx context.Context, name string, kind object.Ki
 	}
 	h, err := object.ParseHeader(b)
 	if err != nil {
-		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		return nil, fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 	}
 	if h.Kind != kind {
-		return nil, fmt.Errorf("object %s is %w (kind %d, want %d)", name, ErrCorrupt, h.Kind, kind)
+		return nil, fmt.Errorf("object %s is %w (kind %d, want %d)", name, object.ErrCorrupt, h.Kind, kind)
 	}
 	dek, err := r.keys.DEK(ctx, h.DEKID)
 	if err != nil {
@@ -307,7 +302,7 @@ func (r *Repository) openObject(ctx context.Context, name string, kind object.Ki
 	}
 	_, plain, err := object.Open(dek, name, b)
 	if err != nil {
-		return nil, fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		return nil, fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 	}
 	return plain, nil
 }
@@ -356,7 +351,7 @@ func (r *Repository) LoadSnapshot(ctx context.Context, id ObjectID) (*Snapshot, 
 	}
 	s, err = UnmarshalSnapshot(plain)
 	if err != nil {
-		return nil, fmt.Errorf("object %s is %w: %v", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
 	}
 	s.ID = id
 	r.snapMu.Lock()
@@ -485,7 +480,7 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 			return n, err
 		}
 		if int64(got) != want {
-			return n, fmt.Errorf("pack %s is %w: it ends %d bytes before data blob %s does", packName(loc.pack.ID), ErrCorrupt, want-int64(got), chunks[j-1].ID.Short())
+			return n, fmt.Errorf("pack %s is %w: it ends %d bytes before data blob %s does", packName(loc.pack.ID), object.ErrCorrupt, want-int64(got), chunks[j-1].ID.Short())
 		}
 		n += got
 		off = 0
@@ -501,7 +496,7 @@ func (r *Repository) chunkLoc(c Chunk) (blobLoc, error) {
 		return blobLoc{}, r.missingBlob(BlobData, c.ID)
 	}
 	if loc.length != c.Length {
-		return blobLoc{}, fmt.Errorf("data blob %s is %w: %d bytes in the index, %d in its tree entry", c.ID.Short(), ErrCorrupt, loc.length, c.Length)
+		return blobLoc{}, fmt.Errorf("data blob %s is %w: %d bytes in the index, %d in its tree entry", c.ID.Short(), object.ErrCorrupt, loc.length, c.Length)
 	}
 	return loc, nil
 }
@@ -513,7 +508,7 @@ func (r *Repository) packCipher(ctx context.Context, p *IndexPack) (*object.Ciph
 	name := packName(p.ID)
 	h, err := object.ParseHeader(p.Header)
 	if err != nil {
-		return nil, fmt.Errorf("index entry of %s is %w", name, ErrCorrupt)
+		return nil, fmt.Errorf("index entry of %s is %w", name, object.ErrCorrupt)
 	}
 	dek, err := r.keys.DEK(ctx, h.DEKID)
 	if err != nil {
@@ -716,11 +711,11 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 		hi := min(lo+seg, size)
 		sealed := sealedOf(s)
 		if sealed == nil {
-			return fmt.Errorf("object %s is %w: it ends before segment %d does", name, ErrCorrupt, s)
+			return fmt.Errorf("object %s is %w: it ends before segment %d does", name, object.ErrCorrupt, s)
 		}
 		if lo >= off && hi <= end {
 			if _, err := c.OpenSegment(p[lo-off:lo-off], sealed, s, size); err != nil {
-				return fmt.Errorf("object %s is %w", name, ErrCorrupt)
+				return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 			}
 			continue
 		}
@@ -728,7 +723,7 @@ func (r *Repository) openSegments(ctx context.Context, pk *IndexPack, first, las
 		// out, to be overwritten; the segments of r.segs never do.
 		d, err := c.OpenSegment(r.segBufs.get()[:0], sealed, s, size)
 		if err != nil {
-			return fmt.Errorf("object %s is %w", name, ErrCorrupt)
+			return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 		}
 		a, b := max(lo, off), min(hi, end)
 		copy(p[a-off:b-off], d[a-lo:b-lo])
@@ -769,7 +764,7 @@ func (r *Repository) readCiphertext(ctx context.Context, name string, off, lengt
 // shortObject is the error of an object n bytes shorter than its index
 // says.
 func shortObject(name string, n int64) error {
-	return fmt.Errorf("object %s is %w: %d bytes short", name, ErrCorrupt, n)
+	return fmt.Errorf("object %s is %w: %d bytes short", name, object.ErrCorrupt, n)
 }
 
 const (
@@ -845,7 +840,7 @@ func (r *Repository) fetchSegments(ctx context.Context, pk *IndexPack, first, po
 	// Decrypted in place: the cached segments share ct's memory.
 	segs, err := c.OpenSegments(ct, first, size)
 	if err != nil {
-		return fmt.Errorf("object %s is %w", name, ErrCorrupt)
+		return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 	}
 	for i, d := range segs {
 		r.segs.add(segKey{pk.ID, first + int64(i)}, d, int64(len(d))+object.TagSize)

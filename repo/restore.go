@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // RestoreOptions tune a restore.
@@ -188,11 +190,11 @@ func (rs *restorer) enter(id BlobID, rel string) error {
 	where := "/" + rel
 	for _, p := range rs.path {
 		if p == id {
-			return fmt.Errorf("restore %s: tree %s contains itself: %w: %w", where, id.Short(), ErrTreeLoop, ErrCorrupt)
+			return fmt.Errorf("restore %s: tree %s contains itself: %w: %w", where, id.Short(), ErrTreeLoop, object.ErrCorrupt)
 		}
 	}
 	if len(rs.path) > MaxTreeDepth {
-		return fmt.Errorf("restore %s: tree %s nests deeper than %d levels: %w: %w", where, id.Short(), MaxTreeDepth, ErrTreeLoop, ErrCorrupt)
+		return fmt.Errorf("restore %s: tree %s nests deeper than %d levels: %w: %w", where, id.Short(), MaxTreeDepth, ErrTreeLoop, object.ErrCorrupt)
 	}
 	rs.path = append(rs.path, id)
 	return nil
@@ -212,7 +214,7 @@ func (rs *restorer) file(ctx context.Context, n *Node, p string) error {
 		}
 		if len(b) != int(c.Length) {
 			f.Close()
-			return fmt.Errorf("restore %s: chunk %s is %w (length %d, want %d)", p, c.ID.Short(), ErrCorrupt, len(b), c.Length)
+			return fmt.Errorf("restore %s: chunk %s is %w (length %d, want %d)", p, c.ID.Short(), object.ErrCorrupt, len(b), c.Length)
 		}
 		if isZero(b) {
 			off += int64(len(b)) // keep sparse files sparse

@@ -1,10 +1,11 @@
 package repo
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 )
 
 // Snapshot is the manifest of one snapshot.
@@ -64,14 +65,9 @@ func MarshalSnapshot(s *Snapshot) ([]byte, error) {
 
 // UnmarshalSnapshot decodes a manifest strictly.
 func UnmarshalSnapshot(b []byte) (*Snapshot, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
 	var s Snapshot
-	if err := d.Decode(&s); err != nil {
+	if err := strictjson.Decode(b, &s); err != nil {
 		return nil, fmt.Errorf("malformed snapshot manifest: %w", err)
-	}
-	if d.More() {
-		return nil, fmt.Errorf("malformed snapshot manifest: trailing data")
 	}
 	if s.Version != snapshotVersion {
 		return nil, fmt.Errorf("malformed snapshot manifest: unknown version %d", s.Version)

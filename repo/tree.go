@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // NodeType is the kind of a tree entry.
@@ -256,25 +258,25 @@ func UnmarshalTree(b []byte) (*Tree, error) {
 // the repository's content-id key (as the writer computed it) and decodes
 // it. It returns the tree and the blob's size. A blob larger than
 // MaxTreeSize is refused before it is read; a blob whose content does not
-// match its id, or that does not parse, is ErrCorrupt.
+// match its id, or that does not parse, is object.ErrCorrupt.
 func (r *Repository) readTree(ctx context.Context, id BlobID) (*Tree, int64, error) {
 	loc, ok := r.index.lookup(BlobTree, id)
 	if !ok {
 		return nil, 0, r.missingBlob(BlobTree, id)
 	}
 	if loc.length > MaxTreeSize {
-		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), ErrCorrupt, loc.length, MaxTreeSize)
+		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), object.ErrCorrupt, loc.length, MaxTreeSize)
 	}
 	b, err := r.ReadBlob(ctx, BlobTree, id)
 	if err != nil {
 		return nil, 0, err
 	}
 	if r.hash.id(BlobTree, b) != id {
-		return nil, 0, fmt.Errorf("tree %s is %w: its content does not match its id", id.Short(), ErrCorrupt)
+		return nil, 0, fmt.Errorf("tree %s is %w: its content does not match its id", id.Short(), object.ErrCorrupt)
 	}
 	t, err := UnmarshalTree(b)
 	if err != nil {
-		return nil, 0, fmt.Errorf("tree %s is %w: %v", id.Short(), ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("tree %s is %w: %v", id.Short(), object.ErrCorrupt, err)
 	}
 	return t, int64(len(b)), nil
 }

@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"fmt"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // Reached is what a walk reports: a blob it reached, or a tree it could not
@@ -16,7 +18,7 @@ type Reached struct {
 	Path string
 	// Err, for a tree only, says why the walk did not go into it: it
 	// could not be loaded, or it is on the path that led to it (a loop)
-	// or deeper than MaxTreeDepth (both wrap ErrTreeLoop and ErrCorrupt).
+	// or deeper than MaxTreeDepth (both wrap ErrTreeLoop and object.ErrCorrupt).
 	// A tree reached without error is reported once with a nil Err; a
 	// tree met again through a loop is reported again, with the error.
 	Err error
@@ -97,12 +99,12 @@ func (w *walkState) enter(ctx context.Context, id BlobID, path string) error {
 	switch {
 	case onPath:
 		return w.visit(Reached{Type: BlobTree, ID: id, Path: path,
-			Err: fmt.Errorf("tree %s contains itself: %w: %w", id.Short(), ErrTreeLoop, ErrCorrupt)})
+			Err: fmt.Errorf("tree %s contains itself: %w: %w", id.Short(), ErrTreeLoop, object.ErrCorrupt)})
 	case seen:
 		return nil
 	case len(w.stack) > MaxTreeDepth:
 		return w.visit(Reached{Type: BlobTree, ID: id, Path: path,
-			Err: fmt.Errorf("tree %s nests deeper than %d levels: %w: %w", id.Short(), MaxTreeDepth, ErrTreeLoop, ErrCorrupt)})
+			Err: fmt.Errorf("tree %s nests deeper than %d levels: %w: %w", id.Short(), MaxTreeDepth, ErrTreeLoop, object.ErrCorrupt)})
 	}
 	w.trees[id] = false
 	t, err := w.load(ctx, id)

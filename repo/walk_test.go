@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // fakeTrees is a tree loader over a map, so that walks can meet what
@@ -111,7 +113,7 @@ func TestWalkLoops(t *testing.T) {
 				t.Fatalf("%d errors, want 1: %v", len(errs), errs)
 			}
 			x := errs[0]
-			if !errors.Is(x.Err, ErrTreeLoop) || !errors.Is(x.Err, ErrCorrupt) || !strings.Contains(x.Err.Error(), c.want) || x.Path != c.path {
+			if !errors.Is(x.Err, ErrTreeLoop) || !errors.Is(x.Err, object.ErrCorrupt) || !strings.Contains(x.Err.Error(), c.want) || x.Path != c.path {
 				t.Errorf("error at %q: %v; want %q at %q", x.Path, x.Err, c.want, c.path)
 			}
 		})
@@ -155,7 +157,7 @@ func loopRepository(t *testing.T) (*Repository, *Snapshot) {
 func TestRestoreLoop(t *testing.T) {
 	r, s := loopRepository(t)
 	_, err := r.Restore(context.Background(), s, filepath.Join(t.TempDir(), "r"), RestoreOptions{})
-	if !errors.Is(err, ErrTreeLoop) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "/again: tree "+s.Tree.Short()+" contains itself") {
+	if !errors.Is(err, ErrTreeLoop) || !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "/again: tree "+s.Tree.Short()+" contains itself") {
 		t.Fatalf("restoring a tree that contains itself: %v", err)
 	}
 }

@@ -1,18 +1,18 @@
 package rotation
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/lease"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -69,17 +69,12 @@ type ShardDone struct {
 // ParseShardDone decodes a done marker strictly.
 func ParseShardDone(b []byte) (ShardDone, error) {
 	var m ShardDone
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&m); err != nil {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", keys.ErrCorrupt, err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: data after the JSON object", keys.ErrCorrupt)
+	if err := strictjson.Decode(b, &m); err != nil {
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", object.ErrCorrupt, err)
 	}
 	if !isHex(m.Rotation, 32) || len(m.Shard) != 1 || !isHex(m.Shard, 1) || !isHex(m.Holder, 32) ||
 		m.Entries < 0 || m.PID < 0 || m.Finished.IsZero() {
-		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", keys.ErrCorrupt)
+		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", object.ErrCorrupt)
 	}
 	return m, nil
 }

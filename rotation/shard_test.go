@@ -16,6 +16,7 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/lease"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -561,7 +562,7 @@ func TestLyingDoneMarker(t *testing.T) {
 		// The first failing entry decides the error: a missing twin
 		// (needs the old key) or the damaged one.
 		err := c.Resume(ctx, nil)
-		if !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, keys.ErrCorrupt) || retired.Load() {
+		if !errors.Is(err, keys.ErrDEKUnavailable) && !errors.Is(err, object.ErrCorrupt) || retired.Load() {
 			t.Fatalf("resume with the new key only and twins missing: %v (reached the retire commit: %v)", err, retired.Load())
 		}
 		if !equalObjects(before, snapshotPrefix(t, st, keyringPrefix)) {
@@ -729,8 +730,8 @@ func TestShardDoneVectors(t *testing.T) {
 		m, err := ParseShardDone([]byte(v.Marker))
 		got := "ok"
 		if err != nil {
-			if !errors.Is(err, keys.ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap keys.ErrCorrupt", v.Name, err)
+			if !errors.Is(err, object.ErrCorrupt) {
+				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
 			}
 			got = "corrupted"
 		}

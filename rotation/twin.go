@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
@@ -40,7 +41,7 @@ func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]
 		if !keys.IsPackName(name) {
 			var id [16]byte
 			if !parseHexID(name[strings.LastIndexByte(name, '/')+1:], id[:]) {
-				fail(fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt))
+				fail(fmt.Errorf("rotate: unexpected object %s: %w", name, object.ErrCorrupt))
 				continue
 			}
 			var w []byte
@@ -71,7 +72,7 @@ func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]
 func (sr *shardRun) readPack(ctx context.Context, name string) ([]keys.PackEntry, error) {
 	n, _, ok := keys.ParsePackName(name)
 	if !ok {
-		return nil, fmt.Errorf("rotate: unexpected object %s: %w", name, keys.ErrCorrupt)
+		return nil, fmt.Errorf("rotate: unexpected object %s: %w", name, object.ErrCorrupt)
 	}
 	b, err := keys.ReadPack(ctx, sr.r.st, name, n)
 	switch {
@@ -82,7 +83,7 @@ func (sr *shardRun) readPack(ctx context.Context, name string) ([]keys.PackEntry
 	}
 	es, err := keys.ParsePack(b, n)
 	if err != nil {
-		return nil, fmt.Errorf("rotate: object %s is %w: %v", name, keys.ErrCorrupt, err)
+		return nil, fmt.Errorf("rotate: object %s is %w: %v", name, object.ErrCorrupt, err)
 	}
 	return es, nil
 }
@@ -227,7 +228,7 @@ func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.
 			if len(cs) == 0 {
 				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, keys.ErrDEKUnavailable, e.gen)
 			}
-			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].Object, keys.ErrCorrupt)
+			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].Object, object.ErrCorrupt)
 		}
 	}
 	old := e.wrapped
@@ -254,7 +255,7 @@ func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.
 			clear(dek)
 			return nil, false, nil
 		}
-		if !errors.Is(verr, keys.ErrCorrupt) || strings.Contains(verr.Error(), "different key") {
+		if !errors.Is(verr, object.ErrCorrupt) || errors.Is(verr, keys.ErrDifferentKey) {
 			clear(dek)
 			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.Object, e.object, verr)
 		}
@@ -317,11 +318,11 @@ func (r *Rotator) writePack(ctx context.Context, kk *keys.KEK, entries []keys.Pa
 		return "", nil, fmt.Errorf("reading back %s: %w", name, err)
 	}
 	if !bytes.Equal(back, b) {
-		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, keys.ErrCorrupt)
+		return "", nil, fmt.Errorf("reading back %s: %w: it differs from what was written", name, object.ErrCorrupt)
 	}
 	es, err := keys.ParsePack(back, len(entries))
 	if err != nil {
-		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, keys.ErrCorrupt, err)
+		return "", nil, fmt.Errorf("reading back %s: %w: %v", name, object.ErrCorrupt, err)
 	}
 	r.kc.IndexPack(gen, name, es)
 	return name, es, nil

@@ -85,16 +85,23 @@ func topUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'snapcrypt COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "Run 'snapcrypt COMMAND --help' for a command's flags, 'snapcrypt --version' for the version.")
 }
 
+// run runs the command in args. Asked for help (help, -h, --help, or a
+// command's -h/--help), it prints the usage once, to stdout, and returns
+// exitOK; a usage error goes to stderr with exitUsage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		topUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
 		topUsage(stdout)
-		if len(args) == 0 {
-			return exitUsage
-		}
 		return exitOK
+	case "--version":
+		args = []string{"version"}
 	}
 	var cmd *command
 	for _, c := range commands {
@@ -123,13 +130,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd.setup != nil {
 		cmd.setup(fs, c)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: snapcrypt %s [flags] %s\n\n%s\n\nflags:\n%s", cmd.name, cmd.args, cmd.short, fs.FlagUsages())
-	}
+	// pflag calls Usage itself when it meets -h or --help, then returns
+	// ErrHelp; the usage is printed here instead, once, to stdout.
+	fs.Usage = func() {}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			fmt.Fprintf(stdout, "usage: snapcrypt %s [flags] %s\n\n%s\n\nflags:\n%s", cmd.name, cmd.args, cmd.short, fs.FlagUsages())
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "snapcrypt %s: %v\n", cmd.name, err)

@@ -95,17 +95,18 @@ func mountCommand() *command {
 }
 
 // inflightHeap is the heap a mount needs beyond its caches and index for
-// the reads in flight: a sequential reader had at most 32 FUSE requests of
-// 1 MiB in flight (measured, with fs's MaxBackground of 64), and each
-// holds a reply buffer. More readers may hold more: the limit is soft.
+// the reads in flight: 32 FUSE requests of 1 MiB, what a sequential reader
+// was seen to keep in flight with fs's MaxBackground of 64 (docs/bench.md),
+// each holding a reply buffer. More readers may hold more: the limit is
+// soft.
 const inflightHeap = 32 << 20
 
 // limitHeap sets the Go runtime's soft memory limit to the heap live now
 // (the index, just loaded) plus the bound of the caches (the decrypted
 // data's and, on S3, the read windows') plus inflightHeap, unless
 // GOMEMLIMIT sets one. Without it the heap grows to twice what is live
-// before a collection, and a mount reading a large file reached 135 MiB of
-// RSS, most of it garbage; with it, 104 MiB (docs/bench.md). The limit is
+// before a collection, and a mount reading a large file holds mostly
+// garbage (docs/bench.md, 579df26). The limit is
 // soft: a heap that outgrows it (a repository whose index grows while
 // mounted) only makes collections more frequent, at most half the CPU.
 func limitHeap(cacheBytes int64) {

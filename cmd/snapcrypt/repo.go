@@ -26,7 +26,7 @@ func classify(err error) int {
 		return exitKey
 	case errors.Is(err, repo.ErrNotRepository):
 		return exitNoRepo
-	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, keys.ErrCorrupt), errors.Is(err, object.ErrCorrupt):
+	case errors.Is(err, object.ErrCorrupt):
 		return exitDamaged
 	case errors.Is(err, lease.ErrBusy):
 		return exitBusy

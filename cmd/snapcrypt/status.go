@@ -29,7 +29,7 @@ type statusJSON struct {
 	Generations   []statusGeneration `json:"generations"`
 	Rotation      *keys.Rotation     `json:"rotation"`
 	Unfinished    bool               `json:"rotation_unfinished"`
-	Lease         *lease.Lease`json:"rotation_lease"`
+	Lease         *lease.Lease       `json:"rotation_lease"`
 	// Authenticated is false for a keyring never committed in format
 	// version 2 (its next commit, a rotation, authenticates it).
 	Authenticated bool     `json:"keyring_authenticated"`

@@ -49,7 +49,10 @@ const (
 )
 
 // ErrCorrupt is wrapped by every error that reports an object that fails
-// authentication or does not follow the format.
+// authentication or does not follow the format. It is snapcrypt's one
+// error for damaged repository bytes: packages repo (config, trees,
+// indexes, packs) and keys (keyring, wrapped DEKs, DEK packs, leases) wrap
+// it too, and the command line maps it to exit code 5.
 var ErrCorrupt = errors.New("corrupted or tampered with")
 
 // Kind says what a sealed object holds. It is authenticated with the header.

@@ -19,9 +19,9 @@ import (
 
 // Bulk operations for key rotation, which touches every wrapped DEK of a
 // generation: one small file each. On ext4 reading such files in directory
-// order instead of name order halves the time of a cold pass (the inodes
-// and data blocks were allocated in creation order, which directory order
-// follows more closely than the random DEK ids do), and removing a whole
+// order instead of name order makes a cold pass faster (docs/bench.md: the
+// inodes and data blocks were allocated in creation order, which directory
+// order follows more closely than the random DEK ids do), and removing a whole
 // directory is the cheapest way to delete them.
 
 // openNoatime opens a file for reading without updating its access time

@@ -613,7 +613,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 // SHA-256 pass over every byte on both ends (over plain http minio-go signs
 // each 64 KiB chunk), and Content-MD5 an MD5 pass on both ends (Versity
 // Gateway then hashes MD5 twice); with them, snapshots into S3 over
-// loopback were CPU-bound at a third of local speed. CRC-32C is what the
+// loopback were CPU-bound (docs/bench.md). CRC-32C is what the
 // AWS SDKs send by default now and costs next to nothing (SSE 4.2). A
 // server that ignores the header stores the body unchecked; every object
 // but the few small plaintext ones is sealed with AES-GCM, so damage is
