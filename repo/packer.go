@@ -186,9 +186,7 @@ func (w *writer) flush(ctx context.Context) error {
 		return err
 	}
 	w.stored += n
-	w.r.index.mu.Lock()
-	w.r.index.loaded[id] = true
-	w.r.index.mu.Unlock()
+	w.r.index.markLoaded(id)
 	w.packs = nil
 	return nil
 }
