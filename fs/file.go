@@ -239,7 +239,7 @@ func (h *fileHandle) await(i int) {
 
 // readAhead is Options.ReadAhead, but at most an eighth of the segment
 // cache, so that prefetched bytes are not evicted before they are read.
-func readAhead(r *repo.Repository, want int64) int64 {
+func readAhead(r Repository, want int64) int64 {
 	if st, ok := r.CacheStats()["segments"]; ok && st.Limit > 0 && want > st.Limit/8 {
 		return max(st.Limit/8, 64<<10)
 	}

@@ -106,11 +106,12 @@ type Server struct {
 	wg   sync.WaitGroup
 }
 
-// Mount checks mountpoint, mounts the repository on it and serves it until
+// Mount checks mountpoint, mounts the repository r (read-only: see
+// Repository) on it and serves it until
 // Unmount is called or the mountpoint is unmounted from outside (umount,
 // fusermount3 -u); Wait and Done tell when that happened. ctx bounds the
 // mounting only. Mount returns once the mount is ready to use.
-func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Options) (*Server, error) {
+func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (*Server, error) {
 	if err := CheckMountpoint(mountpoint); err != nil {
 		return nil, err
 	}
@@ -257,7 +258,7 @@ var _ io.Writer = logWriter{}
 
 // mount is the state every node shares.
 type mount struct {
-	r          *repo.Repository
+	r          Repository
 	opts       Options
 	mountpoint string
 	uid, gid   uint32
@@ -277,7 +278,6 @@ type mount struct {
 	names     map[repo.ObjectID]string // names given so far: they never change
 	nameUsed  map[string]bool
 
-	trees *treeCache
 	pf    chan struct{} // bounds background prefetches
 	ahead atomic.Int64  // how far the mount prefetches for sequential readers
 
@@ -291,14 +291,13 @@ type mount struct {
 	refCount atomic.Uint64
 }
 
-func newMount(r *repo.Repository, mountpoint string, opts Options) *mount {
+func newMount(r Repository, mountpoint string, opts Options) *mount {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mount{
 		r: r, opts: opts, mountpoint: mountpoint,
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
-		trees:  newTreeCache(treeCacheBytes),
 		pf:     make(chan struct{}, 8),
 		logged: map[string]bool{},
 	}
