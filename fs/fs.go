@@ -65,8 +65,9 @@ type Options struct {
 	// to it, so the kernel keeps that much in requests in flight, each
 	// decrypted straight into its reply. Otherwise (the kernel then reads
 	// ahead 128 KiB) the mount decrypts that far ahead into the segment
-	// cache in the background, at most an eighth of the cache. Random
-	// readers get none.
+	// cache, in the background past the chunk being read (see
+	// repo.Repository.ReadChunksAt), at most an eighth of the cache.
+	// Random readers get none.
 	ReadAhead int64
 
 	// Controls are files added to .ctl/ beside status.
@@ -278,8 +279,7 @@ type mount struct {
 	names     map[repo.ObjectID]string // names given so far: they never change
 	nameUsed  map[string]bool
 
-	pf    chan struct{} // bounds background prefetches
-	ahead atomic.Int64  // how far the mount prefetches for sequential readers
+	ahead atomic.Int64 // how far the mount reads ahead for sequential readers
 
 	errMu    sync.Mutex
 	logged   map[string]bool // error lines already logged
@@ -298,7 +298,6 @@ func newMount(r Repository, mountpoint string, opts Options) *mount {
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
-		pf:     make(chan struct{}, 8),
 		logged: map[string]bool{},
 	}
 	m.ahead.Store(readAhead(r, opts.ReadAhead))

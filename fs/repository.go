@@ -29,11 +29,9 @@ type Repository interface {
 	// cache of trees when it is there.
 	LoadTree(ctx context.Context, id repo.BlobID) (*repo.Tree, error)
 	// ReadChunksAt reads the content of a file made of chunks from offset
-	// off of chunks[0], reading up to ahead bytes more into the cache.
+	// off of chunks[0]; ahead > 0 marks a sequential reader, for whom up
+	// to ahead bytes after p (of the chunks given) are read into the cache.
 	ReadChunksAt(ctx context.Context, chunks []repo.Chunk, p []byte, off, ahead int64) (int, error)
-	// ReadBlobAt reads one blob from offset off, reading up to ahead bytes
-	// more of it into the cache.
-	ReadBlobAt(ctx context.Context, t repo.BlobType, id repo.BlobID, p []byte, off, ahead int64) (int, error)
 
 	// CacheStats are the figures of the repository's caches.
 	CacheStats() map[string]repo.CacheStats

@@ -51,9 +51,30 @@ func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []
 // one ranged read and one pass of decryption for the whole run, which
 // matters because a 1 MiB read of a file spans two chunks on average. A
 // chunk missing from the index, or whose blob's length differs from the
-// chunk's Length, is an error naming the blob. ahead is as for ReadBlobAt,
-// for the bytes after p in the last chunk p reaches.
+// chunk's Length, is an error naming the blob.
+//
+// ahead, when positive, says that a sequential reader reads p: the rest of
+// the chunk p ends in, up to ahead bytes, is decrypted into the cache now,
+// and the chunks after it in chunks (a caller that wants them read ahead
+// passes them) that start within ahead bytes of p's end are decrypted into
+// the cache in the background (prefetch.go), with ctx, which must outlive
+// the call. A read that needs a chunk being read ahead waits for it.
 func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte, off, ahead int64) (int, error) {
+	if ahead > 0 {
+		// Started first, to run beside this read. The chunk p ends in
+		// (by the lengths the chunks claim; a chunk whose blob differs
+		// fails the read below).
+		end := -off
+		for k, c := range chunks {
+			end += int64(c.Length)
+			if end >= int64(len(p)) {
+				if rest := end - int64(len(p)); rest < ahead {
+					r.readAhead(ctx, chunks[k+1:], ahead-rest)
+				}
+				break
+			}
+		}
+	}
 	n := 0
 	for i := 0; i < len(chunks) && n < len(p); {
 		loc, err := r.chunkLoc(chunks[i])
@@ -69,17 +90,14 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 		j := i + 1
 		for ; j < len(chunks) && end-start < int64(len(p)-n); j++ {
 			next, err := r.chunkLoc(chunks[j])
-			if err != nil || next.pack != loc.pack || int64(next.offset) != end {
+			if err != nil || next.pack.ID != loc.pack.ID || int64(next.offset) != end {
 				break // an error is reported when the loop gets there
 			}
 			end += int64(next.length)
 		}
 		want := min(end-start, int64(len(p)-n))
-		var more int64
-		if j == len(chunks) || want < end-start {
-			more = min(ahead, end-start-want)
-		}
-		got, err := r.eng.readPack(ctx, loc.pack, p[n:n+int(want)], start, more)
+		r.eng.pf.await(ctx, chunks[i:j])
+		got, err := r.eng.readPack(ctx, loc.pack, p[n:n+int(want)], start, min(ahead, end-start-want))
 		if err != nil {
 			return n, err
 		}
@@ -91,6 +109,28 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 		i = j
 	}
 	return n, nil
+}
+
+// readAhead reads ahead, in the background, the chunks that start within
+// ahead bytes from the start of chunks[0] (see prefetcher.start).
+func (r *Repository) readAhead(ctx context.Context, chunks []Chunk, ahead int64) {
+	if len(chunks) == 0 {
+		return
+	}
+	var locs []blobLoc
+	var pos int64
+	for _, c := range chunks {
+		if pos >= ahead {
+			break
+		}
+		loc, err := r.chunkLoc(c)
+		if err != nil {
+			break // for the read that gets there to report
+		}
+		locs = append(locs, loc)
+		pos += int64(loc.length)
+	}
+	r.eng.pf.start(ctx, chunks[:len(locs)], locs, ahead)
 }
 
 // chunkLoc finds chunk c's blob and checks it is as long as the chunk.

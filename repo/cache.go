@@ -44,6 +44,15 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
+// contains tells whether k is in the cache, without counting a hit or a
+// miss or making k recent.
+func (c *lru[K, V]) contains(k K) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
+}
+
 // use calls fn with the entry of k, holding the cache's lock, and tells
 // whether there was one: fn may read a value that a take may hand to be
 // overwritten as soon as fn returns.

@@ -6,7 +6,7 @@ package repo
 // blobs: the Repository looks blobs up in its index and asks the engine for
 // the bytes (blobread.go). How the ciphertext is read is ciphertext.go's
 // (one path for every read) and window.go's (read windows, for object
-// storage).
+// storage); reading ahead of a sequential reader is prefetch.go's.
 
 import (
 	"context"
@@ -29,7 +29,8 @@ type engine struct {
 	ctBufs  *bufPool                       // ciphertext buffers of reads
 	segBufs *bufPool                       // plaintext buffers of edges
 
-	wins *windows // ciphertext of read windows; nil without (Options.ReadWindow)
+	wins *windows    // ciphertext of read windows; nil without (Options.ReadWindow)
+	pf   *prefetcher // reads ahead of sequential readers of small requests
 
 	flightMu sync.Mutex
 	flights  map[segKey]chan struct{} // edges being read now (see readPack)
@@ -60,6 +61,7 @@ func newEngine(st store.Reader, dek func(context.Context, [16]byte) ([]byte, err
 	if readWindow >= object.SegmentSize {
 		e.wins = newWindows(readWindow, windowMax)
 	}
+	e.pf = newPrefetcher(e)
 	return e
 }
 
