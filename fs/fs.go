@@ -108,10 +108,10 @@ type Server struct {
 }
 
 // Mount checks mountpoint, mounts the repository r (read-only: see
-// Repository) on it and serves it until
-// Unmount is called or the mountpoint is unmounted from outside (umount,
-// fusermount3 -u); Wait and Done tell when that happened. ctx bounds the
-// mounting only. Mount returns once the mount is ready to use.
+// Repository) on it and serves it until Unmount is called or the
+// mountpoint is unmounted from outside (umount, fusermount3 -u); Wait and
+// Done tell when that happened. ctx bounds the mounting only. Mount
+// returns once the mount is ready to use.
 func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (*Server, error) {
 	if err := CheckMountpoint(mountpoint); err != nil {
 		return nil, err
