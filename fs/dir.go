@@ -72,16 +72,14 @@ func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 	return 0
 }
 
-// load returns the directory's tree.
+// load returns the directory's tree, from the repository's cache of trees
+// (which keeps the tree loaded last however large, for the lookups of a
+// large directory).
 func (d *dirNode) load() (*repo.Tree, syscall.Errno) {
-	if t := d.m.trees.get(d.tree); t != nil {
-		return t, 0
-	}
 	t, err := d.m.r.LoadTree(d.m.ctx, d.tree)
 	if err != nil {
 		return nil, d.m.fail(&d.Inode, err)
 	}
-	d.m.trees.add(d.tree, t)
 	return t, 0
 }
 

@@ -61,7 +61,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		pos += int64(c.Length)
 		ends[i] = pos
 	}
-	return &fileHandle{f: f, ends: ends, inflight: map[int]chan struct{}{}}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return &fileHandle{f: f, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // storeMax is the size up to which a file's content goes to the kernel's
@@ -112,11 +112,9 @@ type fileHandle struct {
 	f    *fileNode
 	ends []int64 // ends[i]: offset just past chunk i
 
-	mu       sync.Mutex
-	reads    int
-	next     int64 // where a sequential reader reads next
-	fetched  int   // chunks below this index are prefetched or being
-	inflight map[int]chan struct{}
+	mu    sync.Mutex
+	reads int
+	next  int64 // where a sequential reader reads next
 }
 
 // sequential tells whether a read of [off, end) goes on from the previous
@@ -152,24 +150,21 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 	end := min(off+int64(len(dest)), size)
 	m := h.f.m
-	ahead := m.ahead.Load() // 0 when the kernel reads ahead
-	seq := ahead > 0 && h.sequential(off, end)
-	if seq {
-		h.prefetch(end, ahead)
-	}
 	first, last := h.chunkAt(off), h.chunkAt(end-1)
-	for i := first; i <= last; i++ {
-		h.await(i)
-	}
-	var more int64
-	if seq {
-		more = min(h.ends[last]-end, ahead)
+	chunks := h.f.chunks[first : last+1]
+	// A sequential reader gets the bytes after this read decrypted into
+	// the cache: the rest of the last chunk now, the chunks after it in
+	// the background (repo's ReadChunksAt).
+	ahead := m.ahead.Load() // 0 when the kernel reads ahead
+	if ahead > 0 && h.sequential(off, end) {
+		chunks = h.f.chunks[first:]
+	} else {
+		ahead = 0
 	}
 	start := h.ends[first] - int64(h.f.chunks[first].Length)
-	chunks := h.f.chunks[first : last+1]
 	want := int(end - off)
-	n, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, more)
-	if err != nil && more > 0 {
+	n, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, ahead)
+	if err != nil && ahead > 0 {
 		// The bytes read ahead may be what failed: try just the ones
 		// asked for.
 		n, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
@@ -183,64 +178,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// prefetch decrypts, in the background, the chunks that start in
-// [from, from+ahead), so a sequential reader finds them in the cache. It
-// never waits: when the mount's prefetchers are all busy, it leaves the
-// rest for a later read.
-func (h *fileHandle) prefetch(from, ahead int64) {
-	m := h.f.m
-	stop := min(from+ahead, int64(h.f.a.size))
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	// The first chunk that starts at or after from.
-	i := h.chunkAt(from)
-	if i < len(h.ends) && h.ends[i]-int64(h.f.chunks[i].Length) < from {
-		i++
-	}
-	i = max(i, h.fetched)
-	for ; i < len(h.ends) && h.ends[i]-int64(h.f.chunks[i].Length) < stop; i++ {
-		select {
-		case m.pf <- struct{}{}:
-		default:
-			return
-		}
-		done := make(chan struct{})
-		h.inflight[i] = done
-		h.fetched = i + 1
-		c := h.f.chunks[i]
-		go func(i int) {
-			defer func() {
-				h.mu.Lock()
-				delete(h.inflight, i)
-				h.mu.Unlock()
-				close(done)
-				<-m.pf
-			}()
-			defer m.recoverGo("prefetch")
-			var b [1]byte
-			// Errors are left for the reader that needs the bytes.
-			_, _ = m.r.ReadBlobAt(m.ctx, repo.BlobData, c.ID, b[:], 0, int64(c.Length)-1)
-		}(i)
-	}
-}
-
-// await waits for a prefetch of chunk i in progress, so the reader does not
-// fetch the same bytes a second time.
-func (h *fileHandle) await(i int) {
-	h.mu.Lock()
-	done := h.inflight[i]
-	h.mu.Unlock()
-	if done != nil {
-		select {
-		case <-done:
-		case <-h.f.m.ctx.Done():
-		}
-	}
-}
-
 // readAhead is Options.ReadAhead, but at most an eighth of the segment
 // cache, so that prefetched bytes are not evicted before they are read.
-func readAhead(r *repo.Repository, want int64) int64 {
+func readAhead(r Repository, want int64) int64 {
 	if st, ok := r.CacheStats()["segments"]; ok && st.Limit > 0 && want > st.Limit/8 {
 		return max(st.Limit/8, 64<<10)
 	}

@@ -66,8 +66,9 @@ type Options struct {
 	// to it, so the kernel keeps that much in requests in flight, each
 	// decrypted straight into its reply. Otherwise (the kernel then reads
 	// ahead 128 KiB) the mount decrypts that far ahead into the segment
-	// cache in the background, at most an eighth of the cache. Random
-	// readers get none.
+	// cache, in the background past the chunk being read (see
+	// repo.Repository.ReadChunksAt), at most an eighth of the cache.
+	// Random readers get none.
 	ReadAhead int64
 
 	// Controls are files added to .ctl/ beside status.
@@ -112,11 +113,12 @@ type Server struct {
 	wg   sync.WaitGroup
 }
 
-// Mount checks mountpoint, mounts the repository on it and serves it until
-// Unmount is called or the mountpoint is unmounted from outside (umount,
-// fusermount3 -u); Wait and Done tell when that happened. ctx bounds the
-// mounting only. Mount returns once the mount is ready to use.
-func Mount(ctx context.Context, r *repo.Repository, mountpoint string, opts Options) (*Server, error) {
+// Mount checks mountpoint, mounts the repository r (read-only: see
+// Repository) on it and serves it until Unmount is called or the
+// mountpoint is unmounted from outside (umount, fusermount3 -u); Wait and
+// Done tell when that happened. ctx bounds the mounting only. Mount
+// returns once the mount is ready to use.
+func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (*Server, error) {
 	if err := CheckMountpoint(mountpoint); err != nil {
 		return nil, err
 	}
@@ -261,7 +263,7 @@ var _ io.Writer = logWriter{}
 
 // mount is the state every node shares.
 type mount struct {
-	r          *repo.Repository
+	r          Repository
 	opts       Options
 	mountpoint string
 	uid, gid   uint32
@@ -281,9 +283,7 @@ type mount struct {
 	names     map[repo.ObjectID]string // names given so far: they never change
 	nameUsed  map[string]bool
 
-	trees *treeCache
-	pf    chan struct{} // bounds background prefetches
-	ahead atomic.Int64  // how far the mount prefetches for sequential readers
+	ahead atomic.Int64 // how far the mount reads ahead for sequential readers
 
 	errMu    sync.Mutex
 	logged   map[string]bool // error lines already logged
@@ -295,15 +295,13 @@ type mount struct {
 	refCount atomic.Uint64
 }
 
-func newMount(r *repo.Repository, mountpoint string, opts Options) *mount {
+func newMount(r Repository, mountpoint string, opts Options) *mount {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mount{
 		r: r, opts: opts, mountpoint: mountpoint,
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
-		trees:  newTreeCache(treeCacheBytes),
-		pf:     make(chan struct{}, 8),
 		logged: map[string]bool{},
 	}
 	m.ahead.Store(readAhead(r, opts.ReadAhead))

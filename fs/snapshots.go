@@ -189,11 +189,7 @@ func (m *mount) buildView(snaps []*repo.Snapshot, unreadable map[repo.ObjectID]e
 		v.ids = append(v.ids, e.short)
 	}
 	sort.Strings(v.ids)
-	var plain uint64
-	for _, p := range m.r.Index().Packs() {
-		plain += p.PlainSize
-	}
-	v.blocks = (plain + 4095) / 4096
+	v.blocks = (m.r.PackedBytes() + 4095) / 4096
 	return v
 }
 

@@ -140,12 +140,11 @@ func (m *mount) status() Status {
 		s.ReadErrors.Recent = []string{}
 	}
 
-	kc := m.r.Keys()
-	ring := kc.Keyring()
+	ring := m.r.Keyring()
 	ks := KeysStatus{Epoch: ring.Epoch, Current: ring.Current, Rotation: ring.Rotation,
 		Generations: []KeyGeneration{}, Missing: []string{}}
 	for _, g := range ring.Generations {
-		held := kc.Holds(g.ID)
+		held := m.r.HoldsKey(g.ID)
 		ks.Generations = append(ks.Generations, KeyGeneration{ID: g.ID, State: g.State, KDF: g.KDF.Type, Created: g.Created.UTC(), Held: held})
 		if !held && (g.State == keys.StateCurrent || g.State == keys.StateRetiring) {
 			ks.Missing = append(ks.Missing, g.ID)
@@ -154,7 +153,7 @@ func (m *mount) status() Status {
 	m.errMu.Lock()
 	ks.Errors = append([]string{}, m.keyErrs...)
 	m.errMu.Unlock()
-	for _, p := range kc.Problems() { // the keyring's history
+	for _, p := range m.r.KeyringProblems() { // the keyring's history
 		ks.Errors = append(ks.Errors, p.Error())
 	}
 	s.Keys = ks

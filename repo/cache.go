@@ -7,15 +7,18 @@ import (
 
 // lru is a size-bounded least-recently-used cache safe for concurrent use.
 // Each entry has a cost; the total cost never exceeds the bound (an entry
-// larger than the bound is not kept).
+// larger than the bound is not kept), except in a cache that keeps its
+// newest entry (keepNewest), which holds the entry added last however
+// large it is, and the others within the bound.
 type lru[K comparable, V any] struct {
-	mu     sync.Mutex
-	max    int64
-	cost   int64
-	ll     *list.List
-	m      map[K]*list.Element
-	hits   uint64
-	misses uint64
+	mu         sync.Mutex
+	max        int64
+	keepNewest bool
+	cost       int64
+	ll         *list.List
+	m          map[K]*list.Element
+	hits       uint64
+	misses     uint64
 }
 
 type lruEntry[K comparable, V any] struct {
@@ -39,6 +42,15 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	c.misses++
 	var zero V
 	return zero, false
+}
+
+// contains tells whether k is in the cache, without counting a hit or a
+// miss or making k recent.
+func (c *lru[K, V]) contains(k K) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
 }
 
 // use calls fn with the entry of k, holding the cache's lock, and tells
@@ -76,7 +88,7 @@ func (c *lru[K, V]) take(k K) (V, bool) {
 }
 
 func (c *lru[K, V]) add(k K, v V, cost int64) {
-	if cost > c.max {
+	if cost > c.max && !c.keepNewest {
 		return
 	}
 	c.mu.Lock()
@@ -90,7 +102,7 @@ func (c *lru[K, V]) add(k K, v V, cost int64) {
 		c.m[k] = c.ll.PushFront(&lruEntry[K, V]{k, v, cost})
 		c.cost += cost
 	}
-	for c.cost > c.max {
+	for c.cost > c.max && c.ll.Len() > 1 {
 		e := c.ll.Back()
 		ent := e.Value.(*lruEntry[K, V])
 		c.ll.Remove(e)

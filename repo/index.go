@@ -1,10 +1,18 @@
 package repo
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
 // IndexPack is one pack as an index records it: where it is, how large its
@@ -103,12 +111,19 @@ type blobKey struct {
 }
 
 // Index is the in-memory map from blob to pack, merged from every index
-// object. It is safe for concurrent use.
+// object. It is safe for concurrent use. It grows as index objects are
+// merged (LoadIndexPartial) and packs written; Replace swaps in a whole new
+// content (a compacted index) and Drop forgets packs, both at once for
+// every reader: a lookup sees the index before or after, never a part.
+// The IndexPacks a lookup returned stay valid after either (they are never
+// changed), so a read in flight finishes with the pack it found.
 type Index struct {
 	mu     sync.RWMutex
 	blobs  map[blobKey]blobLoc
 	packs  map[ObjectID]*IndexPack
 	loaded map[ObjectID]bool // index objects merged so far
+	gen    uint64            // counts Replace and Drop: a merge begun before does not happen
+	failed error             // why index objects could not be read, at the last load
 }
 
 func newIndex() *Index {
@@ -118,6 +133,12 @@ func newIndex() *Index {
 func (x *Index) add(packs []IndexPack) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.addLocked(packs)
+}
+
+// addLocked merges packs; a pack already known is skipped, and a blob
+// already known keeps its place. x.mu is held.
+func (x *Index) addLocked(packs []IndexPack) {
 	for i := range packs {
 		p := &packs[i]
 		if _, ok := x.packs[p.ID]; ok {
@@ -128,6 +149,87 @@ func (x *Index) add(packs []IndexPack) {
 			k := blobKey{pb.Type, pb.ID}
 			if _, ok := x.blobs[k]; !ok {
 				x.blobs[k] = blobLoc{pack: p, offset: pb.Offset, length: pb.Length}
+			}
+		}
+	}
+}
+
+// merge adds the packs of index object id and records it as merged, unless
+// the index was replaced or packs dropped since generation gen (when the
+// object was read): the object may list what that removed. It tells
+// whether it merged.
+func (x *Index) merge(gen uint64, id ObjectID, packs []IndexPack) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.gen != gen {
+		return false
+	}
+	x.addLocked(packs)
+	x.loaded[id] = true
+	return true
+}
+
+// markLoaded records index object id as merged (its packs were added as
+// they were written).
+func (x *Index) markLoaded(id ObjectID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.loaded[id] = true
+}
+
+// Replace makes packs the whole content of the index, and objects the
+// index objects it holds (which later loads skip; objects not named are
+// read again by the next LoadIndexPartial if they still exist): what a
+// compaction that wrote one new index object for many old ones swaps in.
+// A blob listed in several packs is found in the first of them. Reads in
+// flight are not disturbed, and a load that was reading index objects
+// meanwhile merges none of them.
+func (x *Index) Replace(packs []IndexPack, objects []ObjectID) {
+	n := newIndex()
+	n.addLocked(packs)
+	for _, id := range objects {
+		n.loaded[id] = true
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.blobs, x.packs, x.loaded = n.blobs, n.packs, n.loaded
+	x.gen++
+}
+
+// Drop forgets the given packs (a prune deleted them). A blob that another
+// known pack also holds is found there from then on; the others are no
+// longer in the index. As for Replace, a load reading index objects
+// meanwhile merges none of them.
+func (x *Index) Drop(packs ...ObjectID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.gen++
+	lost := map[blobKey]bool{}
+	for _, id := range packs {
+		p, ok := x.packs[id]
+		if !ok {
+			continue
+		}
+		delete(x.packs, id)
+		for _, pb := range p.Blobs {
+			k := blobKey{pb.Type, pb.ID}
+			if l, ok := x.blobs[k]; ok && l.pack == p {
+				delete(x.blobs, k)
+				lost[k] = true
+			}
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	// Other copies of the lost blobs, in the order of no particular
+	// pack: one pass over what is left.
+	for _, p := range x.packs {
+		for _, pb := range p.Blobs {
+			k := blobKey{pb.Type, pb.ID}
+			if lost[k] {
+				x.blobs[k] = blobLoc{pack: p, offset: pb.Offset, length: pb.Length}
+				delete(lost, k)
 			}
 		}
 	}
@@ -157,9 +259,111 @@ func (x *Index) Packs() []*IndexPack {
 	return ps
 }
 
-// Len returns the number of distinct blobs.
-func (x *Index) Len() int {
+// plainBytes returns the plaintext bytes of every pack the index knows.
+func (x *Index) plainBytes() uint64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.blobs)
+	var n uint64
+	for _, p := range x.packs {
+		n += p.PlainSize
+	}
+	return n
+}
+
+// failure returns why index objects could not be read at the last load,
+// for the errors of blobs they would have listed; nil if all were read.
+func (x *Index) failure() error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.failed
+}
+
+// PackedBytes returns the plaintext bytes of every pack the index knows.
+func (r *Repository) PackedBytes() uint64 { return r.index.plainBytes() }
+
+// LoadIndexPartial reads every index object not yet merged, each on its
+// own, so that one that cannot be read does not stop the others: the
+// failures are returned by object id (and tried again by the next call),
+// and blobs missing because of them say so (see ReadBlob). err is for the
+// listing itself. Objects read while the index was replaced or packs
+// dropped (Index.Replace, Index.Drop) are not merged, nor counted as
+// failures: the next call reads them again. It is cheap to call again:
+// objects already merged are skipped.
+func (r *Repository) LoadIndexPartial(ctx context.Context) (failed map[ObjectID]error, err error) {
+	x := r.index
+	x.mu.RLock()
+	gen := x.gen
+	x.mu.RUnlock()
+	var names []ObjectID
+	err = r.st.List(ctx, "index/", func(fi store.Info) error {
+		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "index/"))
+		if err != nil {
+			return nil
+		}
+		x.mu.RLock()
+		done := x.loaded[id]
+		x.mu.RUnlock()
+		if !done {
+			names = append(names, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing indexes: %w", err)
+	}
+	failed = map[ObjectID]error{}
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, id := range names {
+		g.Go(func() error {
+			packs, err := r.readIndex(ctx, id)
+			if err != nil {
+				mu.Lock()
+				failed[id] = err
+				mu.Unlock()
+				return nil
+			}
+			x.merge(gen, id, packs)
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	x.failed = firstFailure(failed)
+	x.mu.Unlock()
+	return failed, nil
+}
+
+func (r *Repository) readIndex(ctx context.Context, id ObjectID) ([]IndexPack, error) {
+	name := indexName(id)
+	plain, err := r.openObject(ctx, name, object.KindIndex)
+	if err != nil {
+		return nil, err
+	}
+	packs, err := UnmarshalIndex(plain)
+	if err != nil {
+		return nil, fmt.Errorf("object %s is %w: %v", name, object.ErrCorrupt, err)
+	}
+	return packs, nil
+}
+
+// firstFailure returns the error of the lowest object id, or nil.
+func firstFailure(failed map[ObjectID]error) error {
+	var first *ObjectID
+	for id := range failed {
+		if first == nil || bytes.Compare(id[:], first[:]) < 0 {
+			first = &id
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	if len(failed) > 1 {
+		return fmt.Errorf("%w (and %d more objects)", failed[*first], len(failed)-1)
+	}
+	return failed[*first]
 }

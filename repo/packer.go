@@ -226,8 +226,6 @@ func (w *writer) writeIndex(ctx context.Context, packs []IndexPack) error {
 		return err
 	}
 	w.stored += n
-	w.r.index.mu.Lock()
-	w.r.index.loaded[id] = true
-	w.r.index.mu.Unlock()
+	w.r.index.markLoaded(id)
 	return nil
 }

@@ -3,16 +3,18 @@ package repo
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
-	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
 // RemoteReadWindow is the Options.ReadWindow for a repository in object
 // storage.
 const RemoteReadWindow = 4 << 20
+
+// windowMax is how many read windows a repository keeps: the kernel has
+// up to two readahead windows of 8 MiB in flight for a sequential reader.
+const windowMax = 6
 
 // windows caches the ciphertext of windows: runs of window consecutive
 // segments of a pack, aligned on multiples of window, each fetched with
@@ -183,79 +185,11 @@ func (ws *windows) remove(k winKey) {
 	}
 }
 
-// sealedSource returns the sealed bytes of segments first..last of the
-// pack, segment by segment (nil for a segment past the end of a window
-// that a truncated object cut short), read with one ranged read or, with read
-// windows and a large read (a sequential reader's, such as the kernel's
-// readahead sends), from the windows that hold them; release frees what
-// it holds. Small reads (a small file, a tree, random access) never fetch
-// a window: that would read 4 MiB for a few KiB.
-func (r *Repository) sealedSource(ctx context.Context, pk *IndexPack, first, last int64, large bool) (sealed func(s int64) []byte, release func(), err error) {
-	const seg = object.SegmentSize
-	name := packName(pk.ID)
-	size := int64(pk.PlainSize)
-	at := func(ct []byte, from, s int64) []byte { // segment s of ct, which starts at segment from
-		pos := (s - from) * object.SealedSegmentSize
-		end := pos + min(seg, size-s*seg) + object.TagSize
-		if end > int64(len(ct)) {
-			return nil // a window cut short
-		}
-		return ct[pos:end]
-	}
-	plain := func() (func(s int64) []byte, func(), error) {
-		lo := first * seg
-		ctOff, ctLen, _ := object.CipherRange(lo, min((last+1)*seg, size)-lo, size)
-		ct, buf, err := r.readCiphertext(ctx, name, ctOff, ctLen)
-		if err != nil {
-			return nil, nil, err
-		}
-		return func(s int64) []byte { return at(ct, first, s) }, func() { r.ctBufs.put(buf) }, nil
-	}
-	if r.wins == nil || !large || first == last {
-		return plain()
-	}
-	n := r.wins.window
-	var held []*winEntry
-	release = func() {
-		for _, e := range held {
-			r.wins.release(e)
-		}
-	}
-	for w := first / n; w <= last/n; w++ {
-		lo := w * n * seg
-		e, err := r.wins.get(ctx, pk, w, func(buf []byte) (ct []byte, err error) {
-			ctOff, ctLen, _ := object.CipherRange(lo, min(lo+n*seg, size)-lo, size)
-			if st, ok := store.Capable[store.RangeReader](r.st); ok {
-				ct, err = st.ReadRange(ctx, name, ctOff, ctLen, buf, false)
-			} else {
-				ct, err = r.st.GetRange(ctx, name, ctOff, ctLen)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", name, err)
-			}
-			// A window cut short (a truncated object) is kept as it
-			// is: the segments it holds whole still read, and only
-			// the reads of the others fail (sealed gives nil).
-			return ct, nil
-		})
-		if err != nil {
-			release()
-			if errors.Is(err, errWindowsFull) {
-				return plain()
-			}
-			return nil, nil, err
-		}
-		held = append(held, e)
-	}
-	w0 := first / n
-	return func(s int64) []byte { return at(held[s/n-w0].ct, s/n*n, s) }, release, nil
-}
-
 // WindowBytes bounds the memory the repository's read windows may hold
 // (Options.ReadWindow); 0 without windows.
 func (r *Repository) WindowBytes() int64 {
-	if r.wins == nil {
+	if r.eng.wins == nil {
 		return 0
 	}
-	return r.wins.Bytes()
+	return r.eng.wins.Bytes()
 }

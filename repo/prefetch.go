@@ -1,0 +1,117 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
+)
+
+// prefetchMax bounds the chunks being read ahead at once, over every
+// reader of the repository.
+const prefetchMax = 8
+
+// prefetcher reads ahead of a sequential reader whose requests are small
+// (a mount whose kernel readahead could not be raised, as for an ordinary
+// user, sends 128 KiB): it decrypts the chunks after the one being read
+// into the segment cache in the background, each with one ranged read, so
+// that the reader's next requests find them there. A read that needs a
+// chunk being read ahead waits for it rather than read it too. (Large
+// requests, as the kernel sends when its readahead is raised, need none of
+// this: the kernel keeps enough of them in flight; see docs/bench.md.)
+type prefetcher struct {
+	e     *engine
+	slots chan struct{} // one per chunk being read ahead
+
+	n        atomic.Int32 // len(inflight), read without the lock
+	mu       sync.Mutex
+	inflight map[BlobID]chan struct{} // closed when the chunk is in the cache
+}
+
+func newPrefetcher(e *engine) *prefetcher {
+	return &prefetcher{e: e, slots: make(chan struct{}, prefetchMax), inflight: map[BlobID]chan struct{}{}}
+}
+
+// start reads ahead, in the background, the chunks of locs (chunks and
+// their places, in file order) that start before ahead bytes, counted from
+// the start of locs[0], and are not in the cache nor being read ahead
+// already. It never waits: with prefetchMax chunks in flight it leaves the
+// rest for a later read. The reads use ctx, which must outlive the call
+// (the mount's context, not a request's); their errors are left for the
+// read that needs the bytes.
+func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc, ahead int64) {
+	var pos int64
+	for i, loc := range locs {
+		if pos >= ahead {
+			return
+		}
+		pos += int64(loc.length)
+		if pf.cached(loc) {
+			continue
+		}
+		id := chunks[i].ID
+		pf.mu.Lock()
+		if _, ok := pf.inflight[id]; ok {
+			pf.mu.Unlock()
+			continue
+		}
+		select {
+		case pf.slots <- struct{}{}:
+		default:
+			pf.mu.Unlock()
+			return
+		}
+		done := make(chan struct{})
+		pf.inflight[id] = done
+		pf.n.Add(1)
+		pf.mu.Unlock()
+		go pf.fetch(ctx, id, loc, done)
+	}
+}
+
+// fetch decrypts the chunk at loc into the segment cache.
+func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done chan struct{}) {
+	defer func() {
+		if v := recover(); v != nil {
+			pf.e.noteError(fmt.Errorf("internal error (please report): reading ahead data blob %s panicked: %v", id.Short(), v))
+		}
+		pf.mu.Lock()
+		delete(pf.inflight, id)
+		pf.n.Add(-1)
+		pf.mu.Unlock()
+		close(done)
+		<-pf.slots
+	}()
+	_ = pf.e.fetchAhead(ctx, loc.pack, int64(loc.offset), int64(loc.length))
+}
+
+// cached tells whether the first and last segments of the blob at loc are
+// in the segment cache (without counting a hit or a miss).
+func (pf *prefetcher) cached(loc blobLoc) bool {
+	const seg = object.SegmentSize
+	first := int64(loc.offset) / seg
+	last := (int64(loc.offset) + int64(loc.length) - 1) / seg
+	return pf.e.segs.contains(segKey{loc.pack.ID, first}) && pf.e.segs.contains(segKey{loc.pack.ID, last})
+}
+
+// await waits until no chunk of chunks is being read ahead, or ctx ends.
+func (pf *prefetcher) await(ctx context.Context, chunks []Chunk) {
+	if pf.n.Load() == 0 {
+		return
+	}
+	for _, c := range chunks {
+		pf.mu.Lock()
+		done := pf.inflight[c.ID]
+		pf.mu.Unlock()
+		if done == nil {
+			continue
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
