@@ -385,45 +385,72 @@ func TestRollbackWithRestoredDEKs(t *testing.T) {
 
 // A fork authenticated by A: the attacker deletes the epochs from the
 // switch on and starts a rotation of its own (A and its own key C sign the
-// switch: a valid chain). The host's record catches it; B opens nothing.
+// switch: a valid chain); in "as-long" it also finishes it, so that the
+// fork is as long as the history this host saw. The host's record catches
+// it; B opens nothing.
 func TestForkAuthenticatedByA(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
-	a, b, c := rawKey(t, 1), rawKey(t, 2), rawKey(t, 3)
-	k := mustInit(t, st, a)
-	makeDEKs(t, k, 3)
-	base := k.Keyring()
-	if err := k.start(ctx, b, testOpts); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.Run(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	last := k.Keyring().Epoch
-	for e := base.Epoch + 1; e <= last; e++ {
-		st.Delete(ctx, keyringName(e))
-	}
-	// The attacker's switch, on its own host, through the library's own
-	// rules.
-	onOtherHost(t, func() {
-		evil := openWith(t, st, newFakeClock(), a)
-		evil.SetOptions(testOpts)
-		if _, err := evil.Start(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-		if err := evil.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		finish bool   // the attacker runs its rotation to the end
+		want   string // what the host's record says
+	}{
+		{"switch", false, "keyring history was rewritten: epoch 3 was seen on this host, but the keyring's history ends at epoch 2"},
+		{"as-long", true, "keyring history was rewritten: epoch 3 differs from the one this host saw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := mem.New()
+			a, b, c := rawKey(t, 1), rawKey(t, 2), rawKey(t, 3)
+			k := mustInit(t, st, a)
+			makeDEKs(t, k, 3)
+			base := k.Keyring()
+			if err := k.start(ctx, b, testOpts); err != nil {
+				t.Fatal(err)
+			}
+			if err := k.Run(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			last := k.Keyring().Epoch
+			for e := base.Epoch + 1; e <= last; e++ {
+				st.Delete(ctx, keyringName(e))
+			}
+			// The attacker's rotation, on its own host, through the
+			// library's own rules.
+			onOtherHost(t, func() {
+				evil := openWith(t, st, newFakeClock(), a)
+				if _, err := evil.Start(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+				if tc.finish {
+					if err := evil.Run(ctx, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := evil.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
 
-	h := openWith(t, st, newFakeClock(), a)
-	if !hasProblem(h, "keyring history was rewritten") {
-		t.Fatalf("the fork went unnoticed: %v", h.Problems())
-	}
-	wantRefused(t, h, "keyring history was rewritten")
-	freshState(t)
-	if _, err := keys.Open(ctx, st, testRepoID, b); !errors.Is(err, keys.ErrNoKeyMatches) || !strings.Contains(err.Error(), "rolled back") {
-		t.Fatalf("Open with B: %v", err)
+			key := a
+			if tc.finish {
+				// A is retired in the fork: it opens nothing, and says why.
+				if _, err := keys.Open(ctx, st, testRepoID, a); !errors.Is(err, keys.ErrNoKeyMatches) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Open with A: %v", err)
+				}
+				// Even the attacker's key, handed to a process on this
+				// host, changes nothing.
+				key = c
+			}
+			h := openWith(t, st, newFakeClock(), key)
+			if !hasProblem(h, tc.want) {
+				t.Fatalf("the fork went unnoticed: %v", h.Problems())
+			}
+			wantRefused(t, h, tc.want)
+			freshState(t)
+			if _, err := keys.Open(ctx, st, testRepoID, b); !errors.Is(err, keys.ErrNoKeyMatches) || !strings.Contains(err.Error(), "rolled back") {
+				t.Fatalf("Open with B: %v", err)
+			}
+		})
 	}
 }
 
