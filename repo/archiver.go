@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,6 +37,8 @@ type SnapshotOptions struct {
 	Warn func(msg string)
 	// Progress, when set, is called now and then with the figures so far.
 	Progress func(Progress)
+	// Exclude chooses what to leave out; it is recorded in the manifest.
+	Exclude Exclusions
 }
 
 // Progress are the running figures of a snapshot.
@@ -46,8 +49,12 @@ type Progress struct {
 	ReadBytes uint64 // bytes actually read (changed or new files)
 	Reused    uint64 // files taken unchanged from the parent snapshot
 	NewBlobs  uint64
-	Stored    int64 // bytes written to the store
+	Stored    int64  // bytes written to the store
+	Excluded  uint64 // entries left out by the exclusions
 	Start     time.Time
+	// Current is the path (on disk) being read when the figures were
+	// taken; empty once done.
+	Current string
 }
 
 // SnapshotResult tells what a snapshot run did.
@@ -68,6 +75,9 @@ type archiver struct {
 	links    map[[2]uint64][]Chunk // hard-linked files already read this run
 	jobs     chan *hashJob
 	lastProg time.Time
+	sel      *selector
+	synth    bool   // the root is synthetic: its entries are the paths given
+	topDev   uint64 // device of the path given that is being read
 }
 
 // TakeSnapshot snapshots paths. One directory makes its contents the root;
@@ -97,8 +107,12 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	if _, err := r.LoadIndexPartial(ctx); err != nil {
 		return nil, err
 	}
+	sel, err := newSelector(opts.Exclude)
+	if err != nil {
+		return nil, err
+	}
 	a := &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
-		links: map[[2]uint64][]Chunk{}}
+		links: map[[2]uint64][]Chunk{}, sel: sel}
 	a.prog.Start = time.Now()
 	a.chunker = chunker.New(nil, r.pol)
 	a.jobs = make(chan *hashJob, 4)
@@ -108,17 +122,17 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	parent, parentTree := r.parentFor(ctx, abs)
 
 	var root *Node
-	var err error
 	if len(abs) == 1 {
 		fi, lerr := os.Lstat(abs[0])
 		if lerr != nil {
 			return nil, lerr
 		}
 		if fi.IsDir() {
-			root, err = a.dir(ctx, abs[0], []byte("/"), parentTree)
+			root, err = a.dir(ctx, abs[0], "", []byte("/"), fi, parentTree)
 		}
 	}
 	if root == nil && err == nil {
+		a.synth = true
 		root, err = a.synthetic(ctx, abs, parentTree)
 	}
 	if err != nil {
@@ -136,6 +150,10 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
 		Root:  &RootMeta{Mode: root.Mode, UID: root.UID, GID: root.GID, MTime: root.MTime},
 		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,
+	}
+	if !opts.Exclude.empty() {
+		ex := opts.Exclude
+		snap.Exclude = &ex
 	}
 	if u := os.Getenv("USER"); u != "" {
 		snap.Username = u
@@ -161,6 +179,7 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	r.snaps[snap.ID] = snap
 	r.snapMu.Unlock()
 	a.prog.Stored = a.w.stored
+	a.prog.Current = ""
 	a.progress(true)
 	return &SnapshotResult{Snapshot: snap, Progress: a.prog, Warnings: a.warnings}, nil
 }
@@ -215,7 +234,7 @@ func (a *archiver) synthetic(ctx context.Context, paths []string, parent *Tree) 
 			return nil, fmt.Errorf("snapshot: two paths share the base name %q", base)
 		}
 		seen[base] = true
-		n, err := a.entry(ctx, p, []byte(base), parent)
+		n, err := a.entry(ctx, p, base, []byte(base), parent)
 		if err != nil {
 			return nil, err
 		}
@@ -245,14 +264,20 @@ func (a *archiver) storeTree(ctx context.Context, t *Tree) (BlobID, error) {
 	return id, err
 }
 
-// entry snapshots one path of any type; it returns nil for skipped entries.
-func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
+// entry snapshots one path of any type; it returns nil for skipped and
+// excluded entries. rel is its path inside the snapshot.
+func (a *archiver) entry(ctx context.Context, path, rel string, name []byte, parent *Tree) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
 		a.warn("skipped %s: %v", path, err)
+		return nil, nil
+	}
+	top := rel == "" || a.synth && !strings.Contains(rel, "/")
+	if a.sel.excluded(rel, fi) || !top && !fi.IsDir() && a.otherDevice(fi) {
+		a.prog.Excluded++
 		return nil, nil
 	}
 	var old *Node
@@ -267,7 +292,7 @@ func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *
 		if old != nil && old.Type == TypeDir {
 			sub, _ = a.r.LoadTree(ctx, old.Subtree)
 		}
-		return a.dir(ctx, path, name, sub)
+		return a.dir(ctx, path, rel, name, fi, sub)
 	case os.ModeSymlink:
 		target, err := os.Readlink(path)
 		if err != nil {
@@ -318,43 +343,57 @@ func statNode(name []byte, fi os.FileInfo) Node {
 	return n
 }
 
-func (a *archiver) dir(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
+// dir snapshots a directory; fi is its Lstat. rel is its path inside the
+// snapshot ("" for the root).
+func (a *archiver) dir(ctx context.Context, path, rel string, name []byte, fi os.FileInfo, parent *Tree) (*Node, error) {
+	n := statNode(name, fi)
+	n.Type = TypeDir
+	if rel == "" || a.synth && !strings.Contains(rel, "/") {
+		a.topDev = n.Dev // where --one-file-system stays
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		a.warn("skipped %s: %v", path, err)
-		return nil, nil
+	var names []string
+	if !a.otherDevice(fi) {
+		var left uint64
+		var err error
+		names, left, err = a.sel.children(path)
+		if err != nil {
+			a.warn("skipped %s: %v", path, err)
+			return nil, nil
+		}
+		a.prog.Excluded += left
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		a.warn("skipped %s: %v", path, err)
-		return nil, nil
-	}
-	sort.Strings(names) // byte order
 	nodes := make([]Node, 0, len(names))
 	for _, nm := range names {
-		n, err := a.entry(ctx, filepath.Join(path, nm), []byte(nm), parent)
+		crel := nm
+		if rel != "" {
+			crel = rel + "/" + nm
+		}
+		c, err := a.entry(ctx, filepath.Join(path, nm), crel, []byte(nm), parent)
 		if err != nil {
 			return nil, err
 		}
-		if n != nil {
-			nodes = append(nodes, *n)
+		if c != nil {
+			nodes = append(nodes, *c)
 		}
 	}
 	id, err := a.storeTree(ctx, &Tree{Nodes: nodes})
 	if err != nil {
 		return nil, err
 	}
-	n := statNode(name, fi)
-	n.Type = TypeDir
 	n.Subtree = id
 	a.prog.Dirs++
 	a.progress(false)
 	return &n, nil
+}
+
+// otherDevice tells whether --one-file-system keeps out (the contents of)
+// the entry whose Lstat is fi.
+func (a *archiver) otherDevice(fi os.FileInfo) bool {
+	if !a.opts.Exclude.OneFileSystem {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Dev != a.topDev
 }
 
 func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.FileInfo, old *Node) (*Node, error) {
@@ -363,6 +402,7 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 	n.Size = uint64(fi.Size())
 	a.prog.Files++
 	a.prog.Bytes += n.Size
+	a.prog.Current = path
 	defer a.progress(false)
 	if old != nil && old.Type == TypeFile && old.Size == n.Size && old.MTime == n.MTime &&
 		old.CTime == n.CTime && old.Inode == n.Inode && a.haveAll(old.Chunks) {
