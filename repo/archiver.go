@@ -99,25 +99,11 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		}
 		abs[i] = a
 	}
-	if opts.Host == "" {
-		opts.Host, _ = os.Hostname()
-	}
-	// An index that cannot be read yet (during a rotation, by a process
-	// holding only the new key) costs deduplication, not the snapshot.
-	if _, err := r.LoadIndexPartial(ctx); err != nil {
-		return nil, err
-	}
-	sel, err := newSelector(opts.Exclude)
+	a, stop, err := r.newArchiver(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	a := &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
-		links: map[[2]uint64][]Chunk{}, sel: sel}
-	a.prog.Start = time.Now()
-	a.chunker = chunker.New(nil, r.pol)
-	a.jobs = make(chan *hashJob, 4)
-	go a.hasher(ctx)
-	defer close(a.jobs)
+	defer stop()
 
 	parent, parentTree := r.parentFor(ctx, abs)
 
@@ -138,6 +124,36 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	if err != nil {
 		return nil, err
 	}
+	return a.commit(ctx, root, abs, parent)
+}
+
+// newArchiver starts an archiver; stop ends its hasher.
+func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *archiver, stop func(), err error) {
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	sel, err := newSelector(opts.Exclude)
+	if err != nil {
+		return nil, nil, err
+	}
+	// An index that cannot be read yet (during a rotation, by a process
+	// holding only the new key) costs deduplication, not the snapshot.
+	if _, err := r.LoadIndexPartial(ctx); err != nil {
+		return nil, nil, err
+	}
+	a = &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
+		links: map[[2]uint64][]Chunk{}, sel: sel}
+	a.prog.Start = time.Now()
+	a.chunker = chunker.New(nil, r.pol)
+	a.jobs = make(chan *hashJob, 4)
+	go a.hasher(ctx)
+	return a, func() { close(a.jobs) }, nil
+}
+
+// commit flushes the packs and writes the manifest of the snapshot whose
+// root is root.
+func (a *archiver) commit(ctx context.Context, root *Node, paths []string, parent *Snapshot) (*SnapshotResult, error) {
+	r, opts := a.r, a.opts
 	if err := a.w.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -146,7 +162,7 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		snapTime = time.Now()
 	}
 	snap := &Snapshot{
-		Version: snapshotVersion, Time: snapTime.UTC(), Host: opts.Host, Paths: abs,
+		Version: snapshotVersion, Time: snapTime.UTC(), Host: opts.Host, Paths: paths,
 		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
 		Root:  &RootMeta{Mode: root.Mode, UID: root.UID, GID: root.GID, MTime: root.MTime},
 		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,
@@ -425,10 +441,31 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		return nil, nil
 	}
 	defer f.Close()
-	a.chunker.Reset(f, a.r.pol)
+	size, readErr, err := a.read(f, &n)
+	if err != nil {
+		return nil, err
+	}
+	if readErr != nil {
+		a.warn("skipped %s: %v", path, readErr)
+		a.prog.Files--
+		a.prog.Bytes -= n.Size
+		return nil, nil
+	}
+	// The file may have changed while it was read: record what was read.
+	a.prog.Bytes += size - n.Size
+	n.Size = size
+	if n.Links > 1 {
+		a.links[link] = n.Chunks
+	}
+	return &n, nil
+}
+
+// read chunks rd into n.Chunks and returns the bytes read. readErr is an
+// error reading rd; err one storing the chunks.
+func (a *archiver) read(rd io.Reader, n *Node) (size uint64, readErr, err error) {
+	a.chunker.Reset(rd, a.r.pol)
 	// Chunking runs here; hashing and packing run on the hasher goroutine,
 	// so the two cores share the work. Chunk order is kept by pending.
-	var size uint64
 	var pending []*hashJob
 	collect := func(j *hashJob) error {
 		<-j.done
@@ -441,7 +478,6 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		n.Chunks = append(n.Chunks, Chunk{ID: j.id, Length: j.length})
 		return nil
 	}
-	var readErr error
 	for {
 		c, err := a.chunker.Next(a.buf)
 		if err == io.EOF {
@@ -457,7 +493,7 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		for len(pending) > 0 && (len(pending) >= 8 || isDone(pending[0])) {
 			if err := collect(pending[0]); err != nil {
 				a.drain(pending[1:])
-				return nil, err
+				return 0, nil, err
 			}
 			pending = pending[1:]
 		}
@@ -468,22 +504,10 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 	for i, j := range pending {
 		if err := collect(j); err != nil {
 			a.drain(pending[i+1:])
-			return nil, err
+			return 0, nil, err
 		}
 	}
-	if readErr != nil {
-		a.warn("skipped %s: %v", path, readErr)
-		a.prog.Files--
-		a.prog.Bytes -= n.Size
-		return nil, nil
-	}
-	// The file may have changed while it was read: record what was read.
-	a.prog.Bytes += size - n.Size
-	n.Size = size
-	if n.Links > 1 {
-		a.links[link] = n.Chunks
-	}
-	return &n, nil
+	return size, readErr, nil
 }
 
 // hashJob is one chunk on its way to the hasher goroutine.
