@@ -101,8 +101,17 @@ func (r *Repository) diffDirs(ctx context.Context, old, new *Node, prefix string
 // chunk lists, so no file content is read. An entry that changed type is
 // Removed then Added; below an added or removed directory every entry is
 // reported too. A directory whose entries changed is not reported for its
-// mtime alone.
+// mtime alone. A nil o (n) reports n (o) and everything below it as
+// added (removed).
 func (r *Repository) Diff(ctx context.Context, o, n *Node, p string, fn func(Change) error) error {
+	switch {
+	case o == nil && n == nil:
+		return nil
+	case o == nil:
+		return r.all(ctx, Added, n, p, fn)
+	case n == nil:
+		return r.all(ctx, Removed, o, p, fn)
+	}
 	if o.Type != n.Type {
 		if err := r.all(ctx, Removed, o, p, fn); err != nil {
 			return err
