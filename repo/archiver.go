@@ -35,6 +35,9 @@ type SnapshotOptions struct {
 	// fifos and sockets by design; unreadable entries, which also count in
 	// SnapshotResult.Warnings). Nil discards them.
 	Warn func(msg string)
+	// Note, when set, receives the messages about entries skipped by
+	// design (devices, fifos, sockets) instead of Warn.
+	Note func(msg string)
 	// Progress, when set, is called now and then with the figures so far.
 	Progress func(Progress)
 	// Exclude chooses what to leave out; it is recorded in the manifest.
@@ -321,8 +324,11 @@ func (a *archiver) entry(ctx context.Context, path, rel string, name []byte, par
 		return &n, nil
 	default:
 		// Not an error: these are skipped by design, with a word.
-		if a.opts.Warn != nil {
-			a.opts.Warn(fmt.Sprintf("skipped %s: %s files are not kept", path, typeWord(fi.Mode())))
+		msg := fmt.Sprintf("skipped %s: %s files are not kept", path, typeWord(fi.Mode()))
+		if a.opts.Note != nil {
+			a.opts.Note(msg)
+		} else if a.opts.Warn != nil {
+			a.opts.Warn(msg)
 		}
 		return nil, nil
 	}

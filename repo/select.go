@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"syscall"
 
 	"github.com/snapcrypt/snapcrypt/exclude"
 )
@@ -102,4 +105,94 @@ func (s *selector) children(dir string) (names []string, left uint64, err error)
 		return names, 0, nil
 	}
 	return []string{keep}, uint64(len(names) - 1), nil
+}
+
+// Totals counts the regular files, and their bytes, that TakeSnapshot of
+// paths with ex would visit, reading metadata only; a progress display
+// runs it beside the snapshot for an ETA. Entries that cannot be read are
+// passed over.
+func Totals(ctx context.Context, paths []string, ex Exclusions) (files, bytes uint64, err error) {
+	s, err := newSelector(ex)
+	if err != nil {
+		return 0, 0, err
+	}
+	c := &counter{ctx: ctx, s: s}
+	if len(paths) == 1 {
+		if fi, err := os.Lstat(paths[0]); err == nil && fi.IsDir() {
+			c.dev = devOf(fi)
+			err := c.dir(paths[0], "", fi)
+			return c.files, c.bytes, err
+		}
+	}
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		rel := filepath.Base(p)
+		if s.excluded(rel, fi) {
+			continue
+		}
+		c.dev = devOf(fi)
+		if err := c.entry(p, rel, fi); err != nil {
+			return c.files, c.bytes, err
+		}
+	}
+	return c.files, c.bytes, nil
+}
+
+type counter struct {
+	ctx          context.Context
+	s            *selector
+	dev          uint64
+	files, bytes uint64
+}
+
+func devOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev
+	}
+	return 0
+}
+
+func (c *counter) entry(p, rel string, fi os.FileInfo) error {
+	switch {
+	case fi.IsDir():
+		return c.dir(p, rel, fi)
+	case fi.Mode().IsRegular():
+		c.files++
+		c.bytes += uint64(fi.Size())
+	}
+	return nil
+}
+
+func (c *counter) dir(p, rel string, fi os.FileInfo) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	if c.s.ex.OneFileSystem && devOf(fi) != c.dev {
+		return nil
+	}
+	names, _, err := c.s.children(p)
+	if err != nil {
+		return nil
+	}
+	for _, nm := range names {
+		cp := filepath.Join(p, nm)
+		crel := nm
+		if rel != "" {
+			crel = rel + "/" + nm
+		}
+		cfi, err := os.Lstat(cp)
+		if err != nil || c.s.excluded(crel, cfi) {
+			continue
+		}
+		if c.s.ex.OneFileSystem && !cfi.IsDir() && devOf(cfi) != c.dev {
+			continue
+		}
+		if err := c.entry(cp, crel, cfi); err != nil {
+			return err
+		}
+	}
+	return nil
 }

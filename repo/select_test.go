@@ -72,6 +72,10 @@ func TestSnapshotExclusions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pre-scan counts what the snapshot took.
+	if files, bytes, err := repo.Totals(ctx, []string{src}, ex); err != nil || files != res.Snapshot.Files || bytes != res.Snapshot.Bytes {
+		t.Errorf("Totals: %d files, %d bytes, %v; the snapshot took %d files, %d bytes", files, bytes, err, res.Snapshot.Files, res.Snapshot.Bytes)
+	}
 	got := listTree(t, r, res.Snapshot.Tree, "")
 	want := []string{".cache/", ".cache/CACHEDIR.TAG", "Photos/", "Photos/notes.txt", "fake/", "fake/CACHEDIR.TAG",
 		"fake/blob", "keep.o", "main.go", "name-\xff.txt", "proj/", "proj/.nobackup", "small.bin",
@@ -126,6 +130,11 @@ func TestSnapshotExclusionsSeveralPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	paths := []string{filepath.Join(d, "one"), filepath.Join(d, "two")}
+	ex := repo.Exclusions{Patterns: []repo.Pattern{{Pattern: "/one/*.log"}, {Pattern: "/two/y"}}}
+	if files, _, err := repo.Totals(ctx, paths, ex); err != nil || files != 2 {
+		t.Errorf("Totals of two paths: %d files, %v; want 2", files, err)
+	}
 	got := listTree(t, r, res.Snapshot.Tree, "")
 	if want := []string{"one/", "one/y", "two/", "two/x.log"}; !slices.Equal(got, want) {
 		t.Fatalf("snapshot holds %q, want %q", got, want)
@@ -164,6 +173,9 @@ func TestSnapshotOneFileSystem(t *testing.T) {
 		res, err := r.TakeSnapshot(ctx, []string{src}, repo.SnapshotOptions{Exclude: repo.Exclusions{OneFileSystem: c.one}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if files, _, err := repo.Totals(ctx, []string{src}, repo.Exclusions{OneFileSystem: c.one}); err != nil || files != res.Snapshot.Files {
+			t.Errorf("one-file-system %v: Totals counts %d files (%v), the snapshot %d", c.one, files, err, res.Snapshot.Files)
 		}
 		if got := listTree(t, r, res.Snapshot.Tree, ""); !slices.Equal(got, c.want) {
 			t.Errorf("one-file-system %v: snapshot holds %q, want %q", c.one, got, c.want)
