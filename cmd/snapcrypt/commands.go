@@ -119,12 +119,12 @@ func snapshotCommand() *command {
 			if err != nil {
 				return err
 			}
+			rep := newReporter(c, sf.quiet)
 			opts := repo.SnapshotOptions{Name: name, Tags: tags, Host: host, Time: when, Exclude: sf.ex,
-				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }}
+				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
 			if sf.quiet {
 				opts.Note = func(string) {}
 			}
-			rep := newReporter(c, sf.quiet)
 			if rep != nil {
 				opts.Progress = snapshotProgress(rep)
 			}
@@ -273,9 +273,9 @@ func restoreCommand() *command {
 			if err != nil {
 				return err
 			}
-			opts := repo.RestoreOptions{Include: include,
-				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }}
 			rep := newReporter(c, quiet)
+			opts := repo.RestoreOptions{Include: include,
+				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
 			if rep != nil {
 				opts.Progress = restoreProgress(rep)
 				if len(include) == 0 {

@@ -125,10 +125,27 @@ func (r *reporter) finish() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.clear()
+}
+
+func (r *reporter) clear() {
 	if r.last > 0 {
 		fmt.Fprintf(r.w, "\r%s\r", strings.Repeat(" ", r.last))
 		r.last = 0
 	}
+}
+
+// println prints a message line to w, clearing the progress line first
+// (the next show draws it again). A nil reporter prints to w alone.
+func (r *reporter) println(w io.Writer, a ...any) {
+	if r == nil || r.json {
+		fmt.Fprintln(w, a...)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clear()
+	fmt.Fprintln(w, a...)
 }
 
 // renderLine is the terminal line: elapsed time, files and bytes (of the
