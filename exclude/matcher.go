@@ -34,7 +34,6 @@ import (
 // once built.
 type Matcher struct {
 	rules []rule
-	fold  bool // some rule is case-insensitive
 }
 
 type rule struct {
@@ -58,7 +57,6 @@ func (m *Matcher) Add(pattern string, fold bool) error {
 		return fmt.Errorf("exclude pattern %q: %w", pattern, err)
 	}
 	m.rules = append(m.rules, r)
-	m.fold = m.fold || fold
 	return nil
 }
 
@@ -144,28 +142,34 @@ func (m *Matcher) Excluded(path string, isDir bool) bool {
 		return false
 	}
 	path = strings.TrimLeft(path, "/")
-	lower := path
-	if m.fold {
-		lower = foldString(path)
+	base := path
+	if j := strings.LastIndexByte(path, '/'); j >= 0 {
+		base = path[j+1:]
 	}
+	// Folded forms, made when a case-insensitive rule first needs them.
+	var lowerBase, lowerPath string
+	var haveBase, havePath bool
 	for i := len(m.rules) - 1; i >= 0; i-- {
 		r := &m.rules[i]
 		if r.dirOnly && !isDir {
 			continue
 		}
-		p := path
-		if r.fold {
-			p = lower
-		}
 		var hit bool
-		if !r.anchored {
-			base := p
-			if j := strings.LastIndexByte(p, '/'); j >= 0 {
-				base = p[j+1:]
+		switch {
+		case !r.anchored && !r.fold:
+			hit = r.base.match(base, false)
+		case !r.anchored:
+			if !haveBase {
+				lowerBase, haveBase = foldString(base), true
 			}
-			hit = r.base.match(base, r.fold)
-		} else {
-			hit = matchSegs(r.segs, p, p != "", r.fold)
+			hit = r.base.match(lowerBase, true)
+		case !r.fold:
+			hit = matchSegs(r.segs, path, path != "", false)
+		default:
+			if !havePath {
+				lowerPath, havePath = foldString(path), true
+			}
+			hit = matchSegs(r.segs, lowerPath, lowerPath != "", true)
 		}
 		if hit {
 			return !r.neg

@@ -2,6 +2,7 @@ package repo_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,5 +181,42 @@ func TestSnapshotOneFileSystem(t *testing.T) {
 		if got := listTree(t, r, res.Snapshot.Tree, ""); !slices.Equal(got, c.want) {
 			t.Errorf("one-file-system %v: snapshot holds %q, want %q", c.one, got, c.want)
 		}
+	}
+}
+
+// BenchmarkSnapshotFiles times a first snapshot of a tree of small files,
+// with and without a home directory's exclusions, and reports ns/file: the
+// figure the matcher's ns/path (package exclude) compares with.
+func BenchmarkSnapshotFiles(b *testing.B) {
+	ctx := context.Background()
+	src := b.TempDir()
+	const dirs, per = 40, 50
+	for d := 0; d < dirs; d++ {
+		dir := filepath.Join(src, "src", fmt.Sprintf("pkg%d", d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for f := 0; f < per; f++ {
+			content := fmt.Sprintf("file %d of %d\n%s", f, d, strings.Repeat("x", 100+f*10))
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.go", f)), []byte(content), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ex := repo.Exclusions{Caches: true, Patterns: []repo.Pattern{{Pattern: "*.o"}, {Pattern: "node_modules/"},
+		{Pattern: "/go/pkg/mod/"}, {Pattern: "**/build/**"}, {Pattern: "*.log"}, {Pattern: "!important.log"}}}
+	for _, c := range []struct {
+		name string
+		ex   repo.Exclusions
+	}{{"plain", repo.Exclusions{}}, {"excludes", ex}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				r := newRepo(b, mem.New())
+				if _, err := r.TakeSnapshot(ctx, []string{src}, repo.SnapshotOptions{Exclude: c.ex}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(dirs*per), "ns/file")
+		})
 	}
 }
