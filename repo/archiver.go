@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,8 +35,13 @@ type SnapshotOptions struct {
 	// fifos and sockets by design; unreadable entries, which also count in
 	// SnapshotResult.Warnings). Nil discards them.
 	Warn func(msg string)
+	// Note, when set, receives the messages about entries skipped by
+	// design (devices, fifos, sockets) instead of Warn.
+	Note func(msg string)
 	// Progress, when set, is called now and then with the figures so far.
 	Progress func(Progress)
+	// Exclude chooses what to leave out; it is recorded in the manifest.
+	Exclude Exclusions
 }
 
 // Progress are the running figures of a snapshot.
@@ -46,8 +52,12 @@ type Progress struct {
 	ReadBytes uint64 // bytes actually read (changed or new files)
 	Reused    uint64 // files taken unchanged from the parent snapshot
 	NewBlobs  uint64
-	Stored    int64 // bytes written to the store
+	Stored    int64  // bytes written to the store
+	Excluded  uint64 // entries left out by the exclusions
 	Start     time.Time
+	// Current is the path (on disk) being read when the figures were
+	// taken; empty once done.
+	Current string
 }
 
 // SnapshotResult tells what a snapshot run did.
@@ -69,6 +79,9 @@ type archiver struct {
 	jobs     chan *hashJob
 	lastProg time.Time
 	depth    int // of the tree being made: 0 for the root
+	sel      *selector
+	synth    bool   // the root is synthetic: its entries are the paths given
+	topDev   uint64 // device of the path given that is being read
 }
 
 // TakeSnapshot snapshots paths. One directory makes its contents the root;
@@ -90,41 +103,61 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		}
 		abs[i] = a
 	}
-	if opts.Host == "" {
-		opts.Host, _ = os.Hostname()
-	}
-	// An index that cannot be read yet (during a rotation, by a process
-	// holding only the new key) costs deduplication, not the snapshot.
-	if _, err := r.LoadIndexPartial(ctx); err != nil {
+	a, stop, err := r.newArchiver(ctx, opts)
+	if err != nil {
 		return nil, err
 	}
-	a := &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
-		links: map[[2]uint64][]Chunk{}}
-	a.prog.Start = time.Now()
-	a.chunker = chunker.New(nil, r.pol)
-	a.jobs = make(chan *hashJob, 4)
-	go a.hasher(ctx)
-	defer close(a.jobs)
+	defer stop()
 
 	parent, parentTree := r.parentFor(ctx, abs)
 
 	var root *Node
-	var err error
 	if len(abs) == 1 {
 		fi, lerr := os.Lstat(abs[0])
 		if lerr != nil {
 			return nil, lerr
 		}
 		if fi.IsDir() {
-			root, err = a.dir(ctx, abs[0], []byte("/"), parentTree)
+			root, err = a.dir(ctx, abs[0], "", []byte("/"), fi, parentTree)
 		}
 	}
 	if root == nil && err == nil {
+		a.synth = true
 		root, err = a.synthetic(ctx, abs, parentTree)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return a.commit(ctx, root, abs, parent)
+}
+
+// newArchiver starts an archiver; stop ends its hasher.
+func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *archiver, stop func(), err error) {
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	sel, err := newSelector(opts.Exclude)
+	if err != nil {
+		return nil, nil, err
+	}
+	// An index that cannot be read yet (during a rotation, by a process
+	// holding only the new key) costs deduplication, not the snapshot.
+	if _, err := r.LoadIndexPartial(ctx); err != nil {
+		return nil, nil, err
+	}
+	a = &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
+		links: map[[2]uint64][]Chunk{}, sel: sel}
+	a.prog.Start = time.Now()
+	a.chunker = chunker.New(nil, r.pol)
+	a.jobs = make(chan *hashJob, 4)
+	go a.hasher(ctx)
+	return a, func() { close(a.jobs) }, nil
+}
+
+// commit flushes the packs and writes the manifest of the snapshot whose
+// root is root.
+func (a *archiver) commit(ctx context.Context, root *Node, paths []string, parent *Snapshot) (*SnapshotResult, error) {
+	r, opts := a.r, a.opts
 	if err := a.w.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -133,10 +166,14 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 		snapTime = time.Now()
 	}
 	snap := &Snapshot{
-		Version: snapshotVersion, Time: snapTime.UTC(), Host: opts.Host, Paths: abs,
+		Version: snapshotVersion, Time: snapTime.UTC(), Host: opts.Host, Paths: paths,
 		Name: opts.Name, Tags: opts.Tags, Tree: root.Subtree,
 		Root:  &RootMeta{Mode: root.Mode, UID: root.UID, GID: root.GID, MTime: root.MTime},
 		Files: a.prog.Files, Dirs: a.prog.Dirs, Bytes: a.prog.Bytes,
+	}
+	if !opts.Exclude.empty() {
+		ex := opts.Exclude
+		snap.Exclude = &ex
 	}
 	if u := os.Getenv("USER"); u != "" {
 		snap.Username = u
@@ -165,6 +202,7 @@ func (r *Repository) TakeSnapshot(ctx context.Context, paths []string, opts Snap
 	r.snaps[snap.ID] = snap
 	r.snapMu.Unlock()
 	a.prog.Stored = a.w.stored
+	a.prog.Current = ""
 	a.progress(true)
 	return &SnapshotResult{Snapshot: snap, Progress: a.prog, Warnings: a.warnings}, nil
 }
@@ -220,7 +258,7 @@ func (a *archiver) synthetic(ctx context.Context, paths []string, parent *Tree) 
 		}
 		seen[base] = true
 		a.depth++
-		n, err := a.entry(ctx, p, []byte(base), parent)
+		n, err := a.entry(ctx, p, base, []byte(base), parent)
 		a.depth--
 		if err != nil {
 			return nil, err
@@ -254,14 +292,20 @@ func (a *archiver) storeTree(ctx context.Context, t *Tree) (BlobID, error) {
 	return id, err
 }
 
-// entry snapshots one path of any type; it returns nil for skipped entries.
-func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
+// entry snapshots one path of any type; it returns nil for skipped and
+// excluded entries. rel is its path inside the snapshot.
+func (a *archiver) entry(ctx context.Context, path, rel string, name []byte, parent *Tree) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
 		a.warn("skipped %s: %v", path, err)
+		return nil, nil
+	}
+	top := rel == "" || a.synth && !strings.Contains(rel, "/")
+	if a.sel.excluded(rel, fi) || !top && !fi.IsDir() && a.otherDevice(fi) {
+		a.prog.Excluded++
 		return nil, nil
 	}
 	var old *Node
@@ -280,7 +324,7 @@ func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *
 		if old != nil && old.Type == TypeDir {
 			sub, _ = a.r.LoadTree(ctx, old.Subtree)
 		}
-		return a.dir(ctx, path, name, sub)
+		return a.dir(ctx, path, rel, name, fi, sub)
 	case os.ModeSymlink:
 		target, err := os.Readlink(path)
 		if err != nil {
@@ -293,8 +337,11 @@ func (a *archiver) entry(ctx context.Context, path string, name []byte, parent *
 		return &n, nil
 	default:
 		// Not an error: these are skipped by design, with a word.
-		if a.opts.Warn != nil {
-			a.opts.Warn(fmt.Sprintf("skipped %s: %s files are not kept", path, typeWord(fi.Mode())))
+		msg := fmt.Sprintf("skipped %s: %s files are not kept", path, typeWord(fi.Mode()))
+		if a.opts.Note != nil {
+			a.opts.Note(msg)
+		} else if a.opts.Warn != nil {
+			a.opts.Warn(msg)
 		}
 		return nil, nil
 	}
@@ -331,45 +378,59 @@ func statNode(name []byte, fi os.FileInfo) Node {
 	return n
 }
 
-func (a *archiver) dir(ctx context.Context, path string, name []byte, parent *Tree) (*Node, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
+// dir snapshots a directory; fi is its Lstat. rel is its path inside the
+// snapshot ("" for the root).
+func (a *archiver) dir(ctx context.Context, path, rel string, name []byte, fi os.FileInfo, parent *Tree) (*Node, error) {
+	n := statNode(name, fi)
+	n.Type = TypeDir
+	if rel == "" || a.synth && !strings.Contains(rel, "/") {
+		a.topDev = n.Dev // where --one-file-system stays
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		a.warn("skipped %s: %v", path, err)
-		return nil, nil
+	var names []string
+	if !a.otherDevice(fi) {
+		var left uint64
+		var err error
+		names, left, err = a.sel.children(path)
+		if err != nil {
+			a.warn("skipped %s: %v", path, err)
+			return nil, nil
+		}
+		a.prog.Excluded += left
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		a.warn("skipped %s: %v", path, err)
-		return nil, nil
-	}
-	sort.Strings(names) // byte order
 	nodes := make([]Node, 0, len(names))
 	for _, nm := range names {
+		crel := nm
+		if rel != "" {
+			crel = rel + "/" + nm
+		}
 		a.depth++
-		n, err := a.entry(ctx, filepath.Join(path, nm), []byte(nm), parent)
+		c, err := a.entry(ctx, filepath.Join(path, nm), crel, []byte(nm), parent)
 		a.depth--
 		if err != nil {
 			return nil, err
 		}
-		if n != nil {
-			nodes = append(nodes, *n)
+		if c != nil {
+			nodes = append(nodes, *c)
 		}
 	}
 	id, err := a.storeTree(ctx, &Tree{Nodes: nodes})
 	if err != nil {
 		return nil, err
 	}
-	n := statNode(name, fi)
-	n.Type = TypeDir
 	n.Subtree = id
 	a.prog.Dirs++
 	a.progress(false)
 	return &n, nil
+}
+
+// otherDevice tells whether --one-file-system keeps out (the contents of)
+// the entry whose Lstat is fi.
+func (a *archiver) otherDevice(fi os.FileInfo) bool {
+	if !a.opts.Exclude.OneFileSystem {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Dev != a.topDev
 }
 
 func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.FileInfo, old *Node) (*Node, error) {
@@ -378,6 +439,7 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 	n.Size = uint64(fi.Size())
 	a.prog.Files++
 	a.prog.Bytes += n.Size
+	a.prog.Current = path
 	defer a.progress(false)
 	if old != nil && old.Type == TypeFile && old.Size == n.Size && old.MTime == n.MTime &&
 		old.CTime == n.CTime && old.Inode == n.Inode && a.haveAll(old.Chunks) {
@@ -400,10 +462,31 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		return nil, nil
 	}
 	defer f.Close()
-	a.chunker.Reset(f, a.r.pol)
+	size, readErr, err := a.read(f, &n)
+	if err != nil {
+		return nil, err
+	}
+	if readErr != nil {
+		a.warn("skipped %s: %v", path, readErr)
+		a.prog.Files--
+		a.prog.Bytes -= n.Size
+		return nil, nil
+	}
+	// The file may have changed while it was read: record what was read.
+	a.prog.Bytes += size - n.Size
+	n.Size = size
+	if n.Links > 1 {
+		a.links[link] = n.Chunks
+	}
+	return &n, nil
+}
+
+// read chunks rd into n.Chunks and returns the bytes read. readErr is an
+// error reading rd; err one storing the chunks.
+func (a *archiver) read(rd io.Reader, n *Node) (size uint64, readErr, err error) {
+	a.chunker.Reset(rd, a.r.pol)
 	// Chunking runs here; hashing and packing run on the hasher goroutine,
 	// so the two cores share the work. Chunk order is kept by pending.
-	var size uint64
 	var pending []*hashJob
 	collect := func(j *hashJob) error {
 		<-j.done
@@ -416,7 +499,6 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		n.Chunks = append(n.Chunks, Chunk{ID: j.id, Length: j.length})
 		return nil
 	}
-	var readErr error
 	for {
 		c, err := a.chunker.Next(a.buf)
 		if err == io.EOF {
@@ -432,7 +514,7 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 		for len(pending) > 0 && (len(pending) >= 8 || isDone(pending[0])) {
 			if err := collect(pending[0]); err != nil {
 				a.drain(pending[1:])
-				return nil, err
+				return 0, nil, err
 			}
 			pending = pending[1:]
 		}
@@ -443,22 +525,10 @@ func (a *archiver) file(ctx context.Context, path string, name []byte, fi os.Fil
 	for i, j := range pending {
 		if err := collect(j); err != nil {
 			a.drain(pending[i+1:])
-			return nil, err
+			return 0, nil, err
 		}
 	}
-	if readErr != nil {
-		a.warn("skipped %s: %v", path, readErr)
-		a.prog.Files--
-		a.prog.Bytes -= n.Size
-		return nil, nil
-	}
-	// The file may have changed while it was read: record what was read.
-	a.prog.Bytes += size - n.Size
-	n.Size = size
-	if n.Links > 1 {
-		a.links[link] = n.Chunks
-	}
-	return &n, nil
+	return size, readErr, nil
 }
 
 // hashJob is one chunk on its way to the hasher goroutine.

@@ -242,6 +242,7 @@ func FuzzParsePackTrailer(f *testing.F) {
 
 func FuzzUnmarshalSnapshot(f *testing.F) {
 	f.Add([]byte(`{"version":1,"time":"2026-11-27T03:00:00Z","host":"h","paths":["/x"],"tree":"` + strings.Repeat("ab", 32) + `","files":1,"dirs":1,"bytes":3}`))
+	f.Add([]byte(`{"version":1,"time":"2026-11-27T03:00:00Z","host":"h","paths":["/x"],"tree":"` + strings.Repeat("ab", 32) + `","files":1,"dirs":1,"bytes":3,"exclude":{"patterns":[{"pattern":"*.o"},{"pattern":"!K*","ignore_case":true}],"caches":true,"if_present":[".nobackup"],"larger_than":1024,"one_file_system":true}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := UnmarshalSnapshot(b)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +26,17 @@ type RestoreOptions struct {
 	// Warn receives a message for each entry that could not be restored
 	// fully (ownership as an ordinary user, for example).
 	Warn func(msg string)
+	// Progress, when set, is called now and then (and once at the end)
+	// with the figures so far.
+	Progress func(RestoreProgress)
+}
+
+// RestoreProgress are the running figures of a restore.
+type RestoreProgress struct {
+	Files   uint64 // regular files written (hard links count once)
+	Bytes   uint64 // bytes of content written
+	Start   time.Time
+	Current string // the file being written; empty at the end
 }
 
 // RestoreResult tells what a restore did.
@@ -41,6 +53,18 @@ type restorer struct {
 	links map[[2]uint64]string
 	root  bool
 	path  []BlobID // the trees from the root to the one being restored
+	prog  RestoreProgress
+	last  time.Time
+}
+
+func (rs *restorer) progress(force bool) {
+	if rs.opts.Progress == nil {
+		return
+	}
+	if now := time.Now(); force || now.Sub(rs.last) > 200*time.Millisecond {
+		rs.last = now
+		rs.opts.Progress(rs.prog)
+	}
 }
 
 // Restore writes the snapshot's tree below target, which must be absent or
@@ -62,9 +86,12 @@ func (r *Repository) Restore(ctx context.Context, s *Snapshot, target string, op
 		return nil, fmt.Errorf("restore target: %w", err)
 	}
 	rs := &restorer{r: r, opts: opts, links: map[[2]uint64]string{}, root: os.Geteuid() == 0}
+	rs.prog.Start = time.Now()
 	if err := rs.dir(ctx, s.Tree, target, ""); err != nil {
 		return &rs.res, err
 	}
+	rs.prog.Current = ""
+	rs.progress(true)
 	if s.Root != nil && len(opts.Include) == 0 {
 		rs.meta(&Node{Type: TypeDir, Mode: s.Root.Mode, UID: s.Root.UID, GID: s.Root.GID, MTime: s.Root.MTime}, target)
 	}
@@ -206,6 +233,7 @@ func (rs *restorer) file(ctx context.Context, n *Node, p string) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	var off int64
+	rs.prog.Current = p
 	for _, c := range n.Chunks {
 		b, err := rs.r.ReadBlob(ctx, BlobData, c.ID)
 		if err != nil {
@@ -216,6 +244,8 @@ func (rs *restorer) file(ctx context.Context, n *Node, p string) error {
 			f.Close()
 			return fmt.Errorf("restore %s: chunk %s is %w (length %d, want %d)", p, c.ID.Short(), object.ErrCorrupt, len(b), c.Length)
 		}
+		rs.prog.Bytes += uint64(len(b))
+		rs.progress(false)
 		if isZero(b) {
 			off += int64(len(b)) // keep sparse files sparse
 			continue
@@ -226,6 +256,8 @@ func (rs *restorer) file(ctx context.Context, n *Node, p string) error {
 		}
 		off += int64(len(b))
 	}
+	rs.prog.Files++
+	rs.progress(false)
 	if err := f.Truncate(int64(n.Size)); err != nil {
 		f.Close()
 		return fmt.Errorf("restore %s: %w", p, err)

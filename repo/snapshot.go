@@ -25,6 +25,9 @@ type Snapshot struct {
 	Files uint64    `json:"files"`
 	Dirs  uint64    `json:"dirs"`
 	Bytes uint64    `json:"bytes"`
+	// Exclude is what the snapshot left out by choice; manifests of
+	// snapshots taken without exclusions (and older ones) lack it.
+	Exclude *Exclusions `json:"exclude,omitempty"`
 
 	// ID is the snapshot object's id; not part of the manifest bytes.
 	ID ObjectID `json:"-"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -81,17 +82,26 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 func snapshotCommand() *command {
 	var name, host, at string
 	var tags []string
+	var sf snapshotFlags
 	return &command{
-		name: "snapshot", args: "PATH...",
+		name: "snapshot", args: "PATH... | --stdin | --stdin-from-command -- COMMAND [ARG...]",
 		short: "Take one snapshot of PATH...; prints its id on the last line of stdout.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			fs.StringVar(&name, "name", "", "snapshot name")
 			fs.StringArrayVar(&tags, "tag", nil, "tag (repeatable)")
 			fs.StringVar(&host, "host", "", "host name to record (default: this machine's)")
 			fs.StringVar(&at, "time", "", "snapshot time to record, RFC 3339 (e.g. 2024-05-01T10:00:00+02:00; default: now)")
+			sf.setup(fs, c)
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
-			if len(args) == 0 {
+			switch {
+			case sf.stdin && sf.stdinCommand:
+				return usagef("--stdin and --stdin-from-command exclude each other")
+			case sf.stdin && len(args) != 0:
+				return usagef("snapshot --stdin takes no PATH (name the file with --stdin-filename)")
+			case sf.stdinCommand && len(args) == 0:
+				return usagef("snapshot --stdin-from-command needs a COMMAND")
+			case !sf.stdin && !sf.stdinCommand && len(args) == 0:
 				return usagef("snapshot needs at least one PATH")
 			}
 			var when time.Time
@@ -109,34 +119,69 @@ func snapshotCommand() *command {
 			if err != nil {
 				return err
 			}
-			opts := repo.SnapshotOptions{Name: name, Tags: tags, Host: host, Time: when,
-				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }}
-			tty := isTerminal(c.stdout)
-			if tty {
-				opts.Progress = func(p repo.Progress) {
-					el := time.Since(p.Start).Seconds()
-					rate := 0.0
-					if el > 0 {
-						rate = float64(p.ReadBytes) / el
-					}
-					fmt.Fprintf(c.stdout, "\r%d files, %s, %s read at %s/s  ", p.Files, bytesStr(p.Bytes), bytesStr(p.ReadBytes), bytesStr(uint64(rate)))
-				}
+			rep := newReporter(c, sf.quiet)
+			opts := repo.SnapshotOptions{Name: name, Tags: tags, Host: host, Time: when, Exclude: sf.ex,
+				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
+			if sf.quiet {
+				opts.Note = func(string) {}
+			}
+			if rep != nil {
+				opts.Progress = snapshotProgress(rep)
 			}
 			wait := resumeRotation(ctx, c, r.Keys())
-			res, err := r.TakeSnapshot(ctx, args, opts)
-			wait()
-			if tty {
-				fmt.Fprintln(c.stdout)
+			var res *repo.SnapshotResult
+			switch {
+			case sf.stdin:
+				res, err = r.SnapshotReader(ctx, os.Stdin, sf.stdinName, opts)
+			case sf.stdinCommand:
+				var cr *commandReader
+				if cr, err = startCommand(ctx, args, c.stderr); err == nil {
+					res, err = r.SnapshotReader(ctx, cr, sf.stdinName, opts)
+					cr.close()
+				}
+			default:
+				if rep != nil {
+					// The pre-scan runs beside the snapshot and gives the
+					// display its totals, and so an ETA.
+					sctx, stop := context.WithCancel(ctx)
+					defer stop()
+					go func() {
+						if files, bytes, err := repo.Totals(sctx, args, sf.ex); err == nil {
+							rep.setTotals(files, bytes)
+						}
+					}()
+				}
+				res, err = r.TakeSnapshot(ctx, args, opts)
 			}
+			wait()
+			rep.finish()
 			if err != nil {
 				return err
 			}
 			p := res.Progress
-			fmt.Fprintf(c.stderr, "snapshot %s: %d files, %d dirs, %s; read %s, %d files unchanged, %d new blobs, %s stored in %.1fs\n",
-				res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
-				bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
-			fmt.Fprintln(c.stdout, res.Snapshot.ID)
-			removeStale(ctx, c, r.Store())
+			switch {
+			case c.json:
+				json.NewEncoder(c.stdout).Encode(snapshotSummary{MessageType: "summary", SnapshotID: res.Snapshot.ID.String(),
+					Files: p.Files, Dirs: p.Dirs, Bytes: p.Bytes, ReadBytes: p.ReadBytes, UnchangedFiles: p.Reused,
+					NewBlobs: p.NewBlobs, StoredBytes: p.Stored, Excluded: p.Excluded, Warnings: res.Warnings,
+					Seconds: time.Since(p.Start).Seconds()})
+			case sf.quiet:
+				fmt.Fprintln(c.stdout, res.Snapshot.ID)
+			default:
+				excluded := ""
+				if p.Excluded > 0 {
+					excluded = fmt.Sprintf(", %d entries excluded", p.Excluded)
+				}
+				fmt.Fprintf(c.stderr, "snapshot %s: %d files, %d dirs, %s%s; read %s, %d files unchanged, %d new blobs, %s stored in %.1fs\n",
+					res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), excluded, bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
+					bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
+				fmt.Fprintln(c.stdout, res.Snapshot.ID)
+			}
+			if sf.quiet {
+				removeStale(ctx, &cli{stdout: io.Discard, stderr: io.Discard}, r.Store())
+			} else {
+				removeStale(ctx, c, r.Store())
+			}
 			if res.Warnings > 0 {
 				return withCode(exitWarnings, fmt.Errorf("snapshot %s written, but %d entries were skipped (see warnings)", res.Snapshot.ShortID(), res.Warnings))
 			}
@@ -169,6 +214,8 @@ type snapshotJSON struct {
 	Files uint64    `json:"files"`
 	Bytes uint64    `json:"bytes"`
 	Tree  string    `json:"tree"`
+	// Exclude is what the snapshot left out by choice, if anything.
+	Exclude *repo.Exclusions `json:"exclude,omitempty"`
 }
 
 func runSnapshots(ctx context.Context, c *cli, args []string) error {
@@ -190,7 +237,7 @@ func runSnapshots(ctx context.Context, c *cli, args []string) error {
 			if tags == nil {
 				tags = []string{}
 			}
-			out = append(out, snapshotJSON{s.ID.String(), s.ShortID(), s.Time, s.Host, s.Name, tags, s.Paths, s.Files, s.Bytes, s.Tree.String()})
+			out = append(out, snapshotJSON{s.ID.String(), s.ShortID(), s.Time, s.Host, s.Name, tags, s.Paths, s.Files, s.Bytes, s.Tree.String(), s.Exclude})
 		}
 		return c.printJSON(out)
 	}
@@ -205,11 +252,14 @@ func runSnapshots(ctx context.Context, c *cli, args []string) error {
 
 func restoreCommand() *command {
 	var include []string
+	var quiet bool
 	return &command{
 		name: "restore", args: "SNAPSHOT TARGET",
 		short: "Restore a snapshot (id, unique id prefix, name or 'latest') into TARGET, an absent or empty directory.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			fs.StringArrayVar(&include, "include", nil, "restore only paths matching PATTERN (path inside the snapshot, shell pattern; repeatable)")
+			fs.BoolVar(&c.json, "json", false, "print status and a final summary as JSON objects, one a line, on stdout")
+			fs.BoolVarP(&quiet, "quiet", "q", false, "print only warnings and errors")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			if len(args) != 2 {
@@ -223,13 +273,36 @@ func restoreCommand() *command {
 			if err != nil {
 				return err
 			}
-			res, err := r.Restore(ctx, s, args[1], repo.RestoreOptions{Include: include,
-				Warn: func(msg string) { fmt.Fprintln(c.stderr, "warning:", msg) }})
+			rep := newReporter(c, quiet)
+			opts := repo.RestoreOptions{Include: include,
+				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
+			if rep != nil {
+				opts.Progress = restoreProgress(rep)
+				if len(include) == 0 {
+					sctx, stop := context.WithCancel(ctx)
+					defer stop()
+					go func() {
+						if files, bytes, err := restoreTotals(sctx, r, s); err == nil {
+							rep.setTotals(files, bytes)
+						}
+					}()
+				}
+			}
+			start := time.Now()
+			res, err := r.Restore(ctx, s, args[1], opts)
+			rep.finish()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "restored snapshot %s to %s: %d files, %d dirs, %d symlinks, %d hard links, %s\n",
-				s.ShortID(), args[1], res.Files, res.Dirs, res.Symlinks, res.Hardlinks, bytesStr(res.Bytes))
+			switch {
+			case c.json:
+				return json.NewEncoder(c.stdout).Encode(restoreSummary{MessageType: "summary", SnapshotID: s.ID.String(),
+					Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Hardlinks: res.Hardlinks, Bytes: res.Bytes,
+					Warnings: res.Warnings, Seconds: time.Since(start).Seconds()})
+			case !quiet:
+				fmt.Fprintf(c.stdout, "restored snapshot %s to %s: %d files, %d dirs, %d symlinks, %d hard links, %s\n",
+					s.ShortID(), args[1], res.Files, res.Dirs, res.Symlinks, res.Hardlinks, bytesStr(res.Bytes))
+			}
 			return nil
 		},
 	}
