@@ -141,15 +141,14 @@ func loadRequest(line []byte) (shown string, m *keys.Material, err error) {
 	}
 	text := strings.TrimSpace(string(line))
 	if text == "" {
-		return "", nil, withErrno(syscall.EINVAL, errors.New("empty request: write a key spec (file:PATH, passfile:PATH or env:NAME)"))
+		return "", nil, withErrno(syscall.EINVAL, errors.New("empty request: write a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)"))
 	}
 	spec, err := keys.ParseSpec(text)
 	if err != nil {
-		return "", nil, withErrno(syscall.EINVAL, fmt.Errorf("the request is not a key spec (file:PATH, passfile:PATH or env:NAME)"))
+		return "", nil, withErrno(syscall.EINVAL, fmt.Errorf("the request is not a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)"))
 	}
 	shown = spec.String()
-	explicit := strings.HasPrefix(text, "file:") || strings.HasPrefix(text, "passfile:") || strings.HasPrefix(text, "env:")
-	if !explicit {
+	if !keys.IsExplicitSpec(text) {
 		if _, serr := os.Stat(text); serr != nil {
 			return "(not shown)", nil, withErrno(syscall.EINVAL, errors.New("the request names no readable key file (it is not shown, in case it was a key)"))
 		}
