@@ -376,3 +376,28 @@ func waitGone(t *testing.T, pid int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// FuzzSplitCommand: splitCommand never panics, and the words of a line it
+// accepts, each put back in single quotes, split into the same words.
+func FuzzSplitCommand(f *testing.F) {
+	for _, s := range []string{"pass show x", `a'b'"c"d`, `x '' ""`, `a\ b "c\"d" 'e\f'`, "a\\\nb", `"\$\` + "`" + `\\"`, `'`, `"`, `a\`, "a|b", "~x", "é ü"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := splitCommand(s)
+		if err != nil {
+			return
+		}
+		if len(words) == 0 {
+			t.Fatalf("splitCommand(%q) accepted no words", s)
+		}
+		var quoted []string
+		for _, w := range words {
+			quoted = append(quoted, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
+		}
+		again, err := splitCommand(strings.Join(quoted, " "))
+		if err != nil || !reflect.DeepEqual(again, words) {
+			t.Fatalf("splitCommand(%q) = %q; requoted %q, err %v", s, words, again, err)
+		}
+	})
+}
