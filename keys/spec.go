@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -27,21 +28,32 @@ const (
 	SpecFile     SpecKind = "file"     // a file holding a raw 32-byte key
 	SpecPassfile SpecKind = "passfile" // a file holding a passphrase
 	SpecEnv      SpecKind = "env"      // an environment variable holding a passphrase
+	SpecCmd      SpecKind = "cmd"      // a command that prints a key (as a key file holds it)
+	SpecPasscmd  SpecKind = "passcmd"  // a command that prints a passphrase
 )
 
-// Spec names where an operator's key comes from. It holds no key material
-// and is safe to print.
+// Spec names where an operator's key comes from. It holds no key material.
+// Its String method is safe to print; its Path field is not for the
+// command kinds (a command line may carry a secret).
 type Spec struct {
 	Kind SpecKind
-	Path string // file path for SpecFile and SpecPassfile, variable name for SpecEnv
+	// Path is the file path for SpecFile and SpecPassfile, the variable
+	// name for SpecEnv, and the command line for SpecCmd and SpecPasscmd.
+	Path string
 }
 
 // ParseSpec parses a key spec:
 //
-//	file:PATH      a key file: 32 raw bytes, 64 hex characters or base64 of 32 bytes
-//	passfile:PATH  a passphrase file: its content minus one trailing newline
-//	env:NAME       a passphrase in the environment variable NAME
-//	PATH           the same as file:PATH
+//	file:PATH         a key file: 32 raw bytes, 64 hex characters or base64 of 32 bytes
+//	passfile:PATH     a passphrase file: its content minus one trailing newline
+//	env:NAME          a passphrase in the environment variable NAME
+//	cmd:COMMAND       a command printing a key, read as a key file is
+//	passcmd:COMMAND   a command printing a passphrase (minus one trailing newline)
+//	PATH              the same as file:PATH
+//
+// A COMMAND is split into words as splitCommand documents (POSIX shell
+// quoting, no shell, no expansion) and checked here; it runs in Load.
+// Errors about a command spec never repeat the command line.
 func ParseSpec(s string) (Spec, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	var sp Spec
@@ -55,6 +67,11 @@ func ParseSpec(s string) (Spec, error) {
 		if strings.ContainsAny(rest, "= \t\n\x00") {
 			return Spec{}, badKey(nil, "key spec env:%s: not a valid environment variable name", rest)
 		}
+	case ok && (kind == string(SpecCmd) || kind == string(SpecPasscmd)):
+		if _, err := splitCommand(rest); err != nil {
+			return Spec{}, badKey(nil, "key spec %s:COMMAND: %v", kind, err)
+		}
+		return Spec{SpecKind(kind), rest}, nil
 	default:
 		sp = Spec{SpecFile, s}
 	}
@@ -64,13 +81,68 @@ func ParseSpec(s string) (Spec, error) {
 	return sp, nil
 }
 
-// String returns the spec as ParseSpec accepts it, e.g. "file:/etc/key".
-func (s Spec) String() string { return string(s.Kind) + ":" + s.Path }
+// IsExplicitSpec reports whether s names its kind (file:, passfile:, env:,
+// cmd: or passcmd:), rather than being a bare path.
+func IsExplicitSpec(s string) bool {
+	kind, _, ok := strings.Cut(s, ":")
+	if !ok {
+		return false
+	}
+	switch SpecKind(kind) {
+	case SpecFile, SpecPassfile, SpecEnv, SpecCmd, SpecPasscmd:
+		return true
+	}
+	return false
+}
 
-// Load reads the key material the spec names. Its errors wrap ErrBadKey,
-// say what is wrong and never contain key bytes.
+// String returns the spec as it is safe to show: as ParseSpec accepts it
+// ("file:/etc/key", "env:NAME"), except that the command line of a cmd: or
+// passcmd: spec is replaced by "[command not shown]".
+func (s Spec) String() string {
+	if s.Kind == SpecCmd || s.Kind == SpecPasscmd {
+		return string(s.Kind) + ":" + commandNotShown
+	}
+	return string(s.Kind) + ":" + s.Path
+}
+
+// GoString is String, so that %#v does not show a command line either.
+func (s Spec) GoString() string { return s.String() }
+
+// Load reads the key material the spec names; for cmd: and passcmd: it
+// runs the command (see runCommand) with a timeout of
+// DefaultCommandTimeout or what CommandTimeoutEnv says. Its errors wrap
+// ErrBadKey, say what is wrong and never contain key bytes, a command's
+// output or its command line.
 func (s Spec) Load() (*Material, error) {
 	switch s.Kind {
+	case SpecCmd:
+		out, err := loadCommand(context.Background(), "key command", s.Path)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(out)
+		raw, err := parseKeyBytes(out)
+		if err != nil {
+			hint := ""
+			if isText(out) && !strings.Contains(err.Error(), "passphrase") {
+				hint = " (a passphrase belongs in passcmd:COMMAND)"
+			}
+			return nil, badKey(nil, "key command: its output: %v%s", err, hint)
+		}
+		m := newRaw(raw, s.String())
+		clear(raw)
+		return m, nil
+	case SpecPasscmd:
+		out, err := loadCommand(context.Background(), "passphrase command", s.Path)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(out)
+		p := trimNewline(out)
+		if len(p) == 0 {
+			return nil, badKey(nil, "passphrase command printed an empty line")
+		}
+		return newPassphrase(p, s.String()), nil
 	case SpecFile:
 		b, err := readKeyFile("key file", s.Path)
 		if err != nil {
@@ -90,11 +162,7 @@ func (s Spec) Load() (*Material, error) {
 			return nil, err
 		}
 		defer clear(b)
-		p := b
-		if bytes.HasSuffix(p, []byte("\n")) {
-			p = p[:len(p)-1]
-			p = bytes.TrimSuffix(p, []byte("\r"))
-		}
+		p := trimNewline(b)
 		if len(p) == 0 {
 			return nil, badKey(nil, "passphrase file %s is empty", s.Path)
 		}
@@ -110,6 +178,15 @@ func (s Spec) Load() (*Material, error) {
 		return newPassphrase([]byte(v), s.String()), nil
 	}
 	return nil, badKey(nil, "key spec %s: unknown kind %q", s, s.Kind)
+}
+
+// trimNewline returns p without one trailing "\n" or "\r\n".
+func trimNewline(p []byte) []byte {
+	if bytes.HasSuffix(p, []byte("\n")) {
+		p = p[:len(p)-1]
+		p = bytes.TrimSuffix(p, []byte("\r"))
+	}
+	return p
 }
 
 func readKeyFile(what, path string) ([]byte, error) {
@@ -146,7 +223,7 @@ func parseKeyBytes(b []byte) ([]byte, error) {
 	want := "want 32 raw bytes, 64 hex characters or base64 of 32 bytes"
 	if len(b) == KeySize {
 		if isText(b) {
-			return nil, fmt.Errorf("32 bytes of text, %s (a passphrase belongs in passfile:PATH)", want)
+			return nil, fmt.Errorf("32 bytes of text, %s (a passphrase belongs in passfile:PATH or passcmd:COMMAND)", want)
 		}
 		return bytes.Clone(b), nil
 	}

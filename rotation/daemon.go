@@ -241,7 +241,8 @@ func (d *Daemon) status() DaemonStatus {
 }
 
 // Rotate handles a rotation request: line is a key spec (file:PATH,
-// passfile:PATH, env:NAME, or a PATH that exists) naming the new key.
+// passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND, or a PATH that
+// exists) naming the new key.
 // It returns once the switch is durable and finishes the rotation in the
 // background. Its errors are *RequestError.
 func (d *Daemon) Rotate(ctx context.Context, line []byte) error {
@@ -520,14 +521,13 @@ func loadRequest(line []byte) (sp keys.Spec, m *keys.Material, err error) {
 	}
 	text := strings.TrimSpace(string(line))
 	if text == "" {
-		return sp, nil, refuse(iofs.ErrInvalid, "empty request: write a key spec (file:PATH, passfile:PATH or env:NAME)")
+		return sp, nil, refuse(iofs.ErrInvalid, "empty request: write a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)")
 	}
 	sp, err = keys.ParseSpec(text)
 	if err != nil {
-		return keys.Spec{}, nil, refuse(iofs.ErrInvalid, "the request is not a key spec (file:PATH, passfile:PATH or env:NAME)")
+		return keys.Spec{}, nil, refuse(iofs.ErrInvalid, "the request is not a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)")
 	}
-	explicit := strings.HasPrefix(text, "file:") || strings.HasPrefix(text, "passfile:") || strings.HasPrefix(text, "env:")
-	if !explicit {
+	if !keys.IsExplicitSpec(text) {
 		if _, err := os.Stat(text); err != nil {
 			return keys.Spec{}, nil, refuse(iofs.ErrInvalid, "the request names no readable key file (it is not shown, in case it was a key)")
 		}
@@ -546,6 +546,10 @@ func what(kind keys.SpecKind) string {
 		return "passphrase file"
 	case keys.SpecEnv:
 		return "environment variable"
+	case keys.SpecCmd:
+		return "key command"
+	case keys.SpecPasscmd:
+		return "passphrase command"
 	}
 	return "key file"
 }
@@ -560,7 +564,7 @@ func redact(msg string, sp keys.Spec, fallback string) string {
 		return msg
 	}
 	msg = strings.ReplaceAll(msg, sp.String(), "the "+string(sp.Kind)+" spec of the request")
-	for _, w := range []string{"key file", "passphrase file", "environment variable", "key spec"} {
+	for _, w := range []string{"key file", "passphrase file", "environment variable", "key command", "passphrase command", "key spec"} {
 		msg = strings.ReplaceAll(msg, w+" "+sp.Path, "the "+w+" of the request")
 	}
 	if strings.Contains(msg, sp.Path) {
