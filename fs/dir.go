@@ -127,7 +127,7 @@ func (d *dirNode) child(ctx context.Context, n *repo.Node, out *fuse.EntryOut) *
 	case repo.TypeSymlink:
 		ops = &symlinkNode{m: d.m, a: a, target: bytes.Clone(n.Target)}
 	default:
-		ops = &fileNode{m: d.m, a: a, chunks: n.Chunks}
+		ops = newFileNode(a, n.Chunks)
 	}
 	ch := d.NewInode(ctx, ops, gofs.StableAttr{Mode: a.typ, Ino: childIno(d.snapIno, d.ino(), n)})
 	if at, ok := ch.Operations().(attrer); ok {
