@@ -161,6 +161,7 @@ type dirHandle struct {
 	t         *repo.Tree
 	parentIno uint64
 	pos       uint64
+	de        fuse.DirEntry // what Readdirent returns
 }
 
 var (
@@ -177,7 +178,9 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, syscall.EBADF
 	}
 	p := h.pos
-	de := &fuse.DirEntry{Off: p + 1}
+	// go-fuse copies the entry before the next call: one per handle does.
+	de := &h.de
+	*de = fuse.DirEntry{Off: p + 1}
 	switch {
 	case p == 0:
 		de.Name, de.Mode, de.Ino = ".", syscall.S_IFDIR, h.d.ino()
