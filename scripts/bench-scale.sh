@@ -241,10 +241,10 @@ for s in "${systems[@]}"; do
   else
     # shellcheck disable=SC2086
     {
-      mFC[$s]=$(median ${FCPU[$s]}); mTC[$s]=$(median ${TCPU[$s]}); mPE[$s]=$(median ${PERENT[$s]})
+      mFC[$s]=$(median ${FCPU[$s]}); mTC[$s]=$(median ${TCPU[$s]}); mPE[$s]=$(median ${PERENT[$s]} | awk '{ printf "%.0f\n", $1 }')
       mFR[$s]=$(awk -v k="$(median ${FRSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
       mTR[$s]=$(awk -v k="$(median ${TRSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
-      mS[$s]=$(median ${SEG[$s]:-})
+      mS[$s]=$(median ${SEG[$s]:-} | awk '{ if ($1 == "-") print; else printf "%.0f\n", $1 }')
     }
   fi
 done
