@@ -126,7 +126,7 @@ func (d *dirNode) child(ctx context.Context, n *repo.Node, out *fuse.EntryOut) *
 	case repo.TypeSymlink:
 		ops = &symlinkNode{m: d.m, a: a, target: bytes.Clone(n.Target)}
 	default:
-		ops = &fileNode{m: d.m, a: a, chunks: n.Chunks}
+		ops = newFileNode(a, n.Chunks)
 	}
 	ch := d.NewInode(ctx, ops, gofs.StableAttr{Mode: a.typ, Ino: childIno(d.snapIno, d.ino(), n)})
 	if at, ok := ch.Operations().(attrer); ok {
@@ -160,6 +160,7 @@ type dirHandle struct {
 	t         *repo.Tree
 	parentIno uint64
 	pos       uint64
+	de        fuse.DirEntry // what Readdirent returns
 }
 
 var (
@@ -176,7 +177,9 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, syscall.EBADF
 	}
 	p := h.pos
-	de := &fuse.DirEntry{Off: p + 1}
+	// go-fuse copies the entry before the next call: one per handle does.
+	de := &h.de
+	*de = fuse.DirEntry{Off: p + 1}
 	switch {
 	case p == 0:
 		de.Name, de.Mode, de.Ino = ".", syscall.S_IFDIR, h.d.ino()

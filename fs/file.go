@@ -17,16 +17,49 @@ import (
 )
 
 // fileNode is a regular file inside a snapshot: its attributes and its
-// chunk list (which the decoded tree allocated apart from the rest, so
-// holding it does not keep the tree).
+// chunks. The kernel may hold one for every file of a large tree, so it is
+// kept small (240 bytes, go-fuse's Inode included; TestEntryMemory): a
+// file of one chunk, as every small file is, keeps it in the node itself
+// rather than in an allocation of its own; longer chunk lists are the
+// decoded tree's (which allocated each apart from the rest, so holding
+// one does not keep the tree). The mount is reached through the root.
 type fileNode struct {
 	gofs.Inode
 	readOnly
-	m      *mount
-	a      meta
-	chunks []repo.Chunk
-	stored atomic.Bool // its content went to the kernel's cache (storeSmall)
+	a     meta
+	one   [1]repo.Chunk // the only chunk, if flagOne
+	flags atomic.Uint32
+	more  []repo.Chunk // the chunks, unless flagOne
 }
+
+const (
+	flagOne    = 1 << iota // the file has one chunk, in one
+	flagStored             // its content went to the kernel's cache (storeSmall)
+)
+
+// newFileNode makes the node of a regular file with attributes a and
+// chunks c.
+func newFileNode(a meta, c []repo.Chunk) *fileNode {
+	f := &fileNode{a: a}
+	if len(c) == 1 {
+		f.one[0] = c[0]
+		f.flags.Store(flagOne)
+	} else {
+		f.more = c
+	}
+	return f
+}
+
+// chunks returns the file's chunks, in order.
+func (f *fileNode) chunks() []repo.Chunk {
+	if f.flags.Load()&flagOne != 0 {
+		return f.one[:]
+	}
+	return f.more
+}
+
+// mnt returns the mount the node belongs to.
+func (f *fileNode) mnt() *mount { return f.Root().Operations().(*vdir).m }
 
 var (
 	_ gofs.NodeOpener    = (*fileNode)(nil)
@@ -38,7 +71,7 @@ func (f *fileNode) attr(out *fuse.Attr)    { f.a.fill(out) }
 func (f *fileNode) timeout() time.Duration { return immutableTimeout }
 
 func (f *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	f.m.statfs(out)
+	f.mnt().statfs(out)
 	return 0
 }
 
@@ -54,14 +87,16 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
-	f.storeSmall()
-	ends := make([]int64, len(f.chunks))
+	m := f.mnt()
+	f.storeSmall(m)
+	chunks := f.chunks()
+	ends := make([]int64, len(chunks))
 	var pos int64
-	for i, c := range f.chunks {
+	for i, c := range chunks {
 		pos += int64(c.Length)
 		ends[i] = pos
 	}
-	return &fileHandle{f: f, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return &fileHandle{f: f, m: m, chunks: chunks, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // storeMax is the size up to which a file's content goes to the kernel's
@@ -83,21 +118,21 @@ var storeBufs = sync.Pool{New: func() any { return new([storeMax]byte) }}
 // READ, which reports the error; a kernel that refuses the store turns it
 // off for the mount. It reads with the mount's context, as Read does (see
 // mount.ctx), not the open's.
-func (f *fileNode) storeSmall() {
+func (f *fileNode) storeSmall(m *mount) {
 	size := f.a.size
-	if size == 0 || size > storeMax || f.m.noStore.Load() || f.stored.Swap(true) {
+	if size == 0 || size > storeMax || m.noStore.Load() || f.flags.Or(flagStored)&flagStored != 0 {
 		return
 	}
 	b := storeBufs.Get().(*[storeMax]byte)
 	defer storeBufs.Put(b)
 	p := b[:size]
-	if n, err := f.m.r.ReadChunksAt(f.m.ctx, f.chunks, p, 0, 0); err != nil || n != len(p) {
+	if n, err := m.r.ReadChunksAt(m.ctx, f.chunks(), p, 0, 0); err != nil || n != len(p) {
 		return
 	}
 	if errno := f.WriteCache(0, p); errno != 0 {
-		f.stored.Store(false)
+		f.flags.And(^uint32(flagStored))
 		if errno == syscall.ENOSYS || errno == syscall.EINVAL {
-			f.m.noStore.Store(true)
+			m.noStore.Store(true)
 		}
 	}
 }
@@ -109,8 +144,10 @@ const seqWindow = 2 << 20
 
 // fileHandle is one open file. Reads on it may run in parallel.
 type fileHandle struct {
-	f    *fileNode
-	ends []int64 // ends[i]: offset just past chunk i
+	f      *fileNode
+	m      *mount
+	chunks []repo.Chunk
+	ends   []int64 // ends[i]: offset just past chunk i
 
 	mu    sync.Mutex
 	reads int
@@ -149,19 +186,19 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), size)
-	m := h.f.m
+	m := h.m
 	first, last := h.chunkAt(off), h.chunkAt(end-1)
-	chunks := h.f.chunks[first : last+1]
+	chunks := h.chunks[first : last+1]
 	// A sequential reader gets the bytes after this read decrypted into
 	// the cache: the rest of the last chunk now, the chunks after it in
 	// the background (repo's ReadChunksAt).
 	ahead := m.ahead.Load() // 0 when the kernel reads ahead
 	if ahead > 0 && h.sequential(off, end) {
-		chunks = h.f.chunks[first:]
+		chunks = h.chunks[first:]
 	} else {
 		ahead = 0
 	}
-	start := h.ends[first] - int64(h.f.chunks[first].Length)
+	start := h.ends[first] - int64(h.chunks[first].Length)
 	want := int(end - off)
 	n, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, ahead)
 	if err != nil && ahead > 0 {

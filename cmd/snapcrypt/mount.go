@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -61,7 +63,7 @@ func mountCommand() *command {
 			if cacheBytes <= 0 {
 				cacheBytes = repo.DefaultCacheBytes
 			}
-			limitHeap(cacheBytes + r.WindowBytes())
+			defer limitHeap(cacheBytes + r.WindowBytes())()
 			logw := &lockedWriter{w: c.stderr}
 			opts := fs.Options{AllowOther: allowOther, Debug: debug,
 				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
@@ -101,22 +103,64 @@ func mountCommand() *command {
 // soft.
 const inflightHeap = 32 << 20
 
-// limitHeap sets the Go runtime's soft memory limit to the heap live now
-// (the index, just loaded) plus the bound of the caches (the decrypted
-// data's and, on S3, the read windows') plus inflightHeap, unless
-// GOMEMLIMIT sets one. Without it the heap grows to twice what is live
-// before a collection, and a mount reading a large file holds mostly
-// garbage (docs/bench.md, 579df26). The limit is
-// soft: a heap that outgrows it (a repository whose index grows while
-// mounted) only makes collections more frequent, at most half the CPU.
-func limitHeap(cacheBytes int64) {
+// limitHeap sets the Go runtime's soft memory limit, unless GOMEMLIMIT
+// sets one, and keeps it following the live heap until stop is called.
+//
+// The limit starts at the heap live now (the index, just loaded) plus the
+// bound of the caches (the decrypted data's and, on S3, the read
+// windows') plus inflightHeap. Without it the heap grows to twice what is
+// live before a collection, and a mount reading a large file holds mostly
+// garbage (docs/bench.md).
+//
+// But the nodes of the entries the kernel has looked up are live too (a
+// walk of 200,000 files holds 200,000 of them), and a limit the live heap
+// reaches makes the collector run almost without pause (docs/bench.md,
+// scale). So after each collection the limit is raised to the heap then
+// live plus headroom (a quarter of it, at least inflightHeap), and lowered
+// again, never below the starting limit, when the kernel forgets entries.
+// Collections then free at least that headroom each, as with GOGC=25 at
+// worst.
+func limitHeap(cacheBytes int64) (stop func()) {
 	if os.Getenv("GOMEMLIMIT") != "" {
-		return
+		return func() {}
 	}
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	debug.SetMemoryLimit(int64(ms.HeapAlloc) + cacheBytes + inflightHeap)
+	l := &heapLimit{floor: int64(ms.HeapAlloc) + cacheBytes + inflightHeap}
+	debug.SetMemoryLimit(l.floor)
+	l.arm()
+	return func() { l.stopped.Store(true) }
+}
+
+// heapLimit moves the soft memory limit with the live heap.
+type heapLimit struct {
+	floor   int64 // the limit never goes below this
+	stopped atomic.Bool
+}
+
+// limitFor is the limit for a heap of live bytes after a collection.
+func (l *heapLimit) limitFor(live int64) int64 {
+	return max(l.floor, live+max(live/4, inflightHeap))
+}
+
+// arm calls adjust after the next collection: a cleanup runs once the
+// collector has found its object unreachable. (16 bytes, so the object
+// is not one of the tiny allocations that share a block.)
+func (l *heapLimit) arm() {
+	runtime.AddCleanup(new([16]byte), (*heapLimit).adjust, l)
+}
+
+func (l *heapLimit) adjust() {
+	if l.stopped.Load() {
+		return
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		debug.SetMemoryLimit(l.limitFor(int64(s[0].Value.Uint64())))
+	}
+	l.arm()
 }
 
 // lockedWriter serializes log lines from the mount's goroutines.
