@@ -60,18 +60,6 @@ func snapshotPrefix(t testing.TB, st store.Store, prefix string) map[string][]by
 	return out
 }
 
-func equalObjects(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for n, x := range a {
-		if y, ok := b[n]; !ok || !bytes.Equal(x, y) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestInitOpen(t *testing.T) {
 	ctx := context.Background()
 	for _, m := range []*Material{rawKey(t, 1), passKey(t, "hunter2")} {
