@@ -180,6 +180,9 @@ func (d *Daemon) Wait() { d.wg.Wait() }
 
 // DaemonStatus is what a Daemon shows (a mount's .ctl/status, "rotation").
 type DaemonStatus struct {
+	// Version is 2 since last_request shows the kind of key spec
+	// ("kind") instead of the spec itself ("key", version 1), which could
+	// be a key typed by mistake.
 	Version     int        `json:"version"`
 	State       string     `json:"state"`
 	From        []string   `json:"from"`
@@ -215,7 +218,7 @@ func (d *Daemon) Status() any { return d.status() }
 func (d *Daemon) status() DaemonStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := DaemonStatus{Version: 1, State: d.state, From: d.prog.From, To: d.prog.To,
+	s := DaemonStatus{Version: 2, State: d.state, From: d.prog.From, To: d.prog.To,
 		Rewrapped: d.prog.Done, Total: d.prog.Total, Deleted: d.prog.Deleted, Rate: d.prog.Rate,
 		LastRequest: d.last, LastError: d.lastErr, Helping: d.helping, HelpRuns: d.helped}
 	if s.From == nil {

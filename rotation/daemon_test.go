@@ -298,8 +298,8 @@ func keyFile(t *testing.T) string {
 func TestRotateRun(t *testing.T) {
 	r := newRig(t, nil)
 	r.polls(1)
-	if s := r.d.status(); s.State != "idle" || s.LastRequest != nil {
-		t.Fatalf("before any request: %+v", s)
+	if s := r.d.status(); s.State != "idle" || s.LastRequest != nil || s.Version != 2 {
+		t.Fatalf("before any request (want version 2, no last request): %+v", s)
 	}
 	purgesBefore := r.purges()
 	if err := r.d.Rotate(r.ctx, []byte(keyFile(t)+"\n")); err != nil {
