@@ -90,8 +90,8 @@ exit 4`)
 			t.Errorf("the mount's log contains %q:\n%s", secret, m.Stderr())
 		}
 	}
-	if !strings.Contains(string(raw), `"cmd:[command not shown]"`) {
-		t.Errorf(".ctl/status does not show the request as cmd:[command not shown]:\n%s", raw)
+	if !strings.Contains(string(raw), `"kind": "cmd"`) {
+		t.Errorf(".ctl/status does not show the request's kind of key spec (cmd):\n%s", raw)
 	}
 	m.Stop(t)
 
