@@ -1,6 +1,6 @@
 // Package exclude holds what decides which entries a snapshot leaves out:
 // gitignore-style patterns (Matcher), the Cache Directory Tagging check
-// (IsCacheDir) and sizes as users write them (ParseSize).
+// (IsCacheDir).
 //
 // Patterns match a path inside the snapshot: slash-separated, relative to
 // the snapshot's root, as `snapcrypt ls` shows it. The syntax is that of

@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,9 +42,13 @@ func mountCommand() *command {
 			if len(args) != 1 {
 				return usagef("mount takes one argument, the mountpoint")
 			}
-			cacheBytes, err := parseSize(cacheSize)
-			if err != nil {
-				return usagef("--cache-size: %v", err)
+			var cacheBytes int64 // 0: the default
+			if cacheSize != "" {
+				n, err := parseSize(cacheSize)
+				if err != nil || n == 0 || n > 1<<62 {
+					return usagef("--cache-size: %q is not a positive size in bytes", cacheSize)
+				}
+				cacheBytes = int64(n)
 			}
 			mnt, err := filepath.Abs(args[0])
 			if err != nil {
@@ -173,34 +175,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// parseSize reads a byte count with an optional binary suffix: 512K, 64M,
-// 1G (also KiB, MiB, GiB). Empty means the default (0).
-func parseSize(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
-	mult := int64(1)
-	if n := len(num); n > 0 {
-		switch num[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			num = num[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || v <= 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a positive size in bytes", s)
-	}
-	return v * mult, nil
 }

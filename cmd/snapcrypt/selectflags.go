@@ -55,7 +55,7 @@ func (f patternFlag) Type() string {
 type sizeFlag struct{ n *uint64 }
 
 func (f sizeFlag) Set(s string) error {
-	n, err := exclude.ParseSize(s)
+	n, err := parseSize(s)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package exclude
+package main
 
 import (
 	"fmt"
@@ -6,10 +6,11 @@ import (
 	"strings"
 )
 
-// ParseSize parses a size as users write it: a whole number of bytes with
+// parseSize parses a size as users write it (--cache-size,
+// --exclude-larger-than): a whole number of bytes with
 // an optional unit, k, m, g or t (powers of 1024; "KiB", "MB" and "M" all
 // mean the same), case-insensitive. "500k" is 512000.
-func ParseSize(s string) (uint64, error) {
+func parseSize(s string) (uint64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	t = strings.TrimSuffix(t, "ib")
 	t = strings.TrimSuffix(t, "b")
