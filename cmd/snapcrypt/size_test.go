@@ -16,3 +16,14 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeFlags: a size flag that does not parse, and a cache of zero
+// bytes, are usage errors that name the flag.
+func TestSizeFlags(t *testing.T) {
+	f := newFixture(t)
+	mnt := t.TempDir()
+	for _, bad := range []string{"0", "-5", "lots", "1.5G"} {
+		sc(t, f.env, "mount", "--cache-size", bad, mnt).want(t, exitUsage, "--cache-size")
+	}
+	sc(t, f.env, "snapshot", "--exclude-larger-than", "12x", f.src).want(t, exitUsage, "12x")
+}
