@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,7 +89,9 @@ type Options struct {
 	// corrupted object, a missing key, a panic). Default: log.Printf.
 	Logf func(format string, args ...any)
 
-	// Debug logs every FUSE request through Logf.
+	// Debug logs every FUSE request and reply through Logf: their file
+	// names and sizes, never the data they carry (what is written to
+	// .ctl/, a file's content, an extended attribute's value).
 	Debug bool
 }
 
@@ -247,15 +250,18 @@ func errBusy(err error) error {
 	return fmt.Errorf("%w (%v)", syscall.EBUSY, err)
 }
 
-// logWriter adapts Logf to an io.Writer for go-fuse's logger.
+// logWriter adapts Logf to an io.Writer for go-fuse's logger, and takes
+// out of each line the payload go-fuse's debug output quotes
+// (redactPayload).
 type logWriter struct{ logf func(string, ...any) }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	s := string(p)
-	for len(s) > 0 && s[len(s)-1] == '\n' {
-		s = s[:len(s)-1]
+	s := strings.TrimRight(string(p), "\n")
+	lines := strings.Split(s, "\n")
+	for i, line := range lines {
+		lines[i] = redactPayload(line)
 	}
-	w.logf("%s", s)
+	w.logf("%s", strings.Join(lines, "\n"))
 	return len(p), nil
 }
 
