@@ -129,25 +129,9 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 	if err != nil {
 		return nil, fmt.Errorf("mountpoint: %w", err)
 	}
-	if opts.Refresh <= 0 {
-		opts.Refresh = defaultRefresh
-	}
-	if opts.ReadAhead <= 0 {
-		opts.ReadAhead = defaultReadAhead
-	}
-	if opts.Logf == nil {
-		opts.Logf = log.Printf
-	}
-	opts = opts.withRotation()
-	seen := map[string]bool{"status": true}
-	for _, c := range opts.Controls {
-		if err := c.validate(); err != nil {
-			return nil, err
-		}
-		if seen[c.Name] {
-			return nil, fmt.Errorf("mount: two control files named %q", c.Name)
-		}
-		seen[c.Name] = true
+	opts, err = opts.complete()
+	if err != nil {
+		return nil, err
 	}
 
 	m := newMount(r, mountpoint, opts)
@@ -155,13 +139,67 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 		m.cancel()
 		return nil, fmt.Errorf("mount: %w", err)
 	}
+	srv, err := gofs.Mount(mountpoint, m.rootDir(), m.fuseOptions())
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
+		m.ahead.Store(0) // the kernel reads ahead
+	}
+	s := &Server{m: m, srv: srv, done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		m.refresher()
+	}()
+	go func() {
+		srv.Wait()
+		m.cancel()
+		s.wg.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
 
-	logger := log.New(logWriter{m.opts.Logf}, "", 0)
-	root := m.rootDir()
+func ptr[T any](v T) *T { return &v }
+
+// complete returns o with its defaults filled in and the rotation's
+// control files added, or an error if a control file is invalid or two
+// share a name.
+func (o Options) complete() (Options, error) {
+	if o.Refresh <= 0 {
+		o.Refresh = defaultRefresh
+	}
+	if o.ReadAhead <= 0 {
+		o.ReadAhead = defaultReadAhead
+	}
+	if o.Logf == nil {
+		o.Logf = log.Printf
+	}
+	o = o.withRotation()
+	seen := map[string]bool{"status": true}
+	for _, c := range o.Controls {
+		if err := c.validate(); err != nil {
+			return o, err
+		}
+		if seen[c.Name] {
+			return o, fmt.Errorf("mount: two control files named %q", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return o, nil
+}
+
+// fuseOptions returns the options go-fuse mounts m with: its kernel
+// caching, request sizes and logger.
+func (m *mount) fuseOptions() *gofs.Options {
+	opts := m.opts
+	logger := log.New(logWriter{opts.Logf}, "", 0)
 	fopts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
-			FsName:       "snapcrypt:" + r.Config().ID[:8],
+			FsName:       "snapcrypt:" + m.r.Config().ID[:8],
 			Name:         "snapcrypt",
 			MaxWrite:     maxRead,
 			MaxReadAhead: maxRead,
@@ -186,30 +224,8 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 	if opts.AllowOther {
 		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "default_permissions")
 	}
-	srv, err := gofs.Mount(mountpoint, root, fopts)
-	if err != nil {
-		m.cancel()
-		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
-	}
-	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
-		m.ahead.Store(0) // the kernel reads ahead
-	}
-	s := &Server{m: m, srv: srv, done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		m.refresher()
-	}()
-	go func() {
-		srv.Wait()
-		m.cancel()
-		s.wg.Wait()
-		close(s.done)
-	}()
-	return s, nil
+	return fopts
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // Done is closed when the mount has ended and the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }
