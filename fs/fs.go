@@ -26,7 +26,14 @@
 // key unwraps) become EIO for the operation that met them, one log line per
 // distinct error, and counts in .ctl/status. Every call that would change the
 // tree answers EROFS. The fs package is the only place where errors become
-// errno values.
+// errno values (errors.go holds the one table).
+//
+// What a mount can reach is declared here, where it is used: Repository
+// (repository.go), a read-only view of a repository that *repo.Repository
+// satisfies, with no method that writes to the store or changes keys; and
+// Controller (control.go), to which the lines written to .ctl/rotate and
+// .ctl/keys go (the command gives it a rotation.Daemon). With Options.Debug
+// every FUSE request is logged, never the data it carries (debuglog.go).
 package fs
 
 import (
