@@ -152,15 +152,15 @@ func concurrentWriter(ctx context.Context, s store.Store, w, iterations int) err
 	for i := range iterations {
 		v := 1 + (w*iterations+i)%200
 		if err := s.Put(ctx, "shared", versioned(v)); err != nil {
-			return fmt.Errorf("Put: %w", err)
+			return fmt.Errorf("put shared: %w", err)
 		}
 		own := fmt.Sprintf("own/%d/%d", w, i)
 		if err := s.Create(ctx, own, versioned(v)); err != nil {
-			return fmt.Errorf("Create: %w", err)
+			return fmt.Errorf("create %s: %w", own, err)
 		}
 		if i%2 == 1 {
 			if err := s.Delete(ctx, own); err != nil {
-				return fmt.Errorf("Delete: %w", err)
+				return fmt.Errorf("delete %s: %w", own, err)
 			}
 		}
 	}
@@ -177,14 +177,14 @@ func concurrentReader(ctx context.Context, s store.Store, iterations int) error 
 			err = checkVersioned(got)
 		}
 		if err != nil {
-			return fmt.Errorf("Get: %w", err)
+			return fmt.Errorf("get shared: %w", err)
 		}
 		part, err := s.GetRange(ctx, "shared", 500, 600)
 		if err == nil && (len(part) == 0 || !bytes.Equal(part, bytes.Repeat(part[:1], len(part)))) {
 			err = fmt.Errorf("torn range read of %d bytes", len(part))
 		}
 		if err != nil {
-			return fmt.Errorf("GetRange: %w", err)
+			return fmt.Errorf("get a range of shared: %w", err)
 		}
 		err = s.List(ctx, "own/", func(info store.Info) error {
 			got, err := s.Get(ctx, info.Name)
@@ -200,7 +200,7 @@ func concurrentReader(ctx context.Context, s store.Store, iterations int) error 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("List: %w", err)
+			return fmt.Errorf("list own/: %w", err)
 		}
 	}
 	return nil
