@@ -26,7 +26,14 @@
 // key unwraps) become EIO for the operation that met them, one log line per
 // distinct error, and counts in .ctl/status. Every call that would change the
 // tree answers EROFS. The fs package is the only place where errors become
-// errno values.
+// errno values (errors.go holds the one table).
+//
+// What a mount can reach is declared here, where it is used: Repository
+// (repository.go), a read-only view of a repository that *repo.Repository
+// satisfies, with no method that writes to the store or changes keys; and
+// Controller (control.go), to which the lines written to .ctl/rotate and
+// .ctl/keys go (the command gives it a rotation.Daemon). With Options.Debug
+// every FUSE request is logged, never the data it carries (debuglog.go).
 package fs
 
 import (
@@ -38,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,7 +96,9 @@ type Options struct {
 	// corrupted object, a missing key, a panic). Default: log.Printf.
 	Logf func(format string, args ...any)
 
-	// Debug logs every FUSE request through Logf.
+	// Debug logs every FUSE request and reply through Logf: their file
+	// names and sizes, never the data they carry (what is written to
+	// .ctl/, a file's content, an extended attribute's value).
 	Debug bool
 }
 
@@ -126,25 +136,9 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 	if err != nil {
 		return nil, fmt.Errorf("mountpoint: %w", err)
 	}
-	if opts.Refresh <= 0 {
-		opts.Refresh = defaultRefresh
-	}
-	if opts.ReadAhead <= 0 {
-		opts.ReadAhead = defaultReadAhead
-	}
-	if opts.Logf == nil {
-		opts.Logf = log.Printf
-	}
-	opts = opts.withRotation()
-	seen := map[string]bool{"status": true}
-	for _, c := range opts.Controls {
-		if err := c.validate(); err != nil {
-			return nil, err
-		}
-		if seen[c.Name] {
-			return nil, fmt.Errorf("mount: two control files named %q", c.Name)
-		}
-		seen[c.Name] = true
+	opts, err = opts.complete()
+	if err != nil {
+		return nil, err
 	}
 
 	m := newMount(r, mountpoint, opts)
@@ -152,13 +146,67 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 		m.cancel()
 		return nil, fmt.Errorf("mount: %w", err)
 	}
+	srv, err := gofs.Mount(mountpoint, m.rootDir(), m.fuseOptions())
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
+		m.ahead.Store(0) // the kernel reads ahead
+	}
+	s := &Server{m: m, srv: srv, done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		m.refresher()
+	}()
+	go func() {
+		srv.Wait()
+		m.cancel()
+		s.wg.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
 
-	logger := log.New(logWriter{m.opts.Logf}, "", 0)
-	root := m.rootDir()
+func ptr[T any](v T) *T { return &v }
+
+// complete returns o with its defaults filled in and the rotation's
+// control files added, or an error if a control file is invalid or two
+// share a name.
+func (o Options) complete() (Options, error) {
+	if o.Refresh <= 0 {
+		o.Refresh = defaultRefresh
+	}
+	if o.ReadAhead <= 0 {
+		o.ReadAhead = defaultReadAhead
+	}
+	if o.Logf == nil {
+		o.Logf = log.Printf
+	}
+	o = o.withRotation()
+	seen := map[string]bool{"status": true}
+	for _, c := range o.Controls {
+		if err := c.validate(); err != nil {
+			return o, err
+		}
+		if seen[c.Name] {
+			return o, fmt.Errorf("mount: two control files named %q", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return o, nil
+}
+
+// fuseOptions returns the options go-fuse mounts m with: its kernel
+// caching, request sizes and logger.
+func (m *mount) fuseOptions() *gofs.Options {
+	opts := m.opts
+	logger := log.New(logWriter{opts.Logf}, "", 0)
 	fopts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
-			FsName:       "snapcrypt:" + r.Config().ID[:8],
+			FsName:       "snapcrypt:" + m.r.Config().ID[:8],
 			Name:         "snapcrypt",
 			MaxWrite:     maxRead,
 			MaxReadAhead: maxRead,
@@ -183,30 +231,8 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 	if opts.AllowOther {
 		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "default_permissions")
 	}
-	srv, err := gofs.Mount(mountpoint, root, fopts)
-	if err != nil {
-		m.cancel()
-		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
-	}
-	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
-		m.ahead.Store(0) // the kernel reads ahead
-	}
-	s := &Server{m: m, srv: srv, done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		m.refresher()
-	}()
-	go func() {
-		srv.Wait()
-		m.cancel()
-		s.wg.Wait()
-		close(s.done)
-	}()
-	return s, nil
+	return fopts
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // Done is closed when the mount has ended and the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -247,15 +273,18 @@ func errBusy(err error) error {
 	return fmt.Errorf("%w (%v)", syscall.EBUSY, err)
 }
 
-// logWriter adapts Logf to an io.Writer for go-fuse's logger.
+// logWriter adapts Logf to an io.Writer for go-fuse's logger, and takes
+// out of each line the payload go-fuse's debug output quotes
+// (redactPayload).
 type logWriter struct{ logf func(string, ...any) }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	s := string(p)
-	for len(s) > 0 && s[len(s)-1] == '\n' {
-		s = s[:len(s)-1]
+	s := strings.TrimRight(string(p), "\n")
+	lines := strings.Split(s, "\n")
+	for i, line := range lines {
+		lines[i] = redactPayload(line)
 	}
-	w.logf("%s", s)
+	w.logf("%s", strings.Join(lines, "\n"))
 	return len(p), nil
 }
 

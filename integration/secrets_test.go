@@ -85,3 +85,55 @@ func TestMountRequestNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// TestMountDebugShowsNoPayload: `mount --debug` logs every FUSE request,
+// but neither a key written into .ctl/rotate (bare, as pasted by mistake,
+// or after "file:") nor the plaintext of a file read: go-fuse's debug
+// output quotes the first bytes of each request's and reply's data, and
+// the mount takes them out.
+func TestMountDebugShowsNoPayload(t *testing.T) {
+	dir := t.TempDir()
+	r := newRepo(t)
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	// Each secret of its own alphabet (the key's is hex without digits),
+	// so that six of its characters in a row in the log can only be it.
+	letters := func(set string, n int) string {
+		b := make([]byte, n)
+		rand.Read(b)
+		for i := range b {
+			b[i] = set[int(b[i])%len(set)]
+		}
+		return string(b)
+	}
+	plain := letters("qjxzvk", 64)
+	os.WriteFile(filepath.Join(src, "f"), []byte(plain), 0o644)
+	r.Snapshot(t, src)
+	hexKey := letters("abcdef", 64)
+
+	m := startMount(t, r, "--debug")
+	for _, line := range []string{hexKey + "\n", "file:" + hexKey + "\n"} {
+		if got := ctlWrite(t, m, "rotate", []byte(line)); got != syscall.EINVAL {
+			t.Errorf(".ctl/rotate: errno %v, want EINVAL", got)
+		}
+	}
+	b, err := os.ReadFile(m.Path("snapshots", "latest", "f"))
+	if err != nil || string(b) != plain {
+		t.Fatalf("read: %q, %v", b, err)
+	}
+	m.Stop(t)
+	log := m.Stderr()
+	if !strings.Contains(log, ": WRITE ") {
+		t.Fatalf("no WRITE request in the log of mount --debug:\n%s", log)
+	}
+	if strings.Contains(log, `"file:`) {
+		t.Errorf("the log quotes a request to .ctl/rotate")
+	}
+	for _, s := range []string{hexKey, plain} {
+		for i := 0; i+6 <= len(s); i++ {
+			if strings.Contains(log, s[i:i+6]) {
+				t.Fatalf("the log of mount --debug holds %q of a secret:\n%s", s[i:i+6], log)
+			}
+		}
+	}
+}

@@ -5,6 +5,13 @@
 // data keys. The online rotation is package rotation, built on the
 // per-generation operations of generation.go and on Keychain.Commit.
 //
+// Below a repository's "deks/" and "keyring/" only this package and package
+// rotation write: here a new DEK's wrapped copy (Keychain.NewDEK), its
+// twin under the current generation when a late writer finds the keyring
+// changed, and keyring epochs (Init, Keychain.Commit), written create-only;
+// in rotation, the re-wrapped twins and the deletion of a retired
+// generation's prefix. A Keychain is safe for concurrent use.
+//
 // The bytes of every object this package reads or writes are specified in
 // the "keys" section of docs/format.md; how a rotation uses them, in
 // docs/rotation.md.

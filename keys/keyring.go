@@ -155,6 +155,8 @@ func isHex(s string, n int) bool {
 	return true
 }
 
+// validate checks the keyring's fields, its generations (exactly one
+// current, the one the keyring names) and its rotation record.
 func (r *Keyring) validate() error {
 	if r.Version != KeyringVersion && r.Version != legacyKeyringVersion {
 		return fmt.Errorf("version %d", r.Version)
@@ -171,6 +173,15 @@ func (r *Keyring) validate() error {
 	if len(r.Generations) == 0 {
 		return errors.New("no generations")
 	}
+	if err := r.validateGenerations(); err != nil {
+		return err
+	}
+	return r.validateRotation()
+}
+
+// validateGenerations checks each generation and that exactly one is
+// current: the one the keyring names.
+func (r *Keyring) validateGenerations() error {
 	seen := map[string]bool{}
 	current := 0
 	for _, g := range r.Generations {
@@ -204,6 +215,13 @@ func (r *Keyring) validate() error {
 	if current != 1 {
 		return fmt.Errorf("%d current generations, want 1", current)
 	}
+	return nil
+}
+
+// validateRotation checks the rotation record against the generations:
+// there is one exactly when some are retiring, it rotates to the current
+// one from exactly the retiring ones.
+func (r *Keyring) validateRotation() error {
 	retiring := 0
 	for _, g := range r.Generations {
 		if g.State == StateRetiring {

@@ -1,8 +1,26 @@
 // Package repo holds the snapcrypt repository format above the storage
 // layer: configuration, packs of content and tree blobs, indexes, trees and
 // snapshot manifests, and the operations that make and read them (snapshot,
-// restore, check). Encryption of objects is package object's; keys are
-// package keys'.
+// restore, check, forget). Encryption of objects is package object's; keys
+// are package keys'.
+//
+// A Repository writes only "config" (Init), "data/", "index/" and
+// "snapshots/" (create-only, but for forget's deletion of a manifest); it
+// never writes below "deks/" or "keyring/": it takes its data keys from a
+// keys.Keychain (NewDEK for a new object, DEK to open one), and only
+// packages keys and rotation change those. Every object it reads is opened
+// (authenticated) by package object before it is decoded, and one that
+// fails gives an error wrapping object.ErrCorrupt.
+//
+// The files: repository.go opens a repository and seals and opens its
+// objects; archiver.go, packer.go and snapshot.go take snapshots; index.go
+// is the index (replaceable: a fresh one can be loaded in place of the
+// old); tree.go and treecache.go the trees and the one cache of decoded
+// ones; engine.go, blobread.go, ciphertext.go, window.go and prefetch.go
+// the read engine (one path from the store's ciphertext to a reader, one
+// read-ahead policy); walk.go the reachability walk that check uses;
+// restore.go, browse.go, diff.go, select.go, forget.go the other commands'
+// operations. A Repository is safe for concurrent use.
 package repo
 
 import (

@@ -37,22 +37,22 @@ type Keychain interface {
 	AddKey(ctx context.Context, m *keys.Material) error
 	// SetOptions sets the options later rotation runs use.
 	SetOptions(o Options)
-	// StartRotation switches to m and returns once the switch is durable,
-	// holding the rotation lease for RunRotation. Errors:
+	// Start switches to m and returns once the switch is durable,
+	// holding the rotation lease for Run. Errors:
 	// ErrAlreadyCurrent, lease.ErrBusy, ErrRotationUnfinished,
 	// keys.ErrBadKey; the keyring is then unchanged.
 	Start(ctx context.Context, m *keys.Material) (resumed bool, err error)
-	// RunRotation finishes the rotation this process switched to or found
+	// Run finishes the rotation this process switched to or found
 	// unfinished, calling progress as it goes; lease.ErrBusy if another
 	// process runs it.
 	Run(ctx context.Context, progress func(Progress)) error
-	// HelpRotation works shards of a rotation another process
+	// Help works shards of a rotation another process
 	// coordinates, until none is left; lease.ErrBusy if this process runs
 	// one already, keys.ErrDEKUnavailable if it lacks a key it needs.
 	Help(ctx context.Context, progress func(Progress)) error
 	// Unfinished reports whether a rotation is unfinished.
 	Unfinished(ctx context.Context) (bool, error)
-	// RotationLease returns the live rotation lease, or nil.
+	// Lease returns the live rotation lease, or nil.
 	Lease(ctx context.Context) (*lease.Lease, error)
 	// Purge frees the space of retired wrapped DEKs, calling pace after
 	// each batch.
@@ -70,7 +70,7 @@ type engine struct {
 type DaemonOptions struct {
 	// LeaseDuration is the lease lifetime of the rotations the daemon
 	// runs: how long a killed daemon blocks others
-	// (keys.DefaultLeaseDuration).
+	// (DefaultLeaseDuration).
 	LeaseDuration time.Duration
 
 	// Poll is how often the keyring is re-read (DefaultPoll).
@@ -119,9 +119,9 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	state    string // see Daemon
-	running  bool   // a RunRotation goroutine is on
+	running  bool   // a Run goroutine is on
 	starting bool   // a Rotate request is switching: its run comes next
-	helping  bool   // a HelpRotation goroutine is on
+	helping  bool   // a Help goroutine is on
 	purging  bool   // a Purge goroutine is on
 	helped   int    // helping runs finished
 	purges   int    // Purge runs started
@@ -207,7 +207,7 @@ type DaemonStatus struct {
 type Request struct {
 	At      time.Time `json:"at"`
 	Control string    `json:"control"`        // "rotate" or "keys"
-	Kind    string    `json:"kind,omitempty"` // of key spec: file, passfile, env; empty if it did not parse
+	Kind    string    `json:"kind,omitempty"` // of key spec: file, passfile, env, cmd, passcmd; empty if it did not parse
 	Result  string    `json:"result"`         // "ok", or why it was refused
 	Errno   string    `json:"errno,omitempty"`
 }
@@ -262,8 +262,8 @@ func (d *Daemon) Rotate(ctx context.Context, line []byte) error {
 	if !running {
 		// From the switch on, the keyring shows an unfinished rotation
 		// and the lease is ours: the keyring poll must not take this
-		// process for a helper of its own rotation (its HelpRotation
-		// would keep RunRotation from starting).
+		// process for a helper of its own rotation (its Help
+		// would keep Run from starting).
 		d.starting = true
 	}
 	d.mu.Unlock()
@@ -334,7 +334,7 @@ func (d *Daemon) record(control string, kind keys.SpecKind, err error) error {
 	return err
 }
 
-// run starts RunRotation in the background unless one runs here already.
+// run starts Run in the background unless one runs here already.
 func (d *Daemon) run() {
 	ctx := d.ctx
 	d.mu.Lock()

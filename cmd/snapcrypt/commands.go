@@ -79,114 +79,148 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// snapshotOptions are snapshot's flags.
+type snapshotOptions struct {
+	name, host, at string
+	tags           []string
+	sf             snapshotFlags
+}
+
 func snapshotCommand() *command {
-	var name, host, at string
-	var tags []string
-	var sf snapshotFlags
+	o := &snapshotOptions{}
 	return &command{
 		name: "snapshot", args: "PATH... | --stdin | --stdin-from-command -- COMMAND [ARG...]",
 		short: "Take one snapshot of PATH...; prints its id on the last line of stdout.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
-			fs.StringVar(&name, "name", "", "snapshot name")
-			fs.StringArrayVar(&tags, "tag", nil, "tag (repeatable)")
-			fs.StringVar(&host, "host", "", "host name to record (default: this machine's)")
-			fs.StringVar(&at, "time", "", "snapshot time to record, RFC 3339 (e.g. 2024-05-01T10:00:00+02:00; default: now)")
-			sf.setup(fs, c)
+			fs.StringVar(&o.name, "name", "", "snapshot name")
+			fs.StringArrayVar(&o.tags, "tag", nil, "tag (repeatable)")
+			fs.StringVar(&o.host, "host", "", "host name to record (default: this machine's)")
+			fs.StringVar(&o.at, "time", "", "snapshot time to record, RFC 3339 (e.g. 2024-05-01T10:00:00+02:00; default: now)")
+			o.sf.setup(fs, c)
 		},
-		run: func(ctx context.Context, c *cli, args []string) error {
-			switch {
-			case sf.stdin && sf.stdinCommand:
-				return usagef("--stdin and --stdin-from-command exclude each other")
-			case sf.stdin && len(args) != 0:
-				return usagef("snapshot --stdin takes no PATH (name the file with --stdin-filename)")
-			case sf.stdinCommand && len(args) == 0:
-				return usagef("snapshot --stdin-from-command needs a COMMAND")
-			case !sf.stdin && !sf.stdinCommand && len(args) == 0:
-				return usagef("snapshot needs at least one PATH")
+		run: func(ctx context.Context, c *cli, args []string) error { return runSnapshot(ctx, c, o, args) },
+	}
+}
+
+// runSnapshot checks the arguments, takes the snapshot (finishing an
+// interrupted key rotation beside it when it can), reports it and removes
+// stale temporary objects.
+func runSnapshot(ctx context.Context, c *cli, o *snapshotOptions, args []string) error {
+	sf := &o.sf
+	when, err := checkSnapshotArgs(o, args)
+	if err != nil {
+		return err
+	}
+	// Packs in flight dominate memory; a soft limit keeps the
+	// garbage collector from letting the heap grow past it.
+	debug.SetMemoryLimit(160 << 20)
+	r, err := c.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	rep := newReporter(c, sf.quiet)
+	opts := repo.SnapshotOptions{Name: o.name, Tags: o.tags, Host: o.host, Time: when, Exclude: sf.ex,
+		Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
+	if sf.quiet {
+		opts.Note = func(string) {}
+	}
+	if rep != nil {
+		opts.Progress = snapshotProgress(rep)
+	}
+	wait := resumeRotation(ctx, c, r.Keys())
+	res, err := takeSnapshot(ctx, c, r, sf, rep, args, opts)
+	wait()
+	rep.finish()
+	if err != nil {
+		return err
+	}
+	printSnapshot(c, sf.quiet, res)
+	if sf.quiet {
+		removeStale(ctx, &cli{stdout: io.Discard, stderr: io.Discard}, r.Store())
+	} else {
+		removeStale(ctx, c, r.Store())
+	}
+	if res.Warnings > 0 {
+		return withCode(exitWarnings, fmt.Errorf("snapshot %s written, but %d entries were skipped (see warnings)", res.Snapshot.ShortID(), res.Warnings))
+	}
+	return nil
+}
+
+// checkSnapshotArgs checks that the snapshot has one source (paths,
+// --stdin or a command) and returns the --time given (zero if none).
+func checkSnapshotArgs(o *snapshotOptions, args []string) (time.Time, error) {
+	sf := &o.sf
+	switch {
+	case sf.stdin && sf.stdinCommand:
+		return time.Time{}, usagef("--stdin and --stdin-from-command exclude each other")
+	case sf.stdin && len(args) != 0:
+		return time.Time{}, usagef("snapshot --stdin takes no PATH (name the file with --stdin-filename)")
+	case sf.stdinCommand && len(args) == 0:
+		return time.Time{}, usagef("snapshot --stdin-from-command needs a COMMAND")
+	case !sf.stdin && !sf.stdinCommand && len(args) == 0:
+		return time.Time{}, usagef("snapshot needs at least one PATH")
+	}
+	if o.at == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, o.at)
+	if err != nil {
+		return time.Time{}, usagef("--time %q is not an RFC 3339 time such as 2024-05-01T10:00:00Z", o.at)
+	}
+	return t, nil
+}
+
+// takeSnapshot takes the snapshot from its source: stdin, a command's
+// output, or the paths args (with a pre-scan beside it for the display's
+// totals).
+func takeSnapshot(ctx context.Context, c *cli, r *repo.Repository, sf *snapshotFlags, rep *reporter, args []string, opts repo.SnapshotOptions) (*repo.SnapshotResult, error) {
+	switch {
+	case sf.stdin:
+		return r.SnapshotReader(ctx, os.Stdin, sf.stdinName, opts)
+	case sf.stdinCommand:
+		cr, err := startCommand(ctx, args, c.stderr)
+		if err != nil {
+			return nil, err
+		}
+		res, err := r.SnapshotReader(ctx, cr, sf.stdinName, opts)
+		cr.close()
+		return res, err
+	}
+	if rep != nil {
+		// The pre-scan runs beside the snapshot and gives the
+		// display its totals, and so an ETA.
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if files, bytes, err := repo.Totals(sctx, args, sf.ex); err == nil {
+				rep.setTotals(files, bytes)
 			}
-			var when time.Time
-			if at != "" {
-				t, err := time.Parse(time.RFC3339Nano, at)
-				if err != nil {
-					return usagef("--time %q is not an RFC 3339 time such as 2024-05-01T10:00:00Z", at)
-				}
-				when = t
-			}
-			// Packs in flight dominate memory; a soft limit keeps the
-			// garbage collector from letting the heap grow past it.
-			debug.SetMemoryLimit(160 << 20)
-			r, err := c.open(ctx, repo.Options{})
-			if err != nil {
-				return err
-			}
-			rep := newReporter(c, sf.quiet)
-			opts := repo.SnapshotOptions{Name: name, Tags: tags, Host: host, Time: when, Exclude: sf.ex,
-				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
-			if sf.quiet {
-				opts.Note = func(string) {}
-			}
-			if rep != nil {
-				opts.Progress = snapshotProgress(rep)
-			}
-			wait := resumeRotation(ctx, c, r.Keys())
-			var res *repo.SnapshotResult
-			switch {
-			case sf.stdin:
-				res, err = r.SnapshotReader(ctx, os.Stdin, sf.stdinName, opts)
-			case sf.stdinCommand:
-				var cr *commandReader
-				if cr, err = startCommand(ctx, args, c.stderr); err == nil {
-					res, err = r.SnapshotReader(ctx, cr, sf.stdinName, opts)
-					cr.close()
-				}
-			default:
-				if rep != nil {
-					// The pre-scan runs beside the snapshot and gives the
-					// display its totals, and so an ETA.
-					sctx, stop := context.WithCancel(ctx)
-					defer stop()
-					go func() {
-						if files, bytes, err := repo.Totals(sctx, args, sf.ex); err == nil {
-							rep.setTotals(files, bytes)
-						}
-					}()
-				}
-				res, err = r.TakeSnapshot(ctx, args, opts)
-			}
-			wait()
-			rep.finish()
-			if err != nil {
-				return err
-			}
-			p := res.Progress
-			switch {
-			case c.json:
-				json.NewEncoder(c.stdout).Encode(snapshotSummary{MessageType: "summary", SnapshotID: res.Snapshot.ID.String(),
-					Files: p.Files, Dirs: p.Dirs, Bytes: p.Bytes, ReadBytes: p.ReadBytes, UnchangedFiles: p.Reused,
-					NewBlobs: p.NewBlobs, StoredBytes: p.Stored, Excluded: p.Excluded, Warnings: res.Warnings,
-					Seconds: time.Since(p.Start).Seconds()})
-			case sf.quiet:
-				fmt.Fprintln(c.stdout, res.Snapshot.ID)
-			default:
-				excluded := ""
-				if p.Excluded > 0 {
-					excluded = fmt.Sprintf(", %d entries excluded", p.Excluded)
-				}
-				fmt.Fprintf(c.stderr, "snapshot %s: %d files, %d dirs, %s%s; read %s, %d files unchanged, %d new blobs, %s stored in %.1fs\n",
-					res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), excluded, bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
-					bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
-				fmt.Fprintln(c.stdout, res.Snapshot.ID)
-			}
-			if sf.quiet {
-				removeStale(ctx, &cli{stdout: io.Discard, stderr: io.Discard}, r.Store())
-			} else {
-				removeStale(ctx, c, r.Store())
-			}
-			if res.Warnings > 0 {
-				return withCode(exitWarnings, fmt.Errorf("snapshot %s written, but %d entries were skipped (see warnings)", res.Snapshot.ShortID(), res.Warnings))
-			}
-			return nil
-		},
+		}()
+	}
+	return r.TakeSnapshot(ctx, args, opts)
+}
+
+// printSnapshot reports the snapshot taken: a JSON summary, its id alone
+// (quiet), or a summary line on stderr and its id on stdout.
+func printSnapshot(c *cli, quiet bool, res *repo.SnapshotResult) {
+	p := res.Progress
+	switch {
+	case c.json:
+		json.NewEncoder(c.stdout).Encode(snapshotSummary{MessageType: "summary", SnapshotID: res.Snapshot.ID.String(),
+			Files: p.Files, Dirs: p.Dirs, Bytes: p.Bytes, ReadBytes: p.ReadBytes, UnchangedFiles: p.Reused,
+			NewBlobs: p.NewBlobs, StoredBytes: p.Stored, Excluded: p.Excluded, Warnings: res.Warnings,
+			Seconds: time.Since(p.Start).Seconds()})
+	case quiet:
+		fmt.Fprintln(c.stdout, res.Snapshot.ID)
+	default:
+		excluded := ""
+		if p.Excluded > 0 {
+			excluded = fmt.Sprintf(", %d entries excluded", p.Excluded)
+		}
+		fmt.Fprintf(c.stderr, "snapshot %s: %d files, %d dirs, %s%s; read %s, %d files unchanged, %d new blobs, %s stored in %.1fs\n",
+			res.Snapshot.ShortID(), p.Files, p.Dirs, bytesStr(p.Bytes), excluded, bytesStr(p.ReadBytes), p.Reused, p.NewBlobs,
+			bytesStr(uint64(p.Stored)), time.Since(p.Start).Seconds())
+		fmt.Fprintln(c.stdout, res.Snapshot.ID)
 	}
 }
 

@@ -152,83 +152,27 @@ type forgetKeepReason struct {
 	Matches []string  `json:"matches"`
 }
 
+// runForget checks the arguments, decides what to remove (the snapshots
+// named, or what the policy does not keep), prints it and removes it
+// unless --dry-run.
 func runForget(ctx context.Context, c *cli, o *forgetOptions, args []string) error {
 	p := o.policy()
-	if err := p.Validate(); err != nil {
-		return usagef("%v", err)
+	if err := checkForgetArgs(o, p, args); err != nil {
+		return err
 	}
-	filter := o.filter()
-	if len(args) > 0 {
-		if !p.Empty() {
-			return usagef("name snapshots or give a --keep-* policy, not both")
-		}
-		if !filter.Empty() || o.flags.Changed("group-by") {
-			return usagef("--tag, --name, --host and --group-by select snapshots for a policy; they do not apply to snapshots named")
-		}
-	} else if p.Empty() {
-		return usagef("no policy and no snapshot named: refusing to remove every snapshot (give --keep-* flags or snapshot ids)")
-	}
-
 	r, err := c.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	// Every manifest must read: a policy decided without one of them could
-	// remove what it would have kept.
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return err
-	}
-	byID := map[string]*repo.Snapshot{}
-	for _, s := range snaps {
-		byID[s.ID.String()] = s
-	}
-
 	var groups []forgetGroup
 	var remove []*repo.Snapshot
 	if len(args) > 0 {
-		g := forgetGroup{Keep: []forgetSnapshot{}, Reasons: []forgetKeepReason{}}
-		seen := map[repo.ObjectID]bool{}
-		for _, ref := range args {
-			s, err := r.FindSnapshot(ctx, ref)
-			if err != nil {
-				return err
-			}
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				remove = append(remove, s)
-				g.Remove = append(g.Remove, forgetJSON(s))
-			}
-		}
-		groups = append(groups, g)
+		groups, remove, err = forgetNamed(ctx, r, args)
 	} else {
-		var rs []retention.Snapshot
-		for _, s := range snaps {
-			if t := retentionSnapshot(s); filter.Match(t) {
-				rs = append(rs, t)
-			}
-		}
-		now := time.Now()
-		for _, grp := range retention.Groups(rs, o.groupBy) {
-			res := p.Apply(grp.Snapshots, now, time.Local)
-			if len(res.Keep) == 0 {
-				return fmt.Errorf("refusing to remove every snapshot of the group %s: the policy keeps none of its %d; nothing was removed",
-					grp.Key, len(grp.Snapshots))
-			}
-			g := forgetGroup{Host: grp.Key.Host, Paths: grp.Key.Paths, Name: grp.Key.Name, Tags: grp.Key.Tags,
-				Keep: []forgetSnapshot{}, Remove: []forgetSnapshot{}, Reasons: []forgetKeepReason{}}
-			for _, k := range res.Keep {
-				s := byID[k.Snapshot.ID]
-				g.Keep = append(g.Keep, forgetJSON(s))
-				g.Reasons = append(g.Reasons, forgetKeepReason{ID: s.ID.String(), Time: s.Time, Matches: k.Reasons})
-			}
-			for _, rm := range res.Remove {
-				s := byID[rm.ID]
-				g.Remove = append(g.Remove, forgetJSON(s))
-				remove = append(remove, s)
-			}
-			groups = append(groups, g)
-		}
+		groups, remove, err = forgetByPolicy(ctx, r, o, p)
+	}
+	if err != nil {
+		return err
 	}
 
 	if !c.json {
@@ -245,6 +189,102 @@ func runForget(ctx context.Context, c *cli, o *forgetOptions, args []string) err
 		fmt.Fprintf(c.stdout, "dry run: would remove %d snapshots\n", len(remove))
 		return nil
 	}
+	return removeSnapshots(ctx, c, r, groups, remove)
+}
+
+// checkForgetArgs refuses what forget must not guess at: snapshots named
+// together with a policy or a selection, and neither snapshots nor a
+// policy (which would remove everything).
+func checkForgetArgs(o *forgetOptions, p retention.Policy, args []string) error {
+	if err := p.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	if len(args) > 0 {
+		if !p.Empty() {
+			return usagef("name snapshots or give a --keep-* policy, not both")
+		}
+		if !o.filter().Empty() || o.flags.Changed("group-by") {
+			return usagef("--tag, --name, --host and --group-by select snapshots for a policy; they do not apply to snapshots named")
+		}
+	} else if p.Empty() {
+		return usagef("no policy and no snapshot named: refusing to remove every snapshot (give --keep-* flags or snapshot ids)")
+	}
+	return nil
+}
+
+// forgetNamed returns the snapshots named (each once) as one group to
+// remove.
+func forgetNamed(ctx context.Context, r *repo.Repository, args []string) ([]forgetGroup, []*repo.Snapshot, error) {
+	// Every manifest must read, as for a policy.
+	if _, err := r.Snapshots(ctx); err != nil {
+		return nil, nil, err
+	}
+	g := forgetGroup{Keep: []forgetSnapshot{}, Reasons: []forgetKeepReason{}}
+	var remove []*repo.Snapshot
+	seen := map[repo.ObjectID]bool{}
+	for _, ref := range args {
+		s, err := r.FindSnapshot(ctx, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !seen[s.ID] {
+			seen[s.ID] = true
+			remove = append(remove, s)
+			g.Remove = append(g.Remove, forgetJSON(s))
+		}
+	}
+	return []forgetGroup{g}, remove, nil
+}
+
+// forgetByPolicy applies the policy to each group of the snapshots the
+// selection matches, and returns the groups and the snapshots to remove.
+// It refuses a policy that keeps none of a group.
+func forgetByPolicy(ctx context.Context, r *repo.Repository, o *forgetOptions, p retention.Policy) ([]forgetGroup, []*repo.Snapshot, error) {
+	// Every manifest must read: a policy decided without one of them could
+	// remove what it would have kept.
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := map[string]*repo.Snapshot{}
+	var rs []retention.Snapshot
+	filter := o.filter()
+	for _, s := range snaps {
+		byID[s.ID.String()] = s
+		if t := retentionSnapshot(s); filter.Match(t) {
+			rs = append(rs, t)
+		}
+	}
+	var groups []forgetGroup
+	var remove []*repo.Snapshot
+	now := time.Now()
+	for _, grp := range retention.Groups(rs, o.groupBy) {
+		res := p.Apply(grp.Snapshots, now, time.Local)
+		if len(res.Keep) == 0 {
+			return nil, nil, fmt.Errorf("refusing to remove every snapshot of the group %s: the policy keeps none of its %d; nothing was removed",
+				grp.Key, len(grp.Snapshots))
+		}
+		g := forgetGroup{Host: grp.Key.Host, Paths: grp.Key.Paths, Name: grp.Key.Name, Tags: grp.Key.Tags,
+			Keep: []forgetSnapshot{}, Remove: []forgetSnapshot{}, Reasons: []forgetKeepReason{}}
+		for _, k := range res.Keep {
+			s := byID[k.Snapshot.ID]
+			g.Keep = append(g.Keep, forgetJSON(s))
+			g.Reasons = append(g.Reasons, forgetKeepReason{ID: s.ID.String(), Time: s.Time, Matches: k.Reasons})
+		}
+		for _, rm := range res.Remove {
+			s := byID[rm.ID]
+			g.Remove = append(g.Remove, forgetJSON(s))
+			remove = append(remove, s)
+		}
+		groups = append(groups, g)
+	}
+	return groups, remove, nil
+}
+
+// removeSnapshots removes the snapshots' manifests, goes on past a
+// failure, prints the count (or the groups as JSON) and returns the
+// failures.
+func removeSnapshots(ctx context.Context, c *cli, r *repo.Repository, groups []forgetGroup, remove []*repo.Snapshot) error {
 	var failed []string
 	for _, s := range remove {
 		if err := r.ForgetSnapshot(ctx, s.ID); err != nil {

@@ -35,7 +35,7 @@ func mountCommand() *command {
 		setup: func(f *pflag.FlagSet, c *cli) {
 			f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount, with the snapshotted permissions (an ordinary user needs user_allow_other in /etc/fuse.conf)")
 			f.StringVar(&cacheSize, "cache-size", "", "bound of the decrypted-data cache in bytes; suffixes K, M, G (default 32M)")
-			f.BoolVar(&debug, "debug", false, "log every FUSE request to stderr")
+			f.BoolVar(&debug, "debug", false, "log every FUSE request to stderr (names and sizes, never data)")
 			f.DurationVar(&c.lease, "rotation-lease", rotation.DefaultLeaseDuration, "lease lifetime of rotations this mount runs: how long a killed mount blocks others")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {

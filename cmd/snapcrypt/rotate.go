@@ -19,112 +19,145 @@ import (
 
 func init() { register(rotateCommand()) }
 
+// rotateOptions are rotate's flags.
+type rotateOptions struct {
+	newKey             string
+	noWait, breakLease bool
+	workers            int
+	leaseDur           time.Duration
+}
+
 func rotateCommand() *command {
-	var newKey string
-	var noWait, breakLease bool
-	var workers int
-	var leaseDur time.Duration
+	o := &rotateOptions{}
 	return &command{
 		name: "rotate",
 		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
 			"retire the old key. With no --new-key, or the same --new-key again, finish an interrupted rotation.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
-			fs.StringVar(&newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
-			fs.BoolVar(&noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
-			fs.IntVar(&workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
-			fs.DurationVar(&leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
-			fs.BoolVar(&breakLease, "break-lease", false, "end the rotation lease whoever holds it (a rotator known to be dead or hung), name the holder and exit; nothing else is done")
+			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+			fs.BoolVar(&o.noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
+			fs.IntVar(&o.workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
+			fs.DurationVar(&o.leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
+			fs.BoolVar(&o.breakLease, "break-lease", false, "end the rotation lease whoever holds it (a rotator known to be dead or hung), name the holder and exit; nothing else is done")
 		},
-		run: func(ctx context.Context, c *cli, args []string) error {
-			if len(args) != 0 {
-				return usagef("rotate takes no arguments")
-			}
-			if breakLease {
-				if newKey != "" || noWait {
-					return usagef("--break-lease takes no --new-key or --no-wait")
-				}
-				return runBreakLease(ctx, c)
-			}
-			var m *keys.Material
-			if newKey != "" {
-				spec, err := keys.ParseSpec(newKey)
-				if err != nil {
-					return err
-				}
-				if m, err = spec.Load(); err != nil {
-					return err
-				}
-			}
-			// The new key opens the keys too: when this command is run
-			// again after an interruption, the old key may be retired.
-			kc, err := c.openKeys(ctx, m)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			logf := func(format string, args ...any) { fmt.Fprintf(c.stderr, "warning: "+format+"\n", args...) }
-			rot := rotation.New(kc, rotation.Options{Workers: workers, LeaseDuration: leaseDur, Logf: logf})
-			if m != nil {
-				resumed, err := rot.Start(ctx, m)
-				if err != nil {
-					if errors.Is(err, rotation.ErrRotationUnfinished) {
-						err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
-					}
-					return err
-				}
-				kr := kc.Keyring()
-				if resumed {
-					fmt.Fprintf(c.stderr, "resuming: generation %s is current already; finishing the rotation to it (keyring epoch %d)\n", kr.Current, kr.Epoch)
-				} else {
-					fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
-				}
-				if noWait {
-					return rot.Close(context.WithoutCancel(ctx))
-				}
-			} else {
-				unfinished, err := rot.Unfinished(ctx)
-				if err != nil {
-					return err
-				}
-				if !unfinished {
-					fmt.Fprintln(c.stderr, "no rotation to finish; give --new-key to rotate")
-					return nil
-				}
-			}
-			progress, finish := rotationProgress(c)
-			phases := map[string]time.Time{}
-			var done int64
-			err = rot.Run(ctx, func(p rotation.Progress) {
-				if _, ok := phases[p.Phase]; !ok {
-					phases[p.Phase] = time.Now()
-				}
-				done = p.Done
-				progress(p)
-			})
-			finish()
-			if err != nil {
-				return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
-			}
-			deleted := time.Now()
-			// The rotation is finished; give back the old objects' space.
-			if err := rot.Purge(ctx, nil); err != nil {
-				fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
-			}
-			st, err := rot.Status(ctx)
-			if err != nil {
-				return err
-			}
-			var retired []string
-			for _, g := range st.Generations {
-				if g.State == keys.StateRetired {
-					retired = append(retired, g.ID)
-				}
-			}
-			fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
-			printTiming(c, start, phases, deleted, done)
-			return nil
-		},
+		run: func(ctx context.Context, c *cli, args []string) error { return runRotate(ctx, c, o, args) },
 	}
+}
+
+// runRotate switches to --new-key (or finds the rotation to finish),
+// runs the rotation to its end and reports it.
+func runRotate(ctx context.Context, c *cli, o *rotateOptions, args []string) error {
+	if len(args) != 0 {
+		return usagef("rotate takes no arguments")
+	}
+	if o.breakLease {
+		if o.newKey != "" || o.noWait {
+			return usagef("--break-lease takes no --new-key or --no-wait")
+		}
+		return runBreakLease(ctx, c)
+	}
+	var m *keys.Material
+	if o.newKey != "" {
+		spec, err := keys.ParseSpec(o.newKey)
+		if err != nil {
+			return err
+		}
+		if m, err = spec.Load(); err != nil {
+			return err
+		}
+	}
+	// The new key opens the keys too: when this command is run
+	// again after an interruption, the old key may be retired.
+	kc, err := c.openKeys(ctx, m)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	logf := func(format string, args ...any) { fmt.Fprintf(c.stderr, "warning: "+format+"\n", args...) }
+	rot := rotation.New(kc, rotation.Options{Workers: o.workers, LeaseDuration: o.leaseDur, Logf: logf})
+	var proceed bool
+	if m != nil {
+		proceed, err = switchKey(ctx, c, kc, rot, m, o.noWait)
+	} else {
+		proceed, err = rotationToFinish(ctx, c, rot)
+	}
+	if err != nil || !proceed {
+		return err
+	}
+	return finishRotation(ctx, c, rot, start)
+}
+
+// switchKey starts the rotation to m (or finds it started already) and
+// says so; with noWait it returns false once the switch is durable.
+func switchKey(ctx context.Context, c *cli, kc *keys.Keychain, rot *rotation.Rotator, m *keys.Material, noWait bool) (proceed bool, err error) {
+	resumed, err := rot.Start(ctx, m)
+	if err != nil {
+		if errors.Is(err, rotation.ErrRotationUnfinished) {
+			err = fmt.Errorf("%w (run 'snapcrypt rotate' without --new-key, holding the key it rotated to)", err)
+		}
+		return false, err
+	}
+	kr := kc.Keyring()
+	if resumed {
+		fmt.Fprintf(c.stderr, "resuming: generation %s is current already; finishing the rotation to it (keyring epoch %d)\n", kr.Current, kr.Epoch)
+	} else {
+		fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+	}
+	if noWait {
+		return false, rot.Close(context.WithoutCancel(ctx))
+	}
+	return true, nil
+}
+
+// rotationToFinish reports whether a rotation is unfinished (rotate
+// without --new-key), and says so when none is.
+func rotationToFinish(ctx context.Context, c *cli, rot *rotation.Rotator) (bool, error) {
+	unfinished, err := rot.Unfinished(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !unfinished {
+		fmt.Fprintln(c.stderr, "no rotation to finish; give --new-key to rotate")
+	}
+	return unfinished, nil
+}
+
+// finishRotation runs the rotation to its end with a progress display,
+// frees the old objects' space and prints the outcome and its timing
+// (from start).
+func finishRotation(ctx context.Context, c *cli, rot *rotation.Rotator, start time.Time) error {
+	progress, finish := rotationProgress(c)
+	phases := map[string]time.Time{}
+	var done int64
+	err := rot.Run(ctx, func(p rotation.Progress) {
+		if _, ok := phases[p.Phase]; !ok {
+			phases[p.Phase] = time.Now()
+		}
+		done = p.Done
+		progress(p)
+	})
+	finish()
+	if err != nil {
+		return fmt.Errorf("%w (the rotation is recorded in the repository: 'snapcrypt rotate' with the new key resumes it)", err)
+	}
+	deleted := time.Now()
+	// The rotation is finished; give back the old objects' space.
+	if err := rot.Purge(ctx, nil); err != nil {
+		fmt.Fprintf(c.stderr, "warning: %v (the next rotation or mount frees it)\n", err)
+	}
+	st, err := rot.Status(ctx)
+	if err != nil {
+		return err
+	}
+	var retired []string
+	for _, g := range st.Generations {
+		if g.State == keys.StateRetired {
+			retired = append(retired, g.ID)
+		}
+	}
+	fmt.Fprintf(c.stdout, "rotation done: current generation %s; retired %s; the old key is no longer needed\n", st.Current, strings.Join(retired, ", "))
+	printTiming(c, start, phases, deleted, done)
+	return nil
 }
 
 // runBreakLease ends the rotation lease whoever holds it and names the

@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -260,45 +259,6 @@ func testCreateExisting(t *testing.T, s store.Store) {
 	mustGet(t, s, "put", []byte("p"))
 }
 
-func testCreateConcurrent(t *testing.T, s store.Store) {
-	const writers = 16
-	const rounds = 4
-	ctx := context.Background()
-	for round := range rounds {
-		name := fmt.Sprintf("keyring/%020d", round)
-		var (
-			wg    sync.WaitGroup
-			start = make(chan struct{})
-			errs  [writers]error
-		)
-		for i := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				errs[i] = s.Create(ctx, name, payload(uint64(100*round+i), 1000+i))
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Fatalf("%s: Creates %d and %d both succeeded", name, winner, i)
-			case err == nil:
-				winner = i
-			case !errors.Is(err, store.ErrExist):
-				t.Fatalf("%s: Create %d: %v, want success or ErrExist", name, i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("%s: no Create succeeded", name)
-		}
-		mustGet(t, s, name, payload(uint64(100*round+winner), 1000+winner))
-	}
-}
-
 func testPut(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for i, size := range []int{10, 1000, 5, 0, 70000} {
@@ -453,35 +413,6 @@ func testListStops(t *testing.T, s store.Store) {
 	}
 }
 
-// testListWhileWriting lists while the callback deletes the object it is
-// given and writes others, as retiring a key generation does.
-func testListWhileWriting(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	for i := range 20 {
-		mustCreate(t, s, fmt.Sprintf("deks/old/%02d", i), []byte{byte(i)})
-	}
-	n := 0
-	err := s.List(ctx, "deks/old/", func(info store.Info) error {
-		n++
-		if err := s.Put(ctx, "deks/new/"+strings.TrimPrefix(info.Name, "deks/old/"), []byte("n")); err != nil {
-			return err
-		}
-		return s.Delete(ctx, info.Name)
-	})
-	if err != nil {
-		t.Fatalf("List with writes in the callback: %v", err)
-	}
-	if n != 20 {
-		t.Errorf("List called back %d times, want 20", n)
-	}
-	if got := listAll(t, s, "deks/old/"); len(got) != 0 {
-		t.Errorf("objects left under deks/old/: %v", got)
-	}
-	if got := listAll(t, s, "deks/new/"); len(got) != 20 {
-		t.Errorf("%d objects under deks/new/, want 20", len(got))
-	}
-}
-
 func testNestedNames(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	names := []string{"a", "b/c", "d/e/f", "g/h/i/j/k/l/m/n", "data/3f/3f0a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff"}
@@ -531,111 +462,6 @@ func testLarge(t *testing.T, s store.Store) {
 		t.Fatalf("Put large: %v", err)
 	}
 	mustGet(t, s, "data/17/large", data2)
-}
-
-// versioned returns version v of an object for testConcurrentReadWrite: its
-// length and every byte tell the version, so a mix of two shows.
-func versioned(v int) []byte {
-	return bytes.Repeat([]byte{byte(v)}, 1000+v*37)
-}
-
-func checkVersioned(got []byte) error {
-	if len(got) == 0 {
-		return errors.New("empty object")
-	}
-	v := int(got[0])
-	if !bytes.Equal(got, versioned(v)) {
-		return fmt.Errorf("torn read: %d bytes starting with version %d", len(got), v)
-	}
-	return nil
-}
-
-func testConcurrentReadWrite(t *testing.T, s store.Store) {
-	const (
-		writers    = 4
-		readers    = 4
-		iterations = 25
-	)
-	ctx := context.Background()
-	if err := s.Put(ctx, "shared", versioned(0)); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, writers+readers+2)
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range iterations {
-				v := 1 + (w*iterations+i)%200
-				if err := s.Put(ctx, "shared", versioned(v)); err != nil {
-					errc <- fmt.Errorf("writer %d: Put: %w", w, err)
-					return
-				}
-				own := fmt.Sprintf("own/%d/%d", w, i)
-				if err := s.Create(ctx, own, versioned(v)); err != nil {
-					errc <- fmt.Errorf("writer %d: Create: %w", w, err)
-					return
-				}
-				if i%2 == 1 {
-					if err := s.Delete(ctx, own); err != nil {
-						errc <- fmt.Errorf("writer %d: Delete: %w", w, err)
-						return
-					}
-				}
-			}
-		}()
-	}
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range iterations {
-				got, err := s.Get(ctx, "shared")
-				if err == nil {
-					err = checkVersioned(got)
-				}
-				if err != nil {
-					errc <- fmt.Errorf("reader %d: Get: %w", r, err)
-					return
-				}
-				part, err := s.GetRange(ctx, "shared", 500, 600)
-				if err == nil && (len(part) == 0 || !bytes.Equal(part, bytes.Repeat(part[:1], len(part)))) {
-					err = fmt.Errorf("torn range read of %d bytes", len(part))
-				}
-				if err != nil {
-					errc <- fmt.Errorf("reader %d: GetRange: %w", r, err)
-					return
-				}
-				err = s.List(ctx, "own/", func(info store.Info) error {
-					got, err := s.Get(ctx, info.Name)
-					if errors.Is(err, store.ErrNotExist) {
-						return nil // deleted since listed
-					}
-					if err == nil {
-						err = checkVersioned(got)
-					}
-					if err == nil && int64(len(got)) != info.Size {
-						err = fmt.Errorf("%s: listed with size %d, read %d bytes", info.Name, info.Size, len(got))
-					}
-					return err
-				})
-				if err != nil {
-					errc <- fmt.Errorf("reader %d: List: %w", r, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Error(err)
-	}
-	kept := writers * (iterations - iterations/2) // odd iterations delete
-	if got := listAll(t, s, "own/"); len(got) != kept {
-		t.Errorf("%d objects under own/, want %d", len(got), kept)
-	}
 }
 
 func testCanceledContext(t *testing.T, s store.Store) {
