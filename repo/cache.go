@@ -9,11 +9,16 @@ import (
 // Each entry has a cost; the total cost never exceeds the bound (an entry
 // larger than the bound is not kept), except in a cache that keeps its
 // newest entry (keepNewest), which holds the entry added last however
-// large it is, and the others within the bound.
+// large it is, and the others within the bound. A cache with a drop
+// function hands it each value it lets go of (evicted, replaced, or too
+// large to keep; not one that take returns), under its lock: a value the
+// cache held is then no longer used by anyone if every reader of it reads
+// under the lock (use) or takes it.
 type lru[K comparable, V any] struct {
 	mu         sync.Mutex
 	max        int64
 	keepNewest bool
+	drop       func(V)
 	cost       int64
 	ll         *list.List
 	m          map[K]*list.Element
@@ -89,12 +94,18 @@ func (c *lru[K, V]) take(k K) (V, bool) {
 
 func (c *lru[K, V]) add(k K, v V, cost int64) {
 	if cost > c.max && !c.keepNewest {
+		if c.drop != nil {
+			c.drop(v)
+		}
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[k]; ok {
 		old := e.Value.(*lruEntry[K, V])
+		if c.drop != nil {
+			c.drop(old.v)
+		}
 		c.cost += cost - old.cost
 		old.v, old.cost = v, cost
 		c.ll.MoveToFront(e)
@@ -108,6 +119,9 @@ func (c *lru[K, V]) add(k K, v V, cost int64) {
 		c.ll.Remove(e)
 		delete(c.m, ent.k)
 		c.cost -= ent.cost
+		if c.drop != nil {
+			c.drop(ent.v)
+		}
 	}
 }
 

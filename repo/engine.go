@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -27,7 +28,7 @@ type engine struct {
 	edges   *lru[segKey, []byte]           // the same, left over by reads of several segments
 	ciphers *lru[ObjectID, *object.Cipher] // per-pack ciphers
 	ctBufs  *bufPool                       // ciphertext buffers of reads
-	segBufs *bufPool                       // plaintext buffers of edges
+	segBufs *bufPool                       // plaintext buffers of cached segments
 
 	wins *windows    // ciphertext of read windows; nil without (Options.ReadWindow)
 	pf   *prefetcher // reads ahead of sequential readers of small requests
@@ -38,6 +39,11 @@ type engine struct {
 	errMu sync.Mutex
 	errs  []string // recent read errors, for status
 	nErrs uint64
+
+	// Counted here rather than by the two caches, which a read may ask
+	// both (segmentStats): segments served from the cache, segments
+	// decrypted.
+	hits, opened atomic.Uint64
 }
 
 type segKey struct {
@@ -58,6 +64,14 @@ func newEngine(st store.Reader, dek func(context.Context, [16]byte) ([]byte, err
 		segBufs: newBufPool(64, object.SegmentSize),
 		flights: map[segKey]chan struct{}{},
 	}
+	// The buffers of the segments the caches let go of are reused: a walk
+	// over small files decrypts a segment for every 40 or so of them,
+	// and 64 KiB of garbage each makes the collector scan the mount's
+	// nodes (all the walk has looked up) that much more often. Segments
+	// are read from the caches only under their locks (copyCached), or
+	// taken out of them, so a dropped one is no one's.
+	e.segs.drop = e.segBufs.put
+	e.edges.drop = e.segBufs.put
 	if readWindow >= object.SegmentSize {
 		e.wins = newWindows(readWindow, windowMax)
 	}
@@ -239,21 +253,27 @@ func (e *engine) copyCached(pk *IndexPack, s int64, p []byte, off int64, big boo
 			ok = copyFrom(data)
 			e.segBufs.put(data) // no one else holds it (see edges.use below)
 			if ok {
+				e.hits.Add(1)
 				return true
 			}
 		}
 	}
-	if data, ok := e.segs.get(k); ok {
-		return copyFrom(data) // segs' buffers are never reused
-	}
-	if big {
-		return false
+	// Copied under the cache's lock: a segment the cache drops goes back
+	// to e.segBufs, to be overwritten.
+	hit := false
+	if e.segs.use(k, func(data []byte) { hit = copyFrom(data) }) || big {
+		if hit {
+			e.hits.Add(1)
+		}
+		return hit
 	}
 	// The small files after a larger one in a pack start in its last
-	// segment. Copied under the cache's lock: a read of several segments
-	// may take the edge and reuse its buffer.
-	hit := false
+	// segment. Copied under the cache's lock likewise: a read of several
+	// segments may take the edge and reuse its buffer.
 	e.edges.use(k, func(data []byte) { hit = copyFrom(data) })
+	if hit {
+		e.hits.Add(1)
+	}
 	return hit
 }
 
@@ -284,14 +304,15 @@ func (e *engine) openSegments(ctx context.Context, pk *IndexPack, first, last in
 		if sealed == nil {
 			return fmt.Errorf("object %s is %w: it ends before segment %d does", name, object.ErrCorrupt, s)
 		}
+		e.opened.Add(1)
 		if lo >= off && hi <= end {
 			if _, err := c.OpenSegment(p[lo-off:lo-off], sealed, s, size); err != nil {
 				return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
 			}
 			continue
 		}
-		// Cached edges go back to e.segBufs when a read takes them
-		// out, to be overwritten; the segments of e.segs never do.
+		// Cached segments go back to e.segBufs when a read takes
+		// them out or the cache drops them, to be overwritten.
 		d, err := c.OpenSegment(e.segBufs.get()[:0], sealed, s, size)
 		if err != nil {
 			return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
@@ -336,18 +357,30 @@ func (e *engine) fetchAhead(ctx context.Context, pk *IndexPack, pos, n int64) er
 	}
 	start := first * seg
 	ctOff, ctLen, _ := object.CipherRange(start, end-start, size)
-	// A buffer of its own, not a pooled one: the cached segments are
-	// decrypted in place and keep its memory.
-	ct, err := e.readSealed(ctx, name, ctOff, ctLen, nil, false)
+	// Through the page cache (as a small reader's neighbours are best
+	// read), into a pooled buffer when the range fits one: the segments
+	// are decrypted out of it into buffers of their own.
+	var buf []byte
+	if ctLen+ctSlack <= ctBufSize {
+		buf = e.ctBufs.get()
+		defer e.ctBufs.put(buf)
+	}
+	ct, err := e.readSealed(ctx, name, ctOff, ctLen, buf, false)
 	if err != nil {
 		return err
 	}
-	segs, err := c.OpenSegments(ct, first, size)
-	if err != nil {
-		return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
-	}
-	for i, d := range segs {
-		e.segs.add(segKey{pk.ID, first + int64(i)}, d, int64(len(d))+object.TagSize)
+	for s := first; s*seg < end; s++ {
+		pos := (s - first) * object.SealedSegmentSize
+		sealedEnd := pos + min(seg, size-s*seg) + object.TagSize
+		if sealedEnd > int64(len(ct)) {
+			return shortObject(name, sealedEnd-int64(len(ct)))
+		}
+		d, err := c.OpenSegment(e.segBufs.get()[:0], ct[pos:sealedEnd], s, size)
+		if err != nil {
+			return fmt.Errorf("object %s is %w", name, object.ErrCorrupt)
+		}
+		e.opened.Add(1)
+		e.segs.add(segKey{pk.ID, s}, d, int64(len(d))+object.TagSize)
 	}
 	return nil
 }
@@ -370,13 +403,17 @@ func (e *engine) readErrors() (uint64, []string) {
 }
 
 // segmentStats returns the figures of the segment cache, both parts of it
-// together.
+// together. A hit is a segment a read copied from the cache; a miss is a
+// segment decrypted (for a read, or read ahead into the cache), whether
+// or not it was then cached: the cost the cache is there to save. (The
+// two parts' own counts would tell neither: a read that finds a segment
+// in one part has looked in the other first.)
 func (e *engine) segmentStats() CacheStats {
 	segs, edges := e.segs.stats(), e.edges.stats()
 	segs.Entries += edges.Entries
 	segs.Bytes += edges.Bytes
 	segs.Limit += edges.Limit
-	segs.Hits += edges.Hits
-	segs.Misses += edges.Misses
+	segs.Hits = e.hits.Load()
+	segs.Misses = e.opened.Load()
 	return segs
 }
