@@ -35,6 +35,7 @@ import (
 
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
@@ -88,6 +89,8 @@ type Repository struct {
 
 	eng   *engine             // reads and decrypts packs (engine.go)
 	trees *lru[BlobID, *Tree] // decoded trees (treecache.go)
+	// treeLoads makes concurrent LoadTrees of one tree read it once.
+	treeLoads singleflight.Group
 
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
