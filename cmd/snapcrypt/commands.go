@@ -372,6 +372,8 @@ func checkCommand() *command {
 				}
 			} else {
 				fmt.Fprintf(c.stdout, "checked %d snapshots, %d trees, %d blobs, %d packs, %d data keys\n", res.Snapshots, res.Trees, res.Blobs, res.Packs, res.DEKs)
+				fmt.Fprintf(c.stdout, "unused space (not a problem; prune will reclaim it): %d packs no index names, %s; %d blobs no snapshot reaches, %s\n",
+					res.UnindexedPacks, bytesStr(uint64(res.UnindexedBytes)), res.UnreachableBlobs, bytesStr(uint64(res.UnreachableBytes)))
 				for _, p := range res.Problems {
 					fmt.Fprintln(c.stdout, "problem:", p)
 				}
