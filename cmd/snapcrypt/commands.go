@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -131,6 +133,9 @@ func runSnapshot(ctx context.Context, c *cli, o *snapshotOptions, args []string)
 	res, err := takeSnapshot(ctx, c, r, sf, rep, args, opts)
 	wait()
 	rep.finish()
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("the repository's disk is full: free space and take the snapshot again (what it wrote so far is unused space, which check counts): %w", err)
+	}
 	if err != nil {
 		return err
 	}
