@@ -322,6 +322,10 @@ type mount struct {
 	refErr   atomic.Pointer[string]
 	problems atomic.Pointer[[]Problem] // objects the last refresh could not read
 	refCount atomic.Uint64
+
+	unusedMu   sync.Mutex // one count of unused space at a time
+	unusedAt   time.Time  // of the last count
+	unusedLast UnusedStatus
 }
 
 func newMount(r Repository, mountpoint string, opts Options) *mount {

@@ -24,6 +24,9 @@ type Repository interface {
 	LoadIndexPartial(ctx context.Context) (map[repo.ObjectID]error, error)
 	// PackedBytes is the plaintext size of every pack the index knows.
 	PackedBytes() uint64
+	// Unindexed lists the packs and counts those the index does not
+	// name: unused space (repo.Repository.Unindexed).
+	Unindexed(ctx context.Context) (repo.Unindexed, error)
 
 	// LoadTree returns a decoded directory tree, from the repository's
 	// cache of trees when it is there.

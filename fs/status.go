@@ -35,6 +35,13 @@ type Status struct {
 
 	Keys KeysStatus `json:"keys"`
 
+	// Unused is the space of packs that no index names: an interrupted
+	// snapshot's, or one in flight (docs/prune.md, "Unused space
+	// today"). Counting it lists data/, at most once per refresh
+	// interval; blobs no snapshot reaches need a walk and are counted by
+	// check only.
+	Unused UnusedStatus `json:"unused"`
+
 	Cache      map[string]repo.CacheStats `json:"cache"`
 	ReadErrors ReadErrors                 `json:"read_errors"`
 	// EIO counts the requests answered EIO; Panics the internal errors
@@ -45,6 +52,13 @@ type Status struct {
 	// Sections holds what Options.StatusSections add, each under its
 	// own top-level key.
 	Sections map[string]any `json:"-"`
+}
+
+// UnusedStatus is unused space as the last listing of data/ found it.
+type UnusedStatus struct {
+	repo.Unindexed
+	CountedAt time.Time `json:"counted_at"`
+	Error     string    `json:"error,omitempty"` // why the listing failed
 }
 
 // KeysStatus tells the key generations and whether this mount holds them.
@@ -167,8 +181,27 @@ func (m *mount) status() Status {
 	return s
 }
 
+// unused returns the unused space, counted again when the last count is
+// older than the refresh interval.
+func (m *mount) unused() UnusedStatus {
+	m.unusedMu.Lock()
+	defer m.unusedMu.Unlock()
+	if !m.unusedAt.IsZero() && time.Since(m.unusedAt) < m.opts.Refresh {
+		return m.unusedLast
+	}
+	u, err := m.r.Unindexed(m.ctx)
+	m.unusedAt = time.Now()
+	m.unusedLast = UnusedStatus{Unindexed: u, CountedAt: m.unusedAt.UTC()}
+	if err != nil {
+		m.unusedLast.Error = err.Error()
+	}
+	return m.unusedLast
+}
+
 func (m *mount) statusJSON(ctx context.Context) ([]byte, error) {
-	b, err := json.MarshalIndent(m.status(), "", "  ")
+	s := m.status()
+	s.Unused = m.unused()
+	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, err
 	}

@@ -20,17 +20,34 @@ type CheckOptions struct {
 }
 
 // CheckResult lists what is wrong; an empty Problems means clean.
+//
+// Unused space is not a problem: packs that no index names (an
+// interrupted snapshot's, or one still in flight) and blobs of indexed
+// packs that no snapshot reaches (a snapshot that wrote its index but no
+// manifest, forgotten snapshots, a blob stored twice) are counted, for
+// prune (docs/prune.md) to reclaim.
 type CheckResult struct {
 	Snapshots, Trees, Packs, Blobs int
 	DEKs                           int
-	Problems                       []string
+	// UnindexedPacks and UnindexedBytes count the objects below data/
+	// that no index names, and their stored size.
+	UnindexedPacks int   `json:"unindexed_packs"`
+	UnindexedBytes int64 `json:"unindexed_bytes"`
+	// UnreachableBlobs and UnreachableBytes count the blobs of indexed
+	// packs that no snapshot reaches (a copy of a blob other than the one
+	// the index uses counts too), and their plaintext length. When a
+	// snapshot or tree could not be read (a problem), they include what
+	// it would have reached.
+	UnreachableBlobs int   `json:"unreachable_blobs"`
+	UnreachableBytes int64 `json:"unreachable_bytes"`
+	Problems         []string
 }
 
 // Check verifies that every object a snapshot references exists, every DEK
 // named by an object unwraps, and that the index agrees with the packs. It
 // returns an error only when it cannot run at all.
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult, error) {
-	c := &checker{r: r, opts: opts, res: &CheckResult{}, deks: map[[16]byte]string{}, sizes: map[string]int64{}}
+	c := &checker{r: r, opts: opts, res: &CheckResult{}, deks: map[[16]byte]string{}, sizes: map[string]int64{}, reached: map[blobKey]bool{}}
 	// The keyring's history (bad epochs, a rewritten history).
 	for _, p := range r.keys.Problems() {
 		c.problem("%v", p)
@@ -49,7 +66,8 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckResult
 	}
 	c.step("packs")
 	c.packs(ctx)
-	c.unreferencedPacks()
+	c.unindexedPacks()
+	c.unreachableBlobs()
 	c.step("keys")
 	c.keys(ctx)
 	return c.res, nil
@@ -62,6 +80,8 @@ type checker struct {
 	res   *CheckResult
 	deks  map[[16]byte]string // dek id -> an object that uses it
 	sizes map[string]int64    // every object in the store
+	// reached holds every blob the walk of the snapshots reached.
+	reached map[blobKey]bool
 }
 
 func (c *checker) problem(format string, args ...any) {
@@ -137,9 +157,11 @@ func (c *checker) trees(ctx context.Context, snaps []*Snapshot) error {
 		case x.Err != nil:
 			c.problem("%s: %v", x.Path, x.Err)
 		case x.Type == BlobTree:
+			c.reached[blobKey{x.Type, x.ID}] = true
 			c.res.Trees++
 			c.res.Blobs++
 		default:
+			c.reached[blobKey{x.Type, x.ID}] = true
 			c.res.Blobs++
 			if !c.r.index.Has(BlobData, x.ID) {
 				c.problem("%s: data blob %s is missing from the index", x.Path, x.ID.Short())
@@ -180,16 +202,35 @@ func (c *checker) packs(ctx context.Context) {
 	}
 }
 
-// unreferencedPacks reports objects below data/ that no index names.
-func (c *checker) unreferencedPacks() {
+// unindexedPacks counts the objects below data/ that no index names:
+// unused space, not a problem.
+func (c *checker) unindexedPacks() {
 	for _, name := range c.named("data/") {
 		id, err := ParseObjectID(name[strings.LastIndexByte(name, '/')+1:])
 		if err != nil || packName(id) != name {
 			c.problem("object %s is not a valid pack name", name)
 			continue
 		}
-		if _, ok := c.r.index.packs[id]; !ok {
-			c.problem("object %s is not in any index (unreferenced pack)", name)
+		if !c.r.index.knows(id) {
+			c.res.UnindexedPacks++
+			c.res.UnindexedBytes += c.sizes[name]
+		}
+	}
+}
+
+// unreachableBlobs counts the blobs of indexed packs that the walk did not
+// reach, or that it reached in another pack (the copy the index uses).
+func (c *checker) unreachableBlobs() {
+	for _, p := range c.r.index.Packs() {
+		for _, pb := range p.Blobs {
+			k := blobKey{pb.Type, pb.ID}
+			if c.reached[k] {
+				if l, ok := c.r.index.lookup(pb.Type, pb.ID); ok && l.pack == p && l.offset == pb.Offset {
+					continue
+				}
+			}
+			c.res.UnreachableBlobs++
+			c.res.UnreachableBytes += int64(pb.Length)
 		}
 	}
 }

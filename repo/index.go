@@ -248,6 +248,14 @@ func (x *Index) Has(t BlobType, id BlobID) bool {
 	return ok
 }
 
+// knows reports whether the index names pack id.
+func (x *Index) knows(id ObjectID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.packs[id]
+	return ok
+}
+
 // Packs returns every pack the index knows.
 func (x *Index) Packs() []*IndexPack {
 	x.mu.RLock()

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -131,6 +133,9 @@ func runSnapshot(ctx context.Context, c *cli, o *snapshotOptions, args []string)
 	res, err := takeSnapshot(ctx, c, r, sf, rep, args, opts)
 	wait()
 	rep.finish()
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("the repository's disk is full: free space and take the snapshot again (what it wrote so far is unused space, which check counts): %w", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -372,6 +377,8 @@ func checkCommand() *command {
 				}
 			} else {
 				fmt.Fprintf(c.stdout, "checked %d snapshots, %d trees, %d blobs, %d packs, %d data keys\n", res.Snapshots, res.Trees, res.Blobs, res.Packs, res.DEKs)
+				fmt.Fprintf(c.stdout, "unused space (not a problem; prune will reclaim it): %d packs no index names, %s; %d blobs no snapshot reaches, %s\n",
+					res.UnindexedPacks, bytesStr(uint64(res.UnindexedBytes)), res.UnreachableBlobs, bytesStr(uint64(res.UnreachableBytes)))
 				for _, p := range res.Problems {
 					fmt.Fprintln(c.stdout, "problem:", p)
 				}

@@ -40,6 +40,10 @@ type statusJSON struct {
 	Snapshots   int    `json:"snapshots"`
 	Packs       int    `json:"packs"`
 	Bytes       int64  `json:"repository_bytes"`
+	// Unused is the space of packs no index names (an interrupted
+	// snapshot's, or one in flight); blobs no snapshot reaches are
+	// counted by check only (they need a walk).
+	Unused repo.Unindexed `json:"unused"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -54,13 +58,17 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	unused, err := r.Unindexed(ctx)
+	if err != nil {
+		return err
+	}
 	ks, err := rotation.New(r.Keys(), rotation.Options{}).Status(ctx)
 	if err != nil {
 		return err
 	}
 	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version,
 		KeyringEpoch: ks.Epoch, Current: ks.Current, Rotation: ks.Rotation, Unfinished: ks.Unfinished, Lease: ks.Lease,
-		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total}
+		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total, Unused: unused}
 	st.Authenticated, st.Problems = r.Keys().Authenticated(), []string{}
 	for _, p := range r.Keys().Problems() {
 		st.Problems = append(st.Problems, p.Error())
@@ -106,5 +114,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(w, "rotation lease held by %s pid %d until %s\n", st.Lease.Host, st.Lease.PID, st.Lease.Expires.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "%d snapshots, %d packs, %s in all\n", st.Snapshots, st.Packs, bytesStr(uint64(st.Bytes)))
+	fmt.Fprintf(w, "unused space: %d packs no index names, %s (interrupted or running snapshots; 'check' also counts blobs no snapshot reaches)\n",
+		st.Unused.Packs, bytesStr(uint64(st.Unused.Bytes)))
 	return nil
 }
