@@ -140,16 +140,26 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 	}
 }
 
-// readEpochs reads epochs from, from+1, … until one does not exist (or,
-// with upTo > 0, up to upTo). A read that fails for another reason than
-// damage returns err; a damaged epoch ends the list and is returned as
-// bad.
-func readEpochs(ctx context.Context, st store.Reader, from, upTo uint64) (es []*epochObj, bad error, err error) {
+// MaxHistoryRead bounds the bytes of keyring epochs one load or refresh
+// reads (and holds) at once. A history this large would take hundreds of
+// rotations; past it the rest is refused as if damaged, so that epochs an
+// attacker planted cannot make a process hold more than a bounded amount
+// (each epoch is also at most MaxKeyringSize).
+const MaxHistoryRead = 16 << 20
+
+// readEpochs reads epochs from, from+1, ... (up to the first that does not
+// exist, or with upTo > 0, up to upTo), each checked against the one
+// before (base before the first; nil: from is epoch 1) as it is read: a
+// damaged epoch, one not chained to the one before or not a legal
+// transition from it, or one past MaxHistoryRead bytes ends the list and
+// is returned as bad, and nothing after it is read. A read that fails for
+// another reason than damage returns err.
+func readEpochs(ctx context.Context, st store.Reader, repoID string, base *tip, from, upTo uint64) (es []*epochObj, bad error, err error) {
+	var total int
 	for e := from; upTo == 0 || e <= upTo; e++ {
 		obj, rerr := readEpoch(ctx, st, e)
 		switch {
 		case rerr == nil:
-			es = append(es, obj)
 		case errors.Is(rerr, store.ErrNotExist):
 			if upTo > 0 {
 				return es, historyErr(e, "missing (epochs up to %d exist)", upTo), nil
@@ -160,6 +170,14 @@ func readEpochs(ctx context.Context, st store.Reader, from, upTo uint64) (es []*
 		default:
 			return nil, nil, rerr
 		}
+		if total += len(obj.raw); total > MaxHistoryRead {
+			return es, historyErr(e, "%w: the keyring history read at once passes %d MiB", object.ErrCorrupt, MaxHistoryRead>>20), nil
+		}
+		if _, err := structural(base, []*epochObj{obj}, repoID); err != nil {
+			return es, err, nil
+		}
+		base = &tip{ring: obj.ring, hash: obj.hash, legacy: obj.legacy}
+		es = append(es, obj)
 	}
 	return es, nil, nil
 }
@@ -184,7 +202,7 @@ func (k *Keychain) loadHistory(ctx context.Context) error {
 	var es []*epochObj
 	var bad error
 	if upTo > 0 {
-		es, bad, err = readEpochs(ctx, k.st, 1, upTo)
+		es, bad, err = readEpochs(ctx, k.st, k.repoID, nil, 1, upTo)
 		if err != nil {
 			return err
 		}
@@ -259,7 +277,7 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("refreshing keyring: %w", err)
 	}
-	es, bad, err := readEpochs(ctx, k.st, head+1, 0)
+	es, bad, err := readEpochs(ctx, k.st, k.repoID, base, head+1, 0)
 	if err != nil {
 		return fmt.Errorf("refreshing keyring: %w", err)
 	}
