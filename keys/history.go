@@ -337,20 +337,33 @@ func (k *Keychain) installLocked(r *Keyring, keks map[string]*kek, legacy bool) 
 func (k *Keychain) checkRecordLocked() {
 	h := &k.hist
 	rec, ok, err := loadRecord(k.repoID)
-	if err != nil {
+	switch {
+	case errors.Is(err, object.ErrCorrupt):
+		// A damaged record protects nothing, and deleting or garbling it
+		// must not switch the check off: nothing writes until it is
+		// deleted (its error says so). Reading goes on.
 		h.recErr = err
+		if h.rewritten == nil {
+			h.rewritten = err
+		}
 		return
-	}
-	if ok {
-		h.recorded = rec.Epoch
+	case err != nil:
+		h.recErr = err // the state directory cannot be read: status says so
+	case ok:
 		switch {
 		case rec.Epoch > h.head():
 			h.rewritten = rewrittenErr(rec.Epoch, "was seen on this host, but the keyring's history ends at epoch %d", h.head())
 		case hex.EncodeToString(h.hashes[rec.Epoch-1][:]) != rec.Hash:
 			h.rewritten = rewrittenErr(rec.Epoch, "differs from the one this host saw")
 		}
+		h.recorded = max(h.recorded, rec.Epoch)
 	}
-	if h.rewritten != nil {
+	// What this process recorded holds even if the file went back or went
+	// away.
+	if h.rewritten == nil && h.recorded > h.head() {
+		h.rewritten = rewrittenErr(h.recorded, "was seen by this process, but the keyring's history ends at epoch %d", h.head())
+	}
+	if h.rewritten != nil || err != nil {
 		return
 	}
 	upTo := h.authed

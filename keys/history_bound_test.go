@@ -2,11 +2,15 @@ package keys
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
@@ -73,5 +77,53 @@ func TestManyLargeEpochsBounded(t *testing.T) {
 		}
 	}); got > limit {
 		t.Errorf("Open over %d planted epochs allocated %d MiB, want at most %d", n, got, limit)
+	}
+}
+
+// TestDamagedRecordFailsClosed: a host record that does not parse (or has
+// data after its object) is not a missing record: after a rollback that
+// restored old epochs and wrapped keys, a process on this host refuses to
+// write until the record is deleted, and names the record (found in
+// review: the damaged record switched the rollback check off).
+func TestDamagedRecordFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	for _, damaged := range []string{`{"epoch":3,`, "", `{"epoch":3,"hash":"` + strings.Repeat("ab", 32) + `"} junk`} {
+		st := localStore(t)
+		a, b := rawKey(t, 1), rawKey(t, 2)
+		k := mustInit(t, st, a)
+		makeDEKs(t, k, 2)
+		saved := snapshotPrefix(t, st, "deks/")
+		rotateTo(t, k, b) // epochs 2 and 3; the record at 3
+		dir, err := StateDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := recordPath(dir, testRepoID)
+		if err := os.WriteFile(path, []byte(damaged), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []uint64{3, 2} { // the rollback
+			if err := st.Delete(ctx, keyringName(e)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, data := range saved {
+			if err := st.Put(ctx, name, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kab, err := Open(ctx, st, testRepoID, a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kab.Writable(ctx); !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "record") {
+			t.Errorf("record %q: Writable = %v, want a refusal naming the damaged record", damaged, err)
+		}
+		if _, _, err := kab.NewDEK(ctx); err == nil {
+			t.Errorf("record %q: a new data key was wrapped after a rollback", damaged)
+		}
+		if !hasProblem(kab, "record") {
+			t.Errorf("record %q: problems %v, want the damaged record", damaged, kab.Problems())
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,6 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/snapcrypt/snapcrypt/internal/strictjson"
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // The host's record of each repository's keyring (docs/security.md,
@@ -61,10 +63,8 @@ func loadRecord(repoID string) (rec record, ok bool, err error) {
 	if err != nil {
 		return rec, false, fmt.Errorf("keyring record: %w", err)
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&rec); err != nil || rec.Epoch == 0 || !isHex(rec.Hash, 64) {
-		return rec, false, fmt.Errorf("keyring record %s is damaged (delete it to start afresh)", recordPath(dir, repoID))
+	if err := strictjson.Decode(b, &rec); err != nil || rec.Epoch == 0 || !isHex(rec.Hash, 64) {
+		return rec, false, fmt.Errorf("keyring record %s is %w: nothing writes to the repository until it is deleted (delete it to start afresh, after checking the keyring with a key you trust)", recordPath(dir, repoID), object.ErrCorrupt)
 	}
 	return rec, true, nil
 }
