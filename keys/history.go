@@ -334,7 +334,8 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 
 // installLocked makes r the keyring with the KEKs keks (of r's live
 // generations), keeping keys added meanwhile to generations r keeps live.
-// A retired generation's key is dropped here and never derived again.
+// A retired generation's KEK is dropped here and never held again (its
+// keyring key may be derived for a moment to check its MACs: verifyEpochs).
 func (k *Keychain) installLocked(r *Keyring, keks map[string]*kek, legacy bool) {
 	for id, kk := range k.keks { // keys added meanwhile
 		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {

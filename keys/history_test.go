@@ -645,9 +645,11 @@ func TestHugeEpoch(t *testing.T) {
 	}
 }
 
-// Retired key material is forgotten and never derived again: opening with
-// the retired passphrase and the new key runs no Argon2id for the retired
-// generation.
+// Retired key material is forgotten and never held again: opening with
+// the retired passphrase and the new key holds no KEK of the retired
+// generation and keeps no Argon2id output of it. (Open does derive it
+// once, to check its MACs of the epochs it signed: docs/format.md,
+// "Keyring history", rule 3; TestForgedRetireHidesBadMAC.)
 func TestRetiredKeyNeverDerived(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
