@@ -105,7 +105,7 @@ func makeEpochVectors(t testing.TB) []epochVector {
 		Expect: "ok", Good: 3, Authed: 3, Held: hexes(b), RingKeys: ringKeys, Epochs: objs(e1, e2, e3)})
 	add(epochVector{Name: "mid-rotation-old-key", Comment: "epochs 1 and 2 (A retiring); the verifier holds only A: it checks A's MACs of both",
 		Expect: "ok", Good: 2, Authed: 2, Held: hexes(a), Epochs: objs(e1, e2)})
-	add(epochVector{Name: "rotation-retired-key", Comment: "all three epochs; the verifier holds only A, retired in epoch 3: it derives no key of a retired generation and checks no MAC",
+	add(epochVector{Name: "rotation-retired-key", Comment: "all three epochs; the verifier holds only A, retired in epoch 3: it checks A's MACs (epochs 1 and 2) with A's keyring key derived for the check alone, holds no KEK of A, and a retired key's MAC authenticates nothing",
 		Expect: "ok", Good: 3, Authed: 0, Held: hexes(a), Epochs: objs(e1, e2, e3)})
 	bad3 := bytes.Clone(e3.raw)
 	i := bytes.Index(bad3, []byte(`"mac": "`)) + len(`"mac": "`)
@@ -125,6 +125,22 @@ func makeEpochVectors(t testing.TB) []epochVector {
 	r4b.Rotation = &Rotation{ID: hex.EncodeToString(det("epoch rotation 3", 16)), From: []string{b.gen.ID}, To: a.gen.ID, Started: t0.Add(2 * time.Hour), RequestedBy: Requester{Host: "evil", PID: 1}}
 	add(epochVector{Name: "retired-comes-back", Comment: "epoch 4 makes the retired A current again; even MACed by B and A it is illegal",
 		Expect: errIllegal.Error(), Good: 3, Authed: 3, Held: hexes(b), Epochs: objs(e1, e2, e3, sign(r4b, e3, b, a))})
+	// Finding R1: a planted switch B → C with a garbage MAC by B, then an
+	// epoch retiring B (MACed by C). B's MAC is checked though B is
+	// retired in the newest epoch.
+	r4c := r3.Clone()
+	r4c.Epoch, r4c.Current = 4, c.gen.ID
+	r4c.Generations = gens(with(a.gen, StateRetired), with(b.gen, StateRetiring), c.gen)
+	r4c.Rotation = &Rotation{ID: hex.EncodeToString(det("epoch rotation 4", 16)), From: []string{b.gen.ID}, To: c.gen.ID, Started: t0.Add(2 * time.Hour), RequestedBy: Requester{Host: "evil", PID: 1}}
+	bad4 := bytes.Clone(sign(r4c, e3, b, c).raw)
+	i = bytes.Index(bad4, []byte(`"mac": "`)) + len(`"mac": "`)
+	bad4[i] ^= 1 // one hex digit of B's MAC changed
+	r5c := r4c.Clone()
+	r5c.Epoch, r5c.Rotation = 5, nil
+	r5c.Generations = gens(with(a.gen, StateRetired), with(b.gen, StateRetired), c.gen)
+	e5c := sign(r5c, &epochObj{hash: sha256Sum(bad4)}, c)
+	add(epochVector{Name: "retire-hides-bad-mac", Comment: "epoch 4 switches to C with B's MAC altered, epoch 5 retires B (MACed by C); the verifier holds only B, retired in epoch 5: it still checks B's MAC of epoch 4, which fails, and goes on from epoch 3",
+		Expect: errUnauthenticated.Error(), Good: 3, Authed: 3, Held: hexes(b), Epochs: append(objs(e1, e2, e3), string(bad4), string(e5c.raw))})
 	leg := r3.Clone()
 	leg.Epoch, leg.Version = 4, legacyKeyringVersion
 	legBytes, _ := leg.Marshal()

@@ -93,11 +93,25 @@ type verified struct {
 
 // verifyEpochs verifies es, the epochs after base (base nil: from epoch 1):
 // structure first, then the MACs, with the KEKs held and those the
-// materials give for the generations live in the newest candidate. A
-// generation retired there is never derived; if a MAC fails, the newest
-// candidate moves back and the KEKs are matched again.
+// materials give for the generations live in the newest candidate. A MAC
+// by a generation retired in the newest candidate is checked too when a
+// material is that generation's key (rule 3 of docs/format.md: else a
+// planted epoch that retires it would hide a bad MAC of it): its keyring
+// key alone is derived for the check (macKeyOnly) and dropped when
+// verifyEpochs returns; its KEK is never held. Such a check makes no
+// epoch authenticated (authed): a retired key may be a leaked one. If a
+// MAC fails, the newest candidate moves back and the KEKs are matched
+// again.
 func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held map[string]*kek, mats []*Material) verified {
 	n, bad := structural(base, es, repoID)
+	retired := map[string]*kek{} // MAC-only keys of retired generations; nil: no material matches
+	defer func() {
+		for _, kk := range retired {
+			if kk != nil {
+				clear(kk.ringKey)
+			}
+		}
+	}()
 	for {
 		top := base
 		if n > 0 {
@@ -107,11 +121,32 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 		if top != nil {
 			keks = matchAll(top.ring, mats, rid, held)
 		}
+		var live int // MACs of the epoch being checked by a key held or matched live
 		keyFor := func(gen string) *kek {
 			if kk := keks[gen]; kk != nil {
+				live++
 				return kk
 			}
-			return held[gen] // about to be forgotten, but may still check a MAC
+			if kk := held[gen]; kk != nil {
+				live++
+				return kk // about to be forgotten, but may still check a MAC
+			}
+			g := top.ring.Generation(gen)
+			if g == nil || g.State != StateRetired {
+				return nil // live: matchAll tried every material
+			}
+			kk, tried := retired[gen]
+			if !tried {
+				gid, _ := parseGenID(gen)
+				for _, m := range mats {
+					if key := macKeyOnly(g, m, rid); key != nil {
+						kk = &kek{gen: gid, ringKey: key}
+						break
+					}
+				}
+				retired[gen] = kk
+			}
+			return kk
 		}
 		v := verified{good: n, keks: keks, bad: bad}
 		prev := base
@@ -122,13 +157,14 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 				if prev != nil {
 					pr = prev.ring
 				}
-				checked, err := checkMACs(e, pr, rid, keyFor)
+				live = 0
+				_, err := checkMACs(e, pr, rid, keyFor)
 				if err != nil {
 					n, bad = i, historyErr(e.ring.Epoch, "%w", err)
 					failed = true
 					break
 				}
-				if checked > 0 {
+				if live > 0 {
 					v.authed = e.ring.Epoch
 				}
 			}
@@ -316,7 +352,8 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 
 // installLocked makes r the keyring with the KEKs keks (of r's live
 // generations), keeping keys added meanwhile to generations r keeps live.
-// A retired generation's key is dropped here and never derived again.
+// A retired generation's KEK is dropped here and never held again (its
+// keyring key may be derived for a moment to check its MACs: verifyEpochs).
 func (k *Keychain) installLocked(r *Keyring, keks map[string]*kek, legacy bool) {
 	for id, kk := range k.keks { // keys added meanwhile
 		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {

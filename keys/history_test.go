@@ -645,9 +645,11 @@ func TestHugeEpoch(t *testing.T) {
 	}
 }
 
-// Retired key material is forgotten and never derived again: opening with
-// the retired passphrase and the new key runs no Argon2id for the retired
-// generation.
+// Retired key material is forgotten and never held again: opening with
+// the retired passphrase and the new key holds no KEK of the retired
+// generation and keeps no Argon2id output of it. (Open does derive it
+// once, to check its MACs of the epochs it signed: docs/format.md,
+// "Keyring history", rule 3; TestForgedRetireHidesBadMAC.)
 func TestRetiredKeyNeverDerived(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
@@ -668,8 +670,11 @@ func TestRetiredKeyNeverDerived(t *testing.T) {
 	if k2.Holds(genA.ID) {
 		t.Fatal("the retired key is held")
 	}
-	// The AddKey error's hint compares check values (one derivation);
-	// Open and matching derived nothing for it.
+	// The AddKey error's hint compares check values (one derivation).
+	// Open checks A's MACs on epochs 1 and 2 (docs/format.md, rule 3):
+	// it derives A's KEK for that check alone, compares check values,
+	// keeps only the keyring key until verifying ends, and keeps nothing
+	// of it afterwards: no KEK (not held), no cached passphrase stretch.
 	fresh2 := passKey(t, "old passphrase")
 	if _, err := Open(ctx, st, testRepoID, fresh2, b); err != nil {
 		t.Fatal(err)
@@ -678,7 +683,7 @@ func TestRetiredKeyNeverDerived(t *testing.T) {
 	n := len(fresh2.stretched)
 	fresh2.mu.Unlock()
 	if n != 0 {
-		t.Fatalf("Open derived %d passphrase KEK(s) for a retired generation", n)
+		t.Fatalf("Open kept %d stretched passphrase(s) of a retired generation", n)
 	}
 }
 
@@ -771,5 +776,71 @@ func TestHugeWrappedDEK(t *testing.T) {
 	}
 	if got := m1.TotalAlloc - m0.TotalAlloc; got > 16<<20 {
 		t.Fatalf("allocated %d MiB", got>>20)
+	}
+}
+
+// Finding R1: after a finished rotation A→B, an attacker with no key
+// plants epoch 4 (a switch B→C, C made up, with a garbage MAC "by B") and
+// epoch 5 (retires B, MACed by C). B is retired in the newest candidate,
+// yet B's MAC on epoch 4 must be checked at Open (docs/format.md, rule 3):
+// it fails, so epoch 4 is bad, reading goes on from epoch 3 with B current
+// and held, the problem names epoch 4 and nothing writes.
+func TestForgedRetireHidesBadMAC(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	freshState(t)
+	a, b, c := rawKey(t, 1), rawKey(t, 2), rawKey(t, 3)
+	k, deks := rotated(t, st, a, b) // epochs 1..3, B current, host record at 3
+	good := k.Keyring()
+	genB := good.Current
+	rid, _ := parseRepoID(testRepoID)
+	s := good.Clone() // 4: switch B -> C
+	s.Epoch++
+	g, kC, err := newGeneration(&s, c, rid, time.Now(), testArgon2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Generations[1].State = StateRetiring
+	s.Generations = append(s.Generations, g)
+	s.Current = g.ID
+	s.Rotation = &Rotation{ID: strings.Repeat("ef", 16), From: []string{genB}, To: g.ID, Started: time.Now().UTC().Truncate(time.Second)}
+	kB := kekOf(t, good, genB, b) // layout only: garbageMAC replaces B's MAC
+	plant(t, st, s.Epoch, garbageMAC(t, forge(t, st, s, kB, kC), genB))
+	r := s.Clone() // 5: retire B, MACed by C
+	r.Epoch++
+	r.Generations[1].State = StateRetired
+	r.Rotation = nil
+	plant(t, st, r.Epoch, forge(t, st, r, kC))
+
+	// A fresh process (after a restart) holding B only.
+	k2, err := Open(ctx, st, testRepoID, b)
+	if err != nil {
+		t.Fatalf("Open with B: %v", err)
+	}
+	if got := k2.Keyring(); got.Epoch != 3 || got.Current != genB {
+		t.Fatalf("reading from epoch %d (current %s), want epoch 3 (current %s)", got.Epoch, got.Current, genB)
+	}
+	if !k2.Holds(genB) {
+		t.Fatal("B is not held")
+	}
+	if !hasProblem(k2, "keyring epoch 4") || !hasProblem(k2, "MAC of generation "+genB+" does not verify") {
+		t.Fatalf("problems %v, want epoch 4's MAC by B named", k2.Problems())
+	}
+	for id, dek := range deks {
+		got, err := k2.DEK(ctx, id)
+		if err != nil || !bytes.Equal(got, dek) {
+			t.Fatalf("DEK %x: %v", id, err)
+		}
+	}
+	wantRefused(t, k2, "keyring epoch 4")
+
+	// The retired generation A's key is not held either: its MACs (epochs
+	// 1 and 2) are checked with a MAC key derived for the check alone.
+	k3, err := Open(ctx, st, testRepoID, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k3.Holds(good.Generations[0].ID) || !hasProblem(k3, "keyring epoch 4") {
+		t.Fatalf("with A and B: holds A %v, problems %v", k3.Holds(good.Generations[0].ID), k3.Problems())
 	}
 }

@@ -109,13 +109,19 @@ func (k KDF) applies(m *Material) bool {
 // 32-byte Argon2id output of the passphrase. Argon2id outputs are cached in
 // m per salt and parameters. ok is false when k does not apply to m.
 func deriveKEK(k KDF, m *Material) (kek [KeySize]byte, ok bool) {
+	return deriveKEKKeep(k, m, true)
+}
+
+// deriveKEKKeep is deriveKEK; with keep false a passphrase's Argon2id
+// output is not cached in m (a retired generation's: nothing of it stays).
+func deriveKEKKeep(k KDF, m *Material, keep bool) (kek [KeySize]byte, ok bool) {
 	if !k.applies(m) {
 		return kek, false
 	}
 	salt, _ := hex.DecodeString(k.Salt)
 	var ikm []byte
 	if m.IsPassphrase() {
-		s := m.stretch(k, salt)
+		s := m.stretch(k, salt, keep)
 		ikm = s[:]
 		defer clear(ikm)
 	} else {
@@ -126,7 +132,7 @@ func deriveKEK(k KDF, m *Material) (kek [KeySize]byte, ok bool) {
 	return kek, true
 }
 
-func (m *Material) stretch(k KDF, salt []byte) [KeySize]byte {
+func (m *Material) stretch(k KDF, salt []byte, keep bool) [KeySize]byte {
 	var ck [saltSize + 9]byte
 	copy(ck[:], salt)
 	binary.BigEndian.PutUint32(ck[saltSize:], k.T)
@@ -141,6 +147,9 @@ func (m *Material) stretch(k KDF, salt []byte) [KeySize]byte {
 	out := argon2.IDKey(m.pass, salt, k.T, k.M, k.P, KeySize)
 	copy(s[:], out)
 	clear(out)
+	if !keep {
+		return s
+	}
 	if m.stretched == nil {
 		m.stretched = map[string][KeySize]byte{}
 	}
@@ -210,6 +219,26 @@ func matchKEK(g *Generation, m *Material, repoID [16]byte) *kek {
 // matchesCheck reports whether material m is generation g's key, deriving
 // its KEK only to compare check values and keeping nothing.
 func matchesCheck(g *Generation, m *Material, repoID [16]byte) bool {
+	return checkOnly(g, m, repoID, nil)
+}
+
+// macKeyOnly returns generation g's keyring key (for checking epoch MACs)
+// if material m is g's key, else nil. It derives the KEK, compares check
+// values, derives the keyring key and keeps nothing else: no KEK, no
+// wrapping key, no cached passphrase stretch. The caller drops the key
+// (clear) when the check is done. For a generation that is retired: its
+// MACs must still verify (docs/format.md, rule 3), its key is never held.
+func macKeyOnly(g *Generation, m *Material, repoID [16]byte) []byte {
+	var ring []byte
+	if !checkOnly(g, m, repoID, &ring) {
+		return nil
+	}
+	return ring
+}
+
+// checkOnly compares m's check value for g without caching anything; with
+// ring non-nil and a match, *ring is g's keyring key.
+func checkOnly(g *Generation, m *Material, repoID [16]byte, ring *[]byte) bool {
 	gen, err := parseGenID(g.ID)
 	if err != nil {
 		return false
@@ -218,10 +247,16 @@ func matchesCheck(g *Generation, m *Material, repoID [16]byte) bool {
 	if err != nil {
 		return false
 	}
-	k, ok := deriveKEK(g.KDF, m)
+	k, ok := deriveKEKKeep(g.KDF, m, false)
 	if !ok {
 		return false
 	}
 	defer clear(k[:])
-	return hmac.Equal(checkValue(k, repoID, gen), want)
+	if !hmac.Equal(checkValue(k, repoID, gen), want) {
+		return false
+	}
+	if ring != nil {
+		*ring = keyringKey(k)
+	}
+	return true
 }
