@@ -66,6 +66,13 @@ func structural(base *tip, es []*epochObj, repoID string) (int, error) {
 			return i, historyErr(e.ring.Epoch, "keyring of repository %s", e.ring.RepoID)
 		}
 		if base == nil {
+			// An authenticated history starts as Init starts it: one
+			// generation, current, no rotation. So a generation can enter
+			// it only through a switch that generation MACs (a forged
+			// epoch 1 cannot list B as retiring beside A).
+			if !e.legacy && (e.ring.Epoch != 1 || len(e.ring.Generations) != 1 || e.ring.Rotation != nil) {
+				return i, historyErr(e.ring.Epoch, "%w: an authenticated history must start with one current generation and no rotation", errIllegal)
+			}
 			base = &tip{ring: e.ring, hash: e.hash, legacy: e.legacy}
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
@@ -125,5 +126,52 @@ func TestDamagedRecordFailsClosed(t *testing.T) {
 		if !hasProblem(kab, "record") {
 			t.Errorf("record %q: problems %v, want the damaged record", damaged, kab.Problems())
 		}
+	}
+}
+
+// TestForgedGenesis: a forged authenticated epoch 1 (MACed by the old key
+// A, after every real epoch was deleted) that lists the new generation B
+// as retiring beside A current is refused on a host with no record: an
+// authenticated history starts with one current generation, so B can only
+// enter it through a switch that B MACs. (A bare version 1 epoch needs no
+// key at all and cannot be told from a real old repository: docs/security.md
+// says what a host with no record can and cannot tell.)
+func TestForgedGenesis(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	freshState(t)
+	a, b := rawKey(t, 1), rawKey(t, 2)
+	k, _ := rotated(t, st, a, b)
+	good := k.Keyring()
+	genA, genB := good.Generations[0].ID, good.Current
+	kA := kekOf(t, good, genA, a)
+	var names []string
+	if err := st.List(ctx, keyringPrefix, func(i store.Info) error { names = append(names, i.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := st.Delete(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := good.Clone()
+	f.Epoch = 1
+	f.Current = genA
+	f.Generations[0].State = StateCurrent
+	f.Generations[1].State = StateRetiring
+	f.Rotation = &Rotation{ID: strings.Repeat("ab", 16), From: []string{genB}, To: genA, Started: time.Now().UTC().Truncate(time.Second)}
+	rid, _ := parseRepoID(testRepoID)
+	e, err := signEpoch(&f, rid, nil, []*kek{kA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plant(t, st, 1, e.raw)
+	freshState(t) // a host with no record
+	if kab, err := Open(ctx, st, testRepoID, a, b); err == nil {
+		if _, _, err := kab.NewDEK(ctx); err == nil {
+			t.Errorf("a host with no record opened a forged epoch 1 and wrapped a new data key (current %s)", kab.Keyring().Current)
+		}
+	} else if !errors.Is(err, object.ErrCorrupt) || !strings.Contains(err.Error(), "epoch 1") {
+		t.Errorf("Open: %v, want a refusal naming epoch 1", err)
 	}
 }
