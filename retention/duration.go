@@ -62,6 +62,9 @@ func ParseDuration(s string) (Duration, error) {
 // IsZero reports whether every part is zero.
 func (d Duration) IsZero() bool { return d == Duration{} }
 
+// negative reports whether any part is below zero.
+func (d Duration) negative() bool { return d.Years < 0 || d.Months < 0 || d.Days < 0 || d.Hours < 0 }
+
 // String writes d the way ParseDuration reads it, zero parts left out.
 func (d Duration) String() string {
 	var b strings.Builder

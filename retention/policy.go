@@ -28,6 +28,10 @@ type Policy struct {
 	Last, Hourly, Daily, Weekly, Monthly, Yearly int
 	// Within keeps the snapshots newer than the group's newest minus this.
 	Within Duration
+	// WithinHourly and its siblings keep the newest snapshot of each hour,
+	// day, ISO week, month or year among the snapshots newer than the
+	// group's newest minus the duration, without a count.
+	WithinHourly, WithinDaily, WithinWeekly, WithinMonthly, WithinYearly Duration
 	// Tags keeps snapshots that carry every tag of at least one list.
 	Tags [][]string
 }
@@ -36,7 +40,8 @@ type Policy struct {
 // keeps nothing; callers refuse it rather than removing everything.
 func (p Policy) Empty() bool {
 	return p.Last == 0 && p.Hourly == 0 && p.Daily == 0 && p.Weekly == 0 && p.Monthly == 0 &&
-		p.Yearly == 0 && p.Within.IsZero() && len(p.Tags) == 0
+		p.Yearly == 0 && p.Within.IsZero() && len(p.Tags) == 0 &&
+		!slices.ContainsFunc(p.withinRules(), func(r withinRule) bool { return !r.d.IsZero() })
 }
 
 // Validate refuses counts below Unlimited and negative durations.
@@ -46,15 +51,20 @@ func (p Policy) Validate() error {
 			return fmt.Errorf("keep %s: %d is negative (use %d or unlimited to keep all)", r.word, r.count, Unlimited)
 		}
 	}
-	w := p.Within
-	if w.Years < 0 || w.Months < 0 || w.Days < 0 || w.Hours < 0 {
+	if p.Within.negative() {
 		return errors.New("keep within: negative durations are not allowed")
+	}
+	for _, r := range p.withinRules() {
+		if r.d.negative() {
+			return fmt.Errorf("keep within %s: negative durations are not allowed", r.word)
+		}
 	}
 	return nil
 }
 
 // String describes the policy in words, e.g. "keep 7 daily, 4 weekly
-// snapshots and all snapshots within 1m of the newest".
+// snapshots and hourly snapshots within 2d of the newest and all snapshots
+// within 1m of the newest".
 func (p Policy) String() string {
 	var counts []string
 	for _, r := range p.rules() {
@@ -68,6 +78,15 @@ func (p Policy) String() string {
 	var parts []string
 	if len(counts) > 0 {
 		parts = append(parts, strings.Join(counts, ", ")+" snapshots")
+	}
+	var within []string
+	for _, r := range p.withinRules() {
+		if !r.d.IsZero() {
+			within = append(within, fmt.Sprintf("%s snapshots within %s", r.word, r.d))
+		}
+	}
+	if len(within) > 0 {
+		parts = append(parts, strings.Join(within, ", ")+" of the newest")
 	}
 	for _, l := range p.Tags {
 		parts = append(parts, "all snapshots tagged "+tagList(l))
@@ -95,20 +114,49 @@ type rule struct {
 func (p Policy) rules() []rule {
 	return []rule{
 		{p.Last, "latest", "last snapshot", func(_ time.Time, nr int) int { return nr }},
-		{p.Hourly, "hourly", "hourly snapshot", func(t time.Time, _ int) int {
-			return ((t.Year()*100+int(t.Month()))*100+t.Day())*100 + t.Hour()
-		}},
-		{p.Daily, "daily", "daily snapshot", func(t time.Time, _ int) int {
-			return (t.Year()*100+int(t.Month()))*100 + t.Day()
-		}},
-		{p.Weekly, "weekly", "weekly snapshot", func(t time.Time, _ int) int {
-			y, w := t.ISOWeek()
-			return y*100 + w
-		}},
-		{p.Monthly, "monthly", "monthly snapshot", func(t time.Time, _ int) int { return t.Year()*100 + int(t.Month()) }},
-		{p.Yearly, "yearly", "yearly snapshot", func(t time.Time, _ int) int { return t.Year() }},
+		{p.Hourly, "hourly", "hourly snapshot", hourOf},
+		{p.Daily, "daily", "daily snapshot", dayOf},
+		{p.Weekly, "weekly", "weekly snapshot", weekOf},
+		{p.Monthly, "monthly", "monthly snapshot", monthOf},
+		{p.Yearly, "yearly", "yearly snapshot", yearOf},
 	}
 }
+
+// withinRule is one of WithinHourly and its siblings: the span it looks
+// at and how a snapshot's time names its bucket.
+type withinRule struct {
+	d      Duration
+	word   string // "hourly", ...
+	bucket func(t time.Time, nr int) int
+}
+
+func (p Policy) withinRules() []withinRule {
+	return []withinRule{
+		{p.WithinHourly, "hourly", hourOf},
+		{p.WithinDaily, "daily", dayOf},
+		{p.WithinWeekly, "weekly", weekOf},
+		{p.WithinMonthly, "monthly", monthOf},
+		{p.WithinYearly, "yearly", yearOf},
+	}
+}
+
+// The buckets of the calendar rules, of a time already in the policy's
+// zone: YYYYMMDDHH, YYYYMMDD, the ISO week as YYYYWW, YYYYMM and YYYY.
+
+func hourOf(t time.Time, _ int) int {
+	return ((t.Year()*100+int(t.Month()))*100+t.Day())*100 + t.Hour()
+}
+
+func dayOf(t time.Time, _ int) int { return (t.Year()*100+int(t.Month()))*100 + t.Day() }
+
+func weekOf(t time.Time, _ int) int {
+	y, w := t.ISOWeek()
+	return y*100 + w
+}
+
+func monthOf(t time.Time, _ int) int { return t.Year()*100 + int(t.Month()) }
+
+func yearOf(t time.Time, _ int) int { return t.Year() }
 
 // Kept is a snapshot a policy keeps and every reason it does.
 type Kept struct {
@@ -145,16 +193,13 @@ func (p Policy) Apply(snaps []Snapshot, now time.Time, loc *time.Location) Resul
 	list := slices.Clone(snaps)
 	Newest(list)
 
-	var cutoff time.Time
-	if !p.Within.IsZero() {
-		var newest time.Time // the zero time when every snapshot is in the future
-		for _, s := range list {
-			if s.Time.After(newest) && s.Time.Before(now) {
-				newest = s.Time
-			}
+	var newest time.Time // the zero time when every snapshot is in the future
+	for _, s := range list {
+		if s.Time.After(newest) && s.Time.Before(now) {
+			newest = s.Time
 		}
-		cutoff = p.Within.before(newest, loc)
 	}
+	cutoff := p.Within.before(newest, loc)
 
 	rules := p.rules()
 	type state struct {
@@ -165,6 +210,12 @@ func (p Policy) Apply(snaps []Snapshot, now time.Time, loc *time.Location) Resul
 	st := make([]state, len(rules))
 	for i, r := range rules {
 		st[i].left = r.count
+	}
+	within := p.withinRules()
+	wst := make([]state, len(within)) // left is unused: these rules have no count
+	wcut := make([]time.Time, len(within))
+	for i, r := range within {
+		wcut[i] = r.d.before(newest, loc)
 	}
 
 	var res Result
@@ -197,6 +248,24 @@ func (p Policy) Apply(snaps []Snapshot, now time.Time, loc *time.Location) Resul
 			if st[i].left > 0 {
 				st[i].left--
 			}
+		}
+		// Each within rule keeps the newest of each bucket among the
+		// snapshots after its cutoff, and the group's oldest snapshot
+		// when that is after the cutoff too.
+		for i, r := range within {
+			if r.d.IsZero() || !s.Time.After(wcut[i]) {
+				continue
+			}
+			b := r.bucket(local, nr)
+			if wst[i].used && b == wst[i].last && !oldest {
+				continue
+			}
+			reason := r.word + " within " + r.d.String()
+			if wst[i].used && b == wst[i].last {
+				reason = "oldest " + reason
+			}
+			reasons = append(reasons, reason)
+			wst[i].last, wst[i].used = b, true
 		}
 		if len(reasons) > 0 {
 			res.Keep = append(res.Keep, Kept{Snapshot: s, Reasons: reasons})

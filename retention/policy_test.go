@@ -136,6 +136,40 @@ func TestApply(t *testing.T) {
 			// Newest is 2024-03-01 00:30 in Berlin; a day before is Feb 29 00:30 local = Feb 28 23:30Z.
 			snap("a", "2024-02-29T23:30:00Z"), snap("b", "2024-02-28T23:30:01Z"), snap("c", "2024-02-28T23:30:00Z")},
 			Policy{Within: Duration{Days: 1}}, berlin, "a:within 1d b:within 1d | c"},
+		// The within rules: the newest of each bucket among the snapshots
+		// strictly after the newest (not in the future) minus the span.
+		{"hourly within", []Snapshot{
+			snap("a", "2024-05-10T12:30:00Z"), snap("b", "2024-05-10T12:10:00Z"), snap("c", "2024-05-10T11:50:00Z"),
+			snap("d", "2024-05-10T11:10:00Z"), snap("e", "2024-05-09T11:00:00Z")},
+			Policy{WithinHourly: Duration{Days: 1}}, nil, "a:hourly within 1d c:hourly within 1d | b d e"},
+		{"daily within: a snapshot exactly the span before the newest is out, oldest or not", []Snapshot{
+			snap("a", "2024-05-10T12:00:00Z"), snap("b", "2024-05-09T12:00:01Z"), snap("c", "2024-05-09T12:00:00Z")},
+			Policy{WithinDaily: Duration{Days: 1}}, nil, "a:daily within 1d b:daily within 1d | c"},
+		{"daily within keeps the group's oldest when it is within the span", []Snapshot{
+			snap("a", "2024-05-10T12:00:00Z"), snap("b", "2024-05-10T08:00:00Z")},
+			Policy{WithinDaily: Duration{Days: 1}}, nil, "a:daily within 1d b:oldest daily within 1d | "},
+		{"weekly within uses ISO weeks across new year", []Snapshot{
+			// 2020-12-28 to 2021-01-03 is ISO week 53 of 2020; 2020-12-27, a Sunday, ends week 52.
+			snap("mon", "2021-01-04T12:00:00Z"), snap("sun", "2021-01-03T12:00:00Z"), snap("thu", "2020-12-31T12:00:00Z"),
+			snap("mon2", "2020-12-28T12:00:00Z"), snap("old", "2020-12-27T13:00:00Z"), snap("out", "2020-12-27T12:00:00Z")},
+			Policy{WithinWeekly: Duration{Days: 8}}, nil, "mon:weekly within 8d sun:weekly within 8d old:weekly within 8d | thu mon2 out"},
+		{"monthly and yearly within", []Snapshot{
+			snap("a", "2024-03-05T00:00:00Z"), snap("b", "2024-02-29T23:59:59Z"), snap("c", "2024-02-01T00:00:00Z"),
+			snap("d", "2023-12-31T23:59:59Z"), snap("e", "2023-06-01T00:00:00Z"), snap("f", "2022-01-01T00:00:00Z")},
+			Policy{WithinMonthly: Duration{Months: 3}, WithinYearly: Duration{Years: 2}}, nil,
+			"a:monthly within 3m+yearly within 2y b:monthly within 3m d:monthly within 3m+yearly within 2y | c e f"},
+		{"within rules combined with the others, reasons in order", days,
+			Policy{Last: 1, Monthly: 1, Within: Duration{Days: 1}, WithinHourly: Duration{Days: 16}, WithinDaily: Duration{Days: 17}}, nil,
+			"d31:within 1d+last snapshot+monthly snapshot+hourly within 16d+daily within 17d d15b:hourly within 16d+daily within 17d | d15 d08 d07 d03b d03 d02 d01"},
+		{"within rules beside a counted rule of the same bucket: each keeps its own", days,
+			Policy{Daily: 1, WithinDaily: Duration{Days: 29}}, nil,
+			"d31:daily snapshot+daily within 29d d15b:daily within 29d d08:daily within 29d d07:daily within 29d d03b:daily within 29d | d15 d03 d02 d01"},
+		{"within rules measure from the newest not in the future", []Snapshot{
+			snap("future", "2031-01-01T00:00:00Z"), snap("a", "2024-05-10T12:00:00Z"), snap("b", "2024-05-10T11:00:00Z"), snap("c", "2024-05-09T23:00:00Z")},
+			Policy{WithinHourly: Duration{Hours: 12}}, nil, "future:hourly within 12h a:hourly within 12h b:hourly within 12h | c"},
+		{"hourly within across a DST change, Europe/Berlin", []Snapshot{
+			snap("x", "2024-10-27T01:30:00Z"), snap("y", "2024-10-27T00:30:00Z"), snap("z", "2024-10-26T23:30:00Z")},
+			Policy{WithinHourly: Duration{Days: 1}}, berlin, "x:hourly within 1d z:hourly within 1d | y"},
 		{"times given with an offset bucket by loc, not by their offset", []Snapshot{
 			{ID: "p", Time: at("2024-01-02T00:30:00+02:00")}, {ID: "q", Time: at("2024-01-01T23:30:00Z")}},
 			Policy{Daily: 1}, nil, "q:daily snapshot | p"},
@@ -187,7 +221,9 @@ func TestPolicyEmptyValidateString(t *testing.T) {
 	if !(Policy{}).Empty() {
 		t.Error("zero policy is not empty")
 	}
-	for _, p := range []Policy{{Last: 1}, {Yearly: Unlimited}, {Within: Duration{Hours: 1}}, {Tags: [][]string{{"a"}}}} {
+	for _, p := range []Policy{{Last: 1}, {Yearly: Unlimited}, {Within: Duration{Hours: 1}}, {Tags: [][]string{{"a"}}},
+		{WithinHourly: Duration{Hours: 1}}, {WithinDaily: Duration{Days: 1}}, {WithinWeekly: Duration{Months: 1}},
+		{WithinMonthly: Duration{Years: 1}}, {WithinYearly: Duration{Years: 5}}} {
 		if p.Empty() {
 			t.Errorf("%+v is empty", p)
 		}
@@ -195,13 +231,20 @@ func TestPolicyEmptyValidateString(t *testing.T) {
 			t.Errorf("%+v: %v", p, err)
 		}
 	}
-	for _, p := range []Policy{{Last: -2}, {Weekly: -5}, {Within: Duration{Days: -1}}} {
+	for _, p := range []Policy{{Last: -2}, {Weekly: -5}, {Within: Duration{Days: -1}},
+		{WithinHourly: Duration{Hours: -1}}, {WithinDaily: Duration{Days: -1}}, {WithinWeekly: Duration{Days: 1, Hours: -1}},
+		{WithinMonthly: Duration{Months: -1}}, {WithinYearly: Duration{Years: -1}}} {
 		if err := p.Validate(); err == nil {
 			t.Errorf("%+v validates", p)
 		}
 	}
 	got := Policy{Daily: 7, Weekly: Unlimited, Within: Duration{Months: 1}, Tags: [][]string{{"a", "b"}}}.String()
 	want := "keep 7 daily, all weekly snapshots and all snapshots tagged [a, b] and all snapshots within 1m of the newest"
+	if got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	got = Policy{Last: 3, WithinHourly: Duration{Days: 2}, WithinYearly: Duration{Years: 10}, Within: Duration{Days: 1}}.String()
+	want = "keep 3 latest snapshots and hourly snapshots within 2d, yearly snapshots within 10y of the newest and all snapshots within 1d of the newest"
 	if got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
