@@ -75,6 +75,8 @@ func (f groupByFlag) Type() string   { return "fields" }
 type forgetOptions struct {
 	last, hourly, daily, weekly, monthly, yearly countFlag
 	within                                       retention.Duration
+	withinHourly, withinDaily, withinWeekly      retention.Duration
+	withinMonthly, withinYearly                  retention.Duration
 	keepTags, tags, names, hosts                 []string
 	groupBy                                      retention.GroupBy
 	dryRun                                       bool
@@ -83,7 +85,9 @@ type forgetOptions struct {
 
 func (o *forgetOptions) policy() retention.Policy {
 	p := retention.Policy{Last: int(o.last), Hourly: int(o.hourly), Daily: int(o.daily), Weekly: int(o.weekly),
-		Monthly: int(o.monthly), Yearly: int(o.yearly), Within: o.within}
+		Monthly: int(o.monthly), Yearly: int(o.yearly), Within: o.within,
+		WithinHourly: o.withinHourly, WithinDaily: o.withinDaily, WithinWeekly: o.withinWeekly,
+		WithinMonthly: o.withinMonthly, WithinYearly: o.withinYearly}
 	for _, t := range o.keepTags {
 		p.Tags = append(p.Tags, retention.ParseTagList(t))
 	}
@@ -113,6 +117,11 @@ func forgetCommand() *command {
 			fs.Var(&o.monthly, "keep-monthly", "keep the newest snapshot of each of the last `n` months that have one")
 			fs.Var(&o.yearly, "keep-yearly", "keep the newest snapshot of each of the last `n` years that have one")
 			fs.Var(durationFlag{&o.within}, "keep-within", "keep snapshots newer than the group's newest minus `duration` (e.g. 1y2m3d4h)")
+			fs.Var(durationFlag{&o.withinHourly}, "keep-within-hourly", "keep the newest snapshot of each hour among those newer than the group's newest minus `duration`")
+			fs.Var(durationFlag{&o.withinDaily}, "keep-within-daily", "keep the newest snapshot of each day among those newer than the group's newest minus `duration`")
+			fs.Var(durationFlag{&o.withinWeekly}, "keep-within-weekly", "keep the newest snapshot of each ISO week among those newer than the group's newest minus `duration`")
+			fs.Var(durationFlag{&o.withinMonthly}, "keep-within-monthly", "keep the newest snapshot of each month among those newer than the group's newest minus `duration`")
+			fs.Var(durationFlag{&o.withinYearly}, "keep-within-yearly", "keep the newest snapshot of each year among those newer than the group's newest minus `duration`")
 			fs.StringArrayVar(&o.keepTags, "keep-tag", nil, "keep snapshots that carry every tag of `t1[,t2...]` (repeatable: any of the lists)")
 			fs.StringArrayVar(&o.tags, "tag", nil, "only consider snapshots that carry every tag of `t1[,t2...]` (repeatable: any of the lists)")
 			fs.StringArrayVar(&o.names, "name", nil, "only consider snapshots of this `name` (repeatable)")

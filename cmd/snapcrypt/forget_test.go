@@ -227,3 +227,75 @@ func TestForgetNamed(t *testing.T) {
 	sc(t, f.env, "forget", a).want(t, exitFailure, "no snapshot matches")
 	sc(t, f.env, "check").want(t, 0, "")
 }
+
+func TestForgetKeepWithinBuckets(t *testing.T) {
+	f := newFixture(t)
+	env := append(f.env, "TZ=UTC")
+	byTime := map[string]string{}
+	for _, when := range []string{"2024-01-01T10:00:00Z", "2024-01-08T10:00:00Z", "2024-01-08T12:00:00Z", "2024-01-09T09:00:00Z", "2024-01-09T10:00:00Z"} {
+		byTime[when] = snapAt(t, f, when, "h")
+	}
+	for _, args := range [][]string{
+		{"forget", "--keep-within-hourly", "1w"},
+		{"forget", "--keep-within-weekly", "-1d"},
+		{"forget", "--keep-within-yearly", "1y", byTime["2024-01-01T10:00:00Z"]},
+	} {
+		sc(t, env, args...).want(t, exitUsage, "")
+	}
+
+	policy := []string{"forget", "--keep-within-daily", "2d", "--keep-within-monthly", "1y"}
+	r := sc(t, env, append(policy, "--dry-run")...)
+	r.want(t, 0, "")
+	if !strings.Contains(r.stdout, "keep daily snapshots within 2d, monthly snapshots within 1y of the newest") ||
+		!strings.Contains(r.stdout, "would remove 2 snapshots") {
+		t.Fatalf("dry run said:\n%s", r.stdout)
+	}
+	if n := len(manifests(t, f)); n != 5 {
+		t.Fatalf("dry run left %d manifests, want 5", n)
+	}
+
+	r = sc(t, env, append(policy, "--json")...)
+	r.want(t, 0, "")
+	var groups []forgetJSONGroup
+	if err := json.Unmarshal([]byte(r.stdout), &groups); err != nil {
+		t.Fatalf("forget --json: %v\n%s", err, r.stdout)
+	}
+	if len(groups) != 1 {
+		t.Fatalf("groups: %s", r.stdout)
+	}
+	// The newest of each day within 2 days of Jan 9 10:00 (Jan 7 10:00 is
+	// the cutoff), the newest of each month within a year, and the oldest
+	// of the group, which is within that year.
+	got := map[string][]string{}
+	for _, k := range groups[0].Reasons {
+		got[k.Time.Format(time.RFC3339)] = k.Matches
+		if k.ID != byTime[k.Time.Format(time.RFC3339)] {
+			t.Fatalf("reason %+v: id does not match its time", k)
+		}
+	}
+	want := map[string][]string{
+		"2024-01-09T10:00:00Z": {"daily within 2d", "monthly within 1y"},
+		"2024-01-08T12:00:00Z": {"daily within 2d"},
+		"2024-01-01T10:00:00Z": {"oldest monthly within 1y"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("reasons %v, want %v", got, want)
+	}
+	for when, m := range want {
+		if !slices.Equal(got[when], m) {
+			t.Fatalf("reasons %v, want %v", got, want)
+		}
+	}
+	var removed []string
+	for _, s := range groups[0].Remove {
+		removed = append(removed, s.Time.Format(time.RFC3339))
+	}
+	if w := []string{"2024-01-09T09:00:00Z", "2024-01-08T10:00:00Z"}; !slices.Equal(removed, w) {
+		t.Fatalf("removed %v, want %v", removed, w)
+	}
+	left := []string{byTime["2024-01-09T10:00:00Z"], byTime["2024-01-08T12:00:00Z"], byTime["2024-01-01T10:00:00Z"]}
+	sort.Strings(left)
+	if ids := ids(listSnaps(t, f)); !slices.Equal(ids, left) {
+		t.Fatalf("left %v, want %v", ids, left)
+	}
+}
