@@ -25,6 +25,14 @@
 //     is years, months, days and hours, written like 1y2m3d4h; years,
 //     months and days step the calendar (time.AddDate), hours are 60
 //     minutes each.
+//   - WithinHourly, WithinDaily, WithinWeekly, WithinMonthly and
+//     WithinYearly each take a Duration and no count: among the snapshots
+//     strictly newer than the group's newest (not in the future) minus
+//     that duration, they keep the newest of each hour, day, ISO week,
+//     month or year (reason "daily within 7d" and so on). The group's
+//     oldest snapshot is kept too when it is within the duration, even in
+//     a bucket already used ("oldest daily within 7d"). They keep their
+//     own buckets, apart from those of the counted rules.
 //   - Tags keeps every snapshot that carries all tags of at least one of its
 //     lists; an empty tag in a list matches a snapshot without tags.
 //   - A snapshot is kept if any rule keeps it; the reasons list every rule
@@ -43,6 +51,5 @@
 //     same time, the one with the smaller id counts as the newer.
 //   - Grouping can also be by name, which restic snapshots do not have.
 //   - Durations with negative numbers are refused (restic refuses them in
-//     forget too, after parsing). restic's --keep-within-hourly and its
-//     siblings are not offered.
+//     forget too, after parsing).
 package retention
