@@ -748,16 +748,8 @@ func TestHelperDeletesAfterRetire(t *testing.T) {
 	setClock(a, clock.Now)
 	a.SetOptions(shardOpts)
 	deks := makeDEKs(t, a, 100)
-	setCrash(a, func(p string) error {
-		if p == PointRetired {
-			return errCrash
-		}
-		return nil
-	})
-	err := a.start(ctx, newKey, shardOpts)
-	if err == nil {
-		err = a.Run(ctx, nil)
-	}
+	crashAt(a, PointRetired)
+	err := startAndRun(ctx, a, newKey, shardOpts)
 	if !errors.Is(err, errCrash) {
 		t.Fatalf("rotation: %v, want the simulated crash", err)
 	}
