@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -56,7 +57,7 @@ const packVectorFile = "testdata/dekpack/three-entries.hex"
 func TestDEKPackVector(t *testing.T) {
 	es, deks := packVectorEntries(t)
 	b := MarshalPack(es)
-	if *update {
+	if vectortest.Update() {
 		os.MkdirAll(filepath.Dir(packVectorFile), 0o755)
 		if err := os.WriteFile(packVectorFile, []byte(hex.EncodeToString(b)+"\n"), 0o644); err != nil {
 			t.Fatal(err)

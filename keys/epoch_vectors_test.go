@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"os"
-	"reflect"
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
@@ -154,36 +152,9 @@ func makeEpochVectors(t testing.TB) []epochVector {
 	return vs
 }
 
-func loadEpochVectors(t testing.TB) []epochVector {
-	t.Helper()
-	b, err := os.ReadFile(epochVectorFile)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestEpochVectors -update)", err)
-	}
-	var vs []epochVector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) == 0 {
-		t.Fatal("no epoch vectors")
-	}
-	return vs
-}
-
 func TestEpochVectors(t *testing.T) {
-	gen := makeEpochVectors(t)
-	if *update {
-		b, _ := json.MarshalIndent(gen, "", "  ")
-		if err := os.WriteFile(epochVectorFile, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vs := loadEpochVectors(t)
-	if !reflect.DeepEqual(vs, gen) {
-		t.Errorf("stored epoch vectors differ from what the code produces now (run with -update)")
-	}
 	rid := [16]byte(det("repo", 16))
-	for _, v := range vs {
+	vectortest.Run(t, epochVectorFile, makeEpochVectors(t), func(v epochVector) {
 		var es []*epochObj
 		for i, s := range v.Epochs {
 			e, err := parseEpoch([]byte(s))
@@ -211,12 +182,12 @@ func TestEpochVectors(t *testing.T) {
 		if kind != v.Expect || got.good != v.Good || got.authed != v.Authed {
 			t.Errorf("%s: %s, %d good, authenticated to %d; want %s, %d, %d", v.Name, kind, got.good, got.authed, v.Expect, v.Good, v.Authed)
 		}
-	}
+	})
 }
 
 func FuzzParseEpoch(f *testing.F) {
 	n := 0
-	for _, v := range loadEpochVectors(f) {
+	for _, v := range vectortest.Load[epochVector](f, epochVectorFile) {
 		for _, s := range v.Epochs {
 			f.Add([]byte(s))
 			n++

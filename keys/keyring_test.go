@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
@@ -83,35 +83,8 @@ func makeKeyringVectors() []keyringVector {
 	return vs
 }
 
-func loadKeyringVectors(t testing.TB) []keyringVector {
-	t.Helper()
-	b, err := os.ReadFile(keyringVectorFile)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestKeyringVectors -update)", err)
-	}
-	var vs []keyringVector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) == 0 {
-		t.Fatal("no keyring vectors")
-	}
-	return vs
-}
-
 func TestKeyringVectors(t *testing.T) {
-	gen := makeKeyringVectors()
-	if *update {
-		b, _ := json.MarshalIndent(gen, "", "  ")
-		if err := os.WriteFile(keyringVectorFile, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vs := loadKeyringVectors(t)
-	if !reflect.DeepEqual(vs, gen) {
-		t.Errorf("stored keyring vectors differ from what the code produces now (run with -update)")
-	}
-	for _, v := range vs {
+	vectortest.Run(t, keyringVectorFile, makeKeyringVectors(), func(v keyringVector) {
 		r, err := ParseKeyring([]byte(v.Keyring))
 		got := "ok"
 		switch {
@@ -125,7 +98,7 @@ func TestKeyringVectors(t *testing.T) {
 		}
 		if got != v.Expect {
 			t.Errorf("%s: got %q (%v), expect %q", v.Name, got, err, v.Expect)
-			continue
+			return
 		}
 		if err == nil {
 			b, err := r.Marshal()
@@ -133,11 +106,11 @@ func TestKeyringVectors(t *testing.T) {
 				t.Errorf("%s: marshal does not give back the stored bytes: %v", v.Name, err)
 			}
 		}
-	}
+	})
 }
 
 func FuzzParseKeyring(f *testing.F) {
-	for _, v := range loadKeyringVectors(f) {
+	for _, v := range vectortest.Load[keyringVector](f, keyringVectorFile) {
 		f.Add([]byte(v.Keyring))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,10 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
-
-var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
 
 // Expectations of a wrapped-DEK vector, one per decoding stage.
 const (
@@ -241,7 +239,7 @@ func loadWrapVectors(t testing.TB) map[string]wrapVector {
 
 func TestWrapVectors(t *testing.T) {
 	gen := makeWrapVectors()
-	if *update {
+	if vectortest.Update() {
 		os.MkdirAll(wrapVectorDir, 0o755)
 		for name, v := range gen {
 			b, _ := json.MarshalIndent(v, "", "  ")

@@ -2,23 +2,17 @@ package lease
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
-
-var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
 
 const testPrefix = "leases/rotation/"
 
@@ -67,50 +61,13 @@ func makeLeaseVectors() []leaseVector {
 }
 
 func TestLeaseVectors(t *testing.T) {
-	gen := makeLeaseVectors()
-	if *update {
-		b, _ := json.MarshalIndent(gen, "", "  ")
-		if err := os.WriteFile(leaseVectorFile, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vs := loadLeaseVectors(t)
-	if !reflect.DeepEqual(vs, gen) {
-		t.Error("stored lease vectors differ from what the code produces now (run with -update)")
-	}
-	for _, v := range vs {
-		l, err := Parse([]byte(v.Lease))
-		got := "ok"
-		if err != nil {
-			if !errors.Is(err, object.ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
-			}
-			got = "corrupted"
-		}
-		if got != v.Expect {
-			t.Errorf("%s: got %s (%v), expect %s", v.Name, got, err, v.Expect)
-		}
-		if err == nil && string(l.Marshal()) != v.Lease {
-			t.Errorf("%s: marshal does not give back the stored bytes", v.Name)
-		}
-	}
-}
-
-func loadLeaseVectors(t testing.TB) []leaseVector {
-	t.Helper()
-	b, err := os.ReadFile(leaseVectorFile)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestLeaseVectors -update)", err)
-	}
-	var vs []leaseVector
-	if err := json.Unmarshal(b, &vs); err != nil || len(vs) == 0 {
-		t.Fatalf("lease vectors: %v, %d loaded", err, len(vs))
-	}
-	return vs
+	vectortest.Run(t, leaseVectorFile, makeLeaseVectors(), func(v leaseVector) {
+		vectortest.CheckParse(t, v.Name, v.Expect, v.Lease, Parse, Lease.Marshal)
+	})
 }
 
 func FuzzParseLease(f *testing.F) {
-	for _, v := range loadLeaseVectors(f) {
+	for _, v := range vectortest.Load[leaseVector](f, leaseVectorFile) {
 		f.Add([]byte(v.Lease))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -278,12 +278,7 @@ func TestRotateLocalStoreCrashAfterDelete(t *testing.T) {
 	if err := k.start(ctx, rawKey(t, 2), testOpts); err != nil {
 		t.Fatal(err)
 	}
-	setCrash(k, func(p string) error {
-		if p == PointDelete {
-			return errCrash
-		}
-		return nil
-	})
+	crashAt(k, PointDelete)
 	if err := k.Run(ctx, nil); !errors.Is(err, errCrash) {
 		t.Fatalf("RunRotation: %v, want the crash", err)
 	}

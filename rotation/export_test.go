@@ -3,7 +3,6 @@ package rotation
 import (
 	"bytes"
 	"context"
-	"flag"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,8 +125,6 @@ func (s *afterDEKWriteStore) Create(ctx context.Context, name string, b []byte) 
 	}
 	return err
 }
-
-var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
 
 // freshState gives the test a state directory of its own (the host's
 // keyring records, keys.StateDirEnv): every test repository has the same

@@ -26,16 +26,8 @@ func TestRerunResumes(t *testing.T) {
 			setClock(k, clock.Now)
 			deks := makeDEKs(t, k, 30)
 			oldGen := k.Keyring().Current
-			setCrash(k, func(p string) error {
-				if p == point {
-					return errCrash
-				}
-				return nil
-			})
-			err := k.start(ctx, newKey, testOpts)
-			if err == nil {
-				err = k.Run(ctx, nil)
-			}
+			crashAt(k, point)
+			err := startAndRun(ctx, k, newKey, testOpts)
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("first run: %v, want the crash at %s", err, point)
 			}

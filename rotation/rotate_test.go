@@ -45,6 +45,26 @@ var testOpts = Options{Workers: 4, LeaseDuration: time.Minute, Host: "testhost",
 
 var errCrash = errors.New("simulated crash")
 
+// crashAt makes k fail with errCrash when it reaches point, as if the
+// process died there.
+func crashAt(k *proc, point string) {
+	setCrash(k, func(p string) error {
+		if p == point {
+			return errCrash
+		}
+		return nil
+	})
+}
+
+// startAndRun starts a rotation of k to newKey and runs it, as the rotate
+// command does; it returns the first error.
+func startAndRun(ctx context.Context, k *proc, newKey *keys.Material, opts Options) error {
+	if err := k.start(ctx, newKey, opts); err != nil {
+		return err
+	}
+	return k.Run(ctx, nil)
+}
+
 func openWith(t testing.TB, st store.Store, clock *fakeClock, ms ...*keys.Material) *proc {
 	t.Helper()
 	kc, err := keys.Open(context.Background(), st, testRepoID, ms...)
@@ -279,10 +299,7 @@ func TestCrashAnywhere(t *testing.T) {
 				return nil
 			})
 			keyringBefore := snapshotPrefix(t, st, keyringPrefix)
-			err := k.start(ctx, newKey, testOpts)
-			if err == nil {
-				err = k.Run(ctx, nil)
-			}
+			err := startAndRun(ctx, k, newKey, testOpts)
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("rotation: %v, want the simulated crash", err)
 			}
@@ -335,16 +352,8 @@ func TestResumeWithNewKeyOnly(t *testing.T) {
 		k := mustInit(t, st, oldKey)
 		setClock(k, clock.Now)
 		deks := makeDEKs(t, k, 10)
-		setCrash(k, func(p string) error {
-			if p == point {
-				return errCrash
-			}
-			return nil
-		})
-		err := k.start(ctx, newKey, testOpts)
-		if err == nil {
-			err = k.Run(ctx, nil)
-		}
+		crashAt(k, point)
+		err := startAndRun(ctx, k, newKey, testOpts)
 		if !errors.Is(err, errCrash) {
 			t.Fatal(err)
 		}

@@ -3,17 +3,15 @@ package rotation
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -715,50 +713,14 @@ func makeShardDoneVectors() []shardDoneVector {
 }
 
 func TestShardDoneVectors(t *testing.T) {
-	gen := makeShardDoneVectors()
-	if *update {
-		b, _ := json.MarshalIndent(gen, "", "  ")
-		if err := os.WriteFile(shardDoneVectorFile, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vs := loadShardDoneVectors(t)
-	if !reflect.DeepEqual(vs, gen) {
-		t.Error("stored shard done vectors differ from what the code produces now (run with -update)")
-	}
-	for _, v := range vs {
-		m, err := ParseShardDone([]byte(v.Marker))
-		got := "ok"
-		if err != nil {
-			if !errors.Is(err, object.ErrCorrupt) {
-				t.Errorf("%s: error %v does not wrap object.ErrCorrupt", v.Name, err)
-			}
-			got = "corrupted"
-		}
-		if got != v.Expect {
-			t.Errorf("%s: got %s (%v), expect %s", v.Name, got, err, v.Expect)
-		}
-		if err == nil && string(m.marshal()) != v.Marker {
-			t.Errorf("%s: marshal does not give back the stored bytes", v.Name)
-		}
-	}
-}
-
-func loadShardDoneVectors(t testing.TB) []shardDoneVector {
-	t.Helper()
-	b, err := os.ReadFile(shardDoneVectorFile)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestShardDoneVectors -update)", err)
-	}
-	var vs []shardDoneVector
-	if err := json.Unmarshal(b, &vs); err != nil || len(vs) == 0 {
-		t.Fatalf("shard done vectors: %v, %d loaded", err, len(vs))
-	}
-	return vs
+	marshal := func(m ShardDone) []byte { return m.marshal() }
+	vectortest.Run(t, shardDoneVectorFile, makeShardDoneVectors(), func(v shardDoneVector) {
+		vectortest.CheckParse(t, v.Name, v.Expect, v.Marker, ParseShardDone, marshal)
+	})
 }
 
 func FuzzParseShardDone(f *testing.F) {
-	for _, v := range loadShardDoneVectors(f) {
+	for _, v := range vectortest.Load[shardDoneVector](f, shardDoneVectorFile) {
 		f.Add([]byte(v.Marker))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -786,16 +748,8 @@ func TestHelperDeletesAfterRetire(t *testing.T) {
 	setClock(a, clock.Now)
 	a.SetOptions(shardOpts)
 	deks := makeDEKs(t, a, 100)
-	setCrash(a, func(p string) error {
-		if p == PointRetired {
-			return errCrash
-		}
-		return nil
-	})
-	err := a.start(ctx, newKey, shardOpts)
-	if err == nil {
-		err = a.Run(ctx, nil)
-	}
+	crashAt(a, PointRetired)
+	err := startAndRun(ctx, a, newKey, shardOpts)
 	if !errors.Is(err, errCrash) {
 		t.Fatalf("rotation: %v, want the simulated crash", err)
 	}
