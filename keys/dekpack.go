@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -65,7 +66,7 @@ func NewPackName(gen string, n int) (string, error) {
 func ParsePackName(name string) (n int, shard int, ok bool) {
 	base := name[strings.LastIndexByte(name, '/')+1:]
 	r, count, found := strings.Cut(base, "-")
-	if !found || !isHex(r, 32) || count == "" || count[0] == '0' || len(count) > 5 ||
+	if !found || !hexid.Valid(r, 32) || count == "" || count[0] == '0' || len(count) > 5 ||
 		strings.Trim(count, "0123456789") != "" {
 		return 0, 0, false
 	}

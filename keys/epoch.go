@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
@@ -165,7 +166,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 	}
 	e := &epochObj{raw: b, hash: sha256.Sum256(b), macs: env.MACs, body: env.Keyring}
 	if env.Prev != "" {
-		if !isHex(env.Prev, 64) {
+		if !hexid.Valid(env.Prev, 64) {
 			return nil, fmt.Errorf("keyring: %w: prev is not 64 hex characters", object.ErrCorrupt)
 		}
 		e.prev, _ = hex.DecodeString(env.Prev)
@@ -174,7 +175,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		return nil, fmt.Errorf("keyring: %w: no MAC", object.ErrCorrupt)
 	}
 	for i, m := range env.MACs {
-		if !isHex(m.Gen, 16) || !isHex(m.MAC, 64) {
+		if !hexid.Valid(m.Gen, 16) || !hexid.Valid(m.MAC, 64) {
 			return nil, fmt.Errorf("keyring: %w: MAC %d is malformed", object.ErrCorrupt, i)
 		}
 		for _, o := range env.MACs[:i] {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -56,7 +57,7 @@ func newKeychain(st store.Store, repoID string, rid [16]byte) *Keychain {
 
 func parseRepoID(s string) ([16]byte, error) {
 	var id [16]byte
-	if !isHex(s, 32) {
+	if !hexid.Valid(s, 32) {
 		return id, fmt.Errorf("repository id %q is not 32 lower-case hex characters", s)
 	}
 	hex.Decode(id[:], []byte(s))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -142,32 +143,19 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	return &r, nil
 }
 
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // validate checks the keyring's fields, its generations (exactly one
 // current, the one the keyring names) and its rotation record.
 func (r *Keyring) validate() error {
 	if r.Version != KeyringVersion && r.Version != legacyKeyringVersion {
 		return fmt.Errorf("version %d", r.Version)
 	}
-	if !isHex(r.RepoID, 32) {
+	if !hexid.Valid(r.RepoID, 32) {
 		return errors.New("repository id is not 32 hex characters")
 	}
 	if r.Epoch < 1 {
 		return errors.New("epoch 0")
 	}
-	if !isHex(r.IDKeyDEK, 32) {
+	if !hexid.Valid(r.IDKeyDEK, 32) {
 		return errors.New("id_key_dek is not 32 hex characters")
 	}
 	if len(r.Generations) == 0 {
@@ -185,7 +173,7 @@ func (r *Keyring) validateGenerations() error {
 	seen := map[string]bool{}
 	current := 0
 	for _, g := range r.Generations {
-		if !isHex(g.ID, 16) {
+		if !hexid.Valid(g.ID, 16) {
 			return fmt.Errorf("generation id %q is not 16 hex characters", g.ID)
 		}
 		if seen[g.ID] {
@@ -195,7 +183,7 @@ func (r *Keyring) validateGenerations() error {
 		if err := g.KDF.validate(); err != nil {
 			return fmt.Errorf("generation %s: %v", g.ID, err)
 		}
-		if !isHex(g.Check, 64) {
+		if !hexid.Valid(g.Check, 64) {
 			return fmt.Errorf("generation %s: check value is not 64 hex characters", g.ID)
 		}
 		if g.Created.IsZero() {
@@ -235,7 +223,7 @@ func (r *Keyring) validateRotation() error {
 		}
 		return nil
 	}
-	if !isHex(rot.ID, 32) {
+	if !hexid.Valid(rot.ID, 32) {
 		return errors.New("rotation id is not 32 hex characters")
 	}
 	if rot.To != r.Current {
@@ -344,7 +332,7 @@ func commitEpoch(ctx context.Context, st store.Store, e *epochObj) error {
 
 func parseGenID(s string) ([8]byte, error) {
 	var id [8]byte
-	if !isHex(s, 16) {
+	if !hexid.Valid(s, 16) {
 		return id, fmt.Errorf("generation id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))
@@ -353,7 +341,7 @@ func parseGenID(s string) ([8]byte, error) {
 
 func parseDEKID(s string) ([16]byte, error) {
 	var id [16]byte
-	if !isHex(s, 32) {
+	if !hexid.Valid(s, 32) {
 		return id, fmt.Errorf("data key id %q: %w", s, object.ErrCorrupt)
 	}
 	hex.Decode(id[:], []byte(s))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
@@ -63,7 +64,7 @@ func loadRecord(repoID string) (rec record, ok bool, err error) {
 	if err != nil {
 		return rec, false, fmt.Errorf("keyring record: %w", err)
 	}
-	if err := strictjson.Decode(b, &rec); err != nil || rec.Epoch == 0 || !isHex(rec.Hash, 64) {
+	if err := strictjson.Decode(b, &rec); err != nil || rec.Epoch == 0 || !hexid.Valid(rec.Hash, 64) {
 		return rec, false, fmt.Errorf("keyring record %s is %w: nothing writes to the repository until it is deleted (delete it to start afresh, after checking the keyring with a key you trust)", recordPath(dir, repoID), object.ErrCorrupt)
 	}
 	return rec, true, nil

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -131,7 +132,7 @@ func Parse(b []byte) (Lease, error) {
 	if err := strictjson.Decode(b, &l); err != nil {
 		return Lease{}, fmt.Errorf("lease: %w: %v", object.ErrCorrupt, err)
 	}
-	if !isHex(l.Holder, 32) || l.Expires.IsZero() || l.PID < 0 {
+	if !hexid.Valid(l.Holder, 32) || l.Expires.IsZero() || l.PID < 0 {
 		return Lease{}, fmt.Errorf("lease: %w: bad holder, pid or expiry", object.ErrCorrupt)
 	}
 	return l, nil
@@ -141,18 +142,6 @@ func Parse(b []byte) (Lease, error) {
 func (l Lease) Marshal() []byte {
 	b, _ := json.MarshalIndent(l, "", "  ")
 	return append(b, '\n')
-}
-
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Latest returns the highest lease sequence number below prefix (0 if

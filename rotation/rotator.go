@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/store"
@@ -297,21 +298,9 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // parseHexID decodes an id of len(out) bytes written as lower-case hex.
 func parseHexID(s string, out []byte) bool {
-	if !isHex(s, 2*len(out)) {
+	if !hexid.Valid(s, 2*len(out)) {
 		return false
 	}
 	hex.Decode(out, []byte(s))

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapcrypt/snapcrypt/internal/hexid"
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/lease"
@@ -72,7 +73,7 @@ func ParseShardDone(b []byte) (ShardDone, error) {
 	if err := strictjson.Decode(b, &m); err != nil {
 		return ShardDone{}, fmt.Errorf("shard done marker: %w: %v", object.ErrCorrupt, err)
 	}
-	if !isHex(m.Rotation, 32) || len(m.Shard) != 1 || !isHex(m.Shard, 1) || !isHex(m.Holder, 32) ||
+	if !hexid.Valid(m.Rotation, 32) || len(m.Shard) != 1 || !hexid.Valid(m.Shard, 1) || !hexid.Valid(m.Holder, 32) ||
 		m.Entries < 0 || m.PID < 0 || m.Finished.IsZero() {
 		return ShardDone{}, fmt.Errorf("shard done marker: %w: bad rotation, shard, holder, entries, pid or time", object.ErrCorrupt)
 	}
@@ -98,7 +99,7 @@ func (r *Rotator) scanShards(ctx context.Context, rotID string) ([RewrapShards]s
 	prefix := rewrapRotPrefix(rotID)
 	err := r.st.List(ctx, prefix, func(i store.Info) error {
 		shard, rest, ok := strings.Cut(strings.TrimPrefix(i.Name, prefix), "/")
-		if !ok || len(shard) != 1 || !isHex(shard, 1) {
+		if !ok || len(shard) != 1 || !hexid.Valid(shard, 1) {
 			return nil
 		}
 		s, _ := strconv.ParseUint(shard, 16, 8)
