@@ -92,11 +92,7 @@ func lsCommand() *command {
 			if len(args) < 1 || len(args) > 2 {
 				return usagef("ls takes SNAPSHOT and optionally a PATH inside it")
 			}
-			r, err := c.open(ctx, repo.Options{})
-			if err != nil {
-				return err
-			}
-			s, err := r.FindSnapshot(ctx, args[0])
+			r, s, err := c.openSnapshot(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -141,11 +137,7 @@ func runDump(ctx context.Context, c *cli, args []string) error {
 	if len(args) != 2 {
 		return usagef("dump takes SNAPSHOT and the PATH of a file inside it")
 	}
-	r, err := c.open(ctx, repo.Options{})
-	if err != nil {
-		return err
-	}
-	s, err := r.FindSnapshot(ctx, args[0])
+	r, s, err := c.openSnapshot(ctx, args[0])
 	if err != nil {
 		return err
 	}

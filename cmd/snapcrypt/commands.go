@@ -304,11 +304,7 @@ func restoreCommand() *command {
 			if len(args) != 2 {
 				return usagef("restore takes SNAPSHOT and TARGET")
 			}
-			r, err := c.open(ctx, repo.Options{})
-			if err != nil {
-				return err
-			}
-			s, err := r.FindSnapshot(ctx, args[0])
+			r, s, err := c.openSnapshot(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -107,6 +107,20 @@ func (c *cli) open(ctx context.Context, opts repo.Options) (*repo.Repository, er
 	return r, nil
 }
 
+// openSnapshot opens the repository and finds the snapshot ref names
+// ("latest", a name, an id or a unique id prefix).
+func (c *cli) openSnapshot(ctx context.Context, ref string) (*repo.Repository, *repo.Snapshot, error) {
+	r, err := c.open(ctx, repo.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := r.FindSnapshot(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, s, nil
+}
+
 // storeAndKeys loads the given keys and opens the repository's store.
 func (c *cli) storeAndKeys(ctx context.Context) (store.Store, []*keys.Material, error) {
 	ms, err := c.materials()
