@@ -1,11 +1,10 @@
 package fs
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"syscall"
 	"time"
+	"unsafe"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -14,47 +13,31 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
-// dirNode is a directory inside a snapshot (or a snapshot's root). It holds
-// only its attributes and the id of its tree; the tree is loaded when
-// needed, so a kernel that remembers many directories costs little memory.
-type dirNode struct {
+// snapRoot is the directory of one snapshot as go-fuse's node tree of the
+// made-up directories holds it: it gives snapshots/ the entry's
+// attributes. Every request for it but FORGET is the node table's (its
+// node id is its root node's: raw.go).
+type snapRoot struct {
 	gofs.Inode
 	readOnly
-	m       *mount
-	snapIno uint64 // inode number of the snapshot's root
-	tree    repo.BlobID
-	a       meta
-	up      *dirNode // the directory above, nil at a snapshot's root
-	depth   int      // of tree below the snapshot's root tree (0)
+	m *mount
+	n *node
 }
 
-// snapshotRoot is the directory of one snapshot, with the root's attributes
-// from the manifest; manifests without them show the snapshot's time, mode
-// 0755 and the mounting user.
-func (m *mount) snapshotRoot(e *snapEntry) *dirNode {
-	t := e.s.Time.UnixNano()
-	a := meta{typ: syscall.S_IFDIR, perm: 0o755, uid: m.uid, gid: m.gid, links: 2, mtime: t, ctime: t}
-	if rm := e.s.Root; rm != nil {
-		a.perm, a.uid, a.gid, a.mtime = rm.Mode, rm.UID, rm.GID, rm.MTime
-	}
-	return &dirNode{m: m, snapIno: e.ino, tree: e.s.Tree, a: a}
+// snapshotRoot is the directory of snapshot e.
+func (m *mount) snapshotRoot(e *snapEntry) *snapRoot {
+	return &snapRoot{m: m, n: m.nodes.root(e, m.uid, m.gid)}
 }
 
-func (d *dirNode) attr(out *fuse.Attr)    { a := d.stat(); a.fill(out) }
-func (d *dirNode) timeout() time.Duration { return immutableTimeout }
-func (d *dirNode) ino() uint64            { return d.StableAttr().Ino }
+func (d *snapRoot) attr(out *fuse.Attr)    { a := d.m.stat(d.n); a.fill(out) }
+func (d *snapRoot) timeout() time.Duration { return immutableTimeout }
 
-func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	d.m.statfs(out)
-	return 0
-}
-
-// stat returns the attributes. A snapshot root's link count is 2 + its
-// subdirectories, which only its tree tells.
-func (d *dirNode) stat() meta {
-	a := d.a
-	if d.ino() == d.snapIno {
-		if t, errno := d.load(); errno == 0 {
+// stat returns a node's attributes. A snapshot root's link count is 2 +
+// its subdirectories, which only its tree tells.
+func (m *mount) stat(n *node) meta {
+	a := n.a
+	if n.flags.Load()&flagRoot != 0 {
+		if t, errno := m.load(n); errno == 0 {
 			for i := range t.Nodes {
 				if t.Nodes[i].Type == repo.TypeDir {
 					a.links++
@@ -65,183 +48,162 @@ func (d *dirNode) stat() meta {
 	return a
 }
 
-func (d *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a := d.stat()
-	a.fill(&out.Attr)
-	out.SetTimeout(immutableTimeout)
-	return 0
-}
-
-// load returns the directory's tree, from the repository's cache of trees
-// (which keeps the tree loaded last however large, for the lookups of a
-// large directory).
-func (d *dirNode) load() (*repo.Tree, syscall.Errno) {
-	t, err := d.m.r.LoadTree(d.m.ctx, d.tree)
+// load returns the tree of directory d, from the repository's cache of
+// trees (which keeps the tree loaded last however large, for the lookups
+// of a large directory).
+func (m *mount) load(d *node) (*repo.Tree, syscall.Errno) {
+	t, err := m.r.LoadTree(m.ctx, d.tree())
 	if err != nil {
-		return nil, d.m.fail(&d.Inode, err)
+		return nil, m.fail(d, err)
 	}
 	return t, 0
 }
 
-func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	t, errno := d.load()
+// lookup answers LOOKUP of name in directory d.
+func (m *mount) lookup(d *node, name string, out *fuse.EntryOut) fuse.Status {
+	switch name {
+	case ".":
+		m.nodes.ref(d)
+		m.entryOut(d, out)
+		return fuse.OK
+	case "..":
+		if d.parent == nil {
+			return fuse.ENOENT // snapshots/ is go-fuse's
+		}
+		m.nodes.ref(d.parent)
+		m.entryOut(d.parent, out)
+		return fuse.OK
+	}
+	t, errno := m.load(d)
 	if errno != 0 {
-		return nil, errno
+		return fuse.Status(errno)
 	}
-	n := t.Find([]byte(name))
-	if n == nil {
-		return nil, syscall.ENOENT // cached by the kernel: the tree never changes
+	e := t.Find([]byte(name))
+	if e == nil {
+		// Cached by the kernel: the tree never changes.
+		out.NodeId = 0
+		out.SetEntryTimeout(immutableTimeout)
+		return fuse.OK
 	}
-	if err := d.subdirErr(n); err != nil {
-		return nil, d.m.fail(&d.Inode, err)
-	}
-	return d.child(ctx, n, out), 0
+	return m.childEntry(d, d.snapIno(), e, out)
 }
 
-// subdirErr is why entry n cannot be entered, if it is a directory whose
-// tree is this directory's or one above it (a loop), or that nests deeper
-// than repo.MaxTreeDepth; nil otherwise.
-func (d *dirNode) subdirErr(n *repo.Node) error {
-	if n.Type != repo.TypeDir {
+// childEntry makes (or finds) the node of entry e of directory d, below
+// the snapshot root numbered snapIno, counts the kernel's lookup and
+// fills out; or answers why e cannot be entered.
+func (m *mount) childEntry(d *node, snapIno uint64, e *repo.Node, out *fuse.EntryOut) fuse.Status {
+	if err := subdirErr(d, e); err != nil {
+		return fuse.Status(m.fail(d, err))
+	}
+	n := m.nodes.child(d, e, childIno(snapIno, d.ino, e))
+	m.entryOut(n, out) // a hard link answers with its first path's node
+	return fuse.OK
+}
+
+// entryOut fills the kernel's entry of node n.
+func (m *mount) entryOut(n *node, out *fuse.EntryOut) {
+	out.NodeId = n.ino
+	out.Generation = 0
+	a := m.stat(n)
+	a.fill(&out.Attr)
+	out.Ino = n.ino
+	out.SetEntryTimeout(immutableTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+}
+
+// subdirErr is why entry e of directory d cannot be entered, if it is a
+// directory whose tree is d's or one above it (a loop), or that nests
+// deeper than repo.MaxTreeDepth; nil otherwise.
+func subdirErr(d *node, e *repo.Node) error {
+	if e.Type != repo.TypeDir {
 		return nil
 	}
-	for a := d; a != nil; a = a.up {
-		if a.tree == n.Subtree {
-			return fmt.Errorf("%q: tree %s contains itself: %w: %w", n.Name, n.Subtree.Short(), repo.ErrTreeLoop, object.ErrCorrupt)
+	for a := d; a != nil; a = a.parent {
+		if a.tree() == e.Subtree {
+			return fmt.Errorf("%q: tree %s contains itself: %w: %w", e.Name, e.Subtree.Short(), repo.ErrTreeLoop, object.ErrCorrupt)
 		}
 	}
 	if d.depth >= repo.MaxTreeDepth {
-		return fmt.Errorf("%q: tree %s nests deeper than %d levels: %w: %w", n.Name, n.Subtree.Short(), repo.MaxTreeDepth, repo.ErrTreeLoop, object.ErrCorrupt)
+		return fmt.Errorf("%q: tree %s nests deeper than %d levels: %w: %w", e.Name, e.Subtree.Short(), repo.MaxTreeDepth, repo.ErrTreeLoop, object.ErrCorrupt)
 	}
 	return nil
 }
 
-// child makes the node of entry n and fills out.
-func (d *dirNode) child(ctx context.Context, n *repo.Node, out *fuse.EntryOut) *gofs.Inode {
-	a := metaOf(n)
-	var ops gofs.InodeEmbedder
-	switch n.Type {
-	case repo.TypeDir:
-		ops = &dirNode{m: d.m, snapIno: d.snapIno, tree: n.Subtree, a: a, up: d, depth: d.depth + 1}
-	case repo.TypeSymlink:
-		ops = &symlinkNode{m: d.m, a: a, target: bytes.Clone(n.Target)}
-	default:
-		ops = newFileNode(a, n.Chunks)
-	}
-	ch := d.NewInode(ctx, ops, gofs.StableAttr{Mode: a.typ, Ino: childIno(d.snapIno, d.ino(), n)})
-	if at, ok := ch.Operations().(attrer); ok {
-		at.attr(&out.Attr) // a hard link may answer with its first path's node
-	} else {
-		a.fill(&out.Attr)
-	}
-	out.SetEntryTimeout(immutableTimeout)
-	out.SetAttrTimeout(immutableTimeout)
-	return ch
+// dirHandle is an open snapshot directory: the tree it lists, loaded
+// once, whatever the directory's size. Positions: 0 is ".", 1 is "..",
+// 2+i is the tree's entry i; a listing goes on from the offset the kernel
+// sends, so a handle has no position of its own.
+type dirHandle struct {
+	d         *node
+	t         *repo.Tree
+	parentIno uint64
+	snapIno   uint64
 }
 
-// OpendirHandle opens a listing that streams the tree's entries: nothing
-// but the one tree is loaded, whatever the directory's size.
-func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	t, errno := d.load()
+// opendir opens directory d for listing. The kernel keeps the listing
+// (FOPEN_CACHE_DIR).
+func (m *mount) opendir(d *node, parentIno uint64) (*dirHandle, uint32, syscall.Errno) {
+	if !d.isDir() {
+		return nil, 0, syscall.ENOTDIR
+	}
+	t, errno := m.load(d)
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	pino := d.ino()
-	if _, p := d.Parent(); p != nil {
-		pino = p.StableAttr().Ino
+	if d.parent != nil {
+		parentIno = d.parent.ino
 	}
-	return &dirHandle{d: d, t: t, parentIno: pino}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+	return &dirHandle{d: d, t: t, parentIno: parentIno, snapIno: d.snapIno()},
+		fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
 }
 
-// dirHandle is an open snapshot directory. Positions: 0 is ".", 1 is "..",
-// 2+i is the tree's entry i. go-fuse serializes the calls on one handle.
-type dirHandle struct {
-	d         *dirNode
-	t         *repo.Tree
-	parentIno uint64
-	pos       uint64
-	de        fuse.DirEntry // what Readdirent returns
-}
-
-var (
-	_ gofs.FileReaddirenter   = (*dirHandle)(nil)
-	_ gofs.FileSeekdirer      = (*dirHandle)(nil)
-	_ gofs.FileLookuper       = (*dirHandle)(nil)
-	_ gofs.FileReleasedirer   = (*dirHandle)(nil)
-	_ gofs.FileFsyncdirer     = (*dirHandle)(nil)
-	_ gofs.NodeOpendirHandler = (*dirNode)(nil)
-)
-
-func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if h.t == nil {
-		return nil, syscall.EBADF
+// readdir fills out with the entries from offset off on, as many as fit;
+// with plus (READDIRPLUS), each entry is looked up as LOOKUP would, from
+// the open tree. An entry that cannot be entered (a loop) is listed with
+// no node, as a miss.
+func (m *mount) readdir(h *dirHandle, off uint64, out *fuse.DirEntryList, plus bool) fuse.Status {
+	nodes := h.t.Nodes
+	for p := off; p < uint64(len(nodes))+2; p++ {
+		de := fuse.DirEntry{Off: p + 1, Mode: syscall.S_IFDIR}
+		var e *repo.Node
+		switch p {
+		case 0:
+			de.Name, de.Ino = ".", h.d.ino
+		case 1:
+			de.Name, de.Ino = "..", h.parentIno
+		default:
+			e = &nodes[p-2]
+			// The list copies the name: no string of its own.
+			de.Name = unsafe.String(unsafe.SliceData(e.Name), len(e.Name))
+			de.Mode, de.Ino = typeOf(e), childIno(h.snapIno, h.d.ino, e)
+		}
+		if !plus {
+			if !out.AddDirEntry(de) {
+				return fuse.OK
+			}
+			continue
+		}
+		eo := out.AddDirLookupEntry(de)
+		if eo == nil {
+			return fuse.OK
+		}
+		if e == nil {
+			continue // "." and "..": the kernel ignores their entries
+		}
+		if st := m.childEntry(h.d, h.snapIno, e, eo); st != fuse.OK {
+			*eo = fuse.EntryOut{}
+			eo.SetEntryTimeout(immutableTimeout)
+		} else if eo.Attr.Mode&syscall.S_IFMT != de.Mode {
+			out.FixMode(eo.Attr.Mode & syscall.S_IFMT) // a hard link's first node
+		}
 	}
-	p := h.pos
-	// go-fuse copies the entry before the next call: one per handle does.
-	de := &h.de
-	*de = fuse.DirEntry{Off: p + 1}
-	switch {
-	case p == 0:
-		de.Name, de.Mode, de.Ino = ".", syscall.S_IFDIR, h.d.ino()
-	case p == 1:
-		de.Name, de.Mode, de.Ino = "..", syscall.S_IFDIR, h.parentIno
-	case p-2 < uint64(len(h.t.Nodes)):
-		n := &h.t.Nodes[p-2]
-		de.Name, de.Mode, de.Ino = string(n.Name), typeOf(n), childIno(h.d.snapIno, h.d.ino(), n)
-	default:
-		return nil, 0
+	return fuse.OK
+}
+
+// readlink is a symlink's target.
+func readlink(n *node) ([]byte, fuse.Status) {
+	if n.a.typ != syscall.S_IFLNK || n.ext == nil {
+		return nil, fuse.EINVAL
 	}
-	h.pos++
-	return de, 0
+	return n.ext.target, fuse.OK
 }
-
-func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.pos = off
-	return 0
-}
-
-// Lookup serves READDIRPLUS from the open tree: name is the entry
-// Readdirent just produced.
-func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if h.t == nil {
-		return nil, syscall.EBADF
-	}
-	var n *repo.Node
-	if i := h.pos - 3; h.pos >= 3 && i < uint64(len(h.t.Nodes)) && string(h.t.Nodes[i].Name) == name {
-		n = &h.t.Nodes[i]
-	} else if n = h.t.Find([]byte(name)); n == nil {
-		return nil, syscall.ENOENT
-	}
-	if err := h.d.subdirErr(n); err != nil {
-		return nil, h.d.m.fail(&h.d.Inode, err)
-	}
-	return h.d.child(ctx, n, out), 0
-}
-
-func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }
-
-func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) { h.t = nil }
-
-// symlinkNode is a symbolic link inside a snapshot.
-type symlinkNode struct {
-	gofs.Inode
-	readOnly
-	m      *mount
-	a      meta
-	target []byte
-}
-
-func (l *symlinkNode) attr(out *fuse.Attr)    { l.a.fill(out) }
-func (l *symlinkNode) timeout() time.Duration { return immutableTimeout }
-func (l *symlinkNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	l.m.statfs(out)
-	return 0
-}
-
-func (l *symlinkNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	l.a.fill(&out.Attr)
-	out.SetTimeout(immutableTimeout)
-	return 0
-}
-
-func (l *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) { return l.target, 0 }

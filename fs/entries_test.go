@@ -24,16 +24,12 @@ import (
 // changes between two measures.
 
 // maxEntryBytes bounds the live heap the mount holds for each further
-// file the kernel has looked up and keeps (measured 530 bytes). go-fuse's
-// own share (its Inode, its node tables, the parent's child tables and the
-// name) is about 420 bytes with go-fuse 2.12, whatever the node type:
-// bareFloor measures it. maxOwnBytes bounds the rest, the node's own
-// fields and what they keep (measured 112: a fileNode of 240 bytes less
-// the Inode; 144 when each kept its chunk list apart).
-const (
-	maxEntryBytes = 560
-	maxOwnBytes   = 120
-)
+// file the kernel has looked up and keeps (measured 197 bytes: a node of
+// the node table, 144, its name and its place in the table's map). With
+// go-fuse's fs package it was 530, of which go-fuse's own share (its
+// Inode, its node tables, the parent's child tables and the name) was
+// about 420 whatever the node type: bareFloor measures that.
+const maxEntryBytes = 220
 
 // heapAfterGC returns the live heap.
 func heapAfterGC() int64 {
@@ -46,11 +42,10 @@ func heapAfterGC() int64 {
 
 // rawMount is a mount's node tree behind go-fuse's bridge, with no kernel.
 type rawMount struct {
-	t    testing.TB
-	fs   fuse.RawFileSystem
-	m    *mount
-	root *gofs.Inode
-	ids  map[string]uint64 // node ids of looked-up paths
+	t   testing.TB
+	fs  fuse.RawFileSystem
+	m   *mount
+	ids map[string]uint64 // node ids of looked-up paths
 }
 
 // snapshotTree snapshots a tree of dirs directories of per files (of one
@@ -98,11 +93,8 @@ func snapshotTree(t testing.TB, dirs, per int) *rawMount {
 		t.Fatal(err)
 	}
 	root := m.rootDir()
-	raw := gofs.NewNodeFS(root, &gofs.Options{
-		EntryTimeout: ptr(immutableTimeout), AttrTimeout: ptr(immutableTimeout), NegativeTimeout: ptr(immutableTimeout),
-		NullPermissions: true, RootStableAttr: &gofs.StableAttr{Ino: fuse.FUSE_ROOT_ID},
-	})
-	return &rawMount{t: t, fs: raw, m: m, root: &root.Inode, ids: map[string]uint64{"": fuse.FUSE_ROOT_ID}}
+	raw := newRawFS(m, root, m.fuseOptions())
+	return &rawMount{t: t, fs: raw, m: m, ids: map[string]uint64{"": fuse.FUSE_ROOT_ID}}
 }
 
 func fileName(i int) string { return fmt.Sprintf("file-%06d.txt", i) }
@@ -181,17 +173,6 @@ func (r *rawMount) forget(ids []uint64) {
 	}
 }
 
-// inode returns the Inode of a path looked up before.
-func (r *rawMount) inode(path ...string) *gofs.Inode {
-	n := r.root
-	for _, name := range path {
-		if n = n.GetChild(name); n == nil {
-			return nil
-		}
-	}
-	return n
-}
-
 // perEntry looks up half the files of every directory, then the other
 // half, and returns the growth of the live heap per entry between the
 // two, and the node ids of all. The directories' trees are loaded before
@@ -242,8 +223,8 @@ func bareFloor(t testing.TB, dirs, per int) float64 {
 }
 
 // TestEntryMemory: each further entry the kernel has looked up and holds
-// costs the mount at most maxEntryBytes of live heap, and at most
-// maxOwnBytes beyond what go-fuse itself holds for a node of nothing.
+// costs the mount at most maxEntryBytes of live heap (logged beside what
+// a node of go-fuse's fs package would cost).
 func TestEntryMemory(t *testing.T) {
 	const dirs, per = 8, 2500
 	r := snapshotTree(t, dirs, per)
@@ -255,12 +236,9 @@ func TestEntryMemory(t *testing.T) {
 		return r.lookup(filepath.Join("snapshots", "s", "big", dir), fileName(i))
 	}, dirs, per)
 	floor := bareFloor(t, dirs, per)
-	t.Logf("live heap per further entry held: %.0f bytes; go-fuse's own for a bare node: %.0f; the mount's share: %.0f", got, floor, got-floor)
+	t.Logf("live heap per further entry held: %.0f bytes; a bare node of go-fuse's fs package: %.0f", got, floor)
 	if got > maxEntryBytes {
 		t.Errorf("each further entry the kernel holds costs %.0f bytes of heap, want at most %d", got, maxEntryBytes)
-	}
-	if got-floor > maxOwnBytes {
-		t.Errorf("each further entry costs %.0f bytes beyond go-fuse's %.0f, want at most %d", got-floor, floor, maxOwnBytes)
 	}
 }
 
@@ -293,17 +271,16 @@ func TestForgetFreesEntries(t *testing.T) {
 		t.Fatalf("%d lookups, want %d", len(ids), 2*dirs*per)
 	}
 	held := heapAfterGC()
-	d0 := r.inode("snapshots", "s", "big", "d000")
-	if n := len(d0.Children()); n != per {
-		t.Fatalf("d000 has %d children in the node tree, want %d", n, per)
+	// The table holds the snapshot's root, big/, its directories and
+	// their files.
+	if n, want := r.m.nodes.len(), 2+dirs+dirs*per; n != want {
+		t.Fatalf("the node table holds %d nodes, want %d", n, want)
 	}
 	r.forget(ids)
 	after := heapAfterGC()
 	t.Logf("live heap: %d KiB before the lookups, %d KiB holding %d entries, %d KiB after FORGET", before>>10, held>>10, dirs*per, after>>10)
-	for d := range dirs {
-		if n := len(r.inode("snapshots", "s", "big", fmt.Sprintf("d%03d", d)).Children()); n != 0 {
-			t.Errorf("d%03d has %d children in the node tree after FORGET of all, want 0", d, n)
-		}
+	if n, want := r.m.nodes.len(), 2+dirs; n != want {
+		t.Errorf("the node table holds %d nodes after FORGET of every file, want %d (the directories)", n, want)
 	}
 	// What stays is the room in go-fuse's tables (Go maps do not
 	// shrink), which the next lookups reuse: a second round of lookups
@@ -321,6 +298,14 @@ func TestForgetFreesEntries(t *testing.T) {
 	}
 	if again := heapAfterGC(); again > after+(held-before)/20 {
 		t.Errorf("a second round of lookups and FORGET left %d KiB, the first %d KiB", (again-before)>>10, (after-before)>>10)
+	}
+	// A directory leaves once the kernel has forgotten it and
+	// everything below it; big/ stays while d002 and d003 do.
+	for _, dir := range []string{"snapshots/s/big/d000", "snapshots/s/big/d001", "snapshots/s/big"} {
+		r.forget([]uint64{r.ids[dir]})
+	}
+	if n, want := r.m.nodes.len(), 2+dirs-2; n != want {
+		t.Errorf("the node table holds %d nodes after FORGET of two directories, want %d", n, want)
 	}
 }
 

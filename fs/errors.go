@@ -24,7 +24,7 @@ const maxLogged = 4096
 // (repo.ErrTreeLoop), EIO for anything else. It logs one line per distinct
 // error (the error names the object), counts the answers, and remembers
 // errors about data keys for .ctl/status.
-func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
+func (m *mount) fail(n placed, err error) syscall.Errno {
 	errno := syscall.EIO
 	if errors.Is(err, repo.ErrTreeLoop) {
 		errno = syscall.ELOOP
@@ -34,7 +34,7 @@ func (m *mount) fail(n *gofs.Inode, err error) syscall.Errno {
 	}
 	m.eio.Add(1)
 	m.noteError(err)
-	m.logOnceKey(err.Error(), "reading %s: %v", displayPath(n), err)
+	m.logOnceKey(err.Error(), "reading %s: %v", n.path(), err)
 	return errno
 }
 
@@ -83,10 +83,21 @@ func (m *mount) noteKeyError(msg string) {
 	}
 }
 
-// displayPath is n's path below the mountpoint, quoted when it is not
-// UTF-8.
-func displayPath(n *gofs.Inode) string {
-	p := n.Path(nil)
+// placed is what an error is about: a node of the node table, or of
+// go-fuse's tree (inodePlace).
+type placed interface {
+	// path is the path below the mountpoint, quoted when it is not
+	// UTF-8 (quotePath).
+	path() string
+}
+
+// inodePlace is a node of go-fuse's tree, as placed.
+type inodePlace struct{ *gofs.Inode }
+
+func (n inodePlace) path() string { return quotePath(n.Path(nil)) }
+
+// quotePath quotes p when it is not UTF-8.
+func quotePath(p string) string {
 	if !utf8.ValidString(p) {
 		return strconv.Quote(p)
 	}

@@ -1,102 +1,39 @@
 package fs
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
-// fileNode is a regular file inside a snapshot: its attributes and its
-// chunks. The kernel may hold one for every file of a large tree, so it is
-// kept small (240 bytes, go-fuse's Inode included; TestEntryMemory): a
-// file of one chunk, as every small file is, keeps it in the node itself
-// rather than in an allocation of its own; longer chunk lists are the
-// decoded tree's (which allocated each apart from the rest, so holding
-// one does not keep the tree). The mount is reached through the root.
-type fileNode struct {
-	gofs.Inode
-	readOnly
-	a     meta
-	one   [1]repo.Chunk // the only chunk, if flagOne
-	flags atomic.Uint32
-	more  []repo.Chunk // the chunks, unless flagOne
-}
-
-const (
-	flagOne    = 1 << iota // the file has one chunk, in one
-	flagStored             // its content went to the kernel's cache (storeSmall)
-)
-
-// newFileNode makes the node of a regular file with attributes a and
-// chunks c.
-func newFileNode(a meta, c []repo.Chunk) *fileNode {
-	f := &fileNode{a: a}
-	if len(c) == 1 {
-		f.one[0] = c[0]
-		f.flags.Store(flagOne)
-	} else {
-		f.more = c
+// open opens file n for reading: a handle that knows where each chunk
+// starts. The content never changes, so the kernel keeps its page cache
+// across opens.
+func (m *mount) open(n *node, flags uint32) (*fileHandle, uint32, syscall.Errno) {
+	if n.a.typ != syscall.S_IFREG {
+		if n.isDir() {
+			return nil, 0, syscall.EISDIR
+		}
+		return nil, 0, syscall.EINVAL
 	}
-	return f
-}
-
-// chunks returns the file's chunks, in order.
-func (f *fileNode) chunks() []repo.Chunk {
-	if f.flags.Load()&flagOne != 0 {
-		return f.one[:]
-	}
-	return f.more
-}
-
-// mnt returns the mount the node belongs to.
-func (f *fileNode) mnt() *mount { return f.Root().Operations().(*vdir).m }
-
-var (
-	_ gofs.NodeOpener    = (*fileNode)(nil)
-	_ gofs.NodeGetattrer = (*fileNode)(nil)
-	_ gofs.FileReader    = (*fileHandle)(nil)
-)
-
-func (f *fileNode) attr(out *fuse.Attr)    { f.a.fill(out) }
-func (f *fileNode) timeout() time.Duration { return immutableTimeout }
-
-func (f *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	f.mnt().statfs(out)
-	return 0
-}
-
-func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.a.fill(&out.Attr)
-	out.SetTimeout(immutableTimeout)
-	return 0
-}
-
-// Open returns a handle that knows where each chunk starts. The content
-// never changes, so the kernel keeps its page cache across opens.
-func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
-	m := f.mnt()
-	f.storeSmall(m)
-	chunks := f.chunks()
+	m.storeSmall(n)
+	chunks := n.chunks()
 	ends := make([]int64, len(chunks))
 	var pos int64
 	for i, c := range chunks {
 		pos += int64(c.Length)
 		ends[i] = pos
 	}
-	return &fileHandle{f: f, m: m, chunks: chunks, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return &fileHandle{n: n, m: m, chunks: chunks, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // storeMax is the size up to which a file's content goes to the kernel's
@@ -118,9 +55,10 @@ var storeBufs = sync.Pool{New: func() any { return new([storeMax]byte) }}
 // READ, which reports the error; a kernel that refuses the store turns it
 // off for the mount. It reads with the mount's context, as Read does (see
 // mount.ctx), not the open's.
-func (f *fileNode) storeSmall(m *mount) {
+func (m *mount) storeSmall(f *node) {
 	size := f.a.size
-	if size == 0 || size > storeMax || m.noStore.Load() || f.flags.Or(flagStored)&flagStored != 0 {
+	srv := m.srv.Load()
+	if size == 0 || size > storeMax || srv == nil || m.noStore.Load() || f.flags.Or(flagStored)&flagStored != 0 {
 		return
 	}
 	b := storeBufs.Get().(*[storeMax]byte)
@@ -129,7 +67,8 @@ func (f *fileNode) storeSmall(m *mount) {
 	if n, err := m.r.ReadChunksAt(m.ctx, f.chunks(), p, 0, 0); err != nil || n != len(p) {
 		return
 	}
-	if errno := f.WriteCache(0, p); errno != 0 {
+	if st := srv.InodeNotifyStoreCache(f.ino, 0, p); st != fuse.OK {
+		errno := syscall.Errno(st)
 		f.flags.And(^uint32(flagStored))
 		if errno == syscall.ENOSYS || errno == syscall.EINVAL {
 			m.noStore.Store(true)
@@ -144,7 +83,7 @@ const seqWindow = 2 << 20
 
 // fileHandle is one open file. Reads on it may run in parallel.
 type fileHandle struct {
-	f      *fileNode
+	n      *node
 	m      *mount
 	chunks []repo.Chunk
 	ends   []int64 // ends[i]: offset just past chunk i
@@ -177,8 +116,9 @@ func (h *fileHandle) chunkAt(off int64) int {
 	return sort.Search(len(h.ends), func(i int) bool { return h.ends[i] > off })
 }
 
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	size := int64(h.f.a.size)
+// read reads into dest from offset off.
+func (h *fileHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := int64(h.n.a.size)
 	if off < 0 {
 		return nil, syscall.EINVAL
 	}
@@ -210,7 +150,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", object.ErrCorrupt, want-n)
 	}
 	if err != nil {
-		return nil, m.fail(&h.f.Inode, err)
+		return nil, m.fail(h.n, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

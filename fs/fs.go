@@ -146,7 +146,12 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 		m.cancel()
 		return nil, fmt.Errorf("mount: %w", err)
 	}
-	srv, err := gofs.Mount(mountpoint, m.rootDir(), m.fuseOptions())
+	fopts := m.fuseOptions()
+	srv, err := fuse.NewServer(newRawFS(m, m.rootDir(), fopts), mountpoint, &fopts.MountOptions)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
 	if err != nil {
 		m.cancel()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
@@ -306,6 +311,9 @@ type mount struct {
 	cancel context.CancelFunc
 
 	noStore atomic.Bool // the kernel refused FUSE_NOTIFY_STORE (see storeSmall)
+	srv     atomic.Pointer[fuse.Server]
+
+	nodes *nodeTable // snapshot content the kernel knows
 
 	view      atomic.Pointer[view]
 	refreshMu sync.Mutex               // one refresh at a time
@@ -335,7 +343,7 @@ func newMount(r Repository, mountpoint string, opts Options) *mount {
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		names: map[repo.ObjectID]string{}, nameUsed: map[string]bool{},
-		logged: map[string]bool{},
+		logged: map[string]bool{}, nodes: newNodeTable(),
 	}
 	m.ahead.Store(readAhead(r, opts.ReadAhead))
 	return m

@@ -97,10 +97,12 @@ func TestSubdirLoop(t *testing.T) {
 	var logged []string
 	m := &mount{ctx: context.Background(), logged: map[string]bool{},
 		opts: Options{Logf: func(format string, args ...any) { logged = append(logged, format) }}}
-	root := &dirNode{m: m, tree: repo.BlobID{1}}
-	mid := &dirNode{m: m, tree: repo.BlobID{2}, up: root, depth: 1}
+	root := &node{name: "s", a: meta{typ: syscall.S_IFDIR}}
+	root.one[0].ID = repo.BlobID{1}
+	mid := &node{name: "mid", parent: root, depth: 1, a: meta{typ: syscall.S_IFDIR}}
+	mid.one[0].ID = repo.BlobID{2}
 	for _, c := range []struct {
-		at   *dirNode
+		at   *node
 		sub  repo.BlobID
 		loop bool
 	}{
@@ -109,16 +111,16 @@ func TestSubdirLoop(t *testing.T) {
 		{mid, repo.BlobID{1}, true},
 		{mid, repo.BlobID{3}, false},
 	} {
-		err := c.at.subdirErr(&repo.Node{Name: []byte{'a' + c.sub[0]}, Type: repo.TypeDir, Subtree: c.sub})
+		err := subdirErr(c.at, &repo.Node{Name: []byte{'a' + c.sub[0]}, Type: repo.TypeDir, Subtree: c.sub})
 		if got := err != nil; got != c.loop {
-			t.Errorf("tree %x below %x: %v, want a loop: %v", c.sub[0], c.at.tree[0], err, c.loop)
+			t.Errorf("tree %x below %x: %v, want a loop: %v", c.sub[0], c.at.tree()[0], err, c.loop)
 			continue
 		}
 		if err != nil {
 			if !errors.Is(err, repo.ErrTreeLoop) || !strings.Contains(err.Error(), "contains itself") {
-				t.Errorf("tree %x below %x: %v", c.sub[0], c.at.tree[0], err)
+				t.Errorf("tree %x below %x: %v", c.sub[0], c.at.tree()[0], err)
 			}
-			if errno := m.fail(&c.at.Inode, err); errno != syscall.ELOOP {
+			if errno := m.fail(c.at, err); errno != syscall.ELOOP {
 				t.Errorf("the loop's errno: %v, want ELOOP", errno)
 			}
 		}

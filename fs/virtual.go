@@ -267,11 +267,11 @@ func (d *unreadableDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fus
 }
 
 func (d *unreadableDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, d.m.fail(&d.Inode, d.err)
+	return nil, d.m.fail(inodePlace{&d.Inode}, d.err)
 }
 
 func (d *unreadableDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, 0, d.m.fail(&d.Inode, d.err)
+	return nil, 0, d.m.fail(inodePlace{&d.Inode}, d.err)
 }
 
 func (d *unreadableDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
