@@ -360,18 +360,39 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 // installLocked makes r the keyring with the KEKs keks (of r's live
 // generations), keeping keys added meanwhile to generations r keeps live.
 // A retired generation's KEK is dropped here and never held again (its
-// keyring key may be derived for a moment to check its MACs: verifyEpochs).
+// keyring key may be derived for a moment to check its MACs: verifyEpochs),
+// and so is the operator's key that gave it, unless it gave a KEK still
+// held: once r is good, no later epoch can need it (a retired generation
+// signs nothing again).
 func (k *Keychain) installLocked(r *Keyring, keks map[string]*kek, legacy bool) {
 	for id, kk := range k.keks { // keys added meanwhile
 		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {
 			keks[id] = kk
 		}
 	}
+	k.forgetMaterialsLocked(keks)
 	k.ring, k.keks, k.hist.legacy = r, keks, legacy
 	k.dropPackIndexes(func(gen string) bool {
 		g := r.Generation(gen)
 		return g != nil && g.State != StateRetired
 	})
+}
+
+// forgetMaterialsLocked drops from k.mats the operator's keys that gave
+// a KEK k holds now but keks, the KEKs about to be held, lacks, unless
+// one of keks came from the same key; their cached Argon2id outputs are
+// cleared.
+func (k *Keychain) forgetMaterialsLocked(keks map[string]*kek) {
+	kept := map[*Material]bool{}
+	for _, kk := range keks {
+		kept[kk.mat] = true
+	}
+	for id, kk := range k.keks {
+		if m := kk.mat; m != nil && keks[id] == nil && !kept[m] {
+			k.mats = slices.DeleteFunc(k.mats, func(x *Material) bool { return x == m })
+			m.forgetStretched()
+		}
+	}
 }
 
 // checkRecordLocked compares the history with the host's record and
