@@ -189,11 +189,16 @@ type SlotInfo struct {
 }
 
 // Ways returns the ways into g: its own key (PrimarySlot) first, then its
-// slots in order.
+// slots in order (SlotInfos).
 func (g *Generation) Ways() []SlotInfo {
-	out := []SlotInfo{{ID: PrimarySlot, Kind: g.KDF.Kind(), Created: g.Created}}
+	return append([]SlotInfo{{ID: PrimarySlot, Kind: g.KDF.Kind(), Created: g.Created}}, g.SlotInfos()...)
+}
+
+// SlotInfos describes g's key slots, in order (an empty list if none).
+func (g *Generation) SlotInfos() []SlotInfo {
+	out := []SlotInfo{}
 	for _, s := range g.Slots {
-		out = append(out, SlotInfo{ID: s.ID, Kind: s.KDF.Kind(), Created: s.Created})
+		out = append(out, SlotInfo{ID: s.ID, Kind: s.KDF.Kind(), Created: s.Created.UTC()})
 	}
 	return out
 }
