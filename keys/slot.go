@@ -258,15 +258,26 @@ func makeSlot(g *Generation, kk *kek, m *Material, rid [16]byte, p Argon2Params,
 	if err != nil {
 		return Slot{}, err
 	}
+	return sealNewSlot(kk, m, rid, id, kdf, created)
+}
+
+// sealNewSlot seals kk for material m into a slot with id and KDF kdf
+// under a random nonce.
+func sealNewSlot(kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, created time.Time) (Slot, error) {
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	if _, err := rand.Read(nonce); err != nil {
+		return Slot{}, err
+	}
+	return sealSlotNonce(kk, m, rid, id, kdf, nonce, created)
+}
+
+// sealSlotNonce is sealNewSlot with the nonce given.
+func sealSlotNonce(kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, nonce []byte, created time.Time) (Slot, error) {
 	secret, ok := deriveKEK(kdf, m)
 	if !ok {
 		return Slot{}, fmt.Errorf("new key slot: %w: %s cannot make a slot", ErrBadKey, m.Source())
 	}
 	defer clear(secret[:])
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
-	if _, err := rand.Read(nonce); err != nil {
-		return Slot{}, err
-	}
 	return Slot{
 		ID:      hex.EncodeToString(id[:]),
 		KDF:     kdf,
@@ -304,6 +315,9 @@ func (k *Keychain) AddSlot(ctx context.Context, m *Material) (Slot, error) {
 		case !errors.Is(err, errNoUnlock):
 			return false, err
 		}
+		if len(g.Slots) >= MaxSlots {
+			return false, fmt.Errorf("generation %s has %d key slots, the most it may have", g.ID, MaxSlots)
+		}
 		// The KDF and its Argon2id run are made once; a retry after a lost
 		// race only seals again.
 		if made.ID == "" {
@@ -332,11 +346,6 @@ func (k *Keychain) AddSlot(ctx context.Context, m *Material) (Slot, error) {
 // for a retry of AddSlot on another keyring epoch. The id is fresh if g
 // has one like it.
 func resealSlot(s Slot, g *Generation, kk *kek, m *Material, rid [16]byte) (Slot, error) {
-	secret, ok := deriveKEK(s.KDF, m)
-	if !ok {
-		return Slot{}, fmt.Errorf("new key slot: %w: %s cannot make a slot", ErrBadKey, m.Source())
-	}
-	defer clear(secret[:])
 	for g.Slot(s.ID) != nil {
 		b, err := randomID(8)
 		if err != nil {
@@ -345,12 +354,7 @@ func resealSlot(s Slot, g *Generation, kk *kek, m *Material, rid [16]byte) (Slot
 		s.ID = hex.EncodeToString(b)
 	}
 	id, _ := parseGenID(s.ID)
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
-	if _, err := rand.Read(nonce); err != nil {
-		return Slot{}, err
-	}
-	s.Wrapped = hex.EncodeToString(sealSlot(kk.raw, secret, rid, kk.gen, id, nonce))
-	return s, nil
+	return sealNewSlot(kk, m, rid, id, s.KDF, s.Created)
 }
 
 // RemoveSlot commits the removal of key slot id from the current
