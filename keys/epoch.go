@@ -155,7 +155,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 	case keyringVersion3:
 		return nil, fmt.Errorf("keyring: %w: a version 3 keyring outside an envelope", object.ErrCorrupt)
 	default:
-		return nil, errNewerFormat(probe.Version)
+		return nil, newerFormat(probe.Version)
 	}
 	var env struct {
 		Version int             `json:"version"`

@@ -389,7 +389,8 @@ func (k *Keychain) forgetMaterialsLocked(keks map[string]*kek) {
 	}
 	for id, kk := range k.keks {
 		if m := kk.mat; m != nil && keks[id] == nil && !kept[m] {
-			k.mats = slices.DeleteFunc(k.mats, func(x *Material) bool { return x == m })
+			// copy on write: readers may hold the old slice (signerKEK)
+			k.mats = slices.DeleteFunc(slices.Clone(k.mats), func(x *Material) bool { return x == m })
 			m.forgetStretched()
 		}
 	}

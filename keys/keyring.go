@@ -142,7 +142,7 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
 	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion && probe.Version != keyringVersion3 {
-		return nil, errNewerFormat(probe.Version)
+		return nil, newerFormat(probe.Version)
 	}
 	var r Keyring
 	if err := strictjson.Decode(b, &r); err != nil {
@@ -154,10 +154,11 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	return &r, nil
 }
 
-// errNewerFormat is the error of a keyring or epoch of a format version
-// this code does not read: not damage, a newer snapcrypt's.
-func errNewerFormat(v int) error {
-	return fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d to %d (a newer snapcrypt wrote it)", v, legacyKeyringVersion, keyringVersion3)
+// newerFormat is the error of a keyring or envelope version this code does
+// not read. It does not wrap object.ErrCorrupt: it is a newer format, not
+// damage.
+func newerFormat(v int) error {
+	return fmt.Errorf("keyring: format version %d, newer than this snapcrypt reads (versions %d to %d): upgrade snapcrypt", v, legacyKeyringVersion, keyringVersion3)
 }
 
 // formatVersion is the version a writer gives r: version 3 if it uses a

@@ -86,8 +86,8 @@ func makeKeyringVectors() []keyringVector {
 	add("settled", "ok", enc(settled))
 	add("version-2", "ok", mut(func(r *Keyring) { r.Version = 2 }))
 	// Version 3 is written only for a keyring that uses a feature of it.
-	add("version-3", "corrupted", mut(func(r *Keyring) { r.Version = 3 }))
 	add("version-4", "unknown version", mut(func(r *Keyring) { r.Version = 4 }))
+	add("version-3-without-its-features", "corrupted", mut(func(r *Keyring) { r.Version = 3 }))
 	add("slots", "ok", withSlots(nil))
 	add("slots-in-version-2", "corrupted", mut(func(r *Keyring) {
 		r.Version = 2
