@@ -491,21 +491,30 @@ func (k *Keychain) Writable(ctx context.Context) error {
 	if err := k.Refresh(ctx); err != nil {
 		return err
 	}
-	epochs, listed, err := k.listKeyring(ctx)
-	if err != nil {
-		return err
-	}
-	k.mu.RLock()
-	head := k.hist.head()
-	k.mu.RUnlock()
-	if len(epochs) > 0 && epochs[len(epochs)-1] > head {
-		// A commit may have raced the listing: look again once.
+	// The listing is checked against the head this process had before it
+	// listed: epochs read after the listing (by the Refresh below, or by
+	// another goroutine's) are not in it and are not missing.
+	var epochs []uint64
+	var listed []error
+	var head uint64
+	for i := 0; ; i++ {
+		k.mu.RLock()
+		head = k.hist.head()
+		k.mu.RUnlock()
+		var err error
+		if epochs, listed, err = k.listKeyring(ctx); err != nil {
+			return err
+		}
+		if i > 0 || len(epochs) == 0 || epochs[len(epochs)-1] <= head {
+			break
+		}
+		// A commit may have raced the listing: take it, and look again
+		// once.
 		if err := k.Refresh(ctx); err != nil {
 			return err
 		}
 	}
 	k.mu.Lock()
-	head = k.hist.head()
 	have := map[uint64]bool{}
 	for _, e := range epochs {
 		have[e] = true

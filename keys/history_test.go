@@ -468,6 +468,57 @@ func TestAttackerSlot(t *testing.T) {
 	}
 }
 
+// listHook is a store whose List of keyring/ calls before and after.
+type listHook struct {
+	store.Store
+	before, after func()
+}
+
+func (s *listHook) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	if prefix == keyringPrefix && s.before != nil {
+		s.before()
+	}
+	err := s.Store.List(ctx, prefix, fn)
+	if prefix == keyringPrefix && s.after != nil {
+		s.after()
+	}
+	return err
+}
+
+// Another process commits while Writable lists keyring/, once before the
+// listing and once after it: the second Refresh reads an epoch the listing
+// lacks, which is new, not gone (concurrent key slot adds hit this).
+func TestWritableListingRace(t *testing.T) {
+	ctx := context.Background()
+	mst := mem.New()
+	a := rawKey(t, 1)
+	mustInit(t, mst, a)
+	st := &listHook{Store: mst}
+	k, err := Open(ctx, st, testRepoID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ctx, mst, testRepoID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func() {
+		if _, err := other.AddSlot(ctx, rawKey(t, byte(40+other.Keyring().Epoch))); err != nil {
+			t.Error(err)
+		}
+	}
+	st.before, st.after = commit, func() { commit(); st.before, st.after = nil, nil }
+	if err := k.Writable(ctx); err != nil {
+		t.Fatalf("Writable with commits racing its listing: %v", err)
+	}
+	if ps := k.Problems(); len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	if got, want := k.Keyring().Epoch, other.Keyring().Epoch; got != want {
+		t.Fatalf("epoch %d, the other process committed %d", got, want)
+	}
+}
+
 // A bad MAC, a broken chain, a skipped epoch number, an illegal transition
 // signed with the right key: each is refused and named.
 func TestBadEpochs(t *testing.T) {
