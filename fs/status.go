@@ -85,6 +85,8 @@ type KeyGeneration struct {
 	KDF     string     `json:"kdf"`
 	Created time.Time  `json:"created"`
 	Held    bool       `json:"held"` // this mount holds its key
+	// Slots are the generation's key slots by id and kind, never a secret.
+	Slots []keys.SlotInfo `json:"slots"`
 }
 
 // Problem is an object that could not be read, and why.
@@ -159,7 +161,7 @@ func (m *mount) status() Status {
 		Generations: []KeyGeneration{}, Missing: []string{}}
 	for _, g := range ring.Generations {
 		held := m.r.HoldsKey(g.ID)
-		ks.Generations = append(ks.Generations, KeyGeneration{ID: g.ID, State: g.State, KDF: g.KDF.Type, Created: g.Created.UTC(), Held: held})
+		ks.Generations = append(ks.Generations, KeyGeneration{ID: g.ID, State: g.State, KDF: g.KDF.Type, Created: g.Created.UTC(), Held: held, Slots: g.SlotInfos()})
 		if !held && (g.State == keys.StateCurrent || g.State == keys.StateRetiring) {
 			ks.Missing = append(ks.Missing, g.ID)
 		}

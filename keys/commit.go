@@ -38,7 +38,7 @@ func (k *Keychain) Commit(ctx context.Context, mutate func(r *Keyring) (bool, er
 			return err
 		}
 		next.Epoch = base.Epoch + 1
-		next.Version = KeyringVersion
+		next.Version = next.formatVersion()
 		if err := checkTransition(&base, &next); err != nil {
 			return fmt.Errorf("committing keyring epoch %d: %w", next.Epoch, err)
 		}

@@ -119,7 +119,7 @@ func marshalEnvelope(prev []byte, macs []epochMAC, body []byte) []byte {
 // (nil for epoch 1), signers the generations that MAC it, in order, with
 // their KEKs.
 func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj, error) {
-	r.Version = KeyringVersion
+	r.Version = r.formatVersion()
 	body, err := r.marshalBody()
 	if err != nil {
 		return nil, err
@@ -152,8 +152,10 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		}
 		return &epochObj{ring: r, raw: b, hash: sha256.Sum256(b), legacy: true, body: b}, nil
 	case KeyringVersion:
+	case keyringVersion3:
+		return nil, fmt.Errorf("keyring: %w: a version 3 keyring outside an envelope", object.ErrCorrupt)
 	default:
-		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
+		return nil, newerFormat(probe.Version)
 	}
 	var env struct {
 		Version int             `json:"version"`
@@ -188,7 +190,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Version != KeyringVersion {
+	if r.Version == legacyKeyringVersion {
 		return nil, fmt.Errorf("keyring: %w: a version %d keyring in a version %d envelope", object.ErrCorrupt, r.Version, KeyringVersion)
 	}
 	if (e.prev == nil) != (r.Epoch == 1) {
@@ -289,6 +291,9 @@ func checkTransition(base, next *Keyring) error {
 		}
 		if !stateMoves(b.State, n.State) {
 			return bad("generation %s went from %s to %s", b.ID, b.State, n.State)
+		}
+		if err := slotsMove(b, n); err != nil {
+			return bad("%v", err)
 		}
 	}
 	added := next.Generations[len(base.Generations):]

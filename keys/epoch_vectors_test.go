@@ -139,6 +139,33 @@ func makeEpochVectors(t testing.TB) []epochVector {
 	e5c := sign(r5c, &epochObj{hash: sha256Sum(bad4)}, c)
 	add(epochVector{Name: "retire-hides-bad-mac", Comment: "epoch 4 switches to C with B's MAC altered, epoch 5 retires B (MACed by C); the verifier holds only B, retired in epoch 5: it still checks B's MAC of epoch 4, which fails, and goes on from epoch 3",
 		Expect: errUnauthenticated.Error(), Good: 3, Authed: 3, Held: hexes(b), Epochs: append(objs(e1, e2, e3), string(bad4), string(e5c.raw))})
+	// Key slots (format version 3 inside the version 2 envelope): B's
+	// holder adds a slot to B (MACed by B); a storage attacker's slot
+	// epoch carries a MAC by B it could not make.
+	slotKey, _ := NewRawKey(det("epoch slot key", KeySize))
+	slot, err := sealSlotNonce(b.kk, slotKey, rid, [8]byte(det("epoch slot id", 8)),
+		KDF{Type: KDFRaw, Salt: hex.EncodeToString(det("epoch slot salt", saltSize))}, det("epoch slot nonce", 24), t0.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r4s := r3.Clone()
+	r4s.Epoch = 4
+	r4s.Generations[1].Slots = []Slot{slot}
+	e4s := sign(r4s, e3, b)
+	add(epochVector{Name: "slot-added", Comment: "epoch 4 (keyring version 3) adds a key slot to B, MACed by B",
+		Expect: "ok", Good: 4, Authed: 4, Held: hexes(b), Epochs: objs(e1, e2, e3, e4s)})
+	add(epochVector{Name: "slot-added-bad-mac", Comment: "epoch 4 adds a key slot to B, B's MAC altered (a storage attacker's slot)",
+		Expect: errUnauthenticated.Error(), Good: 3, Authed: 3, Held: hexes(b), Epochs: append(objs(e1, e2, e3), string(garbled(e4s.raw)))})
+	r5s := r4s.Clone()
+	r5s.Epoch = 5
+	r5s.Generations[1].Slots = nil
+	add(epochVector{Name: "slot-removed", Comment: "epoch 5 removes the slot again: keyring version 2 again, MACed by B",
+		Expect: "ok", Good: 5, Authed: 5, Held: hexes(b), Epochs: objs(e1, e2, e3, e4s, sign(r5s, e4s, b))})
+	r4r := r3.Clone()
+	r4r.Epoch = 4
+	r4r.Generations[0].Slots = []Slot{slot}
+	add(epochVector{Name: "slot-on-retired", Comment: "epoch 4 adds a key slot to the retired A, MACed by B: illegal",
+		Expect: errIllegal.Error(), Good: 3, Authed: 3, Held: hexes(b), Epochs: objs(e1, e2, e3, sign(r4r, e3, b))})
 	leg := r3.Clone()
 	leg.Epoch, leg.Version = 4, legacyKeyringVersion
 	legBytes, _ := leg.Marshal()
@@ -213,3 +240,11 @@ func FuzzParseEpoch(f *testing.F) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// garbled is an epoch object with one hex digit of its first MAC changed.
+func garbled(raw []byte) []byte {
+	out := bytes.Clone(raw)
+	i := bytes.Index(out, []byte(`"mac": "`)) + len(`"mac": "`)
+	out[i] ^= 1
+	return out
+}

@@ -65,8 +65,9 @@ func (k *Keychain) KEK(gen string) (*KEK, error) {
 // Store returns the store the Keychain reads and writes.
 func (k *Keychain) Store() store.Store { return k.st }
 
-// Matches reports whether m is the key of generation g (its check value
-// matches). For a passphrase this runs Argon2id.
+// Matches reports whether m is a key of generation g: its own key (its
+// check value matches) or the key of one of its slots. For a passphrase
+// this runs Argon2id.
 func (k *Keychain) Matches(g *Generation, m *Material) bool {
 	return g != nil && m != nil && matchKEK(g, m, k.rid) != nil
 }
@@ -106,6 +107,7 @@ func (k *Keychain) Adopt(x *KEK, m *Material) bool {
 	defer k.mu.Unlock()
 	if m != nil {
 		k.mats = append(k.mats, m)
+		x.k.mat = m
 	}
 	k.made = nil
 	g := k.ring.Generation(gen)

@@ -360,18 +360,40 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 // installLocked makes r the keyring with the KEKs keks (of r's live
 // generations), keeping keys added meanwhile to generations r keeps live.
 // A retired generation's KEK is dropped here and never held again (its
-// keyring key may be derived for a moment to check its MACs: verifyEpochs).
+// keyring key may be derived for a moment to check its MACs: verifyEpochs),
+// and so is the operator's key that gave it, unless it gave a KEK still
+// held: once r is good, no later epoch can need it (a retired generation
+// signs nothing again).
 func (k *Keychain) installLocked(r *Keyring, keks map[string]*kek, legacy bool) {
 	for id, kk := range k.keks { // keys added meanwhile
 		if g := r.Generation(id); g != nil && g.State != StateRetired && keks[id] == nil {
 			keks[id] = kk
 		}
 	}
+	k.forgetMaterialsLocked(keks)
 	k.ring, k.keks, k.hist.legacy = r, keks, legacy
 	k.dropPackIndexes(func(gen string) bool {
 		g := r.Generation(gen)
 		return g != nil && g.State != StateRetired
 	})
+}
+
+// forgetMaterialsLocked drops from k.mats the operator's keys that gave
+// a KEK k holds now but keks, the KEKs about to be held, lacks, unless
+// one of keks came from the same key; their cached Argon2id outputs are
+// cleared.
+func (k *Keychain) forgetMaterialsLocked(keks map[string]*kek) {
+	kept := map[*Material]bool{}
+	for _, kk := range keks {
+		kept[kk.mat] = true
+	}
+	for id, kk := range k.keks {
+		if m := kk.mat; m != nil && keks[id] == nil && !kept[m] {
+			// copy on write: readers may hold the old slice (signerKEK)
+			k.mats = slices.DeleteFunc(slices.Clone(k.mats), func(x *Material) bool { return x == m })
+			m.forgetStretched()
+		}
+	}
 }
 
 // checkRecordLocked compares the history with the host's record and
@@ -469,21 +491,30 @@ func (k *Keychain) Writable(ctx context.Context) error {
 	if err := k.Refresh(ctx); err != nil {
 		return err
 	}
-	epochs, listed, err := k.listKeyring(ctx)
-	if err != nil {
-		return err
-	}
-	k.mu.RLock()
-	head := k.hist.head()
-	k.mu.RUnlock()
-	if len(epochs) > 0 && epochs[len(epochs)-1] > head {
-		// A commit may have raced the listing: look again once.
+	// The listing is checked against the head this process had before it
+	// listed: epochs read after the listing (by the Refresh below, or by
+	// another goroutine's) are not in it and are not missing.
+	var epochs []uint64
+	var listed []error
+	var head uint64
+	for i := 0; ; i++ {
+		k.mu.RLock()
+		head = k.hist.head()
+		k.mu.RUnlock()
+		var err error
+		if epochs, listed, err = k.listKeyring(ctx); err != nil {
+			return err
+		}
+		if i > 0 || len(epochs) == 0 || epochs[len(epochs)-1] <= head {
+			break
+		}
+		// A commit may have raced the listing: take it, and look again
+		// once.
 		if err := k.Refresh(ctx); err != nil {
 			return err
 		}
 	}
 	k.mu.Lock()
-	head = k.hist.head()
 	have := map[uint64]bool{}
 	for _, e := range epochs {
 		have[e] = true

@@ -53,11 +53,12 @@ func countObjects(t testing.TB, st store.Reader, prefix string) int {
 
 // rotateTo rotates k's repository to the key m as package rotation does
 // (docs/rotation.md), in one process and without its leases, shards and
-// DEK packs: it commits the switch to a new generation for m, adopts its
+// DEK packs: it commits the switch to a new generation for m (with a key
+// slot for each of slots), adopts its
 // KEK, gives every wrapped DEK of the old generation a twin under the new
 // one (create-only, read back and verified), commits the retire and
 // deletes the old generation's wrapped DEKs.
-func rotateTo(t testing.TB, k *Keychain, m *Material) {
+func rotateTo(t testing.TB, k *Keychain, m *Material, slots ...*Material) {
 	t.Helper()
 	ctx := context.Background()
 	st := k.Store()
@@ -67,6 +68,11 @@ func rotateTo(t testing.TB, k *Keychain, m *Material) {
 		g, kk, err := k.NewGeneration(r, m, testArgon2, time.Now())
 		if err != nil {
 			return false, err
+		}
+		for _, s := range slots {
+			if err := k.NewSlot(&g, kk, s, testArgon2, time.Now()); err != nil {
+				return false, err
+			}
 		}
 		r.Generations = slices.Clone(r.Generations)
 		for i := range r.Generations {
@@ -403,6 +409,113 @@ func TestAttackerGeneration(t *testing.T) {
 	}
 	if n := countObjects(t, st, GenPrefix(g.ID)); n != 0 {
 		t.Fatalf("%d DEKs wrapped under the attacker's generation", n)
+	}
+}
+
+// A storage attacker (writes to the store, holds no key) adds a key slot
+// for a key they chose to the current generation. Not knowing the KEK,
+// they seal a KEK of their own and cannot MAC the epoch: MACed by their
+// own key posing as the current generation, or with garbage, it is refused
+// and their key opens nothing.
+func TestAttackerSlot(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	a, evil := rawKey(t, 1), rawKey(t, 66)
+	k := mustInit(t, st, a)
+	deks := makeDEKs(t, k, 3)
+	good := k.Keyring()
+	rid, _ := parseRepoID(testRepoID)
+	g := good.Generation(good.Current)
+	gen, _ := parseGenID(g.ID)
+	// The attacker's stand-in for the generation's KEK: their key's own
+	// derivation, so that their MAC "by" the generation is consistent.
+	fake := newKEK([KeySize]byte(det("attacker kek", KeySize)), rid, gen)
+	s, err := makeSlot(g, fake, evil, rid, testArgon2, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := good.Clone()
+	forged.Epoch++
+	forged.Generation(forged.Current).Slots = []Slot{s}
+	macced := forge(t, st, forged, fake)
+	for _, raw := range [][]byte{macced, garbageMAC(t, macced, g.ID)} {
+		plant(t, st, forged.Epoch, raw)
+		if _, err := Open(ctx, st, testRepoID, evil); !errors.Is(err, ErrNoKeyMatches) {
+			t.Fatalf("open with the attacker's key: %v", err)
+		}
+		if err := k.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if kr := k.Keyring(); len(kr.Generation(good.Current).Slots) != 0 {
+			t.Fatal("the attacker's slot took effect")
+		}
+		if !hasProblem(k, "not authenticated") {
+			t.Fatalf("problems: %v", k.Problems())
+		}
+		wantRefused(t, k, "keyring epoch "+itoa(forged.Epoch))
+		k2, err := Open(ctx, st, testRepoID, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k2.Keyring().Epoch != good.Epoch || !hasProblem(k2, "not authenticated") {
+			t.Fatalf("a fresh open took epoch %d, problems %v", k2.Keyring().Epoch, k2.Problems())
+		}
+		for id, dek := range deks {
+			if got, err := k2.DEK(ctx, id); err != nil || !bytes.Equal(got, dek) {
+				t.Fatalf("DEK %x: %v", id, err)
+			}
+		}
+	}
+}
+
+// listHook is a store whose List of keyring/ calls before and after.
+type listHook struct {
+	store.Store
+	before, after func()
+}
+
+func (s *listHook) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	if prefix == keyringPrefix && s.before != nil {
+		s.before()
+	}
+	err := s.Store.List(ctx, prefix, fn)
+	if prefix == keyringPrefix && s.after != nil {
+		s.after()
+	}
+	return err
+}
+
+// Another process commits while Writable lists keyring/, once before the
+// listing and once after it: the second Refresh reads an epoch the listing
+// lacks, which is new, not gone (concurrent key slot adds hit this).
+func TestWritableListingRace(t *testing.T) {
+	ctx := context.Background()
+	mst := mem.New()
+	a := rawKey(t, 1)
+	mustInit(t, mst, a)
+	st := &listHook{Store: mst}
+	k, err := Open(ctx, st, testRepoID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ctx, mst, testRepoID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func() {
+		if _, err := other.AddSlot(ctx, rawKey(t, byte(40+other.Keyring().Epoch))); err != nil {
+			t.Error(err)
+		}
+	}
+	st.before, st.after = commit, func() { commit(); st.before, st.after = nil, nil }
+	if err := k.Writable(ctx); err != nil {
+		t.Fatalf("Writable with commits racing its listing: %v", err)
+	}
+	if ps := k.Problems(); len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	if got, want := k.Keyring().Epoch, other.Keyring().Epoch; got != want {
+		t.Fatalf("epoch %d, the other process committed %d", got, want)
 	}
 }
 

@@ -7,12 +7,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 // KDF types of a generation.
@@ -29,6 +32,7 @@ const (
 	infoKEK   = "snapcrypt kek v1"
 	infoCheck = "snapcrypt check v1"
 	infoWrap  = "snapcrypt wrap v1"
+	infoSlot  = "snapcrypt slot v1" // a key slot's key, and its sealed KEK's AD (slot.go)
 	// infoKeyring (epoch.go): the keyring key that MACs keyring epochs.
 )
 
@@ -157,6 +161,16 @@ func (m *Material) stretch(k KDF, salt []byte, keep bool) [KeySize]byte {
 	return s
 }
 
+// forgetStretched clears the Argon2id outputs cached in m.
+func (m *Material) forgetStretched() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ck := range m.stretched {
+		m.stretched[ck] = [KeySize]byte{}
+		delete(m.stretched, ck)
+	}
+}
+
 func subkey(kek [KeySize]byte, info string) []byte {
 	out := make([]byte, KeySize)
 	io.ReadFull(hkdf.New(sha256.New, kek[:], nil, []byte(info)), out)
@@ -179,9 +193,14 @@ func checkValue(kek [KeySize]byte, repoID [16]byte, gen [8]byte) []byte {
 // kek is a derived KEK ready to wrap and unwrap DEKs.
 type kek struct {
 	gen     [8]byte
-	aead    cipher.AEAD // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
+	raw     [KeySize]byte // the KEK itself: a new key slot seals it (slot.go)
+	aead    cipher.AEAD   // XChaCha20-Poly1305 under HKDF(KEK, info "snapcrypt wrap v1")
 	check   []byte
 	ringKey []byte // HKDF(KEK, info "snapcrypt keyring v2"): MACs keyring epochs
+	// mat is the operator's key that gave this KEK (nil if none did, as
+	// for a generation NewGeneration made): the Keychain forgets it when
+	// the generation is retired (installLocked).
+	mat *Material
 }
 
 func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
@@ -191,29 +210,63 @@ func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
 	if err != nil {
 		panic(err) // key size is fixed
 	}
-	return &kek{gen: gen, aead: aead, check: checkValue(k, repoID, gen), ringKey: keyringKey(k)}
+	return &kek{gen: gen, raw: k, aead: aead, check: checkValue(k, repoID, gen), ringKey: keyringKey(k)}
 }
 
-// matchKEK derives the KEK of material m for generation g and returns it if
-// its check value matches, else nil.
+// matchKEK returns the KEK of generation g if material m opens it (its
+// own KDF, or one of its key slots: see unlock), else nil.
 func matchKEK(g *Generation, m *Material, repoID [16]byte) *kek {
-	gen, err := parseGenID(g.ID)
+	k, _, err := unlock(g, m, repoID, true)
 	if err != nil {
-		return nil
-	}
-	want, err := hex.DecodeString(g.Check)
-	if err != nil {
-		return nil
-	}
-	k, ok := deriveKEK(g.KDF, m)
-	if !ok {
 		return nil
 	}
 	defer clear(k[:])
-	if !hmac.Equal(checkValue(k, repoID, gen), want) {
-		return nil
+	gen, _ := parseGenID(g.ID)
+	kk := newKEK(k, repoID, gen)
+	kk.mat = m
+	return kk
+}
+
+// errNoUnlock is unlock's error when a key opens neither a generation nor
+// any of its slots.
+var errNoUnlock = errors.New("the key opens neither the generation nor any of its slots")
+
+// unlock returns generation g's KEK if material m is its key: the KEK
+// derived with g's own KDF matches g's check value, or m opens one of g's
+// key slots and the KEK the slot holds matches the check value. A slot
+// that opens (so it was sealed under m) to a KEK that fails the check is
+// an error wrapping object.ErrCorrupt naming the slot; no match at all is
+// errNoUnlock. way is PrimarySlot or the id of the slot that matched.
+// With keep false nothing of m's derivations is cached in m (a
+// passphrase's Argon2id output). The caller clears the KEK.
+func unlock(g *Generation, m *Material, repoID [16]byte, keep bool) (kek [KeySize]byte, way string, err error) {
+	gen, err := parseGenID(g.ID)
+	if err != nil {
+		return kek, "", err
 	}
-	return newKEK(k, repoID, gen)
+	want, err := hex.DecodeString(g.Check)
+	if err != nil {
+		return kek, "", fmt.Errorf("generation %s: check value: %w", g.ID, object.ErrCorrupt)
+	}
+	if k, ok := deriveKEKKeep(g.KDF, m, keep); ok {
+		if hmac.Equal(checkValue(k, repoID, gen), want) {
+			return k, PrimarySlot, nil
+		}
+		clear(k[:])
+	}
+	for i := range g.Slots {
+		s := &g.Slots[i]
+		k, opened := s.open(m, repoID, gen, keep)
+		if !opened {
+			continue
+		}
+		if hmac.Equal(checkValue(k, repoID, gen), want) {
+			return k, s.ID, nil
+		}
+		clear(k[:])
+		return kek, "", fmt.Errorf("key slot %s of generation %s is %w: it opens with %s to a key that is not the generation's", s.ID, g.ID, object.ErrCorrupt, m.Source())
+	}
+	return kek, "", errNoUnlock
 }
 
 // matchesCheck reports whether material m is generation g's key, deriving
@@ -239,22 +292,11 @@ func macKeyOnly(g *Generation, m *Material, repoID [16]byte) []byte {
 // checkOnly compares m's check value for g without caching anything; with
 // ring non-nil and a match, *ring is g's keyring key.
 func checkOnly(g *Generation, m *Material, repoID [16]byte, ring *[]byte) bool {
-	gen, err := parseGenID(g.ID)
+	k, _, err := unlock(g, m, repoID, false)
 	if err != nil {
-		return false
-	}
-	want, err := hex.DecodeString(g.Check)
-	if err != nil {
-		return false
-	}
-	k, ok := deriveKEKKeep(g.KDF, m, false)
-	if !ok {
 		return false
 	}
 	defer clear(k[:])
-	if !hmac.Equal(checkValue(k, repoID, gen), want) {
-		return false
-	}
 	if ring != nil {
 		*ring = keyringKey(k)
 	}

@@ -159,6 +159,7 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 	k.ring = ring
 	k.hist.hashes = [][32]byte{e.hash}
 	k.hist.authed = 1
+	kk.mat = m
 	k.keks[g.ID] = kk
 	k.mats = []*Material{m}
 	k.cachePut(id, dek)
@@ -189,7 +190,7 @@ func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	if len(k.keks) == 0 {
-		hint := retiredHint(k.ring, k.mats, rid)
+		hint := noMatchHint(k.ring, k.mats, rid)
 		switch {
 		case k.hist.rewritten != nil:
 			hint += "; " + k.hist.rewritten.Error()
@@ -224,16 +225,20 @@ func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) ma
 	return out
 }
 
-// retiredHint explains a failed match when a key is of a retired
-// generation. It compares check values only: no KEK of a retired
-// generation is kept.
-func retiredHint(r *Keyring, ms []*Material, rid [16]byte) string {
+// noMatchHint explains a failed match: a key is of a retired generation
+// (or of a slot of one), or opens a slot of a live generation that holds
+// another key than the generation's. It compares check values only: no
+// KEK of a retired generation is kept.
+func noMatchHint(r *Keyring, ms []*Material, rid [16]byte) string {
 	for i := range r.Generations {
 		g := &r.Generations[i]
-		if g.State != StateRetired {
-			continue
-		}
 		for _, m := range ms {
+			if g.State != StateRetired {
+				if _, _, err := unlock(g, m, rid, true); errors.Is(err, object.ErrCorrupt) {
+					return fmt.Sprintf(" (%v)", err)
+				}
+				continue
+			}
 			if matchesCheck(g, m, rid) {
 				return fmt.Sprintf(" (%s is the key of generation %s, which was retired by a rotation; the current generation is %s)", m.Source(), g.ID, r.Current)
 			}
@@ -293,7 +298,7 @@ func (k *Keychain) AddKey(ctx context.Context, m *Material) error {
 	k.mu.RUnlock()
 	found := matchAll(r, []*Material{m}, k.rid, nil)
 	if len(found) == 0 {
-		return fmt.Errorf("add key %s: %w%s", m.Source(), ErrNoKeyMatches, retiredHint(r, []*Material{m}, k.rid))
+		return fmt.Errorf("add key %s: %w%s", m.Source(), ErrNoKeyMatches, noMatchHint(r, []*Material{m}, k.rid))
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

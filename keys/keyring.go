@@ -18,9 +18,17 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
-// KeyringVersion is the keyring format this code writes: an authenticated
-// envelope (epoch.go). It also reads version 1 (legacy, unauthenticated).
+// KeyringVersion is the keyring format this code writes for a keyring
+// that uses no feature of version 3, byte for byte as before there was
+// one: an authenticated envelope (epoch.go). It also reads version 1
+// (legacy, unauthenticated) and version 3.
 const KeyringVersion = 2
+
+// keyringVersion3 is the format of a keyring that uses a feature version
+// 2 lacks (key slots), inside the same version 2 envelope. Writers use it
+// only then (formatVersion), so a repository that uses none stays
+// readable by a snapcrypt that reads versions 1 and 2.
+const keyringVersion3 = 3
 
 // keyringPrefix is where keyring epochs live.
 const keyringPrefix = "keyring/"
@@ -60,6 +68,9 @@ type Generation struct {
 	Check   string    `json:"check"` // 64 hex characters: see checkValue
 	State   State     `json:"state"`
 	Created time.Time `json:"created"`
+	// Slots are more ways to unlock the KEK (slot.go); a keyring with
+	// any is format version 3.
+	Slots []Slot `json:"slots,omitempty"`
 }
 
 // Rotation records the rotation in progress.
@@ -95,7 +106,7 @@ func (r *Keyring) Generation(id string) *Generation {
 // Clone returns a deep copy.
 func (r Keyring) Clone() Keyring {
 	c := r
-	c.Generations = slices.Clone(r.Generations)
+	c.Generations = cloneGenerations(r.Generations)
 	if r.Rotation != nil {
 		rot := *r.Rotation
 		rot.From = slices.Clone(r.Rotation.From)
@@ -130,8 +141,8 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	if err := json.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
-	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion {
-		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
+	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion && probe.Version != keyringVersion3 {
+		return nil, newerFormat(probe.Version)
 	}
 	var r Keyring
 	if err := strictjson.Decode(b, &r); err != nil {
@@ -143,10 +154,65 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	return &r, nil
 }
 
+// newerFormat is the error of a keyring or envelope version this code does
+// not read. It does not wrap object.ErrCorrupt: it is a newer format, not
+// damage.
+func newerFormat(v int) error {
+	return fmt.Errorf("keyring: format version %d, newer than this snapcrypt reads (versions %d to %d): upgrade snapcrypt", v, legacyKeyringVersion, keyringVersion3)
+}
+
+// formatVersion is the version a writer gives r: version 3 if it uses a
+// feature of version 3, else version 2.
+func (r *Keyring) formatVersion() int {
+	if r.usesV3() {
+		return keyringVersion3
+	}
+	return KeyringVersion
+}
+
+// usesV3 reports whether r uses a feature of format version 3: a
+// generation with key slots.
+func (r *Keyring) usesV3() bool {
+	for i := range r.Generations {
+		if len(r.Generations[i].Slots) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTime says why t is not a time as version 3 writes it (RFC 3339
+// UTC, whole seconds), if it is not. Version 1 and 2 keyrings do not
+// check it (their frozen vectors hold none such, but their decoders took
+// any time).
+func checkTime(t time.Time) error {
+	switch {
+	case t.IsZero():
+		return errors.New("no time")
+	case t.Location() != time.UTC || t.Nanosecond() != 0:
+		return fmt.Errorf("%s is not RFC 3339 UTC in whole seconds", t.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // validate checks the keyring's fields, its generations (exactly one
-// current, the one the keyring names) and its rotation record.
+// current, the one the keyring names) and its rotation record; a version
+// 3 keyring must use a feature of version 3, and only it may, and its
+// times must be RFC 3339 UTC in whole seconds.
 func (r *Keyring) validate() error {
-	if r.Version != KeyringVersion && r.Version != legacyKeyringVersion {
+	switch r.Version {
+	case legacyKeyringVersion, KeyringVersion:
+		if r.usesV3() {
+			return fmt.Errorf("key slots in a version %d keyring", r.Version)
+		}
+	case keyringVersion3:
+		if !r.usesV3() {
+			return errors.New("a version 3 keyring that uses no feature of version 3")
+		}
+		if err := r.checkTimes(); err != nil {
+			return err
+		}
+	default:
 		return fmt.Errorf("version %d", r.Version)
 	}
 	if !hexid.Valid(r.RepoID, 32) {
@@ -165,6 +231,22 @@ func (r *Keyring) validate() error {
 		return err
 	}
 	return r.validateRotation()
+}
+
+// checkTimes checks the generations' creation times and the rotation's
+// start with checkTime (slots check their own).
+func (r *Keyring) checkTimes() error {
+	for _, g := range r.Generations {
+		if err := checkTime(g.Created); err != nil {
+			return fmt.Errorf("generation %s: created: %v", g.ID, err)
+		}
+	}
+	if r.Rotation != nil {
+		if err := checkTime(r.Rotation.Started); err != nil {
+			return fmt.Errorf("rotation started: %v", err)
+		}
+	}
+	return nil
 }
 
 // validateGenerations checks each generation and that exactly one is
@@ -188,6 +270,9 @@ func (r *Keyring) validateGenerations() error {
 		}
 		if g.Created.IsZero() {
 			return fmt.Errorf("generation %s: no creation time", g.ID)
+		}
+		if err := g.validateSlots(); err != nil {
+			return err
 		}
 		switch g.State {
 		case StateCurrent:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,6 +39,21 @@ func sampleKeyring() Keyring {
 	}
 }
 
+// sampleSlot is slot i of a sample keyring: raw for even i, argon2id for
+// odd.
+func sampleSlot(i int) Slot {
+	s := Slot{
+		ID:      fmt.Sprintf("51%014x", i),
+		KDF:     KDF{Type: KDFRaw, Salt: strings.Repeat(fmt.Sprintf("%02x", 0x30+i), 16)},
+		Wrapped: strings.Repeat(fmt.Sprintf("%02x", 0x60+i), slotWrappedSize),
+		Created: time.Date(2025, 1, 3, 0, 0, i, 0, time.UTC),
+	}
+	if i%2 == 1 {
+		s.KDF = KDF{Type: KDFArgon2id, Salt: s.KDF.Salt, T: 3, M: 65536, P: 4}
+	}
+	return s
+}
+
 func makeKeyringVectors() []keyringVector {
 	enc := func(r Keyring) string {
 		b, _ := json.MarshalIndent(r, "", "  ")
@@ -48,6 +64,18 @@ func makeKeyringVectors() []keyringVector {
 		f(&r)
 		return enc(r)
 	}
+	// withSlots is the sample keyring in version 3 with two slots of its
+	// current generation (and one of the retiring one), changed by f.
+	withSlots := func(f func(r *Keyring)) string {
+		return mut(func(r *Keyring) {
+			r.Version = keyringVersion3
+			r.Generations[0].Slots = []Slot{sampleSlot(2)}
+			r.Generations[1].Slots = []Slot{sampleSlot(0), sampleSlot(1)}
+			if f != nil {
+				f(r)
+			}
+		})
+	}
 	ok := sampleKeyring()
 	settled := sampleKeyring().Clone()
 	settled.Rotation = nil
@@ -57,7 +85,49 @@ func makeKeyringVectors() []keyringVector {
 	add("rotating", "ok", enc(ok))
 	add("settled", "ok", enc(settled))
 	add("version-2", "ok", mut(func(r *Keyring) { r.Version = 2 }))
-	add("version-3", "unknown version", mut(func(r *Keyring) { r.Version = 3 }))
+	// Version 3 is written only for a keyring that uses a feature of it.
+	add("version-4", "unknown version", mut(func(r *Keyring) { r.Version = 4 }))
+	add("version-3-without-its-features", "corrupted", mut(func(r *Keyring) { r.Version = 3 }))
+	add("slots", "ok", withSlots(nil))
+	add("slots-in-version-2", "corrupted", mut(func(r *Keyring) {
+		r.Version = 2
+		r.Generations[1].Slots = []Slot{sampleSlot(1)}
+	}))
+	add("slots-in-version-1", "corrupted", mut(func(r *Keyring) { r.Generations[1].Slots = []Slot{sampleSlot(1)} }))
+	add("slots-33", "corrupted", withSlots(func(r *Keyring) {
+		r.Generations[1].Slots = nil
+		for i := range MaxSlots + 1 {
+			r.Generations[1].Slots = append(r.Generations[1].Slots, sampleSlot(i))
+		}
+	}))
+	add("slots-32", "ok", withSlots(func(r *Keyring) {
+		r.Generations[1].Slots = nil
+		for i := range MaxSlots {
+			r.Generations[1].Slots = append(r.Generations[1].Slots, sampleSlot(i))
+		}
+	}))
+	add("slot-duplicate-id", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[1].ID = r.Generations[1].Slots[0].ID }))
+	add("slot-short-id", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].ID = "51" }))
+	add("slot-short-wrapped", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].Wrapped = strings.Repeat("ab", slotWrappedSize-1) }))
+	add("slot-long-wrapped", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].Wrapped = strings.Repeat("ab", slotWrappedSize+1) }))
+	add("slot-upper-hex-wrapped", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].Wrapped = strings.Repeat("AB", slotWrappedSize) }))
+	add("slot-unknown-kdf", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].KDF.Type = "scrypt" }))
+	add("slot-huge-argon2", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[1].KDF.M = 1 << 30 }))
+	add("slot-no-created", "corrupted", withSlots(func(r *Keyring) { r.Generations[1].Slots[0].Created = time.Time{} }))
+	add("slot-unknown-field", "corrupted", strings.Replace(withSlots(nil), `"wrapped"`, `"secret": "x", "wrapped"`, 1))
+	// Version 3 times are RFC 3339 UTC in whole seconds.
+	add("v3-created-not-utc", "corrupted", withSlots(func(r *Keyring) {
+		r.Generations[0].Created = r.Generations[0].Created.In(time.FixedZone("", 2*3600))
+	}))
+	add("v3-created-fraction", "corrupted", withSlots(func(r *Keyring) {
+		r.Generations[0].Created = r.Generations[0].Created.Add(time.Second / 2)
+	}))
+	add("v3-started-not-utc", "corrupted", withSlots(func(r *Keyring) {
+		r.Rotation.Started = r.Rotation.Started.In(time.FixedZone("", -3600))
+	}))
+	add("v3-slot-created-fraction", "corrupted", withSlots(func(r *Keyring) {
+		r.Generations[1].Slots[0].Created = r.Generations[1].Slots[0].Created.Add(time.Millisecond)
+	}))
 	add("unknown-field", "corrupted", strings.Replace(enc(ok), `"epoch"`, `"colour": 1, "epoch"`, 1))
 	add("trailing-data", "corrupted", enc(ok)+"{}")
 	add("duplicate-generation", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = r.Generations[0].ID }))

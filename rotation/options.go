@@ -55,6 +55,12 @@ type Options struct {
 	// a passphrase (keys.DefaultArgon2).
 	Argon2 keys.Argon2Params
 
+	// Slots are keys the switch gives the new generation as key slots,
+	// in the same commit. The old generations' slots are not carried
+	// over (that would need each slot's key): they end with their
+	// generation.
+	Slots []*keys.Material
+
 	// StartWorker, if set, is called first thing on every goroutine a
 	// rotation run starts for its work (the re-wrap, check and delete
 	// workers). A daemon uses it to run them at background priority, so

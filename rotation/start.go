@@ -117,6 +117,11 @@ func (r *Rotator) commitSwitch(ctx context.Context, m *keys.Material, opts Optio
 		if err != nil {
 			return false, err
 		}
+		for _, sm := range opts.Slots {
+			if err := r.kc.NewSlot(&g, x, sm, opts.Argon2, r.now()); err != nil {
+				return false, err
+			}
+		}
 		id, err := randomHex(16)
 		if err != nil {
 			return false, err

@@ -22,6 +22,7 @@ func init() { register(rotateCommand()) }
 // rotateOptions are rotate's flags.
 type rotateOptions struct {
 	newKey             string
+	slots              []string
 	noWait, breakLease bool
 	workers            int
 	leaseDur           time.Duration
@@ -35,6 +36,8 @@ func rotateCommand() *command {
 			"retire the old key. With no --new-key, or the same --new-key again, finish an interrupted rotation.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+			fs.StringArrayVar(&o.slots, "slot", nil, "a key spec the new generation also opens with (a key slot, as 'key add' makes); repeatable. "+
+				"The old generation's slots are not carried over")
 			fs.BoolVar(&o.noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
 			fs.IntVar(&o.workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
 			fs.DurationVar(&o.leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
@@ -56,6 +59,9 @@ func runRotate(ctx context.Context, c *cli, o *rotateOptions, args []string) err
 		}
 		return runBreakLease(ctx, c)
 	}
+	if len(o.slots) > 0 && o.newKey == "" {
+		return usagef("--slot needs --new-key: slots are given to the new generation")
+	}
 	var m *keys.Material
 	if o.newKey != "" {
 		spec, err := keys.ParseSpec(o.newKey)
@@ -66,6 +72,18 @@ func runRotate(ctx context.Context, c *cli, o *rotateOptions, args []string) err
 			return err
 		}
 	}
+	var slots []*keys.Material
+	for _, s := range o.slots {
+		spec, err := keys.ParseSpec(s)
+		if err != nil {
+			return err
+		}
+		sm, err := spec.Load()
+		if err != nil {
+			return err
+		}
+		slots = append(slots, sm)
+	}
 	// The new key opens the keys too: when this command is run
 	// again after an interruption, the old key may be retired.
 	kc, err := c.openKeys(ctx, m)
@@ -74,10 +92,11 @@ func runRotate(ctx context.Context, c *cli, o *rotateOptions, args []string) err
 	}
 	start := time.Now()
 	logf := func(format string, args ...any) { fmt.Fprintf(c.stderr, "warning: "+format+"\n", args...) }
-	rot := rotation.New(kc, rotation.Options{Workers: o.workers, LeaseDuration: o.leaseDur, Logf: logf})
+	before := kc.Keyring()
+	rot := rotation.New(kc, rotation.Options{Workers: o.workers, LeaseDuration: o.leaseDur, Logf: logf, Slots: slots})
 	var proceed bool
 	if m != nil {
-		proceed, err = switchKey(ctx, c, kc, rot, m, o.noWait)
+		proceed, err = switchKey(ctx, c, kc, rot, m, o.noWait, func() { reportSlots(c, before, kc.Keyring()) })
 	} else {
 		proceed, err = rotationToFinish(ctx, c, rot)
 	}
@@ -89,7 +108,7 @@ func runRotate(ctx context.Context, c *cli, o *rotateOptions, args []string) err
 
 // switchKey starts the rotation to m (or finds it started already) and
 // says so; with noWait it returns false once the switch is durable.
-func switchKey(ctx context.Context, c *cli, kc *keys.Keychain, rot *rotation.Rotator, m *keys.Material, noWait bool) (proceed bool, err error) {
+func switchKey(ctx context.Context, c *cli, kc *keys.Keychain, rot *rotation.Rotator, m *keys.Material, noWait bool, switched func()) (proceed bool, err error) {
 	resumed, err := rot.Start(ctx, m)
 	if err != nil {
 		if errors.Is(err, rotation.ErrRotationUnfinished) {
@@ -102,11 +121,30 @@ func switchKey(ctx context.Context, c *cli, kc *keys.Keychain, rot *rotation.Rot
 		fmt.Fprintf(c.stderr, "resuming: generation %s is current already; finishing the rotation to it (keyring epoch %d)\n", kr.Current, kr.Epoch)
 	} else {
 		fmt.Fprintf(c.stderr, "switched: new data keys are wrapped under generation %s (keyring epoch %d)\n", kr.Current, kr.Epoch)
+		switched()
 	}
 	if noWait {
 		return false, rot.Close(context.WithoutCancel(ctx))
 	}
 	return true, nil
+}
+
+// reportSlots says, after a switch from the keyring before to the one
+// after, which slots the new generation has and which slots of the old
+// current generation were not carried over (they end with it).
+func reportSlots(c *cli, before, after keys.Keyring) {
+	g := after.Generation(after.Current)
+	for _, s := range g.Slots {
+		fmt.Fprintf(c.stderr, "generation %s has key slot %s (%s)\n", g.ID, s.ID, s.KDF.Kind())
+	}
+	old := before.Generation(before.Current)
+	if old == nil || old.ID == g.ID || len(old.Slots) == 0 {
+		return
+	}
+	for _, s := range old.Slots {
+		fmt.Fprintf(c.stderr, "not carried over: key slot %s (%s) of generation %s opens only that generation and ends with it\n", s.ID, s.KDF.Kind(), old.ID)
+	}
+	fmt.Fprintln(c.stderr, "give those keys to the new generation with 'snapcrypt key add' (or 'rotate --slot' next time)")
 }
 
 // rotationToFinish reports whether a rotation is unfinished (rotate

@@ -18,6 +18,8 @@ type statusGeneration struct {
 	Created time.Time `json:"created"`
 	DEKs    int       `json:"wrapped_deks"`
 	Held    bool      `json:"key_supplied"`
+	// Slots are the generation's key slots by id and kind, never a secret.
+	Slots []keys.SlotInfo `json:"slots"`
 }
 
 type statusJSON struct {
@@ -76,9 +78,14 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err := r.Keys().RecordError(); err != nil {
 		st.RecordError = err.Error()
 	}
+	kr := r.Keys().Keyring()
 	for _, g := range ks.Generations {
+		slots := []keys.SlotInfo{}
+		if kg := kr.Generation(g.ID); kg != nil {
+			slots = kg.SlotInfos()
+		}
 		st.Generations = append(st.Generations, statusGeneration{ID: g.ID, State: string(g.State), KDF: g.KDF,
-			Created: g.Created, DEKs: g.DEKs, Held: g.Held})
+			Created: g.Created, DEKs: g.DEKs, Held: g.Held, Slots: slots})
 	}
 	if c.json {
 		return c.printJSON(st)
@@ -102,6 +109,9 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 			held = ", key supplied"
 		}
 		fmt.Fprintf(w, "  %s  %-8s  %-8s  %6d wrapped DEKs  created %s%s\n", g.ID, g.State, g.KDF, g.DEKs, g.Created.UTC().Format(time.RFC3339), held)
+		for _, s := range g.Slots {
+			fmt.Fprintf(w, "    key slot %s  %-10s  created %s\n", s.ID, s.Kind, s.Created.Format(time.RFC3339))
+		}
 	}
 	if st.Rotation != nil {
 		fmt.Fprintf(w, "rotation %s in progress: %v -> %s, started %s\n", st.Rotation.ID, st.Rotation.From, st.Rotation.To, st.Rotation.Started.UTC().Format(time.RFC3339))
