@@ -23,7 +23,7 @@ import (
 //	  "version": 2,
 //	  "prev": SHA-256 of epoch e-1's object (64 hex; "" in epoch 1),
 //	  "macs": [{"gen": generation id, "mac": 64 hex}, ...],
-//	  "keyring": the keyring (version 2)
+//	  "keyring": the keyring (version 2, or 3 with an awskms generation)
 //	}
 //
 // Each MAC is HMAC-SHA256 under the signing generation's keyring key of
@@ -119,7 +119,7 @@ func marshalEnvelope(prev []byte, macs []epochMAC, body []byte) []byte {
 // (nil for epoch 1), signers the generations that MAC it, in order, with
 // their KEKs.
 func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj, error) {
-	r.Version = KeyringVersion
+	r.Version = r.formatVersion()
 	body, err := r.marshalBody()
 	if err != nil {
 		return nil, err
@@ -133,7 +133,7 @@ func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj
 }
 
 // parseEpoch decodes a keyring epoch object strictly: a version 2 envelope
-// in its canonical encoding around a valid version 2 keyring, or a legacy
+// in its canonical encoding around a valid version 2 or 3 keyring, or a legacy
 // version 1 keyring. Structural errors wrap object.ErrCorrupt; an unknown version
 // does not (it is a newer format). It checks no MAC and no chain: see
 // docs/format.md for what makes an epoch acceptable.
@@ -153,7 +153,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 		return &epochObj{ring: r, raw: b, hash: sha256.Sum256(b), legacy: true, body: b}, nil
 	case KeyringVersion:
 	default:
-		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
+		return nil, newerFormat(probe.Version)
 	}
 	var env struct {
 		Version int             `json:"version"`
@@ -188,7 +188,7 @@ func parseEpoch(b []byte) (*epochObj, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Version != KeyringVersion {
+	if r.Version == legacyKeyringVersion {
 		return nil, fmt.Errorf("keyring: %w: a version %d keyring in a version %d envelope", object.ErrCorrupt, r.Version, KeyringVersion)
 	}
 	if (e.prev == nil) != (r.Epoch == 1) {

@@ -201,7 +201,7 @@ func checkFinished(t testing.TB, st store.Store, deks map[[16]byte][]byte, newKe
 func kekOf(t *testing.T, r Keyring, gen string, m *Material) *kek {
 	t.Helper()
 	rid, _ := parseRepoID(testRepoID)
-	kk := matchKEK(r.Generation(gen), m, rid)
+	kk := matchKEK(context.Background(), r.Generation(gen), m, rid)
 	if kk == nil {
 		t.Fatalf("key does not match generation %s", gen)
 	}
@@ -378,7 +378,7 @@ func TestAttackerGeneration(t *testing.T) {
 	rid, _ := parseRepoID(testRepoID)
 	forged := good.Clone()
 	forged.Epoch++
-	g, kC, err := newGeneration(&forged, c, rid, time.Now(), testArgon2)
+	g, kC, err := newGeneration(context.Background(), &forged, c, rid, time.Now(), testArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -796,7 +796,7 @@ func TestForgedRetireHidesBadMAC(t *testing.T) {
 	rid, _ := parseRepoID(testRepoID)
 	s := good.Clone() // 4: switch B -> C
 	s.Epoch++
-	g, kC, err := newGeneration(&s, c, rid, time.Now(), testArgon2)
+	g, kC, err := newGeneration(context.Background(), &s, c, rid, time.Now(), testArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,34 @@ import (
 )
 
 // KeyringVersion is the keyring format this code writes: an authenticated
-// envelope (epoch.go). It also reads version 1 (legacy, unauthenticated).
+// envelope (epoch.go) of this version around a keyring of this version, or
+// of keyringVersion3 when the keyring uses a feature of version 3 (see
+// formatVersion). It also reads version 1 (legacy, unauthenticated).
 const KeyringVersion = 2
+
+// keyringVersion3 is the version of a keyring (inside a version 2
+// envelope) that uses a feature older versions lack: a generation with an
+// awskms KDF.
+const keyringVersion3 = 3
+
+// formatVersion returns the version r must be written as: keyringVersion3
+// if it uses a feature of version 3, else KeyringVersion, so that a
+// keyring without one stays byte for byte what older versions write.
+func (r *Keyring) formatVersion() int {
+	for _, g := range r.Generations {
+		if g.KDF.Type == KDFAWSKMS {
+			return keyringVersion3
+		}
+	}
+	return KeyringVersion
+}
+
+// newerFormat is the error of a keyring or envelope version this code does
+// not read. It does not wrap object.ErrCorrupt: it is a newer format, not
+// damage.
+func newerFormat(v int) error {
+	return fmt.Errorf("keyring: format version %d, newer than this snapcrypt reads (versions %d to %d): upgrade snapcrypt", v, legacyKeyringVersion, keyringVersion3)
+}
 
 // keyringPrefix is where keyring epochs live.
 const keyringPrefix = "keyring/"
@@ -130,8 +156,8 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	if err := json.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
-	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion {
-		return nil, fmt.Errorf("keyring: format version %d, this snapcrypt reads versions %d and %d", probe.Version, legacyKeyringVersion, KeyringVersion)
+	if probe.Version < legacyKeyringVersion || probe.Version > keyringVersion3 {
+		return nil, newerFormat(probe.Version)
 	}
 	var r Keyring
 	if err := strictjson.Decode(b, &r); err != nil {
@@ -146,8 +172,13 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 // validate checks the keyring's fields, its generations (exactly one
 // current, the one the keyring names) and its rotation record.
 func (r *Keyring) validate() error {
-	if r.Version != KeyringVersion && r.Version != legacyKeyringVersion {
+	switch r.Version {
+	case legacyKeyringVersion, KeyringVersion, keyringVersion3:
+	default:
 		return fmt.Errorf("version %d", r.Version)
+	}
+	if want := r.formatVersion(); r.Version != want && (r.Version != legacyKeyringVersion || want != KeyringVersion) {
+		return fmt.Errorf("version %d, but its features are of version %d", r.Version, want)
 	}
 	if !hexid.Valid(r.RepoID, 32) {
 		return errors.New("repository id is not 32 hex characters")
