@@ -275,7 +275,7 @@ func (k *kmsKey) explain(op string, gen [8]byte, err error) error {
 	case errors.As(err, &op2) && op2.Op == "dial":
 		where := k.endpoint
 		if errors.As(err, &uerr) {
-			where = "KMS endpoint " + uerr.URL
+			where = "KMS endpoint " + strings.TrimSuffix(uerr.URL, "/")
 		}
 		return badKey(err, "%s: %s is unreachable: %v", what, where, op2.Err)
 	case errors.As(err, &api):
