@@ -34,7 +34,7 @@ func rotateCommand() *command {
 		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
 			"retire the old key. With no --new-key, or the same --new-key again, finish an interrupted rotation.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
-			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND, awskms:KEY or a path)")
 			fs.BoolVar(&o.noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
 			fs.IntVar(&o.workers, "workers", rotation.DefaultWorkers, "data keys re-wrapped in parallel")
 			fs.DurationVar(&o.leaseDur, "lease", rotation.DefaultLeaseDuration, fmt.Sprintf("rotation lease lifetime: how long a killed rotator blocks others (at most %v)", lease.MaxDuration))
