@@ -16,6 +16,20 @@ import (
 // snapcrypt process reaches it through AWS_ENDPOINT_URL_KMS, which
 // kmstest sets in this process's environment for the test.
 
+// startKMS starts local-kms for the test, points snapcrypt at it, and
+// makes a tree to snapshot (makeTree with seed) in a new directory.
+func startKMS(t *testing.T, seed uint64) (s *kmstest.Server, dir, src string) {
+	t.Helper()
+	s = kmstest.Start(t)
+	s.SetEnv(t)
+	dir = t.TempDir()
+	src = filepath.Join(dir, "src")
+	if seed != 0 {
+		makeTree(t, src, seed)
+	}
+	return s, dir, src
+}
+
 // newKMSRepo makes a repository whose key is the KMS key spec key.
 func newKMSRepo(t testing.TB, key string) *Repo {
 	t.Helper()
@@ -28,11 +42,7 @@ func newKMSRepo(t testing.TB, key string) *Repo {
 // only the KMS key; then each failure of KMS is exit 3 with a message that
 // names it.
 func TestKMSRestoreAndErrors(t *testing.T) {
-	s := kmstest.Start(t)
-	s.SetEnv(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	makeTree(t, src, 21)
+	s, dir, src := startKMS(t, 21)
 	r := newKMSRepo(t, "awskms:"+s.AliasA)
 	r.Snapshot(t, "--name", "one", src)
 	out := filepath.Join(dir, "restored")
@@ -76,11 +86,7 @@ func TestKMSRestoreAndErrors(t *testing.T) {
 // handed the new key through .ctl/keys. The last KMS key alone then
 // restores everything.
 func TestKMSMountRotate(t *testing.T) {
-	s := kmstest.Start(t)
-	s.SetEnv(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	makeTree(t, src, 22)
+	s, dir, src := startKMS(t, 22)
 	r := newRepo(t)
 	r.Snapshot(t, "--name", "one", src)
 	addDEKs(t, r, 500)
@@ -143,10 +149,7 @@ func TestKMSMountRotate(t *testing.T) {
 // files asks KMS to decrypt once; with KMS gone, the mount reads on and a
 // new process fails with a clear error.
 func TestKMSMountOneDecrypt(t *testing.T) {
-	s := kmstest.Start(t)
-	s.SetEnv(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
+	s, _, src := startKMS(t, 0)
 	for i := range 10000 {
 		p := filepath.Join(src, fmt.Sprintf("d%02d", i/100), fmt.Sprintf("f%05d", i))
 		if i%100 == 0 {

@@ -269,6 +269,14 @@ func TestAWSKMSErrors(t *testing.T) {
 			t.Fatalf("init with a missing key: %v", err)
 		}
 	})
+	t.Run("wrong region", func(t *testing.T) {
+		arn := strings.Replace(kmstest.ARN(s.KeyA), kmstest.Region, "us-east-1", 1)
+		_, err := Init(ctx, mem.New(), testRepoID, kmsMaterial(t, arn))
+		var nf *types.NotFoundException
+		if !errors.As(err, &nf) || !strings.Contains(err.Error(), "not found (check the key id or alias and the region)") {
+			t.Fatalf("init with the key's ARN in another region: %v", err)
+		}
+	})
 	t.Run("another repository's ciphertext", func(t *testing.T) {
 		// The keyring of st gets the KMS record of another repository with
 		// the same id and key: its context names another generation.
@@ -361,58 +369,46 @@ func swapCiphertext(t *testing.T, st store.Store, ct string) {
 	}
 }
 
-// TestAWSKMSOpenedSurvivesOutage: once a generation is open, KMS is not
-// needed to read or write.
+// TestAWSKMSOpenedSurvivesOutage: a Keychain reading many DEKs of a KMS
+// generation makes one Decrypt (counted in the SDK's middleware stack,
+// NewAWSKMSKey's options, not at a server); once the generation is open,
+// KMS is not needed to read or write.
 func TestAWSKMSOpenedSurvivesOutage(t *testing.T) {
 	s := startKMS(t)
 	ctx := context.Background()
 	st := mem.New()
-	deks := makeDEKs(t, mustInit(t, st, kmsMaterial(t, s.AliasB)), 3)
-	k1, err := Open(ctx, st, testRepoID, kmsMaterial(t, s.AliasB))
+	deks := makeDEKs(t, mustInit(t, st, kmsMaterial(t, s.AliasB)), 200)
+	var n atomic.Int64
+	m, err := NewAWSKMSKey(ctx, s.AliasB, func(o *kms.Options) {
+		o.APIOptions = append(o.APIOptions, countCalls("Decrypt", &n))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Down()
-	for id, want := range deks {
-		if got, err := k1.DEK(ctx, id); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("DEK %x with KMS down: %v", id, err)
+	k1, err := Open(ctx, st, testRepoID, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		t.Helper()
+		for id, want := range deks {
+			if got, err := k1.DEK(ctx, id); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("DEK %x: %v", id, err)
+			}
 		}
 	}
+	read()
+	if n.Load() != 1 {
+		t.Fatalf("%d Decrypt calls, want 1", n.Load())
+	}
+	s.Down()
+	read()
 	makeDEKs(t, k1, 2)
 	if err := k1.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := openErr(t, st, s.AliasB); !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("a new open with KMS down: %v", err)
-	}
-}
-
-// TestAWSKMSMiddlewareCount counts Decrypt calls in the SDK's middleware
-// stack (NewAWSKMSKey's options), not at a server: a Keychain reading many
-// DEKs of a KMS generation makes one.
-func TestAWSKMSMiddlewareCount(t *testing.T) {
-	s := startKMS(t)
-	ctx := context.Background()
-	st := mem.New()
-	deks := makeDEKs(t, mustInit(t, st, kmsMaterial(t, s.AliasA)), 200)
-	var n atomic.Int64
-	m, err := NewAWSKMSKey(ctx, s.AliasA, func(o *kms.Options) {
-		o.APIOptions = append(o.APIOptions, countCalls("Decrypt", &n))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := Open(ctx, st, testRepoID, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for id := range deks {
-		if _, err := k.DEK(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n.Load() != 1 {
-		t.Fatalf("%d Decrypt calls, want 1", n.Load())
 	}
 }
 

@@ -14,7 +14,6 @@ package kmstest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -155,12 +154,20 @@ func (s *Server) startBackend(tb testing.TB, bin, dir, seedPath string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	var log syncBuffer
+	var logMu sync.Mutex
+	var lines []string
+	log := func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Join(lines, "\n")
+	}
 	port := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			log.Write(append(sc.Bytes(), '\n'))
+			logMu.Lock()
+			lines = append(lines, sc.Text())
+			logMu.Unlock()
 			if m := started.FindSubmatch(sc.Bytes()); m != nil {
 				select {
 				case port <- string(m[1]):
@@ -178,16 +185,16 @@ func (s *Server) startBackend(tb testing.TB, bin, dir, seedPath string) error {
 		cmd.Process.Kill()
 		<-exited
 		if tb.Failed() {
-			tb.Logf("local-kms output:\n%s", log.String())
+			tb.Logf("local-kms output:\n%s", log())
 		}
 	})
 	select {
 	case p := <-port:
 		s.backend = "127.0.0.1:" + p
 	case <-exited:
-		return fmt.Errorf("local-kms exited:\n%s", log.String())
+		return fmt.Errorf("local-kms exited:\n%s", log())
 	case <-time.After(60 * time.Second):
-		return fmt.Errorf("local-kms did not start:\n%s", log.String())
+		return fmt.Errorf("local-kms did not start:\n%s", log())
 	}
 	// It logs before it serves: wait until it answers.
 	client := &http.Client{Timeout: time.Second}
@@ -338,23 +345,6 @@ func (s *Server) EnableKey(tb testing.TB, key string) {
 // ARN returns the ARN of key id.
 func ARN(id string) string {
 	return "arn:aws:kms:" + Region + ":" + Account + ":key/" + id
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func randHex(n int) string {
