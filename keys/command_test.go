@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -204,8 +205,8 @@ func TestCommandPassphrase(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := KDF{Type: KDFArgon2id, Salt: strings.Repeat("ab", saltSize), T: 1, M: 64, P: 1}
-	a, ok1 := deriveKEK(k, m1)
-	b, ok2 := deriveKEK(k, m2)
+	a, ok1 := deriveKEK(context.Background(), k, m1, [16]byte{}, [8]byte{})
+	b, ok2 := deriveKEK(context.Background(), k, m2, [16]byte{}, [8]byte{})
 	if !ok1 || !ok2 || a != b {
 		t.Fatal("passcmd: and passfile: of the same passphrase derive different KEKs")
 	}

@@ -44,7 +44,7 @@ func (k *Keychain) Commit(ctx context.Context, mutate func(r *Keyring) (bool, er
 		}
 		var keks []*kek
 		for _, gen := range signers(&base, &next) {
-			kk, err := k.signerKEK(&next, gen)
+			kk, err := k.signerKEK(ctx, &next, gen)
 			if err != nil {
 				return fmt.Errorf("committing keyring epoch %d: %w", next.Epoch, err)
 			}
@@ -61,7 +61,7 @@ func (k *Keychain) Commit(ctx context.Context, mutate func(r *Keyring) (bool, er
 		if err != nil {
 			return err
 		}
-		k.installCommitted(e)
+		k.installCommitted(ctx, e)
 		return nil
 	}
 	return fmt.Errorf("committing keyring: %w (gave up after 16 attempts)", ErrConflict)
@@ -69,7 +69,7 @@ func (k *Keychain) Commit(ctx context.Context, mutate func(r *Keyring) (bool, er
 
 // signerKEK returns the KEK of generation gen of next: one held, or (a new
 // generation) one of the Keychain's materials matches.
-func (k *Keychain) signerKEK(next *Keyring, gen string) (*kek, error) {
+func (k *Keychain) signerKEK(ctx context.Context, next *Keyring, gen string) (*kek, error) {
 	k.mu.RLock()
 	kk := k.keks[gen]
 	if kk == nil && k.made != nil && hex.EncodeToString(k.made.gen[:]) == gen {
@@ -82,7 +82,7 @@ func (k *Keychain) signerKEK(next *Keyring, gen string) (*kek, error) {
 	}
 	if g := next.Generation(gen); g != nil && g.State != StateRetired {
 		for _, m := range mats {
-			if kk := matchKEK(g, m, k.rid); kk != nil {
+			if kk := matchKEK(ctx, g, m, k.rid); kk != nil {
 				return kk, nil
 			}
 		}

@@ -23,7 +23,7 @@ func packVectorKEK(t testing.TB) (*kek, [16]byte) {
 	rid, _ := parseRepoID(v.RepoID)
 	raw, _ := hex.DecodeString(v.RawKey)
 	m, _ := NewRawKey(raw)
-	kk := matchKEK(&Generation{ID: v.GenID, KDF: v.KDF, Check: v.Check}, m, rid)
+	kk := matchKEK(context.Background(), &Generation{ID: v.GenID, KDF: v.KDF, Check: v.Check}, m, rid)
 	if kk == nil {
 		t.Fatal("raw-success vector does not match")
 	}

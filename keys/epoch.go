@@ -23,7 +23,7 @@ import (
 //	  "version": 2,
 //	  "prev": SHA-256 of epoch e-1's object (64 hex; "" in epoch 1),
 //	  "macs": [{"gen": generation id, "mac": 64 hex}, ...],
-//	  "keyring": the keyring (version 2)
+//	  "keyring": the keyring (version 2, or 3 with an awskms generation)
 //	}
 //
 // Each MAC is HMAC-SHA256 under the signing generation's keyring key of
@@ -133,7 +133,7 @@ func signEpoch(r *Keyring, rid [16]byte, prev []byte, signers []*kek) (*epochObj
 }
 
 // parseEpoch decodes a keyring epoch object strictly: a version 2 envelope
-// in its canonical encoding around a valid version 2 keyring, or a legacy
+// in its canonical encoding around a valid version 2 or 3 keyring, or a legacy
 // version 1 keyring. Structural errors wrap object.ErrCorrupt; an unknown version
 // does not (it is a newer format). It checks no MAC and no chain: see
 // docs/format.md for what makes an epoch acceptable.

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -44,7 +45,7 @@ func makeEpochVectors(t testing.TB) []epochVector {
 		m, _ := NewRawKey(raw)
 		gen := [8]byte(det("epoch gen "+label, 8))
 		kdf := KDF{Type: KDFRaw, Salt: hex.EncodeToString(det("epoch salt "+label, saltSize))}
-		k, _ := deriveKEK(kdf, m)
+		k, _ := deriveKEK(context.Background(), kdf, m, [16]byte{}, [8]byte{})
 		kk := newKEK(k, rid, gen)
 		g := Generation{ID: hex.EncodeToString(gen[:]), KDF: kdf, Check: hex.EncodeToString(kk.check), State: StateCurrent, Created: created}
 		return key{raw, g, kk}
@@ -143,7 +144,7 @@ func makeEpochVectors(t testing.TB) []epochVector {
 	// holder adds a slot to B (MACed by B); a storage attacker's slot
 	// epoch carries a MAC by B it could not make.
 	slotKey, _ := NewRawKey(det("epoch slot key", KeySize))
-	slot, err := sealSlotNonce(b.kk, slotKey, rid, [8]byte(det("epoch slot id", 8)),
+	slot, err := sealSlotNonce(context.Background(), b.kk, slotKey, rid, [8]byte(det("epoch slot id", 8)),
 		KDF{Type: KDFRaw, Salt: hex.EncodeToString(det("epoch slot salt", saltSize))}, det("epoch slot nonce", 24), t0.Add(3*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestEpochVectors(t *testing.T) {
 			m, _ := NewRawKey(b)
 			ms = append(ms, m)
 		}
-		got := verifyEpochs(nil, es, hex.EncodeToString(rid[:]), rid, nil, ms)
+		got := verifyEpochs(context.Background(), nil, es, hex.EncodeToString(rid[:]), rid, nil, ms)
 		kind := "ok"
 		if got.bad != nil {
 			kind = "other: " + got.bad.Error()

@@ -67,14 +67,17 @@ func (k *Keychain) Store() store.Store { return k.st }
 
 // Matches reports whether m is a key of generation g: its own key (its
 // check value matches) or the key of one of its slots. For a passphrase
-// this runs Argon2id.
+// this runs Argon2id; for a KMS key it asks KMS to decrypt g's record once
+// per Material (a failure counts as no match: m.KMSFailure says why).
 func (k *Keychain) Matches(g *Generation, m *Material) bool {
-	return g != nil && m != nil && matchKEK(g, m, k.rid) != nil
+	return g != nil && m != nil && matchKEK(context.Background(), g, m, k.rid) != nil
 }
 
 // NewGeneration makes a generation for m that r does not have yet: fresh
 // random id and KDF salt (a passphrase is stretched with Argon2id under p;
-// zero p means DefaultArgon2), state current, created at created. It
+// zero p means DefaultArgon2; for a KMS key, KMS encrypts the generation's
+// random input, an error wrapping ErrBadKey if it fails), state current,
+// created at created. It
 // returns the generation to put in a keyring and its KEK. Nothing is
 // written and nothing is held for reading or wrapping: the caller commits a
 // keyring naming the generation (Commit MACs that switch with this KEK
@@ -86,7 +89,7 @@ func (k *Keychain) NewGeneration(r *Keyring, m *Material, p Argon2Params, create
 	if p == (Argon2Params{}) {
 		p = argon2Params
 	}
-	g, kk, err := newGeneration(r, m, k.rid, created, p)
+	g, kk, err := newGeneration(context.Background(), r, m, k.rid, created, p)
 	if err != nil {
 		return Generation{}, nil, err
 	}

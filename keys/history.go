@@ -109,7 +109,7 @@ type verified struct {
 // epoch authenticated (authed): a retired key may be a leaked one. If a
 // MAC fails, the newest candidate moves back and the KEKs are matched
 // again.
-func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held map[string]*kek, mats []*Material) verified {
+func verifyEpochs(ctx context.Context, base *tip, es []*epochObj, repoID string, rid [16]byte, held map[string]*kek, mats []*Material) verified {
 	n, bad := structural(base, es, repoID)
 	retired := map[string]*kek{} // MAC-only keys of retired generations; nil: no material matches
 	defer func() {
@@ -126,7 +126,7 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 		}
 		var keks map[string]*kek
 		if top != nil {
-			keks = matchAll(top.ring, mats, rid, held)
+			keks = matchAll(ctx, top.ring, mats, rid, held)
 		}
 		var live int // MACs of the epoch being checked by a key held or matched live
 		keyFor := func(gen string) *kek {
@@ -146,7 +146,7 @@ func verifyEpochs(base *tip, es []*epochObj, repoID string, rid [16]byte, held m
 			if !tried {
 				gid, _ := parseGenID(gen)
 				for _, m := range mats {
-					if key := macKeyOnly(g, m, rid); key != nil {
+					if key := macKeyOnly(ctx, g, m, rid); key != nil {
 						kk = &kek{gen: gid, ringKey: key}
 						break
 					}
@@ -253,7 +253,7 @@ func (k *Keychain) loadHistory(ctx context.Context) error {
 	if bad == nil {
 		bad = gap
 	}
-	v := verifyEpochs(nil, es, k.repoID, k.rid, nil, k.mats)
+	v := verifyEpochs(ctx, nil, es, k.repoID, k.rid, nil, k.mats)
 	if v.good == 0 {
 		if v.bad != nil {
 			return v.bad
@@ -327,7 +327,7 @@ func (k *Keychain) Refresh(ctx context.Context) error {
 	var v verified
 	if len(es) > 0 {
 		// may run Argon2id: no lock held
-		v = verifyEpochs(base, es, k.repoID, k.rid, held, mats)
+		v = verifyEpochs(ctx, base, es, k.repoID, k.rid, held, mats)
 		if v.bad != nil {
 			bad = v.bad
 		}

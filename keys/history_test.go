@@ -70,7 +70,7 @@ func rotateTo(t testing.TB, k *Keychain, m *Material, slots ...*Material) {
 			return false, err
 		}
 		for _, s := range slots {
-			if err := k.NewSlot(&g, kk, s, testArgon2, time.Now()); err != nil {
+			if err := k.NewSlot(context.Background(), &g, kk, s, testArgon2, time.Now()); err != nil {
 				return false, err
 			}
 		}
@@ -207,7 +207,7 @@ func checkFinished(t testing.TB, st store.Store, deks map[[16]byte][]byte, newKe
 func kekOf(t *testing.T, r Keyring, gen string, m *Material) *kek {
 	t.Helper()
 	rid, _ := parseRepoID(testRepoID)
-	kk := matchKEK(r.Generation(gen), m, rid)
+	kk := matchKEK(context.Background(), r.Generation(gen), m, rid)
 	if kk == nil {
 		t.Fatalf("key does not match generation %s", gen)
 	}
@@ -384,7 +384,7 @@ func TestAttackerGeneration(t *testing.T) {
 	rid, _ := parseRepoID(testRepoID)
 	forged := good.Clone()
 	forged.Epoch++
-	g, kC, err := newGeneration(&forged, c, rid, time.Now(), testArgon2)
+	g, kC, err := newGeneration(context.Background(), &forged, c, rid, time.Now(), testArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestAttackerSlot(t *testing.T) {
 	// The attacker's stand-in for the generation's KEK: their key's own
 	// derivation, so that their MAC "by" the generation is consistent.
 	fake := newKEK([KeySize]byte(det("attacker kek", KeySize)), rid, gen)
-	s, err := makeSlot(g, fake, evil, rid, testArgon2, time.Now())
+	s, err := makeSlot(context.Background(), g, fake, evil, rid, testArgon2, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -909,7 +909,7 @@ func TestForgedRetireHidesBadMAC(t *testing.T) {
 	rid, _ := parseRepoID(testRepoID)
 	s := good.Clone() // 4: switch B -> C
 	s.Epoch++
-	g, kC, err := newGeneration(&s, c, rid, time.Now(), testArgon2)
+	g, kC, err := newGeneration(context.Background(), &s, c, rid, time.Now(), testArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"context"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 const (
 	KDFRaw      = "raw"
 	KDFArgon2id = "argon2id"
+	KDFAWSKMS   = "awskms" // a keyring of version 3 (awskms.go)
 )
 
 // saltSize is the size of a generation's KDF salt.
@@ -61,13 +63,19 @@ const (
 )
 
 // KDF says how a generation's KEK is derived from an operator's key: from a
-// raw key directly, or from a passphrase with Argon2id. Salt is hex.
+// raw key directly, from a passphrase with Argon2id, or from 32 random
+// bytes that an AWS KMS key encrypted (awskms.go). Salt is hex.
 type KDF struct {
 	Type string `json:"type"`
 	Salt string `json:"salt"`
-	T    uint32 `json:"t,omitempty"`
-	M    uint32 `json:"m,omitempty"`
-	P    uint8  `json:"p,omitempty"`
+	// Key is the KMS key (id, ARN or alias, as the operator gave it) and
+	// Ciphertext the KMS ciphertext (base64, standard alphabet) of an
+	// awskms KDF; both are empty for the other types.
+	Key        string `json:"key,omitempty"`
+	Ciphertext string `json:"ciphertext,omitempty"`
+	T          uint32 `json:"t,omitempty"`
+	M          uint32 `json:"m,omitempty"`
+	P          uint8  `json:"p,omitempty"`
 }
 
 func (k KDF) validate() error {
@@ -75,11 +83,19 @@ func (k KDF) validate() error {
 	if err != nil || len(salt) != saltSize || hex.EncodeToString(salt) != k.Salt {
 		return fmt.Errorf("kdf salt is not %d lower-case hex characters", 2*saltSize)
 	}
+	if k.Type != KDFAWSKMS && (k.Key != "" || k.Ciphertext != "") {
+		return fmt.Errorf("%s kdf with a kms key or ciphertext", k.Type)
+	}
 	switch k.Type {
 	case KDFRaw:
 		if k.T != 0 || k.M != 0 || k.P != 0 {
 			return fmt.Errorf("raw kdf with argon2 parameters")
 		}
+	case KDFAWSKMS:
+		if k.T != 0 || k.M != 0 || k.P != 0 {
+			return fmt.Errorf("awskms kdf with argon2 parameters")
+		}
+		return validateKMSRecord(k.Key, k.Ciphertext)
 	case KDFArgon2id:
 		if k.T < 1 || k.T > maxArgon2T || k.P < 1 || k.P > maxArgon2P || k.M < 8*uint32(k.P) || k.M > maxArgon2M {
 			return fmt.Errorf("argon2id parameters t=%d m=%d p=%d out of range", k.T, k.M, k.P)
@@ -90,45 +106,77 @@ func (k KDF) validate() error {
 	return nil
 }
 
-// newKDF returns a fresh KDF (random salt) for the material's kind; a
-// passphrase is stretched under p.
-func newKDF(m *Material, p Argon2Params) (KDF, error) {
+// newKDF returns a fresh KDF (random salt) for the material's kind, for
+// generation gen of repository rid: a passphrase is stretched under p; for
+// a KMS key, 32 random bytes are encrypted by KMS (newKMSRecord).
+func newKDF(ctx context.Context, m *Material, p Argon2Params, rid [16]byte, gen [8]byte) (KDF, error) {
 	salt := make([]byte, saltSize)
 	if _, err := rand.Read(salt); err != nil {
 		return KDF{}, err
 	}
-	if m.IsPassphrase() {
+	switch {
+	case m.kms != nil:
+		ct, err := m.kms.newRecord(ctx, rid, gen)
+		if err != nil {
+			return KDF{}, err
+		}
+		return KDF{Type: KDFAWSKMS, Salt: hex.EncodeToString(salt), Key: m.kms.key, Ciphertext: ct}, nil
+	case m.IsPassphrase():
 		return KDF{Type: KDFArgon2id, Salt: hex.EncodeToString(salt), T: p.T, M: p.M, P: p.P}, nil
 	}
 	return KDF{Type: KDFRaw, Salt: hex.EncodeToString(salt)}, nil
 }
 
-// applies reports whether the KDF can take this kind of material.
+// applies reports whether the KDF can take this material: a raw key, a
+// passphrase, or the very KMS key (as given) that the record names.
 func (k KDF) applies(m *Material) bool {
-	return (k.Type == KDFArgon2id) == m.IsPassphrase()
+	switch k.Type {
+	case KDFRaw:
+		return m.raw != nil
+	case KDFArgon2id:
+		return m.pass != nil
+	case KDFAWSKMS:
+		return m.kms != nil && m.kms.key == k.Key
+	}
+	return false
 }
 
-// deriveKEK returns the KEK for material m under k: HKDF-SHA256 with the
-// generation's salt and info "snapcrypt kek v1" of the raw key, or of the
-// 32-byte Argon2id output of the passphrase. Argon2id outputs are cached in
-// m per salt and parameters. ok is false when k does not apply to m.
-func deriveKEK(k KDF, m *Material) (kek [KeySize]byte, ok bool) {
-	return deriveKEKKeep(k, m, true)
+// deriveKEK returns the KEK for material m under k, for generation gen of
+// repository rid: HKDF-SHA256 with the generation's salt and info
+// "snapcrypt kek v1" of the raw key, of the 32-byte Argon2id output of the
+// passphrase, or of the 32 bytes KMS decrypts from the record's ciphertext
+// (with rid and gen as encryption context). Argon2id and KMS outputs are
+// cached in m (per salt and parameters, per ciphertext), so a generation
+// costs one Argon2id run or one KMS Decrypt per Material. ok is false when
+// k does not apply to m, or KMS failed: m then keeps the failure
+// (Material.KMSFailure) and does not ask KMS again for it before
+// kmsRetryAfter.
+func deriveKEK(ctx context.Context, k KDF, m *Material, rid [16]byte, gen [8]byte) (kek [KeySize]byte, ok bool) {
+	return deriveKEKKeep(ctx, k, m, rid, gen, true)
 }
 
 // deriveKEKKeep is deriveKEK; with keep false a passphrase's Argon2id
-// output is not cached in m (a retired generation's: nothing of it stays).
-func deriveKEKKeep(k KDF, m *Material, keep bool) (kek [KeySize]byte, ok bool) {
+// output or a KMS plaintext is not cached in m (a retired generation's:
+// nothing of it stays).
+func deriveKEKKeep(ctx context.Context, k KDF, m *Material, rid [16]byte, gen [8]byte, keep bool) (kek [KeySize]byte, ok bool) {
 	if !k.applies(m) {
 		return kek, false
 	}
 	salt, _ := hex.DecodeString(k.Salt)
 	var ikm []byte
-	if m.IsPassphrase() {
+	switch {
+	case m.kms != nil:
+		p, ok := m.kms.plaintext(ctx, k.Ciphertext, rid, gen, keep)
+		if !ok {
+			return kek, false
+		}
+		ikm = p[:]
+		defer clear(ikm)
+	case m.IsPassphrase():
 		s := m.stretch(k, salt, keep)
 		ikm = s[:]
 		defer clear(ikm)
-	} else {
+	default:
 		ikm = m.raw
 	}
 	r := hkdf.New(sha256.New, ikm, salt, []byte(infoKEK))
@@ -215,8 +263,8 @@ func newKEK(k [KeySize]byte, repoID [16]byte, gen [8]byte) *kek {
 
 // matchKEK returns the KEK of generation g if material m opens it (its
 // own KDF, or one of its key slots: see unlock), else nil.
-func matchKEK(g *Generation, m *Material, repoID [16]byte) *kek {
-	k, _, err := unlock(g, m, repoID, true)
+func matchKEK(ctx context.Context, g *Generation, m *Material, repoID [16]byte) *kek {
+	k, _, err := unlock(ctx, g, m, repoID, true)
 	if err != nil {
 		return nil
 	}
@@ -238,8 +286,9 @@ var errNoUnlock = errors.New("the key opens neither the generation nor any of it
 // an error wrapping object.ErrCorrupt naming the slot; no match at all is
 // errNoUnlock. way is PrimarySlot or the id of the slot that matched.
 // With keep false nothing of m's derivations is cached in m (a
-// passphrase's Argon2id output). The caller clears the KEK.
-func unlock(g *Generation, m *Material, repoID [16]byte, keep bool) (kek [KeySize]byte, way string, err error) {
+// passphrase's Argon2id output, a KMS plaintext). The caller clears the
+// KEK.
+func unlock(ctx context.Context, g *Generation, m *Material, repoID [16]byte, keep bool) (kek [KeySize]byte, way string, err error) {
 	gen, err := parseGenID(g.ID)
 	if err != nil {
 		return kek, "", err
@@ -248,15 +297,16 @@ func unlock(g *Generation, m *Material, repoID [16]byte, keep bool) (kek [KeySiz
 	if err != nil {
 		return kek, "", fmt.Errorf("generation %s: check value: %w", g.ID, object.ErrCorrupt)
 	}
-	if k, ok := deriveKEKKeep(g.KDF, m, keep); ok {
+	if k, ok := deriveKEKKeep(ctx, g.KDF, m, repoID, gen, keep); ok {
 		if hmac.Equal(checkValue(k, repoID, gen), want) {
 			return k, PrimarySlot, nil
 		}
 		clear(k[:])
+		m.noteMismatch(g)
 	}
 	for i := range g.Slots {
 		s := &g.Slots[i]
-		k, opened := s.open(m, repoID, gen, keep)
+		k, opened := s.open(ctx, m, repoID, gen, keep)
 		if !opened {
 			continue
 		}
@@ -271,8 +321,8 @@ func unlock(g *Generation, m *Material, repoID [16]byte, keep bool) (kek [KeySiz
 
 // matchesCheck reports whether material m is generation g's key, deriving
 // its KEK only to compare check values and keeping nothing.
-func matchesCheck(g *Generation, m *Material, repoID [16]byte) bool {
-	return checkOnly(g, m, repoID, nil)
+func matchesCheck(ctx context.Context, g *Generation, m *Material, repoID [16]byte) bool {
+	return checkOnly(ctx, g, m, repoID, nil)
 }
 
 // macKeyOnly returns generation g's keyring key (for checking epoch MACs)
@@ -281,9 +331,9 @@ func matchesCheck(g *Generation, m *Material, repoID [16]byte) bool {
 // wrapping key, no cached passphrase stretch. The caller drops the key
 // (clear) when the check is done. For a generation that is retired: its
 // MACs must still verify (docs/format.md, rule 3), its key is never held.
-func macKeyOnly(g *Generation, m *Material, repoID [16]byte) []byte {
+func macKeyOnly(ctx context.Context, g *Generation, m *Material, repoID [16]byte) []byte {
 	var ring []byte
-	if !checkOnly(g, m, repoID, &ring) {
+	if !checkOnly(ctx, g, m, repoID, &ring) {
 		return nil
 	}
 	return ring
@@ -291,8 +341,8 @@ func macKeyOnly(g *Generation, m *Material, repoID [16]byte) []byte {
 
 // checkOnly compares m's check value for g without caching anything; with
 // ring non-nil and a match, *ring is g's keyring key.
-func checkOnly(g *Generation, m *Material, repoID [16]byte, ring *[]byte) bool {
-	k, _, err := unlock(g, m, repoID, false)
+func checkOnly(ctx context.Context, g *Generation, m *Material, repoID [16]byte, ring *[]byte) bool {
+	k, _, err := unlock(ctx, g, m, repoID, false)
 	if err != nil {
 		return false
 	}

@@ -73,7 +73,7 @@ func randomID(n int) ([]byte, error) {
 // newGeneration makes a generation for m with a fresh random id (distinct
 // from the keyring's) and KDF salt (a passphrase stretched under p), and
 // derives its KEK.
-func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time, p Argon2Params) (Generation, *kek, error) {
+func newGeneration(ctx context.Context, r *Keyring, m *Material, rid [16]byte, now time.Time, p Argon2Params) (Generation, *kek, error) {
 	var gen [8]byte
 	for {
 		b, err := randomID(8)
@@ -85,11 +85,11 @@ func newGeneration(r *Keyring, m *Material, rid [16]byte, now time.Time, p Argon
 			break
 		}
 	}
-	kdf, err := newKDF(m, p)
+	kdf, err := newKDF(ctx, m, p, rid, gen)
 	if err != nil {
 		return Generation{}, nil, err
 	}
-	raw, _ := deriveKEK(kdf, m)
+	raw, _ := deriveKEK(ctx, kdf, m, rid, gen)
 	kk := newKEK(raw, rid, gen)
 	clear(raw[:])
 	g := Generation{
@@ -119,7 +119,7 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 		return nil, fmt.Errorf("init keys: %w", err)
 	}
 	k := newKeychain(st, repoID, rid)
-	g, kk, err := newGeneration(nil, m, rid, time.Now(), argon2Params)
+	g, kk, err := newGeneration(ctx, nil, m, rid, time.Now(), argon2Params)
 	if err != nil {
 		return nil, fmt.Errorf("init keys: %w", err)
 	}
@@ -142,13 +142,13 @@ func Init(ctx context.Context, st store.Store, repoID string, m *Material) (*Key
 		return nil, fmt.Errorf("init keys: writing the content-id key: %w", err)
 	}
 	ring := &Keyring{
-		Version:     KeyringVersion,
 		RepoID:      repoID,
 		Epoch:       1,
 		Current:     g.ID,
 		Generations: []Generation{g},
 		IDKeyDEK:    hex.EncodeToString(id[:]),
 	}
+	ring.Version = ring.formatVersion()
 	e, err := signEpoch(ring, rid, nil, []*kek{kk})
 	if err != nil {
 		return nil, fmt.Errorf("init keys: %w", err)
@@ -190,7 +190,10 @@ func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	if len(k.keks) == 0 {
-		hint := noMatchHint(k.ring, k.mats, rid)
+		if err := kmsFailures(k.mats); err != nil {
+			return nil, fmt.Errorf("open keys: %w: %w", ErrNoKeyMatches, err)
+		}
+		hint := noMatchHint(ctx, k.ring, k.mats, rid)
 		switch {
 		case k.hist.rewritten != nil:
 			hint += "; " + k.hist.rewritten.Error()
@@ -204,7 +207,7 @@ func Open(ctx context.Context, st store.Store, repoID string, ms ...*Material) (
 
 // matchAll returns held plus the KEKs of every live generation of r that
 // one of ms matches and held lacks. Generations no longer live are dropped.
-func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) map[string]*kek {
+func matchAll(ctx context.Context, r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) map[string]*kek {
 	out := map[string]*kek{}
 	for i := range r.Generations {
 		g := &r.Generations[i]
@@ -216,7 +219,7 @@ func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) ma
 			continue
 		}
 		for _, m := range ms {
-			if kk := matchKEK(g, m, rid); kk != nil {
+			if kk := matchKEK(ctx, g, m, rid); kk != nil {
 				out[g.ID] = kk
 				break
 			}
@@ -229,17 +232,17 @@ func matchAll(r *Keyring, ms []*Material, rid [16]byte, held map[string]*kek) ma
 // (or of a slot of one), or opens a slot of a live generation that holds
 // another key than the generation's. It compares check values only: no
 // KEK of a retired generation is kept.
-func noMatchHint(r *Keyring, ms []*Material, rid [16]byte) string {
+func noMatchHint(ctx context.Context, r *Keyring, ms []*Material, rid [16]byte) string {
 	for i := range r.Generations {
 		g := &r.Generations[i]
 		for _, m := range ms {
 			if g.State != StateRetired {
-				if _, _, err := unlock(g, m, rid, true); errors.Is(err, object.ErrCorrupt) {
+				if _, _, err := unlock(ctx, g, m, rid, true); errors.Is(err, object.ErrCorrupt) {
 					return fmt.Sprintf(" (%v)", err)
 				}
 				continue
 			}
-			if matchesCheck(g, m, rid) {
+			if matchesCheck(ctx, g, m, rid) {
 				return fmt.Sprintf(" (%s is the key of generation %s, which was retired by a rotation; the current generation is %s)", m.Source(), g.ID, r.Current)
 			}
 		}
@@ -249,12 +252,12 @@ func noMatchHint(r *Keyring, ms []*Material, rid [16]byte) string {
 
 // installCommitted takes e, an epoch this process just committed on top of
 // its newest good epoch.
-func (k *Keychain) installCommitted(e *epochObj) {
+func (k *Keychain) installCommitted(ctx context.Context, e *epochObj) {
 	k.mu.RLock()
 	held := k.keks
 	mats := slices.Clone(k.mats)
 	k.mu.RUnlock()
-	keks := matchAll(e.ring, mats, k.rid, held) // may run Argon2id: no lock held
+	keks := matchAll(ctx, e.ring, mats, k.rid, held) // may run Argon2id or ask KMS: no lock held
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.hist.head()+1 != e.ring.Epoch {
@@ -296,9 +299,12 @@ func (k *Keychain) AddKey(ctx context.Context, m *Material) error {
 	k.mu.RLock()
 	r := k.ring
 	k.mu.RUnlock()
-	found := matchAll(r, []*Material{m}, k.rid, nil)
+	found := matchAll(ctx, r, []*Material{m}, k.rid, nil)
 	if len(found) == 0 {
-		return fmt.Errorf("add key %s: %w%s", m.Source(), ErrNoKeyMatches, noMatchHint(r, []*Material{m}, k.rid))
+		if err := m.KMSFailure(); err != nil {
+			return fmt.Errorf("add key %s: %w: %w", m.Source(), ErrNoKeyMatches, err)
+		}
+		return fmt.Errorf("add key %s: %w%s", m.Source(), ErrNoKeyMatches, noMatchHint(ctx, r, []*Material{m}, k.rid))
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -25,9 +25,10 @@ import (
 const KeyringVersion = 2
 
 // keyringVersion3 is the format of a keyring that uses a feature version
-// 2 lacks (key slots), inside the same version 2 envelope. Writers use it
-// only then (formatVersion), so a repository that uses none stays
-// readable by a snapcrypt that reads versions 1 and 2.
+// 2 lacks (key slots, a generation with an awskms KDF), inside the same
+// version 2 envelope. Writers use it only then (formatVersion), so a
+// repository that uses none stays readable by a snapcrypt that reads
+// versions 1 and 2.
 const keyringVersion3 = 3
 
 // keyringPrefix is where keyring epochs live.
@@ -141,7 +142,7 @@ func ParseKeyring(b []byte) (*Keyring, error) {
 	if err := json.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("keyring: %w: %v", object.ErrCorrupt, err)
 	}
-	if probe.Version != KeyringVersion && probe.Version != legacyKeyringVersion && probe.Version != keyringVersion3 {
+	if probe.Version < legacyKeyringVersion || probe.Version > keyringVersion3 {
 		return nil, newerFormat(probe.Version)
 	}
 	var r Keyring
@@ -171,10 +172,10 @@ func (r *Keyring) formatVersion() int {
 }
 
 // usesV3 reports whether r uses a feature of format version 3: a
-// generation with key slots.
+// generation with key slots or with an awskms KDF.
 func (r *Keyring) usesV3() bool {
 	for i := range r.Generations {
-		if len(r.Generations[i].Slots) > 0 {
+		if g := &r.Generations[i]; len(g.Slots) > 0 || g.KDF.Type == KDFAWSKMS {
 			return true
 		}
 	}
@@ -203,7 +204,7 @@ func (r *Keyring) validate() error {
 	switch r.Version {
 	case legacyKeyringVersion, KeyringVersion:
 		if r.usesV3() {
-			return fmt.Errorf("key slots in a version %d keyring", r.Version)
+			return fmt.Errorf("a feature of version 3 (key slots or an awskms key) in a version %d keyring", r.Version)
 		}
 	case keyringVersion3:
 		if !r.usesV3() {

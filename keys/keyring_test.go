@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +129,29 @@ func makeKeyringVectors() []keyringVector {
 	add("v3-slot-created-fraction", "corrupted", withSlots(func(r *Keyring) {
 		r.Generations[1].Slots[0].Created = r.Generations[1].Slots[0].Created.Add(time.Millisecond)
 	}))
+	kms := func(f func(k *KDF)) func(r *Keyring) {
+		return func(r *Keyring) {
+			r.Version = keyringVersion3
+			r.Generations[1].KDF = KDF{Type: KDFAWSKMS, Salt: strings.Repeat("cd", 16), Key: "alias/snapcrypt-backup", Ciphertext: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xc7}, 184))}
+			if f != nil {
+				f(&r.Generations[1].KDF)
+			}
+		}
+	}
+	add("awskms", "ok", mut(kms(nil)))
+	add("awskms-arn", "ok", mut(kms(func(k *KDF) { k.Key = "arn:aws:kms:eu-west-2:111122223333:key/bc436485-5092-42b8-92a3-0aa8b93536dc" })))
+	add("awskms-in-version-2", "corrupted", mut(func(r *Keyring) { kms(nil)(r); r.Version = 2 }))
+	add("awskms-ciphertext-not-base64", "corrupted", mut(kms(func(k *KDF) { k.Ciphertext = "not base64!" })))
+	add("awskms-ciphertext-unpadded", "corrupted", mut(kms(func(k *KDF) {
+		k.Ciphertext = strings.TrimRight(base64.StdEncoding.EncodeToString([]byte{1, 2, 3, 4}), "=")
+	})))
+	add("awskms-ciphertext-empty", "corrupted", mut(kms(func(k *KDF) { k.Ciphertext = "" })))
+	add("awskms-ciphertext-too-long", "corrupted", mut(kms(func(k *KDF) { k.Ciphertext = base64.StdEncoding.EncodeToString(make([]byte, maxKMSCiphertext+1)) })))
+	add("awskms-key-empty", "corrupted", mut(kms(func(k *KDF) { k.Key = "" })))
+	add("awskms-key-with-space", "corrupted", mut(kms(func(k *KDF) { k.Key = "alias/my key" })))
+	add("awskms-key-too-long", "corrupted", mut(kms(func(k *KDF) { k.Key = "alias/" + strings.Repeat("k", maxKMSKey) })))
+	add("awskms-with-argon2-params", "corrupted", mut(kms(func(k *KDF) { k.T = 1 })))
+	add("raw-with-kms-key", "corrupted", mut(func(r *Keyring) { r.Generations[1].KDF.Key = "alias/snapcrypt-backup" }))
 	add("unknown-field", "corrupted", strings.Replace(enc(ok), `"epoch"`, `"colour": 1, "epoch"`, 1))
 	add("trailing-data", "corrupted", enc(ok)+"{}")
 	add("duplicate-generation", "corrupted", mut(func(r *Keyring) { r.Generations[2].ID = r.Generations[0].ID }))

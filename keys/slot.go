@@ -82,7 +82,7 @@ func sealSlot(raw, secret [KeySize]byte, repoID [16]byte, gen, slot [8]byte, non
 // from m), with opened false otherwise. It does not check the KEK against
 // the generation's check value: unlock does. With keep false a
 // passphrase's Argon2id output is not cached in m.
-func (s *Slot) open(m *Material, repoID [16]byte, gen [8]byte, keep bool) (kek [KeySize]byte, opened bool) {
+func (s *Slot) open(ctx context.Context, m *Material, repoID [16]byte, gen [8]byte, keep bool) (kek [KeySize]byte, opened bool) {
 	id, err := parseGenID(s.ID)
 	if err != nil {
 		return kek, false
@@ -91,7 +91,7 @@ func (s *Slot) open(m *Material, repoID [16]byte, gen [8]byte, keep bool) (kek [
 	if err != nil || len(w) != slotWrappedSize {
 		return kek, false
 	}
-	secret, ok := deriveKEKKeep(s.KDF, m, keep)
+	secret, ok := deriveKEKKeep(ctx, s.KDF, m, repoID, gen, keep)
 	if !ok {
 		return kek, false
 	}
@@ -211,6 +211,8 @@ func (k KDF) Kind() string {
 		return "raw key"
 	case KDFArgon2id:
 		return "passphrase"
+	case KDFAWSKMS:
+		return "awskms"
 	}
 	return k.Type
 }
@@ -219,11 +221,11 @@ func (k KDF) Kind() string {
 // holds yet, a slot for material m that unlocks x, g's KEK (a passphrase
 // is stretched under p; zero p means DefaultArgon2). A switch commit may
 // thus carry slots for its new generation.
-func (k *Keychain) NewSlot(g *Generation, x *KEK, m *Material, p Argon2Params, created time.Time) error {
+func (k *Keychain) NewSlot(ctx context.Context, g *Generation, x *KEK, m *Material, p Argon2Params, created time.Time) error {
 	if x.Generation() != g.ID {
 		return fmt.Errorf("new key slot: the key is of generation %s, not %s", x.Generation(), g.ID)
 	}
-	s, err := makeSlot(g, x.k, m, k.rid, p, created)
+	s, err := makeSlot(ctx, g, x.k, m, k.rid, p, created)
 	if err != nil {
 		return err
 	}
@@ -233,7 +235,7 @@ func (k *Keychain) NewSlot(g *Generation, x *KEK, m *Material, p Argon2Params, c
 
 // makeSlot makes a slot of generation g for material m holding kk, g's
 // KEK: fresh random id (distinct from g's slots) and KDF salt.
-func makeSlot(g *Generation, kk *kek, m *Material, rid [16]byte, p Argon2Params, created time.Time) (Slot, error) {
+func makeSlot(ctx context.Context, g *Generation, kk *kek, m *Material, rid [16]byte, p Argon2Params, created time.Time) (Slot, error) {
 	if m == nil {
 		return Slot{}, fmt.Errorf("new key slot: %w: no key given", ErrBadKey)
 	}
@@ -254,26 +256,26 @@ func makeSlot(g *Generation, kk *kek, m *Material, rid [16]byte, p Argon2Params,
 			break
 		}
 	}
-	kdf, err := newKDF(m, p)
+	kdf, err := newKDF(ctx, m, p, rid, kk.gen)
 	if err != nil {
 		return Slot{}, err
 	}
-	return sealNewSlot(kk, m, rid, id, kdf, created)
+	return sealNewSlot(ctx, kk, m, rid, id, kdf, created)
 }
 
 // sealNewSlot seals kk for material m into a slot with id and KDF kdf
 // under a random nonce.
-func sealNewSlot(kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, created time.Time) (Slot, error) {
+func sealNewSlot(ctx context.Context, kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, created time.Time) (Slot, error) {
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	if _, err := rand.Read(nonce); err != nil {
 		return Slot{}, err
 	}
-	return sealSlotNonce(kk, m, rid, id, kdf, nonce, created)
+	return sealSlotNonce(ctx, kk, m, rid, id, kdf, nonce, created)
 }
 
 // sealSlotNonce is sealNewSlot with the nonce given.
-func sealSlotNonce(kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, nonce []byte, created time.Time) (Slot, error) {
-	secret, ok := deriveKEK(kdf, m)
+func sealSlotNonce(ctx context.Context, kk *kek, m *Material, rid [16]byte, id [8]byte, kdf KDF, nonce []byte, created time.Time) (Slot, error) {
+	secret, ok := deriveKEK(ctx, kdf, m, rid, kk.gen)
 	if !ok {
 		return Slot{}, fmt.Errorf("new key slot: %w: %s cannot make a slot", ErrBadKey, m.Source())
 	}
@@ -308,7 +310,7 @@ func (k *Keychain) AddSlot(ctx context.Context, m *Material) (Slot, error) {
 		if kk == nil {
 			return false, fmt.Errorf("%w: adding a key slot needs a key that opens the current generation %s", ErrDEKUnavailable, g.ID)
 		}
-		switch k, way, err := unlock(g, m, k.rid, true); {
+		switch k, way, err := unlock(ctx, g, m, k.rid, true); {
 		case err == nil:
 			clear(k[:])
 			return false, fmt.Errorf("%w: %s opens generation %s already (%s)", ErrBadKey, m.Source(), g.ID, wayName(way))
@@ -321,13 +323,13 @@ func (k *Keychain) AddSlot(ctx context.Context, m *Material) (Slot, error) {
 		// The KDF and its Argon2id run are made once; a retry after a lost
 		// race only seals again.
 		if made.ID == "" {
-			s, err := makeSlot(g, kk, m, k.rid, argon2Params, time.Now())
+			s, err := makeSlot(ctx, g, kk, m, k.rid, argon2Params, time.Now())
 			if err != nil {
 				return false, err
 			}
 			made = s
 		} else {
-			s, err := resealSlot(made, g, kk, m, k.rid)
+			s, err := resealSlot(ctx, made, g, kk, m, k.rid)
 			if err != nil {
 				return false, err
 			}
@@ -345,7 +347,7 @@ func (k *Keychain) AddSlot(ctx context.Context, m *Material) (Slot, error) {
 // resealSlot seals kk (the KEK of g) into slot s again, keeping its KDF:
 // for a retry of AddSlot on another keyring epoch. The id is fresh if g
 // has one like it.
-func resealSlot(s Slot, g *Generation, kk *kek, m *Material, rid [16]byte) (Slot, error) {
+func resealSlot(ctx context.Context, s Slot, g *Generation, kk *kek, m *Material, rid [16]byte) (Slot, error) {
 	for g.Slot(s.ID) != nil {
 		b, err := randomID(8)
 		if err != nil {
@@ -354,7 +356,7 @@ func resealSlot(s Slot, g *Generation, kk *kek, m *Material, rid [16]byte) (Slot
 		s.ID = hex.EncodeToString(b)
 	}
 	id, _ := parseGenID(s.ID)
-	return sealNewSlot(kk, m, rid, id, s.KDF, s.Created)
+	return sealNewSlot(ctx, kk, m, rid, id, s.KDF, s.Created)
 }
 
 // RemoveSlot commits the removal of key slot id from the current

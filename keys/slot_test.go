@@ -42,11 +42,11 @@ func makeSlotVectors(t testing.TB) []slotVector {
 	passSlot, _ := NewPassphrase([]byte("recovery horse battery staple"))
 	other, _ := NewRawKey(det("slot other key", KeySize))
 	kdf := KDF{Type: KDFRaw, Salt: hex.EncodeToString(det("slot gen salt", saltSize))}
-	kekRaw, _ := deriveKEK(kdf, primary)
+	kekRaw, _ := deriveKEK(context.Background(), kdf, primary, rid, gen)
 	kk := newKEK(kekRaw, rid, gen)
 	seal := func(label string, kdf KDF, m *Material, content [KeySize]byte, slotGen [8]byte) Slot {
 		id := [8]byte(det("slot id "+label, 8))
-		secret, _ := deriveKEK(kdf, m)
+		secret, _ := deriveKEK(context.Background(), kdf, m, rid, slotGen)
 		return Slot{ID: hex.EncodeToString(id[:]), KDF: kdf,
 			Wrapped: hex.EncodeToString(sealSlot(content, secret, rid, slotGen, id, det("slot nonce "+label, 24))),
 			Created: t0.Add(time.Hour)}
@@ -79,7 +79,7 @@ func makeSlotVectors(t testing.TB) []slotVector {
 		v.Way = PrimarySlot
 		if s != nil {
 			v.Way = s.ID
-			secret, _ := deriveKEK(s.KDF, m)
+			secret, _ := deriveKEK(context.Background(), s.KDF, m, rid, gen)
 			v.SlotSecret = hex.EncodeToString(secret[:])
 			v.SlotKey = hex.EncodeToString(subkey(secret, infoSlot))
 		}
@@ -122,7 +122,7 @@ func TestSlotVectors(t *testing.T) {
 		}
 		rid, _ := parseRepoID(r.RepoID)
 		g := r.Generation(r.Current)
-		k, way, err := unlock(g, m, rid, true)
+		k, way, err := unlock(context.Background(), g, m, rid, true)
 		got := "ok"
 		switch {
 		case errors.Is(err, errNoUnlock):
@@ -142,7 +142,7 @@ func TestSlotVectors(t *testing.T) {
 		if got == "ok" && (hex.EncodeToString(k[:]) != v.KEK || way != v.Way) {
 			t.Errorf("%s: opened through %s to another KEK or way (want %s)", v.Name, way, v.Way)
 		}
-		if (matchKEK(g, m, rid) != nil) != (got == "ok") {
+		if (matchKEK(context.Background(), g, m, rid) != nil) != (got == "ok") {
 			t.Errorf("%s: matchKEK disagrees with unlock", v.Name)
 		}
 	})
@@ -298,7 +298,7 @@ func TestSlotHoldsAnotherKey(t *testing.T) {
 	gen, _ := parseGenID(g.ID)
 	bogus := &kek{gen: gen, raw: [KeySize]byte(det("not the kek", KeySize))}
 	rid, _ := parseRepoID(testRepoID)
-	s, err := makeSlot(g, bogus, b, rid, testArgon2, time.Now())
+	s, err := makeSlot(context.Background(), g, bogus, b, rid, testArgon2, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func FuzzSlotOpen(f *testing.F) {
 		rid, _ := parseRepoID(r.RepoID)
 		for i := range r.Generations {
 			g := &r.Generations[i]
-			k, _, err := unlock(g, m, rid, true)
+			k, _, err := unlock(context.Background(), g, m, rid, true)
 			if err == nil {
 				gen, _ := parseGenID(g.ID)
 				if !hexEqual(checkValue(k, rid, gen), g.Check) {

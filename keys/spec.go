@@ -30,6 +30,7 @@ const (
 	SpecEnv      SpecKind = "env"      // an environment variable holding a passphrase
 	SpecCmd      SpecKind = "cmd"      // a command that prints a key (as a key file holds it)
 	SpecPasscmd  SpecKind = "passcmd"  // a command that prints a passphrase
+	SpecAWSKMS   SpecKind = "awskms"   // an AWS KMS key (id, ARN or alias) that holds the key
 )
 
 // Spec names where an operator's key comes from. It holds no key material.
@@ -38,7 +39,8 @@ const (
 type Spec struct {
 	Kind SpecKind
 	// Path is the file path for SpecFile and SpecPassfile, the variable
-	// name for SpecEnv, and the command line for SpecCmd and SpecPasscmd.
+	// name for SpecEnv, the command line for SpecCmd and SpecPasscmd, and
+	// the KMS key id, ARN or alias for SpecAWSKMS.
 	Path string
 }
 
@@ -49,6 +51,7 @@ type Spec struct {
 //	env:NAME          a passphrase in the environment variable NAME
 //	cmd:COMMAND       a command printing a key, read as a key file is
 //	passcmd:COMMAND   a command printing a passphrase (minus one trailing newline)
+//	awskms:KEY        an AWS KMS key: key id, key ARN, alias name or alias ARN
 //	PATH              the same as file:PATH
 //
 // A COMMAND is split into words as splitCommand documents (POSIX shell
@@ -72,6 +75,11 @@ func ParseSpec(s string) (Spec, error) {
 			return Spec{}, badKey(nil, "key spec %s:COMMAND: %v", kind, err)
 		}
 		return Spec{SpecKind(kind), rest}, nil
+	case ok && kind == string(SpecAWSKMS):
+		if err := validKMSKey(rest); err != nil {
+			return Spec{}, badKey(nil, "key spec awskms:KEY: %v", err)
+		}
+		return Spec{SpecAWSKMS, rest}, nil
 	default:
 		sp = Spec{SpecFile, s}
 	}
@@ -82,14 +90,14 @@ func ParseSpec(s string) (Spec, error) {
 }
 
 // IsExplicitSpec reports whether s names its kind (file:, passfile:, env:,
-// cmd: or passcmd:), rather than being a bare path.
+// cmd:, passcmd: or awskms:), rather than being a bare path.
 func IsExplicitSpec(s string) bool {
 	kind, _, ok := strings.Cut(s, ":")
 	if !ok {
 		return false
 	}
 	switch SpecKind(kind) {
-	case SpecFile, SpecPassfile, SpecEnv, SpecCmd, SpecPasscmd:
+	case SpecFile, SpecPassfile, SpecEnv, SpecCmd, SpecPasscmd, SpecAWSKMS:
 		return true
 	}
 	return false
@@ -110,11 +118,14 @@ func (s Spec) GoString() string { return s.String() }
 
 // Load reads the key material the spec names; for cmd: and passcmd: it
 // runs the command (see runCommand) with a timeout of
-// DefaultCommandTimeout or what CommandTimeoutEnv says. Its errors wrap
-// ErrBadKey, say what is wrong and never contain key bytes, a command's
-// output or its command line.
+// DefaultCommandTimeout or what CommandTimeoutEnv says; for awskms: it
+// configures a KMS client (NewAWSKMSKey) and sends nothing yet. Its errors
+// wrap ErrBadKey, say what is wrong and never contain key bytes, a
+// command's output or its command line.
 func (s Spec) Load() (*Material, error) {
 	switch s.Kind {
+	case SpecAWSKMS:
+		return NewAWSKMSKey(context.Background(), s.Path)
 	case SpecCmd:
 		out, err := loadCommand(context.Background(), "key command", s.Path)
 		if err != nil {
@@ -290,13 +301,15 @@ func GenerateKeyFile(path string) error {
 	return nil
 }
 
-// Material is an operator's key: either a raw 32-byte key or a passphrase.
-// It never prints its content: String, GoString and every fmt verb give
+// Material is an operator's key: a raw 32-byte key, a passphrase, or a
+// reference to an AWS KMS key (no secret: a client that asks KMS). It
+// never prints its content: String, GoString and every fmt verb give
 // "[key material]". It is safe for concurrent use.
 type Material struct {
-	raw    []byte // KeySize bytes, or nil
-	pass   []byte // non-empty passphrase, or nil
-	source string // where it came from, e.g. "file:/etc/key"; safe to print
+	raw    []byte  // KeySize bytes, or nil
+	pass   []byte  // non-empty passphrase, or nil
+	kms    *kmsKey // a KMS-held key (awskms.go), or nil
+	source string  // where it came from, e.g. "file:/etc/key"; safe to print
 
 	mu        sync.Mutex
 	stretched map[string][KeySize]byte // Argon2id outputs by salt and parameters
@@ -327,11 +340,15 @@ func newPassphrase(p []byte, source string) *Material {
 	return &Material{pass: bytes.Clone(p), source: source}
 }
 
-// IsPassphrase reports whether m is a passphrase (else a raw key).
+// IsPassphrase reports whether m is a passphrase (else a raw key or a KMS
+// key).
 func (m *Material) IsPassphrase() bool { return m.pass != nil }
 
+// IsKMS reports whether m is a key held by AWS KMS.
+func (m *Material) IsKMS() bool { return m.kms != nil }
+
 // Source says where the material came from ("file:/etc/key", "env:NAME",
-// "raw key", "passphrase"). It is safe to print.
+// "awskms:alias/backup", "raw key", "passphrase"). It is safe to print.
 func (m *Material) Source() string { return m.source }
 
 // String returns "[key material]".

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -65,7 +66,7 @@ func makeWrapVectors() map[string]wrapVector {
 	argKDF := KDF{Type: KDFArgon2id, Salt: hex.EncodeToString(det("argon salt", saltSize)), T: 1, M: 64, P: 1}
 
 	mk := func(comment string, m *Material, kdf KDF, mutate func(v *wrapVector, w []byte) []byte) wrapVector {
-		k, _ := deriveKEK(kdf, m)
+		k, _ := deriveKEK(context.Background(), kdf, m, [16]byte{}, [8]byte{})
 		kk := newKEK(k, rid, gen)
 		w := kk.wrapNonce(rid, dekID, dek, nonce)
 		v := wrapVector{
@@ -93,7 +94,7 @@ func makeWrapVectors() map[string]wrapVector {
 		"argon2id-success": mk("passphrase, argon2id t=1 m=64 p=1", pass, argKDF, nil),
 		"wrong-key": mk("the generation's check value was made with another key", raw, rawKDF, func(v *wrapVector, w []byte) []byte {
 			v.Expect = expectNoMatch
-			k, _ := deriveKEK(rawKDF, other)
+			k, _ := deriveKEK(context.Background(), rawKDF, other, [16]byte{}, [8]byte{})
 			v.Check = hex.EncodeToString(checkValue(k, rid, gen))
 			return w
 		}),
@@ -140,7 +141,7 @@ func makeWrapVectors() map[string]wrapVector {
 			v.Expect = expectCorrupted
 			g2 := [8]byte(det("another gen", 8))
 			v.GenID = hex.EncodeToString(g2[:])
-			k, _ := deriveKEK(rawKDF, raw)
+			k, _ := deriveKEK(context.Background(), rawKDF, raw, [16]byte{}, [8]byte{})
 			v.Check = hex.EncodeToString(checkValue(k, rid, g2))
 			return w
 		}),
@@ -148,7 +149,7 @@ func makeWrapVectors() map[string]wrapVector {
 			v.Expect = expectCorrupted
 			r2 := [16]byte(det("another repo", 16))
 			v.RepoID = hex.EncodeToString(r2[:])
-			k, _ := deriveKEK(rawKDF, raw)
+			k, _ := deriveKEK(context.Background(), rawKDF, raw, [16]byte{}, [8]byte{})
 			v.Check = hex.EncodeToString(checkValue(k, r2, gen))
 			return w
 		}),
@@ -184,12 +185,12 @@ func runWrapVector(v wrapVector) (string, error) {
 	if err := g.KDF.validate(); err != nil {
 		return "", err
 	}
-	kk := matchKEK(g, m, rid)
+	kk := matchKEK(context.Background(), g, m, rid)
 	if kk == nil {
 		return expectNoMatch, nil
 	}
 	if v.KEK != "" {
-		raw, _ := deriveKEK(v.KDF, m)
+		raw, _ := deriveKEK(context.Background(), v.KDF, m, [16]byte{}, [8]byte{})
 		if hex.EncodeToString(raw[:]) != v.KEK {
 			return "", errors.New("derived KEK differs")
 		}

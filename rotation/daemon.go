@@ -524,11 +524,11 @@ func loadRequest(line []byte) (sp keys.Spec, m *keys.Material, err error) {
 	}
 	text := strings.TrimSpace(string(line))
 	if text == "" {
-		return sp, nil, refuse(iofs.ErrInvalid, "empty request: write a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)")
+		return sp, nil, refuse(iofs.ErrInvalid, "empty request: write a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND or awskms:KEY)")
 	}
 	sp, err = keys.ParseSpec(text)
 	if err != nil {
-		return keys.Spec{}, nil, refuse(iofs.ErrInvalid, "the request is not a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND or passcmd:COMMAND)")
+		return keys.Spec{}, nil, refuse(iofs.ErrInvalid, "the request is not a key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND or awskms:KEY)")
 	}
 	if !keys.IsExplicitSpec(text) {
 		if _, err := os.Stat(text); err != nil {
@@ -553,6 +553,8 @@ func what(kind keys.SpecKind) string {
 		return "key command"
 	case keys.SpecPasscmd:
 		return "passphrase command"
+	case keys.SpecAWSKMS:
+		return "KMS key"
 	}
 	return "key file"
 }

@@ -118,7 +118,7 @@ func (r *Rotator) commitSwitch(ctx context.Context, m *keys.Material, opts Optio
 			return false, err
 		}
 		for _, sm := range opts.Slots {
-			if err := r.kc.NewSlot(&g, x, sm, opts.Argon2, r.now()); err != nil {
+			if err := r.kc.NewSlot(ctx, &g, x, sm, opts.Argon2, r.now()); err != nil {
 				return false, err
 			}
 		}

@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if k := os.Getenv("SNAPCRYPT_KEY"); k != "" {
 			def = []string{k}
 		}
-		fs.StringArrayVarP(&c.keys, "key", "k", def, "key spec: file:PATH, passfile:PATH, env:NAME or a path; repeatable (env SNAPCRYPT_KEY)")
+		fs.StringArrayVarP(&c.keys, "key", "k", def, "key spec: file:PATH, passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND, awskms:KEY or a path; repeatable (env SNAPCRYPT_KEY)")
 	}
 	if cmd.setup != nil {
 		cmd.setup(fs, c)

@@ -35,7 +35,7 @@ func rotateCommand() *command {
 		short: "Rotate the repository's master key to --new-key: switch new writes at once, re-wrap the data keys, " +
 			"retire the old key. With no --new-key, or the same --new-key again, finish an interrupted rotation.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
-			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME or a path)")
+			fs.StringVar(&o.newKey, "new-key", "", "the new key spec (file:PATH, passfile:PATH, env:NAME, cmd:COMMAND, passcmd:COMMAND, awskms:KEY or a path)")
 			fs.StringArrayVar(&o.slots, "slot", nil, "a key spec the new generation also opens with (a key slot, as 'key add' makes); repeatable. "+
 				"The old generation's slots are not carried over")
 			fs.BoolVar(&o.noWait, "no-wait", false, "return once the switch is durable; the re-wrap is left to the next process that holds the new key")
