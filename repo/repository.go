@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -73,6 +75,10 @@ type Options struct {
 	// are. Rounded down to whole segments. Repository.WindowBytes bounds
 	// the memory the windows may hold.
 	ReadWindow int64
+	// WriterLease is how long a writer lease (a snapshot's, a prune's
+	// repack's; docs/prune.md) lasts without renewal
+	// (lease.DefaultDuration). It is renewed every third of it.
+	WriterLease time.Duration
 }
 
 // DefaultCacheBytes is the default bound of the decrypted-data cache.
@@ -94,6 +100,17 @@ type Repository struct {
 
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
+
+	writerLease time.Duration // Options.WriterLease
+	hooks       hooks         // tests stop writers and prunes at given instants
+}
+
+// hooks are called, when set, at instants of a snapshot or a prune that
+// tests of their concurrency need to reach (docs/prune.md).
+type hooks struct {
+	writerLeaseTaken func(*lease.Held) // W1 done, marks not read yet
+	beforeManifest   func()            // W5 passed, manifest not written
+	pruneStep        func(step string) error
 }
 
 // Init creates a new repository in an empty store, protected by the key m.
@@ -190,7 +207,8 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		st: st, cfg: cfg, keys: kc, hash: hasher{key: idKey}, pol: pol, index: newIndex(),
 		eng:   newEngine(st, kc.DEK, opts.CacheBytes*3/4, opts.ReadWindow),
 		trees: newTreeCache(opts.CacheBytes / 4),
-		snaps: map[ObjectID]*Snapshot{},
+		snaps:       map[ObjectID]*Snapshot{},
+		writerLease: opts.WriterLease,
 	}
 	// An index that cannot be read (sealed with a data key that none of
 	// the keys unwraps yet, during a rotation) does not stop the opening:
