@@ -205,8 +205,8 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 	}
 	r := &Repository{
 		st: st, cfg: cfg, keys: kc, hash: hasher{key: idKey}, pol: pol, index: newIndex(),
-		eng:   newEngine(st, kc.DEK, opts.CacheBytes*3/4, opts.ReadWindow),
-		trees: newTreeCache(opts.CacheBytes / 4),
+		eng:         newEngine(st, kc.DEK, opts.CacheBytes*3/4, opts.ReadWindow),
+		trees:       newTreeCache(opts.CacheBytes / 4),
 		snaps:       map[ObjectID]*Snapshot{},
 		writerLease: opts.WriterLease,
 	}
