@@ -194,11 +194,11 @@ func (a *archiver) commit(ctx context.Context, root *Node, paths []string, paren
 	if _, err := rand.Read(snap.ID[:]); err != nil {
 		return nil, err
 	}
-	if err := a.guard.check(ctx, root.Subtree); err != nil {
-		return nil, err
-	}
 	if h := r.hooks.beforeManifest; h != nil {
 		h()
+	}
+	if err := a.guard.check(ctx, root.Subtree); err != nil {
+		return nil, err
 	}
 	dekID, dek, err := a.w.key(ctx, len(plain))
 	if err != nil {

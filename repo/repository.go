@@ -109,7 +109,7 @@ type Repository struct {
 // tests of their concurrency need to reach (docs/prune.md).
 type hooks struct {
 	writerLeaseTaken func(*lease.Held) // W1 done, marks not read yet
-	beforeManifest   func()            // W5 passed, manifest not written
+	beforeManifest   func()            // packs and index written, W5 next
 	pruneStep        func(step string) error
 }
 
