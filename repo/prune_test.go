@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -362,13 +363,15 @@ func TestPruneWaitsForWriter(t *testing.T) {
 	done := make(chan error)
 	go func() { _, err := f.trySnapshot(b, "again", content); done <- err }()
 	<-ready
-	f.r.hooks.pruneStep = func(step string) error {
-		if step == "marked" {
-			close(commit) // the snapshot commits while prune waits for it
+	var once sync.Once
+	o := testPrune()
+	o.Progress = func(p PruneProgress) {
+		if p.Step == "wait" {
+			once.Do(func() { close(commit) }) // commits while prune waits for it
 		}
-		return nil
 	}
-	res, err := f.r.Prune(ctx, testPrune())
+	res, err := f.r.Prune(ctx, o)
+	once.Do(func() { close(commit) }) // a prune that did not wait: too late
 	if err != nil {
 		t.Fatal(err)
 	}
