@@ -4,11 +4,14 @@
 // restore, check, forget). Encryption of objects is package object's; keys
 // are package keys'.
 //
-// A Repository writes only "config" (Init), "data/", "index/" and
-// "snapshots/" (create-only, but for forget's deletion of a manifest); it
-// never writes below "deks/" or "keyring/": it takes its data keys from a
-// keys.Keychain (NewDEK for a new object, DEK to open one), and only
-// packages keys and rotation change those. Every object it reads is opened
+// A Repository writes only "config" (Init), "data/", "index/",
+// "snapshots/", "prune/" and "leases/writer/" and "leases/prune/"
+// (create-only, but for forget's deletion of a manifest, lease renewals
+// and prune's deletions); it never writes below "keyring/", and below
+// "deks/" only prune deletes wrapped DEKs that no object is sealed with
+// and rewrites DEK packs without them (copying the entries it keeps): it
+// takes its data keys from a keys.Keychain (NewDEK for a new object, DEK to
+// open one), and only packages keys and rotation make those. Every object it reads is opened
 // (authenticated) by package object before it is decoded, and one that
 // fails gives an error wrapping object.ErrCorrupt.
 //
@@ -20,7 +23,8 @@
 // the read engine (one path from the store's ciphertext to a reader, one
 // read-ahead policy); walk.go the reachability walk that check uses;
 // restore.go, browse.go, diff.go, select.go, forget.go the other commands'
-// operations. A Repository is safe for concurrent use.
+// operations; prune.go, mark.go and writerlease.go prune and the writers'
+// half of its protocol (docs/prune.md). A Repository is safe for concurrent use.
 package repo
 
 import (
