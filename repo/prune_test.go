@@ -19,6 +19,7 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store"
 	"github.com/snapcrypt/snapcrypt/repo/store/faults"
 	"github.com/snapcrypt/snapcrypt/repo/store/mem"
+	"github.com/snapcrypt/snapcrypt/rotation"
 )
 
 // pruneFixture is a repository with snapshots of changing trees: every
@@ -538,5 +539,81 @@ func TestPruneReaderRefreshes(t *testing.T) {
 	}
 	if n, live := len(reader.Index().Packs()), countObjects(t, st, "data/"); n != live {
 		t.Errorf("the reader's index holds %d packs, the store %d", n, live)
+	}
+}
+
+func newKeyMaterial(t *testing.T) *keys.Material {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key")
+	if err := keys.GenerateKeyFile(p); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := keys.ParseSpec("file:" + p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := spec.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestPruneBesideRotation runs a key rotation at the dangerous instants of
+// a prune: started before the prune deletes DEKs and finished after; run
+// whole between the prune's plan (which listed the DEKs) and its DEK
+// deletions. Either way the rotation finishes, every snapshot left reads
+// with the new key alone, and check is clean.
+func TestPruneBesideRotation(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		start, run  string // prune steps at which the rotation starts and runs
+		runAfterAll bool
+	}{
+		{name: "switch before DEK deletion, re-wrap after the prune", start: "deleted", runAfterAll: true},
+		{name: "whole rotation between plan and DEK deletion", start: "rechecked", run: "rechecked"},
+		{name: "switch before the plan, re-wrap during the wait", start: "", run: "waited"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := mem.New()
+			f := newPruneFixture(t, st, 4)
+			f.forget(0, 2)
+			newKey := newKeyMaterial(t)
+			rot := rotation.New(f.r.Keys(), rotation.Options{})
+			start := func() error { _, err := rot.Start(ctx, newKey); return err }
+			runRot := func() error { return rot.Run(ctx, nil) }
+			if tc.start == "" {
+				if err := start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.r.hooks.pruneStep = func(step string) error {
+				if step == tc.start {
+					if err := start(); err != nil {
+						return err
+					}
+				}
+				if step == tc.run {
+					return runRot()
+				}
+				return nil
+			}
+			o := testPrune()
+			o.MaxUnused = 0
+			if _, err := f.r.Prune(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			if tc.runAfterAll {
+				if err := runRot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.m = newKey
+			c := f.verify()
+			if c.UnindexedPacks != 0 || c.UnreachableBlobs != 0 {
+				t.Errorf("after prune and rotation: %d unindexed packs, %d unreachable blobs", c.UnindexedPacks, c.UnreachableBlobs)
+			}
+		})
 	}
 }
