@@ -118,10 +118,10 @@ func MarshalMark(m *Mark) []byte {
 }
 
 // UnmarshalMark decodes a mark's plaintext strictly: another version, a
-// varint not in its shortest form, a
-// count larger than the bytes left allow (so nothing is allocated beyond
-// the input's size), a reason other than the three, a host longer than 255
-// bytes, a DEK pack name that is not one, or trailing bytes are errors.
+// varint not in its shortest form, a count larger than the bytes left
+// allow (so nothing is allocated beyond the input's size), a reason other
+// than the three, a host longer than 255 bytes, a DEK pack name that is
+// not one, or trailing bytes are errors.
 func UnmarshalMark(b []byte) (*Mark, error) {
 	d := &markDecoder{decoder{b: b}}
 	if d.byte() != markVersion {
