@@ -179,13 +179,22 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (*PruneResult, e
 		if err := r.hook("planned"); err != nil {
 			return nil, err
 		}
-		if len(p.cands) == 0 && len(p.deks) == 0 {
+		switch {
+		case len(p.cands) == 0 && len(p.deks) == 0:
 			return res, nil // nothing to do
+		case len(p.cands) == 0:
+			// Only DEKs to delete: writers never reuse a DEK (W4), so
+			// no mark is needed to keep them off it, and a crash leaves
+			// nothing to finish; steps 7, 8 and 11 run with the plan in
+			// memory, and no new DEK is drawn (that would be left
+			// unused for the next prune).
+			m = &Mark{Time: time.Now().UTC(), Host: o.Host, PID: os.Getpid(), Snapshots: p.snaps, DEKs: p.deks, DEKPacks: p.dekPacks}
+		default:
+			if m, err = r.repackAndMark(ctx, o, p); err != nil {
+				return nil, err
+			}
+			res.Mark = m.ID.String()
 		}
-		if m, err = r.repackAndMark(ctx, o, p); err != nil {
-			return nil, err
-		}
-		res.Mark = m.ID.String()
 		if err := r.hook("marked"); err != nil {
 			return nil, err
 		}
@@ -326,10 +335,30 @@ func (r *Repository) plan(ctx context.Context, o PruneOptions, res *PruneResult)
 	// key stay; every other one listed is a candidate.
 	for _, s := range snaps {
 		id, err := r.headerDEK(ctx, snapshotName(s.ID))
+		if errors.Is(err, store.ErrNotExist) {
+			continue // forgotten since it was listed
+		}
 		if err != nil {
 			return nil, fmt.Errorf("prune: %w: %w", errPrune, err)
 		}
 		inUse[id] = true
+	}
+	if len(p.cands) == 0 {
+		// No pack to delete: the index objects stay as they are (a new
+		// compacted index would only leave a DEK of its own behind, and
+		// the next prune would find it unused again), and so do their
+		// DEKs.
+		for _, id := range p.oldIndex {
+			d, err := r.headerDEK(ctx, indexName(id))
+			if errors.Is(err, store.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("prune: %w: %w", errPrune, err)
+			}
+			inUse[d] = true
+		}
+		p.oldIndex, p.kept = nil, nil
 	}
 	idKey, err := hex.DecodeString(r.keys.Keyring().IDKeyDEK)
 	if err != nil || len(idKey) != 16 {
@@ -607,9 +636,11 @@ func (r *Repository) finish(ctx context.Context, o PruneOptions, held *lease.Hel
 	if err := r.hook("deks"); err != nil {
 		return err
 	}
-	// Step 12.
-	if _, err := r.deleteObject(ctx, markName(m.ID)); err != nil {
-		return err
+	// Step 12 (a DEK-only plan wrote no mark).
+	if m.ID != (ObjectID{}) {
+		if _, err := r.deleteObject(ctx, markName(m.ID)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -774,6 +805,9 @@ func (r *Repository) recheck(ctx context.Context, o PruneOptions, m *Mark, res *
 			return fmt.Errorf("prune: %w: a snapshot committed since the plan cannot be read: %w", errPrune, err)
 		}
 		d, err := r.headerDEK(ctx, fi.Name)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil // forgotten since it was read
+		}
 		if err != nil {
 			return fmt.Errorf("prune: %w: %w", errPrune, err)
 		}

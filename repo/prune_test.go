@@ -329,13 +329,15 @@ func TestPruneCrashPoints(t *testing.T) {
 			if _, err := reopen(t, fs, f.m).Prune(ctx, o); err != nil {
 				t.Fatal(err)
 			}
-			// A third prune has nothing left to do.
+			// A third prune has nothing left to do: it changes nothing
+			// (a prune reaches a fixed point).
+			before := storeNames(t, fs)
 			res, err := reopen(t, fs, f.m).Prune(ctx, o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Mark != "" || res.DeletedPacks != 0 {
-				t.Errorf("a third prune still deletes: %+v", res)
+			if after := storeNames(t, fs); res.Mark != "" || res.DeletedPacks != 0 || res.DeletedDEKs != 0 || strings.Join(after, " ") != strings.Join(before, " ") {
+				t.Errorf("a third prune still changes the repository: %+v", res)
 			}
 			c := f.verify()
 			if c.UnindexedPacks != 0 || c.UnreachableBlobs != 0 {
@@ -617,4 +619,36 @@ func TestPruneBesideRotation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forgetOnHeaderRead is a store in which a manifest is forgotten (by
+// another host) just as prune reads its header: after the plan listed and
+// read it.
+type forgetOnHeaderRead struct {
+	store.Store
+	victim string
+}
+
+func (s *forgetOnHeaderRead) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if name == s.victim {
+		s.Store.Delete(ctx, name)
+	}
+	return s.Store.GetRange(ctx, name, off, n)
+}
+
+// TestPruneManifestForgottenMeanwhile: a snapshot forgotten while prune
+// plans is no reason to stop (it was on S3, with hosts forgetting beside
+// a prune).
+func TestPruneManifestForgottenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	st := &forgetOnHeaderRead{Store: mem.New()}
+	f := newPruneFixture(t, st, 3)
+	f.forget(0)
+	st.victim = snapshotName(f.snaps[1].ID)
+	delete(f.trees, f.snaps[1].ID)
+	if _, err := f.r.Prune(ctx, testPrune()); err != nil {
+		t.Fatal(err)
+	}
+	st.victim = ""
+	f.verify()
 }
