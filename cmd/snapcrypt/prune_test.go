@@ -29,7 +29,7 @@ func TestForgetPrune(t *testing.T) {
 	r := sc(t, f.env, "forget", "--keep-last", "1", "--prune", "--json")
 	r.want(t, 0, "")
 	var out struct {
-		Groups []json.RawMessage  `json:"groups"`
+		Groups []json.RawMessage `json:"groups"`
 		Prune  *repo.PruneResult `json:"prune"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
