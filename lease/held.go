@@ -65,6 +65,8 @@ type Held struct {
 	lost chan struct{} // closed when the lease is lost
 
 	mu      sync.Mutex
+	expires time.Time // of the last successful taking or renewal
+	lapsed  bool      // a renewal came after the expiry before it
 	stopped bool
 	stop    chan struct{}
 	done    chan struct{}
@@ -125,7 +127,7 @@ func TakeAfter(ctx context.Context, st store.Store, prefix string, seq uint64, o
 			break
 		}
 	}
-	h := &Held{st: st, o: o, name: name, pre: prefix, seq: seq + 1, rec: rec,
+	h := &Held{st: st, o: o, name: name, pre: prefix, seq: seq + 1, rec: rec, expires: rec.Expires,
 		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.renewLoop()
 	return h, nil
@@ -191,7 +193,30 @@ func (h *Held) Renew(ctx context.Context) error {
 	if err := h.st.Put(ctx, h.name, rec.Marshal()); err != nil {
 		return fmt.Errorf("renewing the %s: %w", h.o.What, err)
 	}
+	now := h.o.Now()
+	h.mu.Lock()
+	if !now.Before(h.expires) {
+		h.lapsed = true // others may have seen it expired in between
+	}
+	h.expires = rec.Expires
+	h.mu.Unlock()
 	return nil
+}
+
+// Lapsed reports whether the lease may have looked expired to others at
+// some moment since it was taken: a renewal landed after the expiry of
+// the one before (the process was paused, or the store slow), or the
+// expiry has passed now without a renewal, or the lease was lost. A
+// holder whose work relies on others seeing its lease all along (a
+// snapshot beside a prune) asks this before it commits.
+func (h *Held) Lapsed() bool {
+	if h.Err() != nil {
+		return true
+	}
+	now := h.o.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lapsed || !now.Before(h.expires)
 }
 
 // Err returns why the lease was lost, or nil.

@@ -272,3 +272,39 @@ func TestBreak(t *testing.T) {
 		t.Fatalf("Break of the next holder returned %+v", l)
 	}
 }
+
+// TestLapsed: a lease renewed in time never lapsed; one whose renewal came
+// after the expiry before it (a paused holder), or whose expiry passed
+// without renewal, did, and stays lapsed after a renewal.
+func TestLapsed(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	clock := newFakeClock()
+	// A duration long against the renewal loop's ticks (a third of it),
+	// so only the explicit Renew calls below run.
+	h, err := Take(ctx, st, "leases/writer/x/", Options{Duration: time.Hour, Host: "w", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	if h.Lapsed() {
+		t.Fatal("a fresh lease lapsed")
+	}
+	clock.advance(59 * time.Minute)
+	if err := h.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.Lapsed() {
+		t.Fatal("a lease renewed before its expiry lapsed")
+	}
+	clock.advance(61 * time.Minute)
+	if !h.Lapsed() {
+		t.Fatal("a lease past its expiry has not lapsed")
+	}
+	if err := h.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Lapsed() {
+		t.Fatal("a renewal after the expiry hid the lapse")
+	}
+}

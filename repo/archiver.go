@@ -82,6 +82,7 @@ type archiver struct {
 	sel      *selector
 	synth    bool   // the root is synthetic: its entries are the paths given
 	topDev   uint64 // device of the path given that is being read
+	guard    *writeGuard
 }
 
 // TakeSnapshot snapshots paths. One directory makes its contents the root;
@@ -140,18 +141,20 @@ func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *
 	if err != nil {
 		return nil, nil, err
 	}
+	// The writer lease, the prune marks and the index (writerlease.go).
 	// An index that cannot be read yet (during a rotation, by a process
 	// holding only the new key) costs deduplication, not the snapshot.
-	if _, err := r.LoadIndexPartial(ctx); err != nil {
-		return nil, nil, err
+	guard, err := r.beginWrite(ctx, opts.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	a = &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
-		links: map[[2]uint64][]Chunk{}, sel: sel}
+		links: map[[2]uint64][]Chunk{}, sel: sel, guard: guard}
 	a.prog.Start = time.Now()
 	a.chunker = chunker.New(nil, r.pol)
 	a.jobs = make(chan *hashJob, 4)
 	go a.hasher(ctx)
-	return a, func() { close(a.jobs) }, nil
+	return a, func() { close(a.jobs); guard.release(ctx) }, nil
 }
 
 // commit flushes the packs and writes the manifest of the snapshot whose
@@ -189,6 +192,12 @@ func (a *archiver) commit(ctx context.Context, root *Node, paths []string, paren
 		return nil, fmt.Errorf("snapshot: the manifest would be %d bytes, more than the %d a manifest may hold (too many or too long paths and tags)", len(plain), MaxSnapshotSize)
 	}
 	if _, err := rand.Read(snap.ID[:]); err != nil {
+		return nil, err
+	}
+	if h := r.hooks.beforeManifest; h != nil {
+		h()
+	}
+	if err := a.guard.check(ctx, root.Subtree); err != nil {
 		return nil, err
 	}
 	dekID, dek, err := a.w.key(ctx, len(plain))

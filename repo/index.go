@@ -169,6 +169,26 @@ func (x *Index) merge(gen uint64, id ObjectID, packs []IndexPack) bool {
 	return true
 }
 
+// vanished tells whether an index object merged before is not among
+// listed.
+func (x *Index) vanished(listed []ObjectID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if len(x.loaded) > len(listed) {
+		return true
+	}
+	set := make(map[ObjectID]bool, len(listed))
+	for _, id := range listed {
+		set[id] = true
+	}
+	for id := range x.loaded {
+		if !set[id] {
+			return true
+		}
+	}
+	return false
+}
+
 // markLoaded records index object id as merged (its packs were added as
 // they were written).
 func (x *Index) markLoaded(id ObjectID) {
@@ -302,12 +322,13 @@ func (r *Repository) LoadIndexPartial(ctx context.Context) (failed map[ObjectID]
 	x.mu.RLock()
 	gen := x.gen
 	x.mu.RUnlock()
-	var names []ObjectID
+	var names, listed []ObjectID
 	err = r.st.List(ctx, "index/", func(fi store.Info) error {
 		id, err := ParseObjectID(strings.TrimPrefix(fi.Name, "index/"))
 		if err != nil {
 			return nil
 		}
+		listed = append(listed, id)
 		x.mu.RLock()
 		done := x.loaded[id]
 		x.mu.RUnlock()
@@ -319,11 +340,20 @@ func (r *Repository) LoadIndexPartial(ctx context.Context) (failed map[ObjectID]
 	if err != nil {
 		return nil, fmt.Errorf("listing indexes: %w", err)
 	}
+	// Index objects merged before and no longer listed were compacted by
+	// a prune (docs/prune.md, step 9): the packs they named may be
+	// deleted next, so the whole index is read again and replaces this
+	// one at once (reads in flight finish with the packs they found).
+	rebuild := x.vanished(listed)
+	if rebuild {
+		names = listed
+	}
 	failed = map[ObjectID]error{}
+	contents := make([][]IndexPack, len(names))
 	var mu sync.Mutex
 	var g errgroup.Group
 	g.SetLimit(8)
-	for _, id := range names {
+	for i, id := range names {
 		g.Go(func() error {
 			packs, err := r.readIndex(ctx, id)
 			if err != nil {
@@ -332,13 +362,28 @@ func (r *Repository) LoadIndexPartial(ctx context.Context) (failed map[ObjectID]
 				mu.Unlock()
 				return nil
 			}
-			x.merge(gen, id, packs)
+			if rebuild {
+				contents[i] = packs
+			} else {
+				x.merge(gen, id, packs)
+			}
 			return nil
 		})
 	}
 	g.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if rebuild {
+		var all []IndexPack
+		var read []ObjectID
+		for i, id := range names {
+			if _, bad := failed[id]; !bad {
+				all = append(all, contents[i]...)
+				read = append(read, id)
+			}
+		}
+		x.Replace(all, read)
 	}
 	x.mu.Lock()
 	x.failed = firstFailure(failed)

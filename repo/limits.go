@@ -52,6 +52,8 @@ func maxSealedSize(kind object.Kind) int64 {
 		return MaxSnapshotSize
 	case object.KindIndex:
 		return MaxIndexSize
+	case object.KindMark:
+		return MaxMarkSize
 	}
 	return MaxPackSize
 }

@@ -4,11 +4,14 @@
 // restore, check, forget). Encryption of objects is package object's; keys
 // are package keys'.
 //
-// A Repository writes only "config" (Init), "data/", "index/" and
-// "snapshots/" (create-only, but for forget's deletion of a manifest); it
-// never writes below "deks/" or "keyring/": it takes its data keys from a
-// keys.Keychain (NewDEK for a new object, DEK to open one), and only
-// packages keys and rotation change those. Every object it reads is opened
+// A Repository writes only "config" (Init), "data/", "index/",
+// "snapshots/", "prune/" and "leases/writer/" and "leases/prune/"
+// (create-only, but for forget's deletion of a manifest, lease renewals
+// and prune's deletions); it never writes below "keyring/", and below
+// "deks/" only prune deletes wrapped DEKs that no object is sealed with
+// and rewrites DEK packs without them (copying the entries it keeps): it
+// takes its data keys from a keys.Keychain (NewDEK for a new object, DEK to
+// open one), and only packages keys and rotation make those. Every object it reads is opened
 // (authenticated) by package object before it is decoded, and one that
 // fails gives an error wrapping object.ErrCorrupt.
 //
@@ -20,7 +23,8 @@
 // the read engine (one path from the store's ciphertext to a reader, one
 // read-ahead policy); walk.go the reachability walk that check uses;
 // restore.go, browse.go, diff.go, select.go, forget.go the other commands'
-// operations. A Repository is safe for concurrent use.
+// operations; prune.go, mark.go and writerlease.go prune and the writers'
+// half of its protocol (docs/prune.md). A Repository is safe for concurrent use.
 package repo
 
 import (
@@ -32,6 +36,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/restic/chunker"
 	"golang.org/x/crypto/hkdf"
@@ -39,6 +44,7 @@ import (
 
 	"github.com/snapcrypt/snapcrypt/internal/strictjson"
 	"github.com/snapcrypt/snapcrypt/keys"
+	"github.com/snapcrypt/snapcrypt/lease"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -73,6 +79,10 @@ type Options struct {
 	// are. Rounded down to whole segments. Repository.WindowBytes bounds
 	// the memory the windows may hold.
 	ReadWindow int64
+	// WriterLease is how long a writer lease (a snapshot's, a prune's
+	// repack's; docs/prune.md) lasts without renewal
+	// (lease.DefaultDuration). It is renewed every third of it.
+	WriterLease time.Duration
 }
 
 // DefaultCacheBytes is the default bound of the decrypted-data cache.
@@ -94,6 +104,17 @@ type Repository struct {
 
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
+
+	writerLease time.Duration // Options.WriterLease
+	hooks       hooks         // tests stop writers and prunes at given instants
+}
+
+// hooks are called, when set, at instants of a snapshot or a prune that
+// tests of their concurrency need to reach (docs/prune.md).
+type hooks struct {
+	writerLeaseTaken func(*lease.Held) // W1 done, marks not read yet
+	beforeManifest   func()            // packs and index written, W5 next
+	pruneStep        func(step string) error
 }
 
 // Init creates a new repository in an empty store, protected by the key m.
@@ -188,9 +209,10 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 	}
 	r := &Repository{
 		st: st, cfg: cfg, keys: kc, hash: hasher{key: idKey}, pol: pol, index: newIndex(),
-		eng:   newEngine(st, kc.DEK, opts.CacheBytes*3/4, opts.ReadWindow),
-		trees: newTreeCache(opts.CacheBytes / 4),
-		snaps: map[ObjectID]*Snapshot{},
+		eng:         newEngine(st, kc.DEK, opts.CacheBytes*3/4, opts.ReadWindow),
+		trees:       newTreeCache(opts.CacheBytes / 4),
+		snaps:       map[ObjectID]*Snapshot{},
+		writerLease: opts.WriterLease,
 	}
 	// An index that cannot be read (sealed with a data key that none of
 	// the keys unwraps yet, during a rotation) does not stop the opening:

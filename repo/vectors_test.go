@@ -2,13 +2,12 @@ package repo
 
 import (
 	"encoding/hex"
-	"flag"
 	"os"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the known-answer vectors in testdata")
+	"github.com/snapcrypt/snapcrypt/internal/vectortest"
+)
 
 // TestKnownAnswers checks the exact bytes of the tree, index and pack
 // trailer encodings against testdata/vectors.txt (docs/format.md).
@@ -20,7 +19,7 @@ func TestKnownAnswers(t *testing.T) {
 		"pack-trailer": appendPackTrailer(nil, sampleIndex()[0].Blobs),
 	}
 	const path = "testdata/vectors.txt"
-	if *update {
+	if vectortest.Update() {
 		var b strings.Builder
 		for _, k := range []string{"tree", "empty-tree", "index", "pack-trailer"} {
 			b.WriteString(k + " " + hex.EncodeToString(got[k]) + "\n")

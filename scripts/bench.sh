@@ -4,13 +4,13 @@
 # of times and ratios. Needs root (drops the page cache for cold figures).
 #
 # BENCH_DIR (default /var/tmp/snapcrypt-bench) keeps the data between runs;
-# BENCH_PARTS selects parts: snapshot, mount, rotate, s3, scale (default
-# all).
+# BENCH_PARTS selects parts: snapshot, mount, rotate, s3, scale, prune
+# (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$PWD/bin/snapcrypt"
 B="${BENCH_DIR:-/var/tmp/snapcrypt-bench}"
-parts="${BENCH_PARTS:-snapshot mount rotate s3 scale}"
+parts="${BENCH_PARTS:-snapshot mount rotate s3 scale prune}"
 export RESTIC_PASSWORD=bench-password
 
 need=()
@@ -69,7 +69,7 @@ if [[ " $parts " == *" snapshot "* ]]; then
   echo
 fi
 
-for part in mount rotate s3 scale; do
+for part in mount rotate s3 scale prune; do
   if [[ " $parts " == *" $part "* ]] && [ -x "scripts/bench-$part.sh" ]; then
     B="$B" bin="$bin" data="$data" "scripts/bench-$part.sh"
   fi

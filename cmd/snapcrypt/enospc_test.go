@@ -42,7 +42,8 @@ func smallFS(t *testing.T, size string) string {
 // snapshot writes its packs: the snapshot fails saying the disk is full,
 // and leaves a pack that no index names. Check counts it as unused space
 // and passes; status shows it. Once space is freed the next snapshot
-// succeeds, restores and checks clean, and the pack is still unused space.
+// succeeds, restores and checks clean, and the pack is still unused space,
+// which prune then deletes.
 func TestDiskFullMidSnapshot(t *testing.T) {
 	small := smallFS(t, "72m")
 	d := t.TempDir()
@@ -145,6 +146,39 @@ func TestDiskFullMidSnapshot(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || string(got) != string(want) {
 			t.Fatalf("restored %s: %d bytes, %v; want %d", name, len(got), err, len(want))
+		}
+	}
+
+	// Prune reclaims the interrupted snapshot's packs; everything reads.
+	unused := res.UnindexedPacks
+	r = sc(t, env, "prune", "--json")
+	r.want(t, 0, "")
+	var pr struct {
+		Unindexed int   `json:"unindexed_packs"`
+		Deleted   int   `json:"deleted_packs"`
+		Freed     int64 `json:"freed_bytes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil {
+		t.Fatalf("prune --json: %v\n%s", err, r.stdout)
+	}
+	if pr.Unindexed != unused || pr.Deleted < unused || pr.Freed < res.UnindexedBytes {
+		t.Fatalf("prune after a full disk: %+v, want the %d unindexed packs (%d bytes) deleted", pr, unused, res.UnindexedBytes)
+	}
+	r = sc(t, env, "check", "--read-data", "--json")
+	r.want(t, 0, "")
+	res.Problems = nil
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 0 || res.Snapshots != 1 || res.UnindexedPacks != 0 {
+		t.Fatalf("check after prune: %+v", res)
+	}
+	dst2 := filepath.Join(d, "restored-after-prune")
+	sc(t, env, "restore", id, dst2).want(t, 0, "")
+	for _, name := range []string{"a", "b"} {
+		want, _ := os.ReadFile(filepath.Join(src, name))
+		if got, err := os.ReadFile(filepath.Join(dst2, name)); err != nil || string(got) != string(want) {
+			t.Fatalf("restored %s after prune: %d bytes, %v; want %d", name, len(got), err, len(want))
 		}
 	}
 }

@@ -80,6 +80,8 @@ type forgetOptions struct {
 	keepTags, tags, names, hosts                 []string
 	groupBy                                      retention.GroupBy
 	dryRun                                       bool
+	prune                                        bool
+	pruneFlags                                   pruneFlags
 	flags                                        *pflag.FlagSet
 }
 
@@ -107,7 +109,7 @@ func forgetCommand() *command {
 	return &command{
 		name: "forget", args: "[SNAPSHOT...]",
 		short: "Remove the snapshots named (id, unique id prefix, name or 'latest'), or those a --keep-* policy does not keep. " +
-			"Only the snapshot manifests go: the data stays until prune (not yet available) reclaims it.",
+			"Only the snapshot manifests go: the data stays until prune (or --prune) reclaims it.",
 		setup: func(fs *pflag.FlagSet, c *cli) {
 			o.flags = fs
 			fs.Var(&o.last, "keep-last", "keep the `n` newest snapshots ('unlimited': all)")
@@ -128,6 +130,8 @@ func forgetCommand() *command {
 			fs.StringArrayVar(&o.hosts, "host", nil, "only consider snapshots of this `host` (repeatable)")
 			fs.Var(groupByFlag{&o.groupBy}, "group-by", "apply the policy to each group of snapshots sharing these `fields`: host, paths, name, tags ('' for one group)")
 			fs.BoolVarP(&o.dryRun, "dry-run", "n", false, "remove nothing; print what would be removed")
+			fs.BoolVar(&o.prune, "prune", false, "then prune: delete the data no snapshot left references (prune's flags apply)")
+			o.pruneFlags.setup(fs, false)
 			jsonFlag(fs, c)
 		},
 		run: func(ctx context.Context, c *cli, args []string) error { return runForget(ctx, c, o, args) },
@@ -198,7 +202,37 @@ func runForget(ctx context.Context, c *cli, o *forgetOptions, args []string) err
 		fmt.Fprintf(c.stdout, "dry run: would remove %d snapshots\n", len(remove))
 		return nil
 	}
-	return removeSnapshots(ctx, c, r, groups, remove)
+	if !o.prune {
+		return removeSnapshots(ctx, c, r, groups, remove, false)
+	}
+	popts, err := o.pruneFlags.options(c)
+	if err != nil {
+		return err
+	}
+	// With --json, one object: the groups and the prune's result.
+	json := c.json
+	c.json = false
+	out := c.stdout
+	if json {
+		c.stdout = io.Discard
+	}
+	err = removeSnapshots(ctx, c, r, groups, remove, true)
+	c.stdout = out
+	if err != nil {
+		return err
+	}
+	if json {
+		res, err := r.Prune(ctx, popts)
+		if err != nil {
+			return err
+		}
+		c.json = true
+		return c.printJSON(struct {
+			Groups []forgetGroup     `json:"groups"`
+			Prune  *repo.PruneResult `json:"prune"`
+		}{groups, res})
+	}
+	return runPrune(ctx, c, r, popts)
 }
 
 // checkForgetArgs refuses what forget must not guess at: snapshots named
@@ -293,7 +327,7 @@ func forgetByPolicy(ctx context.Context, r *repo.Repository, o *forgetOptions, p
 // removeSnapshots removes the snapshots' manifests, goes on past a
 // failure, prints the count (or the groups as JSON) and returns the
 // failures.
-func removeSnapshots(ctx context.Context, c *cli, r *repo.Repository, groups []forgetGroup, remove []*repo.Snapshot) error {
+func removeSnapshots(ctx context.Context, c *cli, r *repo.Repository, groups []forgetGroup, remove []*repo.Snapshot, pruning bool) error {
 	var failed []string
 	for _, s := range remove {
 		if err := r.ForgetSnapshot(ctx, s.ID); err != nil {
@@ -307,8 +341,8 @@ func removeSnapshots(ctx context.Context, c *cli, r *repo.Repository, groups []f
 	} else {
 		fmt.Fprintf(c.stdout, "removed %d snapshots\n", len(remove)-len(failed))
 	}
-	if len(remove) > len(failed) {
-		fmt.Fprintln(c.stderr, "note: forget removes snapshot manifests only; the data they alone referenced takes space until prune (to come) reclaims it")
+	if len(remove) > len(failed) && !pruning {
+		fmt.Fprintln(c.stderr, "note: forget removes snapshot manifests only; the data they alone referenced takes space until prune reclaims it")
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))

@@ -63,9 +63,10 @@ const (
 	KindPack     Kind = 1
 	KindIndex    Kind = 2
 	KindSnapshot Kind = 3
+	KindMark     Kind = 4 // a prune's plan (docs/prune.md)
 )
 
-func (k Kind) valid() bool { return k >= KindPack && k <= KindSnapshot }
+func (k Kind) valid() bool { return k >= KindPack && k <= KindMark }
 
 func (k Kind) String() string {
 	switch k {
@@ -75,6 +76,8 @@ func (k Kind) String() string {
 		return "index"
 	case KindSnapshot:
 		return "snapshot"
+	case KindMark:
+		return "mark"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }

@@ -141,7 +141,7 @@ func TestHeader(t *testing.T) {
 		"empty":        nil,
 		"magic":        append([]byte("SNAPCRY\x02"), b[8:]...),
 		"kind 0":       append(append([]byte(Magic), 0), b[9:]...),
-		"kind 4":       append(append([]byte(Magic), 4), b[9:]...),
+		"kind 5":       append(append([]byte(Magic), 5), b[9:]...),
 		"kind 255":     append(append([]byte(Magic), 255), b[9:]...),
 		"lower magic":  append([]byte("snapcry\x01"), b[8:]...),
 		"magic prefix": []byte(Magic),
@@ -151,7 +151,7 @@ func TestHeader(t *testing.T) {
 			t.Errorf("%s: ParseHeader error = %v, want ErrCorrupt", name, err)
 		}
 	}
-	for _, k := range []Kind{0, 4, 255} {
+	for _, k := range []Kind{0, 5, 255} {
 		if _, err := NewHeader(k, [16]byte{}); err == nil {
 			t.Errorf("NewHeader(%d) succeeded", k)
 		}

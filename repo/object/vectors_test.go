@@ -331,7 +331,7 @@ func writeVectors(t *testing.T) {
 		{name: "bad magic", expect: expectHeader, kind: KindPack, size: 10, mutation: "flip:0:0"},
 		{name: "bad version", expect: expectHeader, kind: KindPack, size: 10, mutation: "set:7:02"},
 		{name: "kind 0", expect: expectHeader, kind: KindPack, size: 10, mutation: "set:8:00"},
-		{name: "kind 4", expect: expectHeader, kind: KindPack, size: 10, mutation: "set:8:04"},
+		{name: "kind 5", expect: expectHeader, kind: KindPack, size: 10, mutation: "set:8:05"},
 		{name: "short header", expect: expectHeader, kind: KindPack, size: 10, mutation: fmt.Sprintf("truncate:%d", H-1)},
 		{name: "empty object", expect: expectHeader, kind: KindPack, size: 10, mutation: "truncate:0"},
 
