@@ -42,6 +42,10 @@ type SnapshotOptions struct {
 	Progress func(Progress)
 	// Exclude chooses what to leave out; it is recorded in the manifest.
 	Exclude Exclusions
+	// Compression overrides the repository's default (Repository.
+	// Compression) for this snapshot's new blobs; 0 keeps the default.
+	// A version 1 repository takes only CompressionOff.
+	Compression Compression
 }
 
 // Progress are the running figures of a snapshot.
@@ -136,6 +140,13 @@ func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	comp := opts.Compression
+	if comp == 0 {
+		comp = r.comp
+	}
+	if comp != CompressionOff && r.cfg.Version < 2 {
+		return nil, nil, fmt.Errorf("snapshot: compression %s: a format version 1 repository stores blobs uncompressed (snapcrypt migrate upgrades it)", comp)
+	}
 	sel, err := newSelector(opts.Exclude)
 	if err != nil {
 		return nil, nil, err
@@ -145,7 +156,7 @@ func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *
 	if _, err := r.LoadIndexPartial(ctx); err != nil {
 		return nil, nil, err
 	}
-	a = &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
+	a = &archiver{r: r, w: newWriter(r, comp), opts: opts, buf: make([]byte, chunker.MaxSize),
 		links: map[[2]uint64][]Chunk{}, sel: sel}
 	a.prog.Start = time.Now()
 	a.chunker = chunker.New(nil, r.pol)

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 func sampleTree() *Tree {
@@ -161,11 +164,17 @@ func TestSnapshotDecode(t *testing.T) {
 
 func TestConfigDecode(t *testing.T) {
 	good := `{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`
-	if _, err := ParseConfig([]byte(good + "\n")); err != nil {
-		t.Fatal(err)
+	for _, v := range []string{good, strings.Replace(good, "1", "2", 1)} {
+		if _, err := ParseConfig([]byte(v + "\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A newer version says so (not "corrupted").
+	if _, err := ParseConfig([]byte(strings.Replace(good, "1", "3", 1))); !errors.Is(err, ErrNewerFormat) || errors.Is(err, object.ErrCorrupt) {
+		t.Errorf("version 3: %v, want ErrNewerFormat", err)
 	}
 	for _, bad := range []string{
-		``, `null`, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
+		``, `null`, `{"version":3,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":0,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
 		`{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`,
 		good + `{}`, good + `}`, good + `]`, good + ` 1`,
 	} {

@@ -38,6 +38,12 @@ type writer struct {
 	// packSize is the plaintext size at which an open pack is sealed
 	// (PackSize; tests make it small).
 	packSize int
+	// comp is how new blobs are stored (always off in a version 1
+	// repository).
+	comp Compression
+	// added and addedStored count the plaintext of the blobs this
+	// writer queued and the bytes they take in packs.
+	added, addedStored int64
 }
 
 type openPack struct {
@@ -45,8 +51,11 @@ type openPack struct {
 	blobs []PackBlob
 }
 
-func newWriter(r *Repository) *writer {
-	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}, packSize: PackSize}
+func newWriter(r *Repository, comp Compression) *writer {
+	if r.cfg.Version < 2 {
+		comp = CompressionOff
+	}
+	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}, packSize: PackSize, comp: comp}
 }
 
 // key returns the DEK to seal the next object with.
@@ -88,6 +97,11 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 	if w.r.index.Has(t, id) {
 		return false, nil // the common case of a known blob, without w.mu
 	}
+	pb := PackBlob{Type: t, ID: id, Length: uint32(len(data))}
+	if z := compressBlob(w.comp, data); z != nil {
+		pb.Length, pb.Zstd, pb.Plain = uint32(len(z)), true, uint32(len(data))
+		data = z
+	}
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -105,8 +119,11 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 		op = &openPack{buf: make([]byte, 0, w.packSize+w.packSize/4)}
 		w.open[t] = op
 	}
-	op.blobs = append(op.blobs, PackBlob{Type: t, ID: id, Offset: uint64(len(op.buf)), Length: uint32(len(data))})
+	pb.Offset = uint64(len(op.buf))
+	op.blobs = append(op.blobs, pb)
 	op.buf = append(op.buf, data...)
+	w.added += int64(pb.PlainLength())
+	w.addedStored += int64(pb.Length)
 	full := len(op.buf) >= w.packSize || len(op.blobs) >= maxPackBlobs
 	if full {
 		delete(w.open, t)

@@ -47,11 +47,11 @@ func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc,
 		if pos >= ahead {
 			return
 		}
-		pos += int64(loc.length)
-		if pf.cached(loc) {
+		pos += int64(loc.plain)
+		id := chunks[i].ID
+		if pf.cached(id, loc) {
 			continue
 		}
-		id := chunks[i].ID
 		pf.mu.Lock()
 		if _, ok := pf.inflight[id]; ok {
 			pf.mu.Unlock()
@@ -71,7 +71,8 @@ func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc,
 	}
 }
 
-// fetch decrypts the chunk at loc into the segment cache.
+// fetch decrypts the chunk at loc into the segment cache, or, if it is
+// compressed, decompresses it into the cache of decompressed blobs.
 func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done chan struct{}) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -84,12 +85,20 @@ func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done ch
 		close(done)
 		<-pf.slots
 	}()
+	if loc.zstd {
+		_, _ = pf.e.inflatedBlob(ctx, id, loc)
+		return
+	}
 	_ = pf.e.fetchAhead(ctx, loc.pack, int64(loc.offset), int64(loc.length))
 }
 
 // cached tells whether the first and last segments of the blob at loc are
-// in the segment cache (without counting a hit or a miss).
-func (pf *prefetcher) cached(loc blobLoc) bool {
+// in the segment cache, or a compressed blob in the cache of decompressed
+// ones (without counting a hit or a miss).
+func (pf *prefetcher) cached(id BlobID, loc blobLoc) bool {
+	if loc.zstd {
+		return pf.e.plains.contains(id)
+	}
 	const seg = object.SegmentSize
 	first := int64(loc.offset) / seg
 	last := (int64(loc.offset) + int64(loc.length) - 1) / seg
