@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -104,6 +105,84 @@ func sampleIndex() []IndexPack {
 	p.Blobs[1].ID[0] = 1
 	p.PlainSize = 15 + 2*packBlobSize + 12
 	return []IndexPack{p}
+}
+
+// sampleIndexV2 is an index of one pack holding compressed blobs
+// (version 2 entries): a compressed data blob, a data blob stored as it
+// is, and a compressed tree.
+func sampleIndexV2() []IndexPack {
+	var p IndexPack
+	for i := range p.ID {
+		p.ID[i] = byte(i * 5)
+	}
+	p.Header = bytes.Repeat([]byte{0xcd}, 57)
+	p.Blobs = []PackBlob{
+		{Type: BlobData, Offset: 0, Length: 8, Zstd: true, Plain: 100},
+		{Type: BlobData, Offset: 8, Length: 10},
+		{Type: BlobTree, Offset: 18, Length: 6, Zstd: true, Plain: 40},
+	}
+	p.Blobs[1].ID[0] = 1
+	p.Blobs[2].ID[0] = 2
+	p.PlainSize = 24 + 3*packBlobSizeV2 + 12
+	return []IndexPack{p}
+}
+
+// TestVersion2Entries: compressed blobs make version 2 encodings that
+// decode to the same blobs; a list without one is written in version 1;
+// version 2 bytes without a compressed blob, a stored blob whose lengths
+// differ, an unknown compression and a plaintext length past the blob
+// limit are refused.
+func TestVersion2Entries(t *testing.T) {
+	ix := sampleIndexV2()
+	b := MarshalIndex(ix)
+	if b[0] != 2 {
+		t.Fatalf("index version %d, want 2", b[0])
+	}
+	got, err := UnmarshalIndex(b)
+	if err != nil || len(got) != 1 || len(got[0].Blobs) != 3 {
+		t.Fatalf("%v, %+v", err, got)
+	}
+	for i, pb := range got[0].Blobs {
+		if pb != ix[0].Blobs[i] {
+			t.Errorf("blob %d: %+v, want %+v", i, pb, ix[0].Blobs[i])
+		}
+	}
+	if got[0].Blobs[0].PlainLength() != 100 || got[0].Blobs[1].PlainLength() != 10 {
+		t.Errorf("plain lengths %d, %d", got[0].Blobs[0].PlainLength(), got[0].Blobs[1].PlainLength())
+	}
+	tr := appendPackTrailer(make([]byte, 24), ix[0].Blobs)
+	if string(tr[len(tr)-8:]) != "SCPACK02" || len(tr) != int(ix[0].PlainSize) {
+		t.Fatalf("trailer %x", tr)
+	}
+	if blobs, err := ParsePackTrailer(tr); err != nil || len(blobs) != 3 || blobs[2] != ix[0].Blobs[2] {
+		t.Fatalf("trailer: %v %+v", err, blobs)
+	}
+	if v1 := MarshalIndex(sampleIndex()); v1[0] != 1 {
+		t.Errorf("an index without compressed blobs is version %d", v1[0])
+	}
+	// Entry bytes: the first blob's are at 1 (version) + 1 (count) + 32
+	// + uvarint size + 1 + 57 + 1 (blob count).
+	first := 1 + 1 + 32 + len(binary.AppendUvarint(nil, ix[0].PlainSize)) + 1 + 57 + 1
+	mutate := map[string]func(b []byte){
+		"no compressed blob": func(b []byte) {
+			b[first+45] = 0
+			b[first+49] = 8
+			b[first+48] = 0
+			b[first+2*50+45] = 0
+			b[first+2*50+49] = 6
+		},
+		"stored, lengths differ": func(b []byte) { b[first+50+49] = 11 },
+		"unknown compression":    func(b []byte) { b[first+45] = 2 },
+		"zero plaintext":         func(b []byte) { b[first+49] = 0 },
+		"data past 8 MiB":        func(b []byte) { b[first+46] = 0x01 },
+	}
+	for name, m := range mutate {
+		bad := bytes.Clone(b)
+		m(bad)
+		if _, err := UnmarshalIndex(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }
 
 func TestIndexRoundTrip(t *testing.T) {
@@ -220,6 +299,7 @@ func FuzzUnmarshalTree(f *testing.F) {
 
 func FuzzUnmarshalIndex(f *testing.F) {
 	f.Add(vector(f, "index"))
+	f.Add(vector(f, "index-v2"))
 	f.Add(MarshalIndex(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ps, err := UnmarshalIndex(b)
@@ -234,6 +314,7 @@ func FuzzUnmarshalIndex(f *testing.F) {
 
 func FuzzParsePackTrailer(f *testing.F) {
 	f.Add(appendPackTrailer([]byte("abcde"), []PackBlob{{Type: BlobData, Length: 5}}))
+	f.Add(appendPackTrailer(make([]byte, 24), sampleIndexV2()[0].Blobs))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		blobs, err := ParsePackTrailer(b)
 		if err != nil {
@@ -243,7 +324,7 @@ func FuzzParsePackTrailer(f *testing.F) {
 		for _, pb := range blobs {
 			end = pb.Offset + uint64(pb.Length)
 		}
-		if int(end)+len(blobs)*packBlobSize+12 != len(b) {
+		if int(end)+len(blobs)*entrySize(entryVersion(blobs))+12 != len(b) {
 			t.Fatalf("accepted a trailer that does not tile the pack")
 		}
 	})

@@ -1,0 +1,102 @@
+package repo
+
+import (
+	"bytes"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// TestCompressBlobDecision: text is compressed and decompresses to itself;
+// random bytes, tiny blobs and compression off are stored as they are.
+func TestCompressBlobDecision(t *testing.T) {
+	text := []byte(strings.Repeat("func main() { fmt.Println(\"hello, world\") }\n", 5000))
+	for _, c := range []Compression{CompressionAuto, CompressionMax} {
+		z := compressBlob(c, text)
+		if z == nil || len(z) > len(text)/4 {
+			t.Fatalf("%s: text compressed to %d of %d bytes", c, len(z), len(text))
+		}
+		got, err := decompressBlob(nil, z, uint32(len(text)))
+		if err != nil || !bytes.Equal(got, text) {
+			t.Fatalf("%s: round trip: %v", c, err)
+		}
+	}
+	rnd := make([]byte, 1<<20)
+	seededRandom(rnd)
+	for name, b := range map[string][]byte{"random": rnd, "tiny": []byte("abcabcabcabc")} {
+		if z := compressBlob(CompressionAuto, b); z != nil {
+			t.Errorf("%s: compressed to %d of %d bytes, want stored as it is", name, len(z), len(b))
+		}
+	}
+	if z := compressBlob(CompressionOff, text); z != nil {
+		t.Error("compression off compressed")
+	}
+}
+
+// seededRandom fills b with incompressible bytes (a xorshift generator:
+// the same every run).
+func seededRandom(b []byte) {
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x >> 32)
+	}
+}
+
+// TestDecompressBlobBounds: a frame that decodes to more than the
+// plaintext length recorded, or to less, is refused, and refusing a
+// decompression bomb (100 MiB of zeros in a few bytes, recorded as 1000)
+// allocates next to nothing, with or without a content size in the frame.
+func TestDecompressBlobBounds(t *testing.T) {
+	zeros := make([]byte, 100<<20)
+	withSize := encoders()[zstd.SpeedFastest].EncodeAll(zeros, nil)
+	var noSize bytes.Buffer
+	w, err := zstd.NewWriter(&noSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(zeros)
+	w.Close()
+	zeros = nil
+	for name, z := range map[string][]byte{"content size": withSize, "no content size": noSize.Bytes()} {
+		if _, err := decompressBlob(nil, z, 100<<20-1); err == nil {
+			t.Errorf("%s: decoded to more than recorded", name)
+		}
+		if _, err := decompressBlob(nil, z[:len(z)-3], 1000); err == nil {
+			t.Errorf("%s: truncated frame accepted", name)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, err := decompressBlob(nil, z, 1000); err == nil {
+			t.Errorf("%s: a bomb decoded", name)
+		}
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+			t.Errorf("%s: refusing a bomb allocated %d bytes", name, n)
+		}
+	}
+	small := encoders()[zstd.SpeedFastest].EncodeAll([]byte("hello hello hello"), nil)
+	if _, err := decompressBlob(nil, small, 18); err == nil {
+		t.Error("decoded to fewer bytes than recorded, accepted")
+	}
+}
+
+// FuzzDecompressBlob: whatever the bytes and the recorded length,
+// decompression fails or gives exactly that many bytes.
+func FuzzDecompressBlob(f *testing.F) {
+	f.Add(encoders()[zstd.SpeedDefault].EncodeAll([]byte(strings.Repeat("snapcrypt ", 100)), nil), uint32(1000))
+	f.Add(encoders()[zstd.SpeedFastest].EncodeAll(make([]byte, 1<<20), nil), uint32(100))
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd}, uint32(1))
+	f.Fuzz(func(t *testing.T, z []byte, plain uint32) {
+		plain %= MaxChunkSize + 1
+		b, err := decompressBlob(nil, z, plain)
+		if err == nil && uint32(len(b)) != plain {
+			t.Fatalf("%d bytes, recorded %d", len(b), plain)
+		}
+	})
+}
