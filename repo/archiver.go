@@ -186,6 +186,11 @@ func (a *archiver) commit(ctx context.Context, root *Node, paths []string, paren
 		ex := opts.Exclude
 		snap.Exclude = &ex
 	}
+	if r.cfg.Version >= 2 {
+		a.w.mu.Lock()
+		snap.Added = &AddedBytes{Plain: a.w.added, Stored: a.w.addedStored}
+		a.w.mu.Unlock()
+	}
 	if u := os.Getenv("USER"); u != "" {
 		snap.Username = u
 	}

@@ -113,6 +113,10 @@ func TestCompressedSnapshotReads(t *testing.T) {
 	if stored*2 > plain {
 		t.Errorf("compressed blobs take %d bytes for %d of plaintext", stored, plain)
 	}
+	allPlain, allStored := f.r.Index().BlobBytes()
+	if a := f.snap.Added; a == nil || a.Plain != int64(allPlain) || a.Stored != int64(allStored) || allStored >= allPlain {
+		t.Errorf("manifest says added %+v, the index holds %d bytes of plaintext in %d", a, allPlain, allStored)
+	}
 	tree, err := f.r.LoadTree(ctx, f.snap.Tree)
 	if err != nil {
 		t.Fatal(err)

@@ -313,6 +313,21 @@ func (x *Index) failure() error {
 	return x.failed
 }
 
+// BlobBytes returns the plaintext length of every blob of every pack the
+// index knows, and the bytes they take in the packs (less where blobs are
+// compressed).
+func (x *Index) BlobBytes() (plain, stored uint64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, p := range x.packs {
+		for _, pb := range p.Blobs {
+			plain += uint64(pb.PlainLength())
+			stored += uint64(pb.Length)
+		}
+	}
+	return plain, stored
+}
+
 // PackedBytes returns the plaintext bytes of every pack the index knows.
 func (r *Repository) PackedBytes() uint64 { return r.index.plainBytes() }
 

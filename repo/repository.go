@@ -4,7 +4,7 @@
 // restore, check, forget). Encryption of objects is package object's; keys
 // are package keys'.
 //
-// A Repository writes only "config" (Init), "data/", "index/" and
+// A Repository writes only "config" and "settings" (Init, Migrate), "data/", "index/" and
 // "snapshots/" (create-only, but for forget's deletion of a manifest); it
 // never writes below "deks/" or "keyring/": it takes its data keys from a
 // keys.Keychain (NewDEK for a new object, DEK to open one), and only
