@@ -182,10 +182,10 @@ func (r *Repository) missingBlob(t BlobType, id BlobID) error {
 // ReadErrors returns the count of read errors and the most recent ones.
 func (r *Repository) ReadErrors() (uint64, []string) { return r.eng.readErrors() }
 
-// CacheStats returns the figures of the segment and tree caches (segments:
-// both parts of the segment cache together).
+// CacheStats returns the figures of the segment, decompressed blob and
+// tree caches (segments: both parts of the segment cache together).
 func (r *Repository) CacheStats() map[string]CacheStats {
-	return map[string]CacheStats{"segments": r.eng.segmentStats(), "trees": r.trees.stats()}
+	return map[string]CacheStats{"segments": r.eng.segmentStats(), "decompressed": r.eng.plains.stats(), "trees": r.trees.stats()}
 }
 
 // packCipher returns the cipher of a pack, from the engine's cache (check
