@@ -17,14 +17,14 @@ const StatusVersion = 1
 
 // Status is the content of .ctl/status (JSON).
 type Status struct {
-	Version    int       `json:"version"`
-	Repository string    `json:"repository"` // repository id
+	Version    int    `json:"version"`
+	Repository string `json:"repository"` // repository id
 	// Format is the repository's format version (its config's) and
 	// Compression its default compression, "off" in format version 1.
-	Format      int    `json:"format_version"`
-	Compression string `json:"compression,omitempty"`
-	Mountpoint string    `json:"mountpoint"`
-	MountedAt  time.Time `json:"mounted_at"`
+	Format      int       `json:"format_version"`
+	Compression string    `json:"compression,omitempty"`
+	Mountpoint  string    `json:"mountpoint"`
+	MountedAt   time.Time `json:"mounted_at"`
 
 	Snapshots    int       `json:"snapshots"`
 	Latest       string    `json:"latest,omitempty"` // directory name of the newest

@@ -21,18 +21,18 @@ type statusGeneration struct {
 }
 
 type statusJSON struct {
-	ID            string             `json:"repository_id"`
-	Location      string             `json:"location"`
-	FormatVersion int                `json:"format_version"`
+	ID            string `json:"repository_id"`
+	Location      string `json:"location"`
+	FormatVersion int    `json:"format_version"`
 	// Compression is the default compression of snapshots ("off" in
 	// format version 1).
-	Compression string `json:"compression"`
-	KeyringEpoch  uint64             `json:"keyring_epoch"`
-	Current       string             `json:"current_generation"`
-	Generations   []statusGeneration `json:"generations"`
-	Rotation      *keys.Rotation     `json:"rotation"`
-	Unfinished    bool               `json:"rotation_unfinished"`
-	Lease         *lease.Lease       `json:"rotation_lease"`
+	Compression  string             `json:"compression"`
+	KeyringEpoch uint64             `json:"keyring_epoch"`
+	Current      string             `json:"current_generation"`
+	Generations  []statusGeneration `json:"generations"`
+	Rotation     *keys.Rotation     `json:"rotation"`
+	Unfinished   bool               `json:"rotation_unfinished"`
+	Lease        *lease.Lease       `json:"rotation_lease"`
 	// Authenticated is false for a keyring never committed in format
 	// version 2 (its next commit, a rotation, authenticates it).
 	Authenticated bool     `json:"keyring_authenticated"`
