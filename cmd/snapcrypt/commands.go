@@ -364,15 +364,15 @@ func restoreCommand() *command {
 				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
 			if rep != nil {
 				opts.Progress = restoreProgress(rep)
-				if len(include) == 0 {
-					sctx, stop := context.WithCancel(ctx)
-					defer stop()
-					go func() {
-						if files, bytes, err := restoreTotals(sctx, r, s); err == nil {
-							rep.setTotals(files, bytes)
-						}
-					}()
-				}
+				// The totals (of the part --include selects) for
+				// the ETA, from the trees, beside the restore.
+				sctx, stop := context.WithCancel(ctx)
+				defer stop()
+				go func() {
+					if files, bytes, err := r.RestoreTotals(sctx, s, include); err == nil {
+						rep.setTotals(files, bytes)
+					}
+				}()
 			}
 			start := time.Now()
 			res, err := r.Restore(ctx, s, args[1], opts)
