@@ -346,8 +346,9 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 
 // FuzzParseConfig: a config ParseConfig accepts marshals (as Init writes
 // it) to bytes that parse to the same value and marshal to the same bytes
-// again; the example repository's config re-encodes to its own bytes. The seeds are the frozen example repository's config, a fresh one
-// and two refused ones; outside fuzzing, the test fails unless every seed
+// again; the example repository's config re-encodes to its own bytes. The
+// seeds are the frozen example repositories' configs (versions 1 and 2), a
+// fresh one and two refused ones; outside fuzzing, the test fails unless every seed
 // ran and both good ones parsed.
 func FuzzParseConfig(f *testing.F) {
 	example, err := os.ReadFile("testdata/example-repo/config")
@@ -358,7 +359,11 @@ func FuzzParseConfig(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	seeds := [][]byte{example, []byte(string(fresh) + "\n"), []byte(`{"version":1,"id":"zz"}`), []byte(string(fresh) + "}")}
+	exampleV2, err := os.ReadFile("testdata/example-repo-v2/config")
+	if err != nil || len(exampleV2) == 0 {
+		f.Fatalf("version 2 example repository config: %d bytes, %v", len(exampleV2), err)
+	}
+	seeds := [][]byte{example, exampleV2, []byte(string(fresh) + "\n"), []byte(`{"version":1,"id":"zz"}`), []byte(string(fresh) + "}")}
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -367,8 +372,8 @@ func FuzzParseConfig(f *testing.F) {
 		if fuzzing() {
 			return
 		}
-		if ran.Load() != int64(len(seeds)) || parsed.Load() != 2 {
-			f.Errorf("%d of %d seeds ran and %d of 2 good ones parsed", ran.Load(), len(seeds), parsed.Load())
+		if ran.Load() != int64(len(seeds)) || parsed.Load() != 3 {
+			f.Errorf("%d of %d seeds ran and %d of 3 good ones parsed", ran.Load(), len(seeds), parsed.Load())
 		}
 	})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -403,4 +408,38 @@ func FuzzParseConfig(f *testing.F) {
 func fuzzing() bool {
 	fl := flag.Lookup("test.fuzz")
 	return fl != nil && fl.Value.String() != ""
+}
+
+// FuzzParseSettings: settings ParseSettings accepts marshal (as init
+// writes them) to bytes that parse to the same value; the frozen version
+// 2 example's settings are among the seeds, and outside fuzzing the test
+// fails unless every seed ran and the three good ones parsed.
+func FuzzParseSettings(f *testing.F) {
+	example, err := os.ReadFile("testdata/example-repo-v2/settings")
+	if err != nil || len(example) == 0 {
+		f.Fatalf("example repository settings: %d bytes, %v", len(example), err)
+	}
+	seeds := [][]byte{example, marshalSettings(Settings{Compression: "off"}), marshalSettings(Settings{Compression: "max"}),
+		[]byte(`{"compression":"fast"}`), []byte(`{"compression":"auto","x":1}`), []byte(`null`)}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	var ran, parsed atomic.Int64
+	f.Cleanup(func() {
+		if !fuzzing() && (ran.Load() != int64(len(seeds)) || parsed.Load() != 3) {
+			f.Errorf("%d of %d seeds ran and %d of 3 good ones parsed", ran.Load(), len(seeds), parsed.Load())
+		}
+	})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ran.Add(1)
+		s, err := ParseSettings(b)
+		if err != nil {
+			return
+		}
+		parsed.Add(1)
+		again, err := ParseSettings(marshalSettings(s))
+		if err != nil || again != s {
+			t.Fatalf("%q: re-encoded settings parse to %+v, %v", b, again, err)
+		}
+	})
 }
