@@ -2,14 +2,19 @@ package repo
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
 // TestCompressBlobDecision: text is compressed and decompresses to itself;
@@ -151,5 +156,80 @@ func TestZstdVectors(t *testing.T) {
 		if _, err := decompressBlob(nil, z, uint32(len(plain))+1); err == nil {
 			t.Errorf("%s: decoded with a wrong plaintext length", f[0])
 		}
+	}
+}
+
+// TestInflateOnce: a sequential reader of a compressed file (128 KiB
+// requests reading 3 MiB ahead, as through the mount) makes each chunk be
+// decompressed exactly once, and the cache of decompressed blobs stays
+// within its bound; reads of a chunk already decompressed decompress
+// nothing.
+func TestInflateOnce(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t, mem.New())
+	var b bytes.Buffer
+	for i := 0; b.Len() < 12<<20; i++ {
+		fmt.Fprintf(&b, "line %d of a compressible file, %x\n", i, i*i)
+	}
+	want := b.Bytes()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := tree.Find([]byte("f")).Chunks
+	for _, c := range chunks {
+		if loc, ok := r.index.lookup(BlobData, c.ID); !ok || !loc.zstd {
+			t.Fatalf("chunk %s is not compressed", c.ID.Short())
+		}
+	}
+	if len(chunks) < 4 {
+		t.Fatalf("%d chunks, want several", len(chunks))
+	}
+	p := make([]byte, 128<<10)
+	for off := 0; off < len(want); off += len(p) {
+		i, start := 0, 0
+		for start+int(chunks[i].Length) <= off {
+			start += int(chunks[i].Length)
+			i++
+		}
+		n, err := r.ReadChunksAt(ctx, chunks[i:], p[:min(len(p), len(want)-off)], int64(off-start), 3<<20)
+		if err != nil || !bytes.Equal(p[:n], want[off:off+n]) {
+			t.Fatalf("read at %d: %d, %v", off, n, err)
+		}
+		if st := r.eng.plains.stats(); st.Bytes > st.Limit {
+			t.Fatalf("the cache of decompressed blobs holds %d bytes, its bound is %d", st.Bytes, st.Limit)
+		}
+	}
+	waitPrefetch(t, r)
+	if got := r.eng.inflated.Load(); got != uint64(len(chunks)) {
+		t.Errorf("%d decompressions for %d chunks read in order", got, len(chunks))
+	}
+	last := chunks[len(chunks)-1]
+	before := r.eng.inflated.Load()
+	for off := int64(0); off < int64(last.Length); off += 4099 {
+		if _, err := r.ReadChunksAt(ctx, chunks[len(chunks)-1:], p[:100], off, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.eng.inflated.Load() - before; got != 0 {
+		t.Errorf("reads in a decompressed chunk decompressed %d more", got)
+	}
+}
+
+// waitPrefetch waits until no chunk is being read ahead.
+func waitPrefetch(t *testing.T, r *Repository) {
+	for i := 0; r.eng.pf.n.Load() > 0; i++ {
+		if i > 1000 {
+			t.Fatal("read-ahead did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -37,17 +37,26 @@ func newPrefetcher(e *engine) *prefetcher {
 // start reads ahead, in the background, the chunks of locs (chunks and
 // their places, in file order) that start before ahead bytes, counted from
 // the start of locs[0], and are not in the cache nor being read ahead
-// already. It never waits: with prefetchMax chunks in flight it leaves the
+// already (compressed ones: as many as half the cache of decompressed
+// blobs holds). It never waits: with prefetchMax chunks in flight it leaves the
 // rest for a later read. The reads use ctx, which must outlive the call
 // (the mount's context, not a request's); their errors are left for the
 // read that needs the bytes.
 func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc, ahead int64) {
-	var pos int64
+	var pos, inflating int64
 	for i, loc := range locs {
 		if pos >= ahead {
 			return
 		}
 		pos += int64(loc.plain)
+		if loc.zstd {
+			// Compressed chunks are read ahead whole, into the cache of
+			// decompressed blobs: no more than half of it at once, or
+			// they would push each other out before they are read.
+			if inflating += int64(loc.plain); inflating > pf.e.plains.max/2 {
+				return
+			}
+		}
 		id := chunks[i].ID
 		if pf.cached(id, loc) {
 			continue
