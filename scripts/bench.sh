@@ -3,7 +3,8 @@
 # Debian's packages) on the same generated data, in one run. Prints a table
 # of times and ratios. Needs root (drops the page cache for cold figures).
 #
-# BENCH_DIR (default /var/tmp/snapcrypt-bench) keeps the data between runs;
+# BENCH_DIR (default /var/tmp/snapcrypt-bench) keeps the data between runs
+# (BENCH_DATA, default $BENCH_DIR/data, names other data of the same shape);
 # BENCH_PARTS selects parts: snapshot, mount, rotate, s3, scale (default
 # all).
 set -euo pipefail
@@ -21,7 +22,7 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 if ((${#need[@]})); then apt-get install -y -qq "${need[@]}" >/dev/null; fi
 
 mkdir -p "$B"
-data="$B/data"
+data="${BENCH_DATA:-$B/data}"
 if [ ! -f "$data/big.bin" ]; then
   echo "generating data in $data: a 1 GiB incompressible file and a source tree" >&2
   mkdir -p "$data"
