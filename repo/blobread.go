@@ -19,7 +19,7 @@ func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byt
 	if loc.zstd {
 		return r.eng.inflate(ctx, t, id, loc)
 	}
-	return r.eng.readStored(ctx, loc)
+	return r.eng.readStored(ctx, loc, nil)
 }
 
 // ReadBlobAt fills p with the blob's plaintext from offset off and returns
@@ -97,9 +97,19 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 		if off >= int64(loc.plain) {
 			return n, fmt.Errorf("offset %d is past the end of data blob %s (%d bytes)", off, chunks[i].ID.Short(), loc.plain)
 		}
+		if loc.zstd && off == 0 && len(p)-n >= int(loc.plain) {
+			// The whole chunk: straight into p (compressed.go).
+			r.eng.pf.await(ctx, chunks[i:i+1])
+			if err := r.eng.inflateInto(ctx, chunks[i].ID, loc, p[n:n+int(loc.plain)]); err != nil {
+				return n, err
+			}
+			n += int(loc.plain)
+			i++
+			continue
+		}
 		if loc.zstd {
-			// The whole chunk, decompressed once for every read
-			// of it (compressed.go).
+			// Part of the chunk: the whole chunk, decompressed once
+			// for every read of it (compressed.go).
 			r.eng.pf.await(ctx, chunks[i:i+1])
 			b, err := r.eng.inflatedBlob(ctx, chunks[i].ID, loc)
 			if err != nil {

@@ -202,3 +202,30 @@ func TestCompressionSettings(t *testing.T) {
 		t.Error("a version 1 repository took a compressed snapshot")
 	}
 }
+
+// TestCompressedWholeChunkReads: reads that cover whole compressed chunks
+// from their start (a small file read whole, a run of chunks) give the
+// plaintext, with and without the chunk in the cache of decompressed
+// blobs.
+func TestCompressedWholeChunkReads(t *testing.T) {
+	ctx := context.Background()
+	f := newCompressedFixture(t, repo.InitOptions{}, repo.SnapshotOptions{})
+	tree, err := f.r.LoadTree(ctx, f.snap.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"small.txt", "text.txt"} {
+		want := f.files[name]
+		chunks := tree.Find([]byte(name)).Chunks
+		for range 2 { // the second time, partly from the cache
+			p := make([]byte, len(want))
+			if n, err := f.r.ReadChunksAt(ctx, chunks, p, 0, 0); err != nil || n != len(want) || !bytes.Equal(p, want) {
+				t.Fatalf("%s read whole: %d, %v", name, n, err)
+			}
+			part := min(1000, len(want)-1)
+			if n, err := f.r.ReadChunksAt(ctx, chunks, p[:part], 0, 0); err != nil || n != part || !bytes.Equal(p[:part], want[:part]) {
+				t.Fatalf("%s read in part: %d, %v", name, n, err)
+			}
+		}
+	}
+}

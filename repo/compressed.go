@@ -13,6 +13,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
@@ -26,9 +27,19 @@ const inflatedMin = 2 * MaxChunkSize
 // engine whose segment cache holds segBytes.
 func inflatedBytes(segBytes int64) int64 { return max(segBytes/2, inflatedMin) }
 
-// readStored reads the stored bytes of the blob at loc into a new buffer.
-func (e *engine) readStored(ctx context.Context, loc blobLoc) ([]byte, error) {
-	buf := make([]byte, loc.length)
+// storedBufs holds buffers for the stored bytes of compressed blobs read
+// whole into a caller's buffer (inflateInto), up to storedBufMax bytes.
+var storedBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const storedBufMax = 1 << 20
+
+// readStored reads the stored bytes of the blob at loc into buf if it has
+// room, else into a new buffer.
+func (e *engine) readStored(ctx context.Context, loc blobLoc, buf []byte) ([]byte, error) {
+	if uint32(cap(buf)) < loc.length {
+		buf = make([]byte, loc.length)
+	}
+	buf = buf[:loc.length]
 	n, err := e.readPack(ctx, loc.pack, buf, int64(loc.offset), 0)
 	if err != nil {
 		return nil, err
@@ -42,7 +53,7 @@ func (e *engine) readStored(ctx context.Context, loc blobLoc) ([]byte, error) {
 // inflate reads and decompresses the compressed blob at loc, named (t, id)
 // for errors.
 func (e *engine) inflate(ctx context.Context, t BlobType, id BlobID, loc blobLoc) ([]byte, error) {
-	z, err := e.readStored(ctx, loc)
+	z, err := e.readStored(ctx, loc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +63,40 @@ func (e *engine) inflate(ctx context.Context, t BlobType, id BlobID, loc blobLoc
 	}
 	e.inflated.Add(1)
 	return b, nil
+}
+
+// inflateInto decompresses the compressed data blob id at loc into p,
+// which holds its whole plaintext: the read of a whole small file, which
+// needs no cache. A blob in the cache is copied from there.
+func (e *engine) inflateInto(ctx context.Context, id BlobID, loc blobLoc, p []byte) error {
+	if e.plains.use(id, func(b []byte) { copy(p, b) }) {
+		return nil
+	}
+	var bp *[]byte
+	var buf []byte
+	if loc.length <= storedBufMax {
+		bp = storedBufs.Get().(*[]byte)
+		defer storedBufs.Put(bp)
+		buf = *bp
+	}
+	z, err := e.readStored(ctx, loc, buf)
+	if err != nil {
+		return err
+	}
+	if bp != nil {
+		*bp = z[:0]
+	}
+	b, err := decompressBlob(p[:0:loc.plain], z, loc.plain)
+	if err != nil {
+		err = fmt.Errorf("%s blob %s in pack %s is %w: %v", BlobData, id.Short(), packName(loc.pack.ID), object.ErrCorrupt, err)
+		e.noteError(err)
+		return err
+	}
+	if len(b) > 0 && &b[0] != &p[0] {
+		copy(p, b) // not expected: the decoder decodes into p's capacity
+	}
+	e.inflated.Add(1)
+	return nil
 }
 
 // inflatedBlob returns the plaintext of the compressed data blob id at
