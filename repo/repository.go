@@ -13,7 +13,9 @@
 // fails gives an error wrapping object.ErrCorrupt.
 //
 // The files: repository.go opens a repository and seals and opens its
-// objects; archiver.go, packer.go and snapshot.go take snapshots; index.go
+// objects; settings.go and migrate.go the settings object and the
+// upgrade from format version 1; compress.go compresses and decompresses
+// blobs, compressed.go reads compressed ones; archiver.go, packer.go and snapshot.go take snapshots; index.go
 // is the index (replaceable: a fresh one can be loaded in place of the
 // old); tree.go and treecache.go the trees and the one cache of decoded
 // ones; engine.go, blobread.go, ciphertext.go, window.go and prefetch.go
