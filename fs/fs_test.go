@@ -245,6 +245,9 @@ func TestLayout(t *testing.T) {
 	if _, ok := st.Cache["segments"]; !ok {
 		t.Errorf("status cache: %+v", st.Cache)
 	}
+	if st.Format != repo.FormatVersion || st.Compression != "auto" {
+		t.Errorf("status: format %d, compression %q", st.Format, st.Compression)
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(f.path("snapshots", "named"), &sfs); err != nil {
 		t.Fatal(err)

@@ -17,10 +17,14 @@ const StatusVersion = 1
 
 // Status is the content of .ctl/status (JSON).
 type Status struct {
-	Version    int       `json:"version"`
-	Repository string    `json:"repository"` // repository id
-	Mountpoint string    `json:"mountpoint"`
-	MountedAt  time.Time `json:"mounted_at"`
+	Version    int    `json:"version"`
+	Repository string `json:"repository"` // repository id
+	// Format is the repository's format version (its config's) and
+	// Compression its default compression, "off" in format version 1.
+	Format      int       `json:"format_version"`
+	Compression string    `json:"compression,omitempty"`
+	Mountpoint  string    `json:"mountpoint"`
+	MountedAt   time.Time `json:"mounted_at"`
 
 	Snapshots    int       `json:"snapshots"`
 	Latest       string    `json:"latest,omitempty"` // directory name of the newest
@@ -136,6 +140,10 @@ func (m *mount) status() Status {
 		EIO:        m.eio.Load(),
 		Panics:     m.panics.Load(),
 		Refreshes:  m.refCount.Load(),
+		Format:     m.r.Config().Version,
+	}
+	if c, ok := m.r.(interface{ Compression() repo.Compression }); ok {
+		s.Compression = c.Compression().String()
 	}
 	if v := m.current(); v != nil {
 		s.Snapshots = len(v.snaps)

@@ -42,6 +42,10 @@ type SnapshotOptions struct {
 	Progress func(Progress)
 	// Exclude chooses what to leave out; it is recorded in the manifest.
 	Exclude Exclusions
+	// Compression overrides the repository's default (Repository.
+	// Compression) for this snapshot's new blobs; 0 keeps the default.
+	// A version 1 repository takes only CompressionOff.
+	Compression Compression
 }
 
 // Progress are the running figures of a snapshot.
@@ -137,6 +141,13 @@ func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	comp := opts.Compression
+	if comp == 0 {
+		comp = r.comp
+	}
+	if comp != CompressionOff && r.cfg.Version < 2 {
+		return nil, nil, fmt.Errorf("snapshot: compression %s: a format version 1 repository stores blobs uncompressed (snapcrypt migrate upgrades it)", comp)
+	}
 	sel, err := newSelector(opts.Exclude)
 	if err != nil {
 		return nil, nil, err
@@ -148,7 +159,7 @@ func (r *Repository) newArchiver(ctx context.Context, opts SnapshotOptions) (a *
 	if err != nil {
 		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
-	a = &archiver{r: r, w: newWriter(r), opts: opts, buf: make([]byte, chunker.MaxSize),
+	a = &archiver{r: r, w: newWriter(r, comp), opts: opts, buf: make([]byte, chunker.MaxSize),
 		links: map[[2]uint64][]Chunk{}, sel: sel, guard: guard}
 	a.prog.Start = time.Now()
 	a.chunker = chunker.New(nil, r.pol)
@@ -177,6 +188,11 @@ func (a *archiver) commit(ctx context.Context, root *Node, paths []string, paren
 	if !opts.Exclude.empty() {
 		ex := opts.Exclude
 		snap.Exclude = &ex
+	}
+	if r.cfg.Version >= 2 {
+		a.w.mu.Lock()
+		snap.Added = &AddedBytes{Plain: a.w.added, Stored: a.w.addedStored}
+		a.w.mu.Unlock()
 	}
 	if u := os.Getenv("USER"); u != "" {
 		snap.Username = u

@@ -16,11 +16,10 @@ func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byt
 	if !ok {
 		return nil, r.missingBlob(t, id)
 	}
-	buf := make([]byte, loc.length)
-	if _, err := r.eng.readPack(ctx, loc.pack, buf, int64(loc.offset), 0); err != nil {
-		return nil, err
+	if loc.zstd {
+		return r.eng.inflate(ctx, t, id, loc)
 	}
-	return buf, nil
+	return r.eng.readStored(ctx, loc, nil)
 }
 
 // ReadBlobAt fills p with the blob's plaintext from offset off and returns
@@ -32,11 +31,25 @@ func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []
 	if !ok {
 		return 0, r.missingBlob(t, id)
 	}
-	if off >= int64(loc.length) {
+	if off >= int64(loc.plain) {
 		return 0, nil
 	}
-	if rest := int64(loc.length) - off; int64(len(p)) > rest {
+	if rest := int64(loc.plain) - off; int64(len(p)) > rest {
 		p = p[:rest]
+	}
+	if loc.zstd {
+		if t != BlobData {
+			b, err := r.eng.inflate(ctx, t, id, loc)
+			if err != nil {
+				return 0, err
+			}
+			return copy(p, b[off:]), nil
+		}
+		b, err := r.eng.inflatedBlob(ctx, id, loc)
+		if err != nil {
+			return 0, err
+		}
+		return copy(p, b[off:]), nil
 	}
 	if max := int64(loc.length) - off - int64(len(p)); ahead > max {
 		ahead = max
@@ -81,8 +94,31 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 		if err != nil {
 			return n, err
 		}
-		if off >= int64(loc.length) {
-			return n, fmt.Errorf("offset %d is past the end of data blob %s (%d bytes)", off, chunks[i].ID.Short(), loc.length)
+		if off >= int64(loc.plain) {
+			return n, fmt.Errorf("offset %d is past the end of data blob %s (%d bytes)", off, chunks[i].ID.Short(), loc.plain)
+		}
+		if loc.zstd && off == 0 && len(p)-n >= int(loc.plain) {
+			// The whole chunk: straight into p (compressed.go).
+			r.eng.pf.await(ctx, chunks[i:i+1])
+			if err := r.eng.inflateInto(ctx, chunks[i].ID, loc, p[n:n+int(loc.plain)]); err != nil {
+				return n, err
+			}
+			n += int(loc.plain)
+			i++
+			continue
+		}
+		if loc.zstd {
+			// Part of the chunk: the whole chunk, decompressed once
+			// for every read of it (compressed.go).
+			r.eng.pf.await(ctx, chunks[i:i+1])
+			b, err := r.eng.inflatedBlob(ctx, chunks[i].ID, loc)
+			if err != nil {
+				return n, err
+			}
+			n += copy(p[n:], b[off:])
+			off = 0
+			i++
+			continue
 		}
 		// The run: chunks i..j-1, packed end to end in loc.pack.
 		start := int64(loc.offset) + off
@@ -90,7 +126,7 @@ func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 		j := i + 1
 		for ; j < len(chunks) && end-start < int64(len(p)-n); j++ {
 			next, err := r.chunkLoc(chunks[j])
-			if err != nil || next.pack.ID != loc.pack.ID || int64(next.offset) != end {
+			if err != nil || next.zstd || next.pack.ID != loc.pack.ID || int64(next.offset) != end {
 				break // an error is reported when the loop gets there
 			}
 			end += int64(next.length)
@@ -128,7 +164,7 @@ func (r *Repository) readAhead(ctx context.Context, chunks []Chunk, ahead int64)
 			break // for the read that gets there to report
 		}
 		locs = append(locs, loc)
-		pos += int64(loc.length)
+		pos += int64(loc.plain)
 	}
 	r.eng.pf.start(ctx, chunks[:len(locs)], locs, ahead)
 }
@@ -139,8 +175,8 @@ func (r *Repository) chunkLoc(c Chunk) (blobLoc, error) {
 	if !ok {
 		return blobLoc{}, r.missingBlob(BlobData, c.ID)
 	}
-	if loc.length != c.Length {
-		return blobLoc{}, fmt.Errorf("data blob %s is %w: %d bytes in the index, %d in its tree entry", c.ID.Short(), object.ErrCorrupt, loc.length, c.Length)
+	if loc.plain != c.Length {
+		return blobLoc{}, fmt.Errorf("data blob %s is %w: %d bytes in the index, %d in its tree entry", c.ID.Short(), object.ErrCorrupt, loc.plain, c.Length)
 	}
 	return loc, nil
 }
@@ -156,10 +192,10 @@ func (r *Repository) missingBlob(t BlobType, id BlobID) error {
 // ReadErrors returns the count of read errors and the most recent ones.
 func (r *Repository) ReadErrors() (uint64, []string) { return r.eng.readErrors() }
 
-// CacheStats returns the figures of the segment and tree caches (segments:
-// both parts of the segment cache together).
+// CacheStats returns the figures of the segment, decompressed blob and
+// tree caches (segments: both parts of the segment cache together).
 func (r *Repository) CacheStats() map[string]CacheStats {
-	return map[string]CacheStats{"segments": r.eng.segmentStats(), "trees": r.trees.stats()}
+	return map[string]CacheStats{"segments": r.eng.segmentStats(), "decompressed": r.eng.plains.stats(), "trees": r.trees.stats()}
 }
 
 // packCipher returns the cipher of a pack, from the engine's cache (check

@@ -253,7 +253,7 @@ func (c *checker) keys(ctx context.Context) {
 // checkPackTrailer reads the pack's trailer and compares it with the index.
 func (r *Repository) checkPackTrailer(ctx context.Context, p *IndexPack, problem func(string, ...any)) {
 	name := packName(p.ID)
-	n := uint64(len(p.Blobs))*packBlobSize + 12
+	n := uint64(len(p.Blobs)*entrySize(entryVersion(p.Blobs))) + 12
 	if n > p.PlainSize {
 		problem("index entry of %s is %v: trailer larger than the pack", name, object.ErrCorrupt)
 		return
@@ -271,7 +271,12 @@ func (r *Repository) checkPackTrailer(ctx context.Context, p *IndexPack, problem
 func (r *Repository) compareTrailer(p *IndexPack, trailer []byte, _ int64, problem func(string, ...any)) {
 	name := packName(p.ID)
 	cnt := uint64(len(p.Blobs))
-	if len(trailer) < 12 || string(trailer[len(trailer)-8:]) != packMagic {
+	v := entryVersion(p.Blobs)
+	magic := packMagic
+	if v == 2 {
+		magic = packMagicV2
+	}
+	if len(trailer) < 12 || string(trailer[len(trailer)-8:]) != magic {
 		problem("object %s is %v: no pack trailer", name, object.ErrCorrupt)
 		return
 	}
@@ -280,7 +285,8 @@ func (r *Repository) compareTrailer(p *IndexPack, trailer []byte, _ int64, probl
 		return
 	}
 	for i := range p.Blobs {
-		pb, err := parsePackBlob(trailer[uint64(i)*packBlobSize:])
+		es := entrySize(v)
+		pb, err := parsePackBlob(trailer[i*es:(i+1)*es], v)
 		if err != nil || pb != p.Blobs[i] {
 			problem("index disagrees with %s at blob %d", name, i)
 			return
@@ -311,6 +317,12 @@ func (r *Repository) checkPackData(ctx context.Context, p *IndexPack, problem fu
 			return
 		}
 		data := plain[pb.Offset : pb.Offset+uint64(pb.Length)]
+		if pb.Zstd {
+			if data, err = decompressBlob(nil, data, pb.Plain); err != nil {
+				problem("object %s: %s blob %s is %v: %v", name, pb.Type, pb.ID.Short(), object.ErrCorrupt, err)
+				continue
+			}
+		}
 		if r.hash.id(pb.Type, data) != pb.ID {
 			problem("object %s: %s blob %s is %v (content does not match its id)", name, pb.Type, pb.ID.Short(), object.ErrCorrupt)
 		}

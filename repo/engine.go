@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/snapcrypt/snapcrypt/repo/object"
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -30,6 +32,11 @@ type engine struct {
 	ctBufs  *bufPool                       // ciphertext buffers of reads
 	segBufs *bufPool                       // plaintext buffers of cached segments
 
+	// plains holds decompressed data blobs (compressed.go); plainLoads
+	// makes concurrent reads of one decompress it once.
+	plains     *lru[BlobID, []byte]
+	plainLoads singleflight.Group
+
 	wins *windows    // ciphertext of read windows; nil without (Options.ReadWindow)
 	pf   *prefetcher // reads ahead of sequential readers of small requests
 
@@ -44,6 +51,7 @@ type engine struct {
 	// both (segmentStats): segments served from the cache, segments
 	// decrypted.
 	hits, opened atomic.Uint64
+	inflated     atomic.Uint64 // compressed blobs decompressed
 }
 
 type segKey struct {
@@ -62,6 +70,7 @@ func newEngine(st store.Reader, dek func(context.Context, [16]byte) ([]byte, err
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
 		ctBufs:  ciphertextBufs(),
 		segBufs: newBufPool(64, object.SegmentSize),
+		plains:  newLRU[BlobID, []byte](inflatedBytes(segBytes)),
 		flights: map[segKey]chan struct{}{},
 	}
 	// The buffers of the segments the caches let go of are reused: a walk

@@ -2,13 +2,17 @@ package repo
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
 func sampleTree() *Tree {
@@ -103,6 +107,84 @@ func sampleIndex() []IndexPack {
 	return []IndexPack{p}
 }
 
+// sampleIndexV2 is an index of one pack holding compressed blobs
+// (version 2 entries): a compressed data blob, a data blob stored as it
+// is, and a compressed tree.
+func sampleIndexV2() []IndexPack {
+	var p IndexPack
+	for i := range p.ID {
+		p.ID[i] = byte(i * 5)
+	}
+	p.Header = bytes.Repeat([]byte{0xcd}, 57)
+	p.Blobs = []PackBlob{
+		{Type: BlobData, Offset: 0, Length: 8, Zstd: true, Plain: 100},
+		{Type: BlobData, Offset: 8, Length: 10},
+		{Type: BlobTree, Offset: 18, Length: 6, Zstd: true, Plain: 40},
+	}
+	p.Blobs[1].ID[0] = 1
+	p.Blobs[2].ID[0] = 2
+	p.PlainSize = 24 + 3*packBlobSizeV2 + 12
+	return []IndexPack{p}
+}
+
+// TestVersion2Entries: compressed blobs make version 2 encodings that
+// decode to the same blobs; a list without one is written in version 1;
+// version 2 bytes without a compressed blob, a stored blob whose lengths
+// differ, an unknown compression and a plaintext length past the blob
+// limit are refused.
+func TestVersion2Entries(t *testing.T) {
+	ix := sampleIndexV2()
+	b := MarshalIndex(ix)
+	if b[0] != 2 {
+		t.Fatalf("index version %d, want 2", b[0])
+	}
+	got, err := UnmarshalIndex(b)
+	if err != nil || len(got) != 1 || len(got[0].Blobs) != 3 {
+		t.Fatalf("%v, %+v", err, got)
+	}
+	for i, pb := range got[0].Blobs {
+		if pb != ix[0].Blobs[i] {
+			t.Errorf("blob %d: %+v, want %+v", i, pb, ix[0].Blobs[i])
+		}
+	}
+	if got[0].Blobs[0].PlainLength() != 100 || got[0].Blobs[1].PlainLength() != 10 {
+		t.Errorf("plain lengths %d, %d", got[0].Blobs[0].PlainLength(), got[0].Blobs[1].PlainLength())
+	}
+	tr := appendPackTrailer(make([]byte, 24), ix[0].Blobs)
+	if string(tr[len(tr)-8:]) != "SCPACK02" || len(tr) != int(ix[0].PlainSize) {
+		t.Fatalf("trailer %x", tr)
+	}
+	if blobs, err := ParsePackTrailer(tr); err != nil || len(blobs) != 3 || blobs[2] != ix[0].Blobs[2] {
+		t.Fatalf("trailer: %v %+v", err, blobs)
+	}
+	if v1 := MarshalIndex(sampleIndex()); v1[0] != 1 {
+		t.Errorf("an index without compressed blobs is version %d", v1[0])
+	}
+	// Entry bytes: the first blob's are at 1 (version) + 1 (count) + 32
+	// + uvarint size + 1 + 57 + 1 (blob count).
+	first := 1 + 1 + 32 + len(binary.AppendUvarint(nil, ix[0].PlainSize)) + 1 + 57 + 1
+	mutate := map[string]func(b []byte){
+		"no compressed blob": func(b []byte) {
+			b[first+45] = 0
+			b[first+49] = 8
+			b[first+48] = 0
+			b[first+2*50+45] = 0
+			b[first+2*50+49] = 6
+		},
+		"stored, lengths differ": func(b []byte) { b[first+50+49] = 11 },
+		"unknown compression":    func(b []byte) { b[first+45] = 2 },
+		"zero plaintext":         func(b []byte) { b[first+49] = 0 },
+		"data past 8 MiB":        func(b []byte) { b[first+46] = 0x01 },
+	}
+	for name, m := range mutate {
+		bad := bytes.Clone(b)
+		m(bad)
+		if _, err := UnmarshalIndex(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
 func TestIndexRoundTrip(t *testing.T) {
 	b := MarshalIndex(sampleIndex())
 	got, err := UnmarshalIndex(b)
@@ -161,11 +243,17 @@ func TestSnapshotDecode(t *testing.T) {
 
 func TestConfigDecode(t *testing.T) {
 	good := `{"version":1,"id":"` + strings.Repeat("0f", 16) + `"}`
-	if _, err := ParseConfig([]byte(good + "\n")); err != nil {
-		t.Fatal(err)
+	for _, v := range []string{good, strings.Replace(good, "1", "2", 1)} {
+		if _, err := ParseConfig([]byte(v + "\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A newer version says so (not "corrupted").
+	if _, err := ParseConfig([]byte(strings.Replace(good, "1", "3", 1))); !errors.Is(err, ErrNewerFormat) || errors.Is(err, object.ErrCorrupt) {
+		t.Errorf("version 3: %v, want ErrNewerFormat", err)
 	}
 	for _, bad := range []string{
-		``, `null`, `{"version":2,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
+		``, `null`, `{"version":3,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":0,"id":"` + strings.Repeat("0f", 16) + `"}`, `{"version":1,"id":"zz"}`,
 		`{"version":1,"id":"` + strings.Repeat("0f", 16) + `","x":1}`,
 		good + `{}`, good + `}`, good + `]`, good + ` 1`,
 	} {
@@ -211,6 +299,7 @@ func FuzzUnmarshalTree(f *testing.F) {
 
 func FuzzUnmarshalIndex(f *testing.F) {
 	f.Add(vector(f, "index"))
+	f.Add(vector(f, "index-v2"))
 	f.Add(MarshalIndex(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ps, err := UnmarshalIndex(b)
@@ -225,6 +314,7 @@ func FuzzUnmarshalIndex(f *testing.F) {
 
 func FuzzParsePackTrailer(f *testing.F) {
 	f.Add(appendPackTrailer([]byte("abcde"), []PackBlob{{Type: BlobData, Length: 5}}))
+	f.Add(appendPackTrailer(make([]byte, 24), sampleIndexV2()[0].Blobs))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		blobs, err := ParsePackTrailer(b)
 		if err != nil {
@@ -234,7 +324,7 @@ func FuzzParsePackTrailer(f *testing.F) {
 		for _, pb := range blobs {
 			end = pb.Offset + uint64(pb.Length)
 		}
-		if int(end)+len(blobs)*packBlobSize+12 != len(b) {
+		if int(end)+len(blobs)*entrySize(entryVersion(blobs))+12 != len(b) {
 			t.Fatalf("accepted a trailer that does not tile the pack")
 		}
 	})
@@ -256,8 +346,9 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 
 // FuzzParseConfig: a config ParseConfig accepts marshals (as Init writes
 // it) to bytes that parse to the same value and marshal to the same bytes
-// again; the example repository's config re-encodes to its own bytes. The seeds are the frozen example repository's config, a fresh one
-// and two refused ones; outside fuzzing, the test fails unless every seed
+// again; the example repository's config re-encodes to its own bytes. The
+// seeds are the frozen example repositories' configs (versions 1 and 2), a
+// fresh one and two refused ones; outside fuzzing, the test fails unless every seed
 // ran and both good ones parsed.
 func FuzzParseConfig(f *testing.F) {
 	example, err := os.ReadFile("testdata/example-repo/config")
@@ -268,7 +359,11 @@ func FuzzParseConfig(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	seeds := [][]byte{example, []byte(string(fresh) + "\n"), []byte(`{"version":1,"id":"zz"}`), []byte(string(fresh) + "}")}
+	exampleV2, err := os.ReadFile("testdata/example-repo-v2/config")
+	if err != nil || len(exampleV2) == 0 {
+		f.Fatalf("version 2 example repository config: %d bytes, %v", len(exampleV2), err)
+	}
+	seeds := [][]byte{example, exampleV2, []byte(string(fresh) + "\n"), []byte(`{"version":1,"id":"zz"}`), []byte(string(fresh) + "}")}
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -277,8 +372,8 @@ func FuzzParseConfig(f *testing.F) {
 		if fuzzing() {
 			return
 		}
-		if ran.Load() != int64(len(seeds)) || parsed.Load() != 2 {
-			f.Errorf("%d of %d seeds ran and %d of 2 good ones parsed", ran.Load(), len(seeds), parsed.Load())
+		if ran.Load() != int64(len(seeds)) || parsed.Load() != 3 {
+			f.Errorf("%d of %d seeds ran and %d of 3 good ones parsed", ran.Load(), len(seeds), parsed.Load())
 		}
 	})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -313,4 +408,38 @@ func FuzzParseConfig(f *testing.F) {
 func fuzzing() bool {
 	fl := flag.Lookup("test.fuzz")
 	return fl != nil && fl.Value.String() != ""
+}
+
+// FuzzParseSettings: settings ParseSettings accepts marshal (as init
+// writes them) to bytes that parse to the same value; the frozen version
+// 2 example's settings are among the seeds, and outside fuzzing the test
+// fails unless every seed ran and the three good ones parsed.
+func FuzzParseSettings(f *testing.F) {
+	example, err := os.ReadFile("testdata/example-repo-v2/settings")
+	if err != nil || len(example) == 0 {
+		f.Fatalf("example repository settings: %d bytes, %v", len(example), err)
+	}
+	seeds := [][]byte{example, marshalSettings(Settings{Compression: "off"}), marshalSettings(Settings{Compression: "max"}),
+		[]byte(`{"compression":"fast"}`), []byte(`{"compression":"auto","x":1}`), []byte(`null`)}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	var ran, parsed atomic.Int64
+	f.Cleanup(func() {
+		if !fuzzing() && (ran.Load() != int64(len(seeds)) || parsed.Load() != 3) {
+			f.Errorf("%d of %d seeds ran and %d of 3 good ones parsed", ran.Load(), len(seeds), parsed.Load())
+		}
+	})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ran.Add(1)
+		s, err := ParseSettings(b)
+		if err != nil {
+			return
+		}
+		parsed.Add(1)
+		again, err := ParseSettings(marshalSettings(s))
+		if err != nil || again != s {
+			t.Fatalf("%q: re-encoded settings parse to %+v, %v", b, again, err)
+		}
+	})
 }

@@ -25,7 +25,12 @@ type IndexPack struct {
 	Blobs     []PackBlob
 }
 
-const indexVersion = 1
+// Index encodings: version 1 holds version 1 pack entries, version 2
+// (written when a blob it lists is compressed) version 2 entries.
+const (
+	indexVersion   = 1
+	indexVersionV2 = 2
+)
 
 // maxIndexPacks bounds what the decoder accepts.
 const maxIndexPacks = 1 << 24
@@ -34,7 +39,14 @@ var errIndex = errors.New("malformed index")
 
 // MarshalIndex encodes an index object's plaintext (docs/format.md).
 func MarshalIndex(packs []IndexPack) []byte {
-	b := []byte{indexVersion}
+	v := indexVersion
+	for _, p := range packs {
+		if entryVersion(p.Blobs) == 2 {
+			v = indexVersionV2
+			break
+		}
+	}
+	b := []byte{byte(v)}
 	b = binary.AppendUvarint(b, uint64(len(packs)))
 	for _, p := range packs {
 		b = append(b, p.ID[:]...)
@@ -43,7 +55,7 @@ func MarshalIndex(packs []IndexPack) []byte {
 		b = append(b, p.Header...)
 		b = binary.AppendUvarint(b, uint64(len(p.Blobs)))
 		for _, pb := range p.Blobs {
-			b = appendPackBlob(b, pb)
+			b = appendPackBlob(b, pb, v)
 		}
 	}
 	return b
@@ -53,9 +65,12 @@ func MarshalIndex(packs []IndexPack) []byte {
 // blob lies inside its pack and rejects trailing bytes.
 func UnmarshalIndex(b []byte) ([]IndexPack, error) {
 	d := &decoder{b: b}
-	if d.byte() != indexVersion {
+	v := int(d.byte())
+	if v != indexVersion && v != indexVersionV2 {
 		return nil, fmt.Errorf("%w: unknown version", errIndex)
 	}
+	es := uint64(entrySize(v))
+	compressed := false
 	n := d.uvarint()
 	if n > maxIndexPacks || n > uint64(len(d.b))/33 {
 		return nil, fmt.Errorf("%w: pack count %d", errIndex, n)
@@ -71,7 +86,7 @@ func UnmarshalIndex(b []byte) ([]IndexPack, error) {
 		}
 		p.Header = d.bytes(hl)
 		nb := d.uvarint()
-		if nb > uint64(len(d.b))/packBlobSize {
+		if nb > uint64(len(d.b))/es {
 			return nil, fmt.Errorf("%w: blob count %d", errIndex, nb)
 		}
 		if d.err != nil {
@@ -79,10 +94,11 @@ func UnmarshalIndex(b []byte) ([]IndexPack, error) {
 		}
 		p.Blobs = make([]PackBlob, nb)
 		for j := range p.Blobs {
-			pb, err := parsePackBlob(d.bytes(packBlobSize))
+			pb, err := parsePackBlob(d.bytes(es), v)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", errIndex, err)
 			}
+			compressed = compressed || pb.Zstd
 			if pb.Offset+uint64(pb.Length) > p.PlainSize || pb.Offset+uint64(pb.Length) < pb.Offset {
 				return nil, fmt.Errorf("%w: blob beyond the end of its pack", errIndex)
 			}
@@ -95,14 +111,25 @@ func UnmarshalIndex(b []byte) ([]IndexPack, error) {
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errIndex, len(d.b))
 	}
+	if v == indexVersionV2 && !compressed {
+		return nil, fmt.Errorf("%w: version 2 without a compressed blob", errIndex)
+	}
 	return packs, nil
 }
 
-// blobLoc is where one blob lives.
+// blobLoc is where one blob lives: length bytes at offset of the pack's
+// plaintext, a zstd frame of plain bytes of plaintext if zstd, else the
+// plaintext itself (plain = length).
 type blobLoc struct {
 	pack   *IndexPack
 	offset uint64
 	length uint32
+	plain  uint32
+	zstd   bool
+}
+
+func locOf(p *IndexPack, pb PackBlob) blobLoc {
+	return blobLoc{pack: p, offset: pb.Offset, length: pb.Length, plain: pb.PlainLength(), zstd: pb.Zstd}
 }
 
 type blobKey struct {
@@ -148,7 +175,7 @@ func (x *Index) addLocked(packs []IndexPack) {
 		for _, pb := range p.Blobs {
 			k := blobKey{pb.Type, pb.ID}
 			if _, ok := x.blobs[k]; !ok {
-				x.blobs[k] = blobLoc{pack: p, offset: pb.Offset, length: pb.Length}
+				x.blobs[k] = locOf(p, pb)
 			}
 		}
 	}
@@ -248,7 +275,7 @@ func (x *Index) Drop(packs ...ObjectID) {
 		for _, pb := range p.Blobs {
 			k := blobKey{pb.Type, pb.ID}
 			if lost[k] {
-				x.blobs[k] = blobLoc{pack: p, offset: pb.Offset, length: pb.Length}
+				x.blobs[k] = locOf(p, pb)
 				delete(lost, k)
 			}
 		}
@@ -304,6 +331,21 @@ func (x *Index) failure() error {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.failed
+}
+
+// BlobBytes returns the plaintext length of every blob of every pack the
+// index knows, and the bytes they take in the packs (less where blobs are
+// compressed).
+func (x *Index) BlobBytes() (plain, stored uint64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, p := range x.packs {
+		for _, pb := range p.Blobs {
+			plain += uint64(pb.PlainLength())
+			stored += uint64(pb.Length)
+		}
+	}
+	return plain, stored
 }
 
 // PackedBytes returns the plaintext bytes of every pack the index knows.

@@ -61,7 +61,7 @@ func TestTreeIDVerified(t *testing.T) {
 	good := (&Tree{Nodes: []Node{{Name: []byte("f"), Type: TypeSymlink, Target: []byte("x")}}}).Marshal()
 	var forged BlobID
 	rand.Read(forged[:])
-	w := newWriter(r)
+	w := newWriter(r, r.comp)
 	if _, err := w.add(ctx, BlobTree, forged, good); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,12 @@ type writer struct {
 	// packSize is the plaintext size at which an open pack is sealed
 	// (PackSize; tests make it small).
 	packSize int
+	// comp is how new blobs are stored (always off in a version 1
+	// repository).
+	comp Compression
+	// added and addedStored count the plaintext of the blobs this
+	// writer queued and the bytes they take in the packs written.
+	added, addedStored int64
 }
 
 type openPack struct {
@@ -45,8 +51,11 @@ type openPack struct {
 	blobs []PackBlob
 }
 
-func newWriter(r *Repository) *writer {
-	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}, packSize: PackSize}
+func newWriter(r *Repository, comp Compression) *writer {
+	if r.cfg.Version < 2 {
+		comp = CompressionOff
+	}
+	return &writer{r: r, pending: map[blobKey]bool{}, sem: make(chan struct{}, 2), open: map[BlobType]*openPack{}, packSize: PackSize, comp: comp}
 }
 
 // key returns the DEK to seal the next object with.
@@ -88,6 +97,7 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 	if w.r.index.Has(t, id) {
 		return false, nil // the common case of a known blob, without w.mu
 	}
+	pb := PackBlob{Type: t, ID: id, Length: uint32(len(data))}
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -105,8 +115,10 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 		op = &openPack{buf: make([]byte, 0, w.packSize+w.packSize/4)}
 		w.open[t] = op
 	}
-	op.blobs = append(op.blobs, PackBlob{Type: t, ID: id, Offset: uint64(len(op.buf)), Length: uint32(len(data))})
+	pb.Offset = uint64(len(op.buf))
+	op.blobs = append(op.blobs, pb)
 	op.buf = append(op.buf, data...)
+	w.added += int64(pb.Length)
 	full := len(op.buf) >= w.packSize || len(op.blobs) >= maxPackBlobs
 	if full {
 		delete(w.open, t)
@@ -118,10 +130,12 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 	return true, nil
 }
 
-// seal writes one pack in the background.
+// seal writes one pack in the background: compresses its blobs (by
+// w.comp, each on its own: compressPack), seals it and indexes it. The
+// compression runs there, beside the chunking and hashing of what comes
+// next, rather than on the path every file waits for.
 func (w *writer) seal(ctx context.Context, op *openPack) error {
-	plain := appendPackTrailer(op.buf, op.blobs)
-	dekID, dek, err := w.key(ctx, len(plain))
+	dekID, dek, err := w.key(ctx, len(op.buf)+len(op.blobs)*packBlobSizeV2+12)
 	if err != nil {
 		return err
 	}
@@ -129,6 +143,8 @@ func (w *writer) seal(ctx context.Context, op *openPack) error {
 	w.wg.Add(1)
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
+		op := w.compressPack(op)
+		plain := appendPackTrailer(op.buf, op.blobs)
 		var id ObjectID
 		if _, err := rand.Read(id[:]); err != nil {
 			w.fail(err)
@@ -144,12 +160,47 @@ func (w *writer) seal(ctx context.Context, op *openPack) error {
 		w.mu.Lock()
 		w.packs = append(w.packs, ip)
 		w.stored += n
+		w.addedStored += int64(len(op.buf))
 		for _, b := range op.blobs {
 			delete(w.pending, blobKey{b.Type, b.ID})
 		}
 		w.mu.Unlock()
 	}()
 	return nil
+}
+
+// compressPack returns the pack op with its blobs stored as w.comp
+// decides for each (compressBlob); op itself if w.comp is off or no blob
+// compresses. Blob offsets and the data area follow the stored bytes.
+func (w *writer) compressPack(op *openPack) *openPack {
+	if w.comp == CompressionOff {
+		return op
+	}
+	out := &openPack{blobs: make([]PackBlob, len(op.blobs))}
+	var zs [][]byte
+	size := 0
+	for i, pb := range op.blobs {
+		z := compressBlob(w.comp, op.buf[pb.Offset:pb.Offset+uint64(pb.Length)])
+		zs = append(zs, z)
+		out.blobs[i] = pb
+		if z != nil {
+			out.blobs[i].Length, out.blobs[i].Zstd, out.blobs[i].Plain = uint32(len(z)), true, pb.Length
+		}
+		size += int(out.blobs[i].Length)
+	}
+	if size == len(op.buf) {
+		return op
+	}
+	out.buf = make([]byte, 0, size+len(op.blobs)*packBlobSizeV2+12)
+	for i, pb := range op.blobs {
+		out.blobs[i].Offset = uint64(len(out.buf))
+		if zs[i] != nil {
+			out.buf = append(out.buf, zs[i]...)
+		} else {
+			out.buf = append(out.buf, op.buf[pb.Offset:pb.Offset+uint64(pb.Length)]...)
+		}
+	}
+	return out
 }
 
 func (w *writer) fail(err error) {

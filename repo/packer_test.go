@@ -44,7 +44,7 @@ func TestWriterStoresEachBlobOnce(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newTestRepo(t, mem.New())
 	const blobs, workers = 300, 12
-	w := newWriter(r)
+	w := newWriter(r, r.comp)
 	w.packSize = 3000 // a pack every few blobs, so seals race with adds
 	data := make([][]byte, blobs)
 	ids := make([]BlobID, blobs)

@@ -37,21 +37,30 @@ func newPrefetcher(e *engine) *prefetcher {
 // start reads ahead, in the background, the chunks of locs (chunks and
 // their places, in file order) that start before ahead bytes, counted from
 // the start of locs[0], and are not in the cache nor being read ahead
-// already. It never waits: with prefetchMax chunks in flight it leaves the
+// already (compressed ones: as many as half the cache of decompressed
+// blobs holds). It never waits: with prefetchMax chunks in flight it leaves the
 // rest for a later read. The reads use ctx, which must outlive the call
 // (the mount's context, not a request's); their errors are left for the
 // read that needs the bytes.
 func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc, ahead int64) {
-	var pos int64
+	var pos, inflating int64
 	for i, loc := range locs {
 		if pos >= ahead {
 			return
 		}
-		pos += int64(loc.length)
-		if pf.cached(loc) {
-			continue
+		pos += int64(loc.plain)
+		if loc.zstd {
+			// Compressed chunks are read ahead whole, into the cache of
+			// decompressed blobs: no more than half of it at once, or
+			// they would push each other out before they are read.
+			if inflating += int64(loc.plain); inflating > pf.e.plains.max/2 {
+				return
+			}
 		}
 		id := chunks[i].ID
+		if pf.cached(id, loc) {
+			continue
+		}
 		pf.mu.Lock()
 		if _, ok := pf.inflight[id]; ok {
 			pf.mu.Unlock()
@@ -71,7 +80,8 @@ func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc,
 	}
 }
 
-// fetch decrypts the chunk at loc into the segment cache.
+// fetch decrypts the chunk at loc into the segment cache, or, if it is
+// compressed, decompresses it into the cache of decompressed blobs.
 func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done chan struct{}) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -84,12 +94,20 @@ func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done ch
 		close(done)
 		<-pf.slots
 	}()
+	if loc.zstd {
+		_, _ = pf.e.inflatedBlob(ctx, id, loc)
+		return
+	}
 	_ = pf.e.fetchAhead(ctx, loc.pack, int64(loc.offset), int64(loc.length))
 }
 
 // cached tells whether the first and last segments of the blob at loc are
-// in the segment cache (without counting a hit or a miss).
-func (pf *prefetcher) cached(loc blobLoc) bool {
+// in the segment cache, or a compressed blob in the cache of decompressed
+// ones (without counting a hit or a miss).
+func (pf *prefetcher) cached(id BlobID, loc blobLoc) bool {
+	if loc.zstd {
+		return pf.e.plains.contains(id)
+	}
 	const seg = object.SegmentSize
 	first := int64(loc.offset) / seg
 	last := (int64(loc.offset) + int64(loc.length) - 1) / seg

@@ -512,7 +512,7 @@ func readDEKPack(ctx context.Context, st store.Reader, name string) ([]keys.Pack
 // writerView is a Repository that writes packs and index objects like r
 // but deduplicates only against the packs given: what repack writes with.
 func (r *Repository) writerView(packs []IndexPack) *Repository {
-	v := &Repository{st: r.st, cfg: r.cfg, keys: r.keys, hash: r.hash, pol: r.pol, index: newIndex()}
+	v := &Repository{st: r.st, cfg: r.cfg, keys: r.keys, hash: r.hash, pol: r.pol, index: newIndex(), comp: r.comp}
 	v.index.add(packs)
 	return v
 }
@@ -523,7 +523,7 @@ func (r *Repository) writerView(packs []IndexPack) *Repository {
 // objects naming every kept and new pack), and writes the mark.
 func (r *Repository) repackAndMark(ctx context.Context, o PruneOptions, p *prunePlan) (*Mark, error) {
 	v := r.writerView(p.kept)
-	w := newWriter(v)
+	w := newWriter(v, r.comp)
 	total := 0
 	for _, ip := range p.repack {
 		total += len(ip.Blobs)
@@ -854,7 +854,7 @@ func (r *Repository) recheck(ctx context.Context, o PruneOptions, m *Mark, res *
 	}
 	if len(extra) > 0 {
 		sort.Slice(extra, func(i, j int) bool { return extra[i].ID.String() < extra[j].ID.String() })
-		w := newWriter(r.writerView(nil))
+		w := newWriter(r.writerView(nil), r.comp)
 		w.packs = extra
 		if err := w.flush(ctx); err != nil {
 			return nil, nil, fmt.Errorf("prune: indexing the packs the re-check kept: %w", err)

@@ -484,7 +484,7 @@ func TestPruneDuplicates(t *testing.T) {
 	st := mem.New()
 	f := newPruneFixture(t, st, 1)
 	// Store the snapshot's blobs a second time, in packs of their own.
-	w := newWriter(f.r.writerView(nil))
+	w := newWriter(f.r.writerView(nil), CompressionOff)
 	for _, p := range f.r.Index().Packs() {
 		for _, pb := range p.Blobs {
 			data, err := f.r.ReadBlob(ctx, pb.Type, pb.ID)

@@ -4,19 +4,22 @@
 // restore, check, forget). Encryption of objects is package object's; keys
 // are package keys'.
 //
-// A Repository writes only "config" (Init), "data/", "index/",
-// "snapshots/", "prune/" and "leases/writer/" and "leases/prune/"
-// (create-only, but for forget's deletion of a manifest, lease renewals
-// and prune's deletions); it never writes below "keyring/", and below
-// "deks/" only prune deletes wrapped DEKs that no object is sealed with
-// and rewrites DEK packs without them (copying the entries it keeps): it
-// takes its data keys from a keys.Keychain (NewDEK for a new object, DEK to
-// open one), and only packages keys and rotation make those. Every object it reads is opened
+// A Repository writes only "config" and "settings" (Init, Migrate),
+// "data/", "index/", "snapshots/", "prune/" and "leases/writer/" and
+// "leases/prune/" (create-only, but for forget's deletion of a manifest,
+// Migrate's replacement of config, lease renewals and prune's deletions);
+// it never writes below "keyring/", and below "deks/" only prune deletes
+// wrapped DEKs that no object is sealed with and rewrites DEK packs without
+// them (copying the entries it keeps): it takes its data keys from a
+// keys.Keychain (NewDEK for a new object, DEK to open one), and only
+// packages keys and rotation make those. Every object it reads is opened
 // (authenticated) by package object before it is decoded, and one that
 // fails gives an error wrapping object.ErrCorrupt.
 //
 // The files: repository.go opens a repository and seals and opens its
-// objects; archiver.go, packer.go and snapshot.go take snapshots; index.go
+// objects; settings.go and migrate.go the settings object and the
+// upgrade from format version 1; compress.go compresses and decompresses
+// blobs, compressed.go reads compressed ones; archiver.go, packer.go and snapshot.go take snapshots; index.go
 // is the index (replaceable: a fresh one can be loaded in place of the
 // old); tree.go and treecache.go the trees and the one cache of decoded
 // ones; engine.go, blobread.go, ciphertext.go, window.go and prefetch.go
@@ -49,8 +52,14 @@ import (
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
-// FormatVersion is the repository format this code reads and writes.
-const FormatVersion = 1
+// FormatVersion is the newest repository format (config version) this
+// code reads and writes; it reads version 1 too, and writes version 1
+// objects into a version 1 repository (docs/format.md, "Versions").
+const FormatVersion = 2
+
+// ErrNewerFormat is wrapped by the error for a repository whose config
+// names a format newer than FormatVersion.
+var ErrNewerFormat = errors.New("newer repository format")
 
 // ErrNotRepository is returned when the location holds no repository.
 var ErrNotRepository = errors.New("no snapcrypt repository")
@@ -102,6 +111,10 @@ type Repository struct {
 	// treeLoads makes concurrent LoadTrees of one tree read it once.
 	treeLoads singleflight.Group
 
+	// comp is the repository's default compression (settings; always
+	// off in a version 1 repository, whose blobs are stored as they are).
+	comp Compression
+
 	snapMu sync.Mutex
 	snaps  map[ObjectID]*Snapshot // manifests are immutable: cache them all
 
@@ -117,8 +130,41 @@ type hooks struct {
 	pruneStep        func(step string) error
 }
 
-// Init creates a new repository in an empty store, protected by the key m.
+// InitOptions are the choices of a new repository. Zero values mean
+// defaults.
+type InitOptions struct {
+	// Version is the format version to create: FormatVersion by
+	// default; 1 makes a repository that older snapcrypts read (and
+	// whose blobs are never compressed).
+	Version int
+	// Compression is the default compression of snapshots (version 2
+	// only): CompressionAuto by default.
+	Compression Compression
+}
+
+// Init creates a new repository in an empty store, protected by the key
+// m, with the default InitOptions.
 func Init(ctx context.Context, st store.Store, m *keys.Material) (*Repository, error) {
+	return InitWith(ctx, st, m, InitOptions{})
+}
+
+// InitWith creates a new repository in an empty store, protected by the
+// key m. The objects are written in this order: the first keyring epoch,
+// settings (version 2), config; a location with no config is no
+// repository, so an init that stops midway leaves none.
+func InitWith(ctx context.Context, st store.Store, m *keys.Material, o InitOptions) (*Repository, error) {
+	if o.Version == 0 {
+		o.Version = FormatVersion
+	}
+	if o.Compression == 0 {
+		o.Compression = CompressionAuto
+	}
+	if o.Version != 1 && o.Version != 2 {
+		return nil, fmt.Errorf("init: format version %d: this snapcrypt writes version 1 or 2", o.Version)
+	}
+	if o.Version == 1 && o.Compression != CompressionAuto {
+		return nil, fmt.Errorf("init: a version 1 repository is not compressed")
+	}
 	empty := true
 	if err := st.List(ctx, "", func(store.Info) error { empty = false; return errStop }); err != nil && !errors.Is(err, errStop) {
 		return nil, fmt.Errorf("init %s: %w", st.Location(), err)
@@ -130,10 +176,15 @@ func Init(ctx context.Context, st store.Store, m *keys.Material) (*Repository, e
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	cfg := Config{Version: FormatVersion, ID: hex.EncodeToString(id[:])}
+	cfg := Config{Version: o.Version, ID: hex.EncodeToString(id[:])}
 	kc, err := keys.Init(ctx, st, cfg.ID, m)
 	if err != nil {
 		return nil, fmt.Errorf("init %s: %w", st.Location(), err)
+	}
+	if cfg.Version >= 2 {
+		if err := st.Create(ctx, settingsName, marshalSettings(Settings{Compression: o.Compression.String()})); err != nil {
+			return nil, fmt.Errorf("init %s: writing settings: %w", st.Location(), err)
+		}
 	}
 	b, _ := json.Marshal(cfg)
 	if err := st.Create(ctx, "config", append(b, '\n')); err != nil {
@@ -162,8 +213,11 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := strictjson.Decode(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w: %v", object.ErrCorrupt, err)
 	}
-	if cfg.Version != FormatVersion {
-		return cfg, fmt.Errorf("config: repository format version %d, this snapcrypt reads version %d", cfg.Version, FormatVersion)
+	if cfg.Version > FormatVersion {
+		return cfg, fmt.Errorf("config: %w: repository format version %d, this snapcrypt reads versions 1 to %d (a newer snapcrypt wrote it: upgrade)", ErrNewerFormat, cfg.Version, FormatVersion)
+	}
+	if cfg.Version < 1 {
+		return cfg, fmt.Errorf("config: %w: format version %d", object.ErrCorrupt, cfg.Version)
 	}
 	if len(cfg.ID) != 32 || strings.Trim(cfg.ID, "0123456789abcdef") != "" {
 		return cfg, fmt.Errorf("config: %w: bad repository id", object.ErrCorrupt)
@@ -193,6 +247,16 @@ func Open(ctx context.Context, st store.Store, opts Options, ms ...*keys.Materia
 }
 
 func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, opts Options) (*Repository, error) {
+	comp := CompressionOff
+	if cfg.Version >= 2 {
+		set, err := ReadSettings(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		if comp, err = ParseCompression(set.Compression); err != nil {
+			return nil, fmt.Errorf("object %s is %w: %v", settingsName, object.ErrCorrupt, err)
+		}
+	}
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = DefaultCacheBytes
 	}
@@ -213,6 +277,7 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 		trees:       newTreeCache(opts.CacheBytes / 4),
 		snaps:       map[ObjectID]*Snapshot{},
 		writerLease: opts.WriterLease,
+		comp:        comp,
 	}
 	// An index that cannot be read (sealed with a data key that none of
 	// the keys unwraps yet, during a rotation) does not stop the opening:
@@ -225,6 +290,10 @@ func open(ctx context.Context, st store.Store, cfg Config, kc *keys.Keychain, op
 
 // Config returns the repository's configuration.
 func (r *Repository) Config() Config { return r.cfg }
+
+// Compression returns the repository's default compression: the settings
+// object's (CompressionOff in a version 1 repository).
+func (r *Repository) Compression() Compression { return r.comp }
 
 // Keys returns the repository's keychain.
 func (r *Repository) Keys() *keys.Keychain { return r.keys }

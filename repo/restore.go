@@ -98,6 +98,59 @@ func (r *Repository) Restore(ctx context.Context, s *Snapshot, target string, op
 	return &rs.res, nil
 }
 
+// RestoreTotals counts the regular files (a hard-linked file once) and
+// their bytes that Restore with the include patterns given (none: the
+// whole snapshot) would write: the pre-scan that gives restore's progress
+// its totals and ETA. It reads trees only, and stops at MaxTreeDepth.
+func (r *Repository) RestoreTotals(ctx context.Context, s *Snapshot, include []string) (files, bytes uint64, err error) {
+	rs := &restorer{r: r, opts: RestoreOptions{Include: include}}
+	seen := map[[2]uint64]bool{}
+	var walk func(id BlobID, rel string, all bool, depth int) error
+	walk = func(id BlobID, rel string, all bool, depth int) error {
+		if depth > MaxTreeDepth {
+			return fmt.Errorf("tree %s is %w: %w", id.Short(), object.ErrCorrupt, ErrTreeLoop)
+		}
+		t, err := r.LoadTree(ctx, id)
+		if err != nil {
+			return err
+		}
+		for i := range t.Nodes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := &t.Nodes[i]
+			nrel := string(n.Name)
+			if rel != "" {
+				nrel = rel + "/" + nrel
+			}
+			m := 1
+			if !all {
+				m = rs.match(nrel)
+			}
+			switch {
+			case m == 0 || (m == 2 && n.Type != TypeDir):
+			case n.Type == TypeDir:
+				if err := walk(n.Subtree, nrel, all || m == 1, depth+1); err != nil {
+					return err
+				}
+			case n.Type == TypeFile:
+				if n.Links > 1 {
+					k := [2]uint64{n.Dev, n.Inode}
+					if seen[k] {
+						continue
+					}
+					seen[k] = true
+				}
+				files++
+				bytes += n.Size
+			}
+		}
+		return nil
+	}
+	err = walk(s.Tree, "", len(include) == 0, 0)
+	return files, bytes, err
+}
+
 // match tells whether rel is selected (1), an ancestor of a selection (2),
 // or neither (0).
 func (rs *restorer) match(rel string) int {

@@ -28,12 +28,22 @@ type Snapshot struct {
 	// Exclude is what the snapshot left out by choice; manifests of
 	// snapshots taken without exclusions (and older ones) lack it.
 	Exclude *Exclusions `json:"exclude,omitempty"`
+	// Added is what the snapshot added to the repository; written in
+	// format version 2 only.
+	Added *AddedBytes `json:"added,omitempty"`
 
 	// ID is the snapshot object's id; not part of the manifest bytes.
 	ID ObjectID `json:"-"`
 }
 
 const snapshotVersion = 1
+
+// AddedBytes counts the blobs a snapshot stored: their plaintext and the bytes
+// they take in packs (less where compressed).
+type AddedBytes struct {
+	Plain  int64 `json:"plain"`
+	Stored int64 `json:"stored"`
+}
 
 // RootMeta are the attributes of a snapshot's root directory.
 type RootMeta struct {

@@ -264,8 +264,8 @@ func (r *Repository) readTree(ctx context.Context, id BlobID) (*Tree, int64, err
 	if !ok {
 		return nil, 0, r.missingBlob(BlobTree, id)
 	}
-	if loc.length > MaxTreeSize {
-		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), object.ErrCorrupt, loc.length, MaxTreeSize)
+	if loc.length > MaxTreeSize || loc.plain > MaxTreeSize {
+		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), object.ErrCorrupt, max(loc.length, loc.plain), MaxTreeSize)
 	}
 	b, err := r.ReadBlob(ctx, BlobTree, id)
 	if err != nil {

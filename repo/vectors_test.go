@@ -17,11 +17,14 @@ func TestKnownAnswers(t *testing.T) {
 		"empty-tree":   (&Tree{}).Marshal(),
 		"index":        MarshalIndex(sampleIndex()),
 		"pack-trailer": appendPackTrailer(nil, sampleIndex()[0].Blobs),
+		// Format version 2: entries of compressed blobs.
+		"index-v2":        MarshalIndex(sampleIndexV2()),
+		"pack-trailer-v2": appendPackTrailer(nil, sampleIndexV2()[0].Blobs),
 	}
 	const path = "testdata/vectors.txt"
 	if vectortest.Update() {
 		var b strings.Builder
-		for _, k := range []string{"tree", "empty-tree", "index", "pack-trailer"} {
+		for _, k := range []string{"tree", "empty-tree", "index", "pack-trailer", "index-v2", "pack-trailer-v2"} {
 			b.WriteString(k + " " + hex.EncodeToString(got[k]) + "\n")
 		}
 		os.MkdirAll("testdata", 0o755)
@@ -51,7 +54,7 @@ func TestKnownAnswers(t *testing.T) {
 			if err != nil || hex.EncodeToString(tr.Marshal()) != hx {
 				t.Errorf("%s: decode/encode: %v", name, err)
 			}
-		case "index":
+		case "index", "index-v2":
 			ps, err := UnmarshalIndex(want)
 			if err != nil || hex.EncodeToString(MarshalIndex(ps)) != hx {
 				t.Errorf("%s: decode/encode: %v", name, err)

@@ -48,10 +48,11 @@ mkdir -p "$W"
 cp "$bin" "$W/snapcrypt.bin"
 bin="$W/snapcrypt.bin"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-systems=(native sc gc rs)
-declare -A NAME=([native]=native [sc]=snapcrypt [gc]=gocryptfs [rs]=restic)
-declare -A MNT=([sc]="$W/mnt-sc" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs")
-declare -A ROOT=([native]="$data" [sc]="$W/mnt-sc/snapshots/latest" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs/snapshots/latest")
+# sc: snapcrypt with compression (auto, the default); so: compression off.
+systems=(native sc so gc rs)
+declare -A NAME=([native]=native [sc]=snapcrypt [so]="snapcrypt (compression off)" [gc]=gocryptfs [rs]=restic)
+declare -A MNT=([sc]="$W/mnt-sc" [so]="$W/mnt-so" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs")
+declare -A ROOT=([native]="$data" [sc]="$W/mnt-sc/snapshots/latest" [so]="$W/mnt-so/snapshots/latest" [gc]="$W/mnt-gc" [rs]="$W/mnt-rs/snapshots/latest")
 declare -A PID=()
 
 mounted() { awk -v p="$1" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; }
@@ -70,12 +71,12 @@ umount_one() {
   fi
   if mounted "$m"; then die "could not unmount $m"; fi
 }
-umount_all() { local x; for x in sc gc rs; do umount_one "$x"; done; }
+umount_all() { local x; for x in sc so gc rs; do umount_one "$x"; done; }
 cleanup() {
   local rc=$?
   trap - EXIT
   local x
-  for x in sc gc rs; do umount_one "$x" 2>/dev/null || true; done
+  for x in sc so gc rs; do umount_one "$x" 2>/dev/null || true; done
   exit "$rc"
 }
 trap cleanup EXIT
@@ -89,6 +90,7 @@ mount_one() {
   mounted "$m" && die "$m is still mounted"
   case $s in
     sc) "$bin" mount -r "$W/sc-repo" -k "file:$W/sc.key" "$m" >"$log" 2>&1 & ;;
+    so) "$bin" mount -r "$W/so-repo" -k "file:$W/sc.key" "$m" >"$log" 2>&1 & ;;
     gc) gocryptfs -fg -q -passfile "$W/gc.pass" "$W/gc-cipher" "$m" >"$log" 2>&1 & ;;
     rs) restic mount --no-lock -r "$W/restic-repo" "$m" >"$log" 2>&1 & ;;
   esac
@@ -147,12 +149,15 @@ stamp="$(stat -c '%s %Y %i' "$data/big.bin") $(find "$data/tree" -type f | wc -l
 size=$(stat -c %s "$data/big.bin")
 umount_all
 
-echo "bench-mount: snapcrypt repository (snapshot of $data)" >&2
-rm -rf "$W/sc-repo" "$W/sc.key"
+echo "bench-mount: snapcrypt repositories, compression auto and off (snapshots of $data)" >&2
+rm -rf "$W/sc-repo" "$W/so-repo" "$W/sc.key"
 "$bin" keygen "$W/sc.key" >/dev/null 2>&1
 "$bin" init -r "$W/sc-repo" -k "file:$W/sc.key" >/dev/null
-"$bin" snapshot -r "$W/sc-repo" -k "file:$W/sc.key" "$data" >"$W/sc-snapshot.log" 2>&1 ||
-  { cat "$W/sc-snapshot.log" >&2; die "snapcrypt snapshot failed"; }
+"$bin" init -r "$W/so-repo" -k "file:$W/sc.key" --compression off >/dev/null
+for r in sc so; do
+  "$bin" snapshot -r "$W/$r-repo" -k "file:$W/sc.key" "$data" >"$W/$r-snapshot.log" 2>&1 ||
+    { cat "$W/$r-snapshot.log" >&2; die "snapcrypt snapshot failed"; }
+done
 
 if [ "$(cat "$W/gc.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "bench-mount: gocryptfs copy of the data" >&2
@@ -212,7 +217,7 @@ for s in "${systems[@]}"; do
 done
 
 row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
-echo "## mount (median of $reps runs; ratios: median of per-run ratios; snapcrypt at $rev)"
+echo "## mount (median of $reps runs; ratios: median of per-run ratios; snapcrypt at $rev, compression auto)"
 echo
 row "figure" "native" "snapcrypt" "gocryptfs" "restic" "snapcrypt/native" "snapcrypt/gocryptfs" "goal"
 row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---"
@@ -233,7 +238,19 @@ row "peak RSS of the mount reading 1 GiB, MiB" "-" "${mR[sc]}" "${mR[gc]}" "${mR
   "< 128 MiB$(verdict "$(cmp_lt "${mR[sc]}" 128)")"
 row "CPU of the mount process for the cold read, s" "-" "${mU[sc]}" "${mU[gc]}" "${mU[rs]}" "-" "$(pairmed "${CPU[sc]}" "${CPU[gc]}")" "diagnostic"
 echo
-for s in sc gc rs; do
+echo "### snapcrypt, compression auto against off (same data, same runs)"
+echo
+row5() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
+row5 "figure" "compression auto" "compression off" "auto/off" "goal"
+row5 "---" "---:" "---:" "---:" "---"
+a=$(pairmed "${COLD[sc]}" "${COLD[so]}")
+row5 "cold \`cat\` 1 GiB (incompressible), s" "${mC[sc]}" "${mC[so]}" "$a" "≤ 1.05$(verdict "$(cmp_le "$a" 1.05)")"
+row5 "cold \`tar\` of the tree, s" "${mT[sc]}" "${mT[so]}" "$(pairmed "${TAR[sc]}" "${TAR[so]}")" ""
+row5 "cold \`grep -r\` of the tree, s" "${mG[sc]}" "${mG[so]}" "$(pairmed "${GREP[sc]}" "${GREP[so]}")" ""
+row5 "peak RSS reading 1 GiB, MiB" "${mR[sc]}" "${mR[so]}" "$(pairmed "${RSS[sc]}" "${RSS[so]}")" ""
+row5 "repository size, MiB" "$(($(du -sb "$W/sc-repo" | cut -f1) / 1048576))" "$(($(du -sb "$W/so-repo" | cut -f1) / 1048576))" "" ""
+echo
+for s in sc so gc rs; do
   [ "${TARSZ[$s]}" = "${TARSZ[native]}" ] || echo "note: tar through ${NAME[$s]} gave ${TARSZ[$s]} bytes, natively ${TARSZ[native]}"
   [ "${GREPN[$s]}" = "${GREPN[native]}" ] || echo "note: grep through ${NAME[$s]} listed ${GREPN[$s]} files, natively ${GREPN[native]}"
 done

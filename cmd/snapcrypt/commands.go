@@ -22,7 +22,7 @@ import (
 
 func init() {
 	register(&command{name: "keygen", args: "FILE", short: "Write a new random 256-bit key file (mode 0600); refuses to overwrite.", noRepo: true, run: runKeygen})
-	register(&command{name: "init", short: "Create a new repository protected by the key.", run: runInit})
+	register(initCommand())
 	register(snapshotCommand())
 	register(&command{name: "snapshots", short: "List snapshots: id, time, name, tags, paths, files, size.", run: runSnapshots, setup: jsonFlag})
 	register(restoreCommand())
@@ -58,9 +58,44 @@ func runKeygen(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-func runInit(ctx context.Context, c *cli, args []string) error {
+func initCommand() *command {
+	var comp string
+	var version int
+	return &command{
+		name: "init", short: "Create a new repository protected by the key.",
+		setup: func(fs *pflag.FlagSet, c *cli) {
+			fs.StringVar(&comp, "compression", "auto", "default compression of snapshots: auto (zstd where it saves space), off, or max (smaller, slower)")
+			fs.IntVar(&version, "format-version", repo.FormatVersion, "repository format version: 2, or 1 for a repository that snapcrypt before compression reads (uncompressed; 'migrate' upgrades it)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error { return runInit(ctx, c, comp, version, args) },
+	}
+}
+
+// parseCompression parses a --compression value ("" for none given).
+func parseCompression(s string) (repo.Compression, error) {
+	if s == "" {
+		return 0, nil
+	}
+	comp, err := repo.ParseCompression(s)
+	if err != nil {
+		return 0, usagef("--compression: %v", err)
+	}
+	return comp, nil
+}
+
+func runInit(ctx context.Context, c *cli, compFlag string, version int, args []string) error {
 	if len(args) != 0 {
 		return usagef("init takes no arguments")
+	}
+	comp, err := parseCompression(compFlag)
+	if err != nil {
+		return err
+	}
+	if version != 1 && version != repo.FormatVersion {
+		return usagef("--format-version %d: this snapcrypt creates version 1 or %d", version, repo.FormatVersion)
+	}
+	if version == 1 && comp != repo.CompressionAuto {
+		return usagef("--compression: a format version 1 repository is not compressed")
 	}
 	ms, err := c.materials()
 	if err != nil {
@@ -73,17 +108,22 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := repo.Init(ctx, st, ms[0])
+	io := repo.InitOptions{Version: version}
+	if version > 1 {
+		io.Compression = comp
+	}
+	r, err := repo.InitWith(ctx, st, ms[0], io)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "created repository %s at %s\n", r.Config().ID, st.Location())
+	fmt.Fprintf(c.stdout, "created repository %s at %s (format version %d, compression %s)\n", r.Config().ID, st.Location(), r.Config().Version, r.Compression())
 	return nil
 }
 
 // snapshotOptions are snapshot's flags.
 type snapshotOptions struct {
 	name, host, at string
+	compression    string
 	tags           []string
 	sf             snapshotFlags
 }
@@ -98,6 +138,7 @@ func snapshotCommand() *command {
 			fs.StringArrayVar(&o.tags, "tag", nil, "tag (repeatable)")
 			fs.StringVar(&o.host, "host", "", "host name to record (default: this machine's)")
 			fs.StringVar(&o.at, "time", "", "snapshot time to record, RFC 3339 (e.g. 2024-05-01T10:00:00+02:00; default: now)")
+			fs.StringVar(&o.compression, "compression", "", "auto, off or max for this snapshot's new data (default: the repository's, set by init)")
 			o.sf.setup(fs, c)
 		},
 		run: func(ctx context.Context, c *cli, args []string) error { return runSnapshot(ctx, c, o, args) },
@@ -113,6 +154,10 @@ func runSnapshot(ctx context.Context, c *cli, o *snapshotOptions, args []string)
 	if err != nil {
 		return err
 	}
+	comp, err := parseCompression(o.compression)
+	if err != nil {
+		return err
+	}
 	// Packs in flight dominate memory; a soft limit keeps the
 	// garbage collector from letting the heap grow past it.
 	debug.SetMemoryLimit(160 << 20)
@@ -121,7 +166,10 @@ func runSnapshot(ctx context.Context, c *cli, o *snapshotOptions, args []string)
 		return err
 	}
 	rep := newReporter(c, sf.quiet)
-	opts := repo.SnapshotOptions{Name: o.name, Tags: o.tags, Host: o.host, Time: when, Exclude: sf.ex,
+	if comp != 0 && comp != repo.CompressionOff && r.Config().Version < 2 {
+		return usagef("--compression %s: the repository is format version 1, which stores data uncompressed ('snapcrypt migrate' upgrades it)", comp)
+	}
+	opts := repo.SnapshotOptions{Name: o.name, Tags: o.tags, Host: o.host, Time: when, Exclude: sf.ex, Compression: comp,
 		Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
 	if sf.quiet {
 		opts.Note = func(string) {}
@@ -255,6 +303,9 @@ type snapshotJSON struct {
 	Tree  string    `json:"tree"`
 	// Exclude is what the snapshot left out by choice, if anything.
 	Exclude *repo.Exclusions `json:"exclude,omitempty"`
+	// Added is the plaintext and stored bytes the snapshot added to the
+	// repository (format version 2 manifests only).
+	Added *repo.AddedBytes `json:"added,omitempty"`
 }
 
 func runSnapshots(ctx context.Context, c *cli, args []string) error {
@@ -276,7 +327,7 @@ func runSnapshots(ctx context.Context, c *cli, args []string) error {
 			if tags == nil {
 				tags = []string{}
 			}
-			out = append(out, snapshotJSON{s.ID.String(), s.ShortID(), s.Time, s.Host, s.Name, tags, s.Paths, s.Files, s.Bytes, s.Tree.String(), s.Exclude})
+			out = append(out, snapshotJSON{s.ID.String(), s.ShortID(), s.Time, s.Host, s.Name, tags, s.Paths, s.Files, s.Bytes, s.Tree.String(), s.Exclude, s.Added})
 		}
 		return c.printJSON(out)
 	}
@@ -313,15 +364,15 @@ func restoreCommand() *command {
 				Warn: func(msg string) { rep.println(c.stderr, "warning:", msg) }}
 			if rep != nil {
 				opts.Progress = restoreProgress(rep)
-				if len(include) == 0 {
-					sctx, stop := context.WithCancel(ctx)
-					defer stop()
-					go func() {
-						if files, bytes, err := restoreTotals(sctx, r, s); err == nil {
-							rep.setTotals(files, bytes)
-						}
-					}()
-				}
+				// The totals (of the part --include selects) for
+				// the ETA, from the trees, beside the restore.
+				sctx, stop := context.WithCancel(ctx)
+				defer stop()
+				go func() {
+					if files, bytes, err := r.RestoreTotals(sctx, s, include); err == nil {
+						rep.setTotals(files, bytes)
+					}
+				}()
 			}
 			start := time.Now()
 			res, err := r.Restore(ctx, s, args[1], opts)

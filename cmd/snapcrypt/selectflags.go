@@ -200,28 +200,6 @@ func restoreProgress(rep *reporter) func(repo.RestoreProgress) {
 	}
 }
 
-// restoreTotals counts the files a whole restore of s writes (hard links
-// once) and their bytes, from the trees alone.
-func restoreTotals(ctx context.Context, r *repo.Repository, s *repo.Snapshot) (files, bytes uint64, err error) {
-	seen := map[[2]uint64]bool{}
-	err = r.Browse(ctx, s.Tree, "/", true, func(_ string, n *repo.Node) error {
-		if n.Type != repo.TypeFile {
-			return nil
-		}
-		if n.Links > 1 {
-			k := [2]uint64{n.Dev, n.Inode}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		files++
-		bytes += n.Size
-		return nil
-	})
-	return files, bytes, err
-}
-
 // restoreSummary is the last line of restore --json.
 type restoreSummary struct {
 	MessageType string  `json:"message_type"` // "summary"

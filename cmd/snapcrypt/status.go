@@ -23,15 +23,18 @@ type statusGeneration struct {
 }
 
 type statusJSON struct {
-	ID            string             `json:"repository_id"`
-	Location      string             `json:"location"`
-	FormatVersion int                `json:"format_version"`
-	KeyringEpoch  uint64             `json:"keyring_epoch"`
-	Current       string             `json:"current_generation"`
-	Generations   []statusGeneration `json:"generations"`
-	Rotation      *keys.Rotation     `json:"rotation"`
-	Unfinished    bool               `json:"rotation_unfinished"`
-	Lease         *lease.Lease       `json:"rotation_lease"`
+	ID            string `json:"repository_id"`
+	Location      string `json:"location"`
+	FormatVersion int    `json:"format_version"`
+	// Compression is the default compression of snapshots ("off" in
+	// format version 1).
+	Compression  string             `json:"compression"`
+	KeyringEpoch uint64             `json:"keyring_epoch"`
+	Current      string             `json:"current_generation"`
+	Generations  []statusGeneration `json:"generations"`
+	Rotation     *keys.Rotation     `json:"rotation"`
+	Unfinished   bool               `json:"rotation_unfinished"`
+	Lease        *lease.Lease       `json:"rotation_lease"`
 	// Authenticated is false for a keyring never committed in format
 	// version 2 (its next commit, a rotation, authenticates it).
 	Authenticated bool     `json:"keyring_authenticated"`
@@ -42,10 +45,18 @@ type statusJSON struct {
 	Snapshots   int    `json:"snapshots"`
 	Packs       int    `json:"packs"`
 	Bytes       int64  `json:"repository_bytes"`
+	// BlobBytes is the plaintext of every indexed blob and what it
+	// takes in packs.
+	BlobBytes blobBytes `json:"blob_bytes"`
 	// Unused is the space of packs no index names (an interrupted
 	// snapshot's, or one in flight); blobs no snapshot reaches are
 	// counted by check only (they need a walk).
 	Unused repo.Unindexed `json:"unused"`
+}
+
+type blobBytes struct {
+	Plain  uint64 `json:"plain"`
+	Stored uint64 `json:"stored"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -68,9 +79,10 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version,
+	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version, Compression: r.Compression().String(),
 		KeyringEpoch: ks.Epoch, Current: ks.Current, Rotation: ks.Rotation, Unfinished: ks.Unfinished, Lease: ks.Lease,
 		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total, Unused: unused}
+	st.BlobBytes.Plain, st.BlobBytes.Stored = r.Index().BlobBytes()
 	st.Authenticated, st.Problems = r.Keys().Authenticated(), []string{}
 	for _, p := range r.Keys().Problems() {
 		st.Problems = append(st.Problems, p.Error())
@@ -92,7 +104,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "repository %s at %s\n", st.ID, st.Location)
-	fmt.Fprintf(w, "format version %d, keyring epoch %d\n", st.FormatVersion, st.KeyringEpoch)
+	fmt.Fprintf(w, "format version %d, compression %s, keyring epoch %d\n", st.FormatVersion, st.Compression, st.KeyringEpoch)
 	if !st.Authenticated {
 		fmt.Fprintf(w, "keyring not authenticated: it was never committed in format version 2; the next rotation authenticates it\n")
 	}
@@ -124,6 +136,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(w, "rotation lease held by %s pid %d until %s\n", st.Lease.Host, st.Lease.PID, st.Lease.Expires.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "%d snapshots, %d packs, %s in all\n", st.Snapshots, st.Packs, bytesStr(uint64(st.Bytes)))
+	fmt.Fprintf(w, "blobs: %s of plaintext stored in %s\n", bytesStr(st.BlobBytes.Plain), bytesStr(st.BlobBytes.Stored))
 	fmt.Fprintf(w, "unused space: %d packs no index names, %s (interrupted or running snapshots; 'check' also counts blobs no snapshot reaches)\n",
 		st.Unused.Packs, bytesStr(uint64(st.Unused.Bytes)))
 	return nil
