@@ -16,6 +16,8 @@
 #             remote holding big.bin, and `restic mount` of a restic
 #             repository holding it; for each, MiB/s and the gateway's CPU
 #             seconds per GiB read (goal: snapcrypt's at or below rclone's).
+#             With BENCH_S3_BASE=OLD_BINARY, the S3 mount of that binary
+#             takes its turn too (a column "S3, base": what a change moved).
 #             Median of BENCH_S3_READ_RUNS (default 3), the systems taking
 #             turns in each run; ratios are medians of per-run ratios. When
 #             the goal is missed (or BENCH_S3_PROFILE=1) one more cold read
@@ -189,7 +191,7 @@ domount() {
   for k in "$@"; do ks+=(-k "$k"); done
   mkdir -p "$m"
   mounted "$m" && die "$m is still mounted"
-  env ${MOUNT_ENV:-} "$bin" mount -r "$r" "${ks[@]}" "$m" >"$B/s3-mount-$name.log" 2>&1 &
+  env ${MOUNT_ENV:-} "${MOUNT_BIN:-$bin}" mount -r "$r" "${ks[@]}" "$m" >"$B/s3-mount-$name.log" 2>&1 &
   MPID[$name]=$!
   for _ in $(seq 1200); do
     [ -e "$m/snapshots/latest" ] && return 0
@@ -295,6 +297,10 @@ if has read; then
     RD[local]+=" $LASTMIBS" RCPU[local]+=" $LASTCPU"
     coldread rs3 "$read_s3"
     RD[s3]+=" $LASTMIBS" RCPU[s3]+=" $LASTCPU" RGW[s3]+=" $LASTGW"
+    if [ -n "${BENCH_S3_BASE:-}" ]; then
+      MOUNT_BIN=$BENCH_S3_BASE coldread rbase "$read_s3"
+      RD[base]+=" $LASTMIBS" RCPU[base]+=" $LASTCPU" RGW[base]+=" $LASTGW"
+    fi
     for p in "${peers[@]}"; do
       coldpeer "$p"
       RD[$p]+=" $LASTMIBS" RCPU[$p]+=" $LASTCPU" RGW[$p]+=" $LASTGW"
@@ -312,6 +318,20 @@ if has read; then
   row "snapcrypt mount CPU during the read, s" "$mc_local" "$mc_s3" "$(ratio "$mc_s3" "$mc_local")" ""
   row "versitygw CPU during the read, s" "" "$mg_s3" "" ""
   echo
+  if [ -n "${BENCH_S3_BASE:-}" ]; then
+    echo
+    echo "## the S3 mount against the base binary $BENCH_S3_BASE (median of $readruns; ratios: median of per-run ratios)"
+    row "figure" "S3" "S3, base" "S3/base" ""
+    row "---" "---" "---" "---" "---"
+    # shellcheck disable=SC2086
+    {
+      row "cold sequential read, MiB/s" "$mr_s3" "$(median ${RD[base]})" "$(pairmed "${RD[s3]}" "${RD[base]}")" ""
+      row "S3 / local, MiB/s" "$rr" "$(pairmed "${RD[base]}" "${RD[local]}")" "" ""
+      row "snapcrypt mount CPU during the read, s" "$mc_s3" "$(median ${RCPU[base]})" "$(pairmed "${RCPU[s3]}" "${RCPU[base]}")" ""
+      row "versitygw CPU during the read, s" "$mg_s3" "$(median ${RGW[base]})" "$(pairmed "${RGW[s3]}" "${RGW[base]}")" ""
+    }
+    echo "all runs: base MiB/s [${RD[base]} ] versitygw CPU s [${RGW[base]} ]"
+  fi
   if ((${#peers[@]})); then
     # GiB read per run, for CPU seconds per GiB.
     gib=$(awk -v n="$bigsize" 'BEGIN { print n / 1073741824 }')
