@@ -270,7 +270,8 @@ if has read; then
     mkdir -p "$m"
     mounted "$m" && die "$m is still mounted"
     case $name in
-      rclone) rcl mount --read-only sccrypt: "$m" >"$B/s3-mount-rclone.log" 2>&1 & f="$m/big.bin" ;;
+      # (not through rcl: $! must be rclone's own pid, for its CPU)
+      rclone) env -u AWS_CA_BUNDLE rclone mount --read-only sccrypt: "$m" >"$B/s3-mount-rclone.log" 2>&1 & f="$m/big.bin" ;;
       restic) restic -r "$restic_repo" mount "$m" >"$B/s3-mount-restic.log" 2>&1 & f="$m/snapshots/latest$data/big.bin" ;;
     esac
     MPID[$name]=$!
