@@ -296,7 +296,10 @@ func (s *Store) openStream(ctx context.Context, name string, off int64) (*stream
 	if off >= wholeMax {
 		opts.SetRange(off, 0) // bytes=off-
 	}
-	body, info, hdr, err := s.core.GetObject(ctx, s.bucket, s.key(name), opts)
+	// The body outlives this call, for later reads by other callers: its
+	// request must not end with this caller's context. (A stalled body
+	// still fails after Config.Timeout.)
+	body, info, hdr, err := s.core.GetObject(context.WithoutCancel(ctx), s.bucket, s.key(name), opts)
 	if isCode(err, "InvalidRange") {
 		return nil, nil // the object ends before off
 	}

@@ -203,3 +203,21 @@ func TestReadOnReplaced(t *testing.T) {
 	}
 	readAt(t, s, fresh, 1<<20, 1<<20)
 }
+
+// TestReadOnOutlivesContext: the body a read keeps is read on after the
+// context of the read that opened it has ended (the mount's requests each
+// have their own).
+func TestReadOnOutlivesContext(t *testing.T) {
+	srv := s3test.Start(t)
+	tr := &countingTransport{}
+	s, data := countingStore(t, srv, tr, 4<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := s.ReadRange(ctx, "data/pack", 0, 1<<20, make([]byte, 1<<20), false); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	readAt(t, s, data, 1<<20, 1<<20)
+	if n, ranges := tr.count(); n != 1 {
+		t.Errorf("a read after the first one's context ended made %d GETs in all (Range headers %q), want 1", n, ranges)
+	}
+}
