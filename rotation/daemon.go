@@ -160,7 +160,8 @@ func newDaemon(kc Keychain, o DaemonOptions) *Daemon {
 		return leave
 	}
 	d.opts = Options{LeaseDuration: o.LeaseDuration, Workers: Workers,
-		StartWorker: lowerPriority, Pace: func(worked time.Duration) { d.pace.pace(worked) }}
+		StartWorker: lowerPriority, Pace: func(worked time.Duration) { d.pace.pace(worked) },
+		WorkClock: threadCPU}
 	return d
 }
 

@@ -69,9 +69,18 @@ type Options struct {
 
 	// Pace, if set, is called by a rotation worker after each unit of
 	// work (a wrapped DEK re-wrapped, checked or deleted, a batch of a
-	// deleted prefix's files freed) with the time the unit took; it may
-	// sleep, to spread a background rotation out in time.
+	// deleted prefix's files freed) with what the unit cost as WorkClock
+	// measures it; it may sleep, to spread a background rotation out in
+	// time.
 	Pace func(worked time.Duration)
+
+	// WorkClock, if set, is the clock Pace's costs are read from, on the
+	// worker's goroutine before and after each unit; by default the wall
+	// clock. A daemon, whose workers each hold a thread (StartWorker), reads
+	// the thread's CPU time: a unit that waits for the disk (reading a
+	// wrapped DEK that is not in the page cache) costs readers no CPU, and
+	// pacing it by the time it waited would make a rotation crawl.
+	WorkClock func() time.Duration
 
 	// Logf, if set, is told of what a rotation finds wrong but works
 	// around: an invalid lease it took over (lease.MaxDuration).

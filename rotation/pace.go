@@ -93,10 +93,11 @@ func selfRchar() (uint64, bool) {
 }
 
 // Pacing of a rotation while the process serves reads. After each unit of
-// work a worker sleeps factor times as long as the unit took, so that the
-// rotation's work and the kernel's on its behalf (journal commits, freeing
-// blocks: not charged to the low-priority thread) take at most
-// 1/(factor+1) of each worker's time. The factor starts at minFactor and
+// work a worker sleeps factor times what the unit cost: the CPU time of
+// its thread (Options.WorkClock; time it waited for the disk costs readers
+// no CPU), so that the rotation's work and the kernel's on its behalf
+// (journal commits, freeing blocks: not charged to the low-priority
+// thread) take at most 1/(factor+1) of the CPU a worker could use. The factor starts at minFactor and
 // adapts to what the reader gets: every workSpell of paced work, all
 // workers pause for a quietSpell, and the read rate of that spell (the
 // reader alone) is compared with the rate of the work spell before it

@@ -1,8 +1,11 @@
 package rotation
 
 import (
+	"context"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -158,5 +161,37 @@ func TestIdle(t *testing.T) {
 	pace(time.Millisecond)
 	if waits != 0 {
 		t.Fatalf("waited %d times with no reads", waits)
+	}
+}
+
+// TestWorkClock: a worker's units are costed on Options.WorkClock, read on
+// the worker's goroutine before and after each unit, and Pace gets the
+// difference.
+func TestWorkClock(t *testing.T) {
+	var mu sync.Mutex
+	clocks := map[int]time.Duration{} // per unit: what its clock reads
+	var paced []time.Duration
+	r := &Rotator{opts: Options{Workers: 1,
+		WorkClock: func() time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			return clocks[len(paced)]
+		},
+		Pace: func(worked time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			paced = append(paced, worked)
+		}}.withDefaults()}
+	err := r.parallelN(context.Background(), 1, 3, func(i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		clocks[i] += time.Duration(i+1) * time.Millisecond // unit i costs i+1 ms
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}; !slices.Equal(paced, want) {
+		t.Fatalf("Pace got %v, want %v", paced, want)
 	}
 }

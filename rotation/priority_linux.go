@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,4 +31,16 @@ func lowerPriority() {
 	tid := unix.Gettid()
 	unix.Setpriority(unix.PRIO_PROCESS, tid, backgroundNice)
 	unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioLow)
+}
+
+// threadCPU returns the CPU time (user and system) the calling thread has
+// used; it is the WorkClock of a daemon's workers, each locked to a thread
+// of its own (lowerPriority). It returns 0 where the clock fails, which
+// leaves the work unpaced rather than the rotation stopped.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }

@@ -1,7 +1,9 @@
 package rotation
 
 import (
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,5 +46,25 @@ func TestLowerPriority(t *testing.T) {
 	}
 	if mine.nice == backgroundNice || mine.io == ioprioLow {
 		t.Fatalf("the test's own thread got the background priority too: %+v", mine)
+	}
+}
+
+// TestThreadCPU: the daemon's WorkClock counts what a locked thread
+// computes, not the time it waits (for the disk, here for a timer).
+func TestThreadCPU(t *testing.T) {
+	done := make(chan time.Duration, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		c0 := threadCPU()
+		time.Sleep(100 * time.Millisecond)
+		waited := threadCPU() - c0
+		c0 = threadCPU()
+		for threadCPU()-c0 < 20*time.Millisecond { // terminates only if the clock counts computing
+		}
+		done <- waited
+	}()
+	if waited := <-done; waited >= 20*time.Millisecond {
+		t.Fatalf("a thread that slept 100 ms used %v by threadCPU, want next to nothing", waited)
 	}
 }

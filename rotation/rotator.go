@@ -236,7 +236,11 @@ func (r *Rotator) parallel(ctx context.Context, n int, names []string, fn func(s
 // parallelN is parallel over the indexes 0 to count-1.
 func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) error) error {
 	o := r.options()
-	start, pace := o.StartWorker, o.Pace
+	start, pace, clock := o.StartWorker, o.Pace, o.WorkClock
+	if clock == nil {
+		t0 := time.Now()
+		clock = func() time.Duration { return time.Since(t0) }
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan int)
@@ -254,10 +258,10 @@ func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) erro
 				if ctx.Err() != nil {
 					continue // drain: stop after a crash
 				}
-				t := time.Now()
+				c := clock()
 				err := fn(i)
 				if pace != nil {
-					pace(time.Since(t))
+					pace(clock() - c)
 				}
 				if err == nil {
 					continue

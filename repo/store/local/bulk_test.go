@@ -193,3 +193,22 @@ func TestReadSmall(t *testing.T) {
 		t.Errorf("ReadSmall of a bad name: %v", err)
 	}
 }
+
+// TestReadSmallOneRead: a file shorter than the limit takes one read(2);
+// the short read is its end.
+func TestReadSmallOneRead(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t, "deks/g/aa")
+	reads := 0
+	readFD = func(fd int, p []byte) (int, error) {
+		reads++
+		return syscall.Read(fd, p)
+	}
+	t.Cleanup(func() { readFD = syscall.Read })
+	if b, err := s.ReadSmall(ctx, "deks/g/aa", 77); err != nil || string(b) != "deks/g/aa" {
+		t.Fatalf("ReadSmall = %q, %v", b, err)
+	}
+	if reads != 1 {
+		t.Fatalf("ReadSmall of a 9-byte file made %d reads, want 1", reads)
+	}
+}

@@ -97,8 +97,9 @@ func rangeOptions(off, length int64) minio.GetObjectOptions {
 }
 
 // ReadRange implements store.RangeReader with a ranged GET whose body is
-// read straight into buf. direct (read around the page cache) means
-// nothing to S3 and is ignored.
+// read straight into buf; a read of at least streamMin bytes reads on from
+// or keeps the body of a GET to the object's end (stream.go). direct (read
+// around the page cache) means nothing to S3 and is ignored.
 func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, buf []byte, direct bool) ([]byte, error) {
 	if err := check(ctx, "get range", name); err != nil {
 		return nil, err
@@ -113,7 +114,13 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64, b
 		}
 		return buf[:0], nil
 	}
-	n, err := s.readInto(ctx, name, rangeOptions(off, length), buf, int(length))
+	var n int
+	var err error
+	if length >= streamMin || s.streams.at(streamKey{name, off}) {
+		n, err = s.readOn(ctx, name, off, buf, int(length))
+	} else {
+		n, err = s.readInto(ctx, name, rangeOptions(off, length), buf, int(length))
+	}
 	if isCode(err, "InvalidRange") {
 		return buf[:0], nil // the range starts at or past the end
 	}

@@ -130,6 +130,8 @@ type Store struct {
 
 	createOnly bool
 	noCreate   error // why Create is unavailable, when !createOnly
+
+	streams streams // bodies of large reads, to read on from (stream.go)
 }
 
 var (
@@ -509,6 +511,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := check(ctx, "put", name); err != nil {
 		return err
 	}
+	s.streams.forget(name)
 	_, err := s.core.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)),
 		"", "", putOptions(data))
 	if err != nil {
@@ -523,6 +526,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := check(ctx, "delete", name); err != nil {
 		return err
 	}
+	s.streams.forget(name)
 	if _, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{}); err != nil {
 		return fmt.Errorf("delete %s: %w", name, s.mapErr(err))
 	}
