@@ -2,10 +2,14 @@ package fs
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"path/filepath"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/snapcrypt/snapcrypt/repo"
 )
 
 // TestOpenAllocs: when the kernel reads ahead (the mount's own read-ahead
@@ -61,5 +65,38 @@ func TestOpenAllocs(t *testing.T) {
 	release(fh)
 	if h := raw.handles.get(fh); h != nil {
 		t.Errorf("handle %d still held after release", fh)
+	}
+}
+
+// TestHashIno: an inode number is the first 8 bytes (little-endian) of
+// the SHA-256 of its parts, each preceded by its 4-byte length, with the
+// reserved values folded away, for names of any length (a listing's
+// names, up to 255 bytes, and longer ones).
+func TestHashIno(t *testing.T) {
+	want := func(parts ...[]byte) uint64 {
+		h := sha256.New()
+		for _, p := range parts {
+			h.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(p))))
+			h.Write(p)
+		}
+		v := binary.LittleEndian.Uint64(h.Sum(nil))
+		if v < inoFirstHash || v == ^uint64(0) {
+			v += inoFirstHash * 2
+		}
+		return v
+	}
+	for _, n := range []int{0, 1, 9, 200, 255, 300, 4096} {
+		name := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
+		e := &repo.Node{Name: name, Type: repo.TypeFile}
+		if got, w := childIno(12345, 67890, e), want([]byte("entry"), u64(67890), name); got != w {
+			t.Errorf("entry named %d bytes: %#x, want %#x", n, got, w)
+		}
+	}
+	link := &repo.Node{Name: []byte("x"), Type: repo.TypeFile, Links: 2, Dev: 7, Inode: 99}
+	if got, w := childIno(12345, 67890, link), want([]byte("link"), u64(12345), u64(7), u64(99)); got != w {
+		t.Errorf("hard link: %#x, want %#x", got, w)
+	}
+	if got, w := controlIno("status"), want([]byte("control"), []byte("status")); got != w {
+		t.Errorf("control file: %#x, want %#x", got, w)
 	}
 }
