@@ -79,31 +79,37 @@ const (
 	inoFirstHash = 1 << 16
 )
 
+// hashIno is the first 8 bytes (little-endian) of the SHA-256 of the
+// parts, each preceded by its length (4 bytes, little-endian). It
+// allocates nothing for the short inputs inode numbers are made of (a
+// listing numbers each entry).
 func hashIno(parts ...[]byte) uint64 {
-	h := sha256.New()
-	var l [4]byte
+	var buf [256]byte
+	b := buf[:0]
 	for _, p := range parts {
-		binary.LittleEndian.PutUint32(l[:], uint32(len(p)))
-		h.Write(l[:])
-		h.Write(p)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
 	}
-	var sum [sha256.Size]byte
-	v := binary.LittleEndian.Uint64(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	v := binary.LittleEndian.Uint64(sum[:])
 	if v < inoFirstHash || v == ^uint64(0) {
 		v += inoFirstHash * 2 // fold reserved values away
 	}
 	return v
 }
 
-func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
-
 // childIno numbers an entry of a snapshot directory. Hard-linked files share
 // a number derived from their snapshot root and original device and inode.
 func childIno(snapIno, parentIno uint64, n *repo.Node) uint64 {
+	var a, b, c [8]byte
 	if n.Type == repo.TypeFile && n.Links > 1 && n.Inode != 0 {
-		return hashIno([]byte("link"), u64(snapIno), u64(n.Dev), u64(n.Inode))
+		binary.LittleEndian.PutUint64(a[:], snapIno)
+		binary.LittleEndian.PutUint64(b[:], n.Dev)
+		binary.LittleEndian.PutUint64(c[:], n.Inode)
+		return hashIno([]byte("link"), a[:], b[:], c[:])
 	}
-	return hashIno([]byte("entry"), u64(parentIno), n.Name)
+	binary.LittleEndian.PutUint64(a[:], parentIno)
+	return hashIno([]byte("entry"), a[:], n.Name)
 }
 
 func snapshotIno(id repo.ObjectID) uint64 { return hashIno([]byte("snapshot"), id[:]) }

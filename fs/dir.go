@@ -85,17 +85,17 @@ func (m *mount) lookup(d *node, name string, out *fuse.EntryOut) fuse.Status {
 		out.SetEntryTimeout(immutableTimeout)
 		return fuse.OK
 	}
-	return m.childEntry(d, d.snapIno(), e, out)
+	return m.childEntry(d, childIno(d.snapIno(), d.ino, e), e, out)
 }
 
-// childEntry makes (or finds) the node of entry e of directory d, below
-// the snapshot root numbered snapIno, counts the kernel's lookup and
-// fills out; or answers why e cannot be entered.
-func (m *mount) childEntry(d *node, snapIno uint64, e *repo.Node, out *fuse.EntryOut) fuse.Status {
+// childEntry makes (or finds) the node of entry e of directory d, numbered
+// ino (childIno), counts the kernel's lookup and fills out; or answers why
+// e cannot be entered.
+func (m *mount) childEntry(d *node, ino uint64, e *repo.Node, out *fuse.EntryOut) fuse.Status {
 	if err := subdirErr(d, e); err != nil {
 		return fuse.Status(m.fail(d, err))
 	}
-	n := m.nodes.child(d, e, childIno(snapIno, d.ino, e))
+	n := m.nodes.child(d, e, ino)
 	m.entryOut(n, out) // a hard link answers with its first path's node
 	return fuse.OK
 }
@@ -190,7 +190,7 @@ func (m *mount) readdir(h *dirHandle, off uint64, out *fuse.DirEntryList, plus b
 		if e == nil {
 			continue // "." and "..": the kernel ignores their entries
 		}
-		if st := m.childEntry(h.d, h.snapIno, e, eo); st != fuse.OK {
+		if st := m.childEntry(h.d, de.Ino, e, eo); st != fuse.OK {
 			*eo = fuse.EntryOut{}
 			eo.SetEntryTimeout(immutableTimeout)
 		} else if eo.Attr.Mode&syscall.S_IFMT != de.Mode {

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -98,6 +99,8 @@ func snapshotTree(t testing.TB, dirs, per int) *rawMount {
 }
 
 func fileName(i int) string { return fmt.Sprintf("file-%06d.txt", i) }
+
+func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
 // lookup looks name up in the directory dir (a path looked up before) as
 // the kernel's LOOKUP does, and returns the node id.

@@ -2,19 +2,21 @@ package fs
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/snapcrypt/snapcrypt/repo"
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
 
-// open opens file n for reading: a handle that knows where each chunk
-// starts. The content never changes, so the kernel keeps its page cache
-// across opens.
+// open opens file n for reading. The content never changes, so the
+// kernel keeps its page cache across opens. A handle is made only for a
+// sequential reader that the mount reads ahead for (Options.ReadAhead, when
+// the kernel does not): it tracks where the reader is. Otherwise open
+// returns a nil handle, and reads need nothing but the node (rawFS gives
+// the kernel handle number 0): a walk that opens every file of a large
+// tree allocates nothing per open.
 func (m *mount) open(n *node, flags uint32) (*fileHandle, uint32, syscall.Errno) {
 	if n.a.typ != syscall.S_IFREG {
 		if n.isDir() {
@@ -26,14 +28,11 @@ func (m *mount) open(n *node, flags uint32) (*fileHandle, uint32, syscall.Errno)
 		return nil, 0, errno
 	}
 	m.storeSmall(n)
-	chunks := n.chunks()
-	ends := make([]int64, len(chunks))
-	var pos int64
-	for i, c := range chunks {
-		pos += int64(c.Length)
-		ends[i] = pos
+	var h *fileHandle
+	if m.ahead.Load() > 0 {
+		h = &fileHandle{n: n, m: m}
 	}
-	return &fileHandle{n: n, m: m, chunks: chunks, ends: ends}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // storeMax is the size up to which a file's content goes to the kernel's
@@ -81,12 +80,11 @@ func (m *mount) storeSmall(f *node) {
 // parallel, so they arrive a little out of order.
 const seqWindow = 2 << 20
 
-// fileHandle is one open file. Reads on it may run in parallel.
+// fileHandle is one open file that a sequential reader may read: where
+// the reader is. Reads on it may run in parallel.
 type fileHandle struct {
-	n      *node
-	m      *mount
-	chunks []repo.Chunk
-	ends   []int64 // ends[i]: offset just past chunk i
+	n *node
+	m *mount
 
 	mu    sync.Mutex
 	reads int
@@ -111,14 +109,10 @@ func (h *fileHandle) sequential(off, end int64) bool {
 	return seq
 }
 
-// chunkAt returns the index of the chunk holding offset off.
-func (h *fileHandle) chunkAt(off int64) int {
-	return sort.Search(len(h.ends), func(i int) bool { return h.ends[i] > off })
-}
-
-// read reads into dest from offset off.
-func (h *fileHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	size := int64(h.n.a.size)
+// read reads into dest from offset off of file n, reading ahead for h's
+// sequential reader (h nil: no read-ahead).
+func (m *mount) read(n *node, h *fileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := int64(n.a.size)
 	if off < 0 {
 		return nil, syscall.EINVAL
 	}
@@ -126,33 +120,39 @@ func (h *fileHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errn
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), size)
-	m := h.m
-	first, last := h.chunkAt(off), h.chunkAt(end-1)
-	chunks := h.chunks[first : last+1]
+	want := int(end - off)
+	all := n.chunks()
+	first, start := n.chunkAt(off)
+	if first >= len(all) {
+		return nil, m.fail(n, fmt.Errorf("its tree entry is %w: its chunks end before its size", object.ErrCorrupt))
+	}
+	last, _ := n.chunkAt(end - 1)
+	chunks := all[first:min(last+1, len(all))]
 	// A sequential reader gets the bytes after this read decrypted into
 	// the cache: the rest of the last chunk now, the chunks after it in
 	// the background (repo's ReadChunksAt).
-	ahead := m.ahead.Load() // 0 when the kernel reads ahead
+	var ahead int64
+	if h != nil {
+		ahead = m.ahead.Load() // 0 when the kernel reads ahead
+	}
 	if ahead > 0 && h.sequential(off, end) {
-		chunks = h.chunks[first:]
+		chunks = all[first:]
 	} else {
 		ahead = 0
 	}
-	start := h.ends[first] - int64(h.chunks[first].Length)
-	want := int(end - off)
-	n, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, ahead)
+	got, err := m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, ahead)
 	if err != nil && ahead > 0 {
 		// The bytes read ahead may be what failed: try just the ones
 		// asked for.
-		n, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
+		got, err = m.r.ReadChunksAt(m.ctx, chunks, dest[:want], off-start, 0)
 	}
-	if err == nil && n != want {
-		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", object.ErrCorrupt, want-n)
+	if err == nil && got != want {
+		err = fmt.Errorf("its tree entry is %w: its chunks end %d bytes before its size", object.ErrCorrupt, want-got)
 	}
 	if err != nil {
-		return nil, m.fail(h.n, err)
+		return nil, m.fail(n, err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return fuse.ReadResultData(dest[:got]), 0
 }
 
 // readAhead is Options.ReadAhead, but at most an eighth of the segment

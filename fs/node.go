@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ type node struct {
 // nodeExt is what few nodes have.
 type nodeExt struct {
 	chunks []repo.Chunk // a file's, unless flagOne
+	ends   []int64      // ends[i]: the offset just past chunks[i]
 	target []byte       // a symlink's
 }
 
@@ -61,6 +63,23 @@ func (n *node) chunks() []repo.Chunk {
 		return nil
 	}
 	return n.ext.chunks
+}
+
+// chunkAt returns the index of file n's chunk that holds offset off
+// (len(chunks) if none does), and the offset where that chunk starts.
+func (n *node) chunkAt(off int64) (int, int64) {
+	if n.flags.Load()&flagOne != 0 || n.ext == nil {
+		if n.flags.Load()&flagOne != 0 && off < int64(n.one[0].Length) {
+			return 0, 0
+		}
+		return len(n.chunks()), 0
+	}
+	ends := n.ext.ends
+	i := sort.Search(len(ends), func(i int) bool { return ends[i] > off })
+	if i == 0 {
+		return 0, 0
+	}
+	return i, ends[i-1]
 }
 
 // snapIno is the inode number of the snapshot root n is below.
@@ -100,7 +119,13 @@ func newNode(d *node, e *repo.Node, ino uint64) *node {
 		} else if len(e.Chunks) > 1 {
 			// The decoded tree allocated each chunk list apart
 			// from the rest, so holding it does not keep the tree.
-			n.ext = &nodeExt{chunks: e.Chunks}
+			ends := make([]int64, len(e.Chunks))
+			var pos int64
+			for i, c := range e.Chunks {
+				pos += int64(c.Length)
+				ends[i] = pos
+			}
+			n.ext = &nodeExt{chunks: e.Chunks, ends: ends}
 		}
 	}
 	return n

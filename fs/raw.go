@@ -130,7 +130,10 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 		if errno != 0 {
 			return fuse.Status(errno)
 		}
-		out.Fh, out.OpenFlags = r.handles.add(h), flags
+		out.Fh, out.OpenFlags = 0, flags // 0: no handle (see mount.open)
+		if h != nil {
+			out.Fh = r.handles.add(h)
+		}
 		return fuse.OK
 	}
 	return r.RawFileSystem.Open(cancel, in, out)
@@ -138,11 +141,14 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	if n := r.node(in.NodeId); n != nil {
-		h, ok := r.handles.get(in.Fh).(*fileHandle)
-		if !ok {
-			return nil, fuse.Status(syscall.EBADF)
+		var h *fileHandle
+		if in.Fh != 0 {
+			var ok bool
+			if h, ok = r.handles.get(in.Fh).(*fileHandle); !ok {
+				return nil, fuse.Status(syscall.EBADF)
+			}
 		}
-		res, errno := h.read(buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+		res, errno := r.m.read(n, h, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
 		return res, fuse.Status(errno)
 	}
 	return r.RawFileSystem.Read(cancel, in, buf)
@@ -150,7 +156,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	if n := r.node(in.NodeId); n != nil {
-		r.handles.remove(in.Fh)
+		if in.Fh != 0 {
+			r.handles.remove(in.Fh)
+		}
 		return
 	}
 	r.RawFileSystem.Release(cancel, in)

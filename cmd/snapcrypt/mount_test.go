@@ -60,3 +60,41 @@ func TestLimitHeap(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set, limit %d, want it left at 1 GiB", got)
 	}
 }
+
+// TestSparedProcs: one P more than go-fuse's readers can hold while they
+// wait in read(2), for any GOMAXPROCS go-fuse's server was made with; never
+// fewer than there were.
+func TestSparedProcs(t *testing.T) {
+	for _, c := range []struct{ procs, want int }{
+		{1, 4},   // 2 readers + 1 may wait, one P spare
+		{2, 4},   // the same: go-fuse keeps at least 2 readers
+		{3, 5},   // 3 + 1, one spare
+		{8, 10},  // 8 + 1, one spare
+		{16, 18}, // go-fuse's cap of 16 readers + 1, one spare
+		{17, 18},
+		{18, 18}, // a P is idle already
+		{64, 64},
+	} {
+		if got := sparedProcs(c.procs); got != c.want {
+			t.Errorf("sparedProcs(%d) = %d, want %d", c.procs, got, c.want)
+		}
+	}
+}
+
+// TestSpareProc: GOMAXPROCS is raised to sparedProcs, and left alone when
+// the environment sets it.
+func TestSpareProc(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "")
+	runtime.GOMAXPROCS(2)
+	spareProc(2)
+	if got := runtime.GOMAXPROCS(0); got != 4 {
+		t.Errorf("after spareProc(2): GOMAXPROCS %d, want 4", got)
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2)
+	spareProc(2)
+	if got := runtime.GOMAXPROCS(0); got != 2 {
+		t.Errorf("after spareProc(2) with GOMAXPROCS=2 in the environment: %d, want 2", got)
+	}
+}
