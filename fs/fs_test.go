@@ -62,6 +62,7 @@ type fixture struct {
 	src string
 
 	mr   *repo.Repository // the mount's own handle (a fresh cache)
+	mopt repo.Options     // what mount opens mr with
 	mnt  string
 	srv  *Server
 	logs *logLines
@@ -107,7 +108,7 @@ func (f *fixture) snapshot(name string, tags ...string) *repo.Snapshot {
 
 func (f *fixture) mount(opts Options) {
 	f.t.Helper()
-	mr, err := repo.Open(f.ctx, f.st, repo.Options{}, f.key)
+	mr, err := repo.Open(f.ctx, f.st, f.mopt, f.key)
 	if err != nil {
 		f.t.Fatal(err)
 	}

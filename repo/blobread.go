@@ -5,13 +5,21 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
+	"github.com/snapcrypt/snapcrypt/repo/store"
 )
 
-// ReadBlob returns a whole blob's plaintext.
+// ReadBlob returns a whole blob's plaintext. Like every read of blobs, it
+// reloads the index once when the index it has no longer says where the
+// blob is (see retryStale).
 func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byte, error) {
+	return retryStale(r, ctx, func() ([]byte, error) { return r.readBlob(ctx, t, id) })
+}
+
+func (r *Repository) readBlob(ctx context.Context, t BlobType, id BlobID) ([]byte, error) {
 	loc, ok := r.index.lookup(t, id)
 	if !ok {
 		return nil, r.missingBlob(t, id)
@@ -27,6 +35,10 @@ func (r *Repository) ReadBlob(ctx context.Context, t BlobType, id BlobID) ([]byt
 // decrypt up to that many further bytes of the blob into the cache, for a
 // sequential reader.
 func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []byte, off, ahead int64) (int, error) {
+	return retryStale(r, ctx, func() (int, error) { return r.readBlobAt(ctx, t, id, p, off, ahead) })
+}
+
+func (r *Repository) readBlobAt(ctx context.Context, t BlobType, id BlobID, p []byte, off, ahead int64) (int, error) {
 	loc, ok := r.index.lookup(t, id)
 	if !ok {
 		return 0, r.missingBlob(t, id)
@@ -72,7 +84,15 @@ func (r *Repository) ReadBlobAt(ctx context.Context, t BlobType, id BlobID, p []
 // passes them) that start within ahead bytes of p's end are decrypted into
 // the cache in the background (prefetch.go), with ctx, which must outlive
 // the call. A read that needs a chunk being read ahead waits for it.
+//
+// A read that finds the index stale (see retryStale) reloads it and reads
+// again from the start: p may then hold bytes of the first attempt up to
+// where it stopped, which the second overwrites with the same bytes.
 func (r *Repository) ReadChunksAt(ctx context.Context, chunks []Chunk, p []byte, off, ahead int64) (int, error) {
+	return retryStale(r, ctx, func() (int, error) { return r.readChunksAt(ctx, chunks, p, off, ahead) })
+}
+
+func (r *Repository) readChunksAt(ctx context.Context, chunks []Chunk, p []byte, off, ahead int64) (int, error) {
 	if ahead > 0 {
 		// Started first, to run beside this read. The chunk p ends in
 		// (by the lengths the chunks claim; a chunk whose blob differs
@@ -181,12 +201,83 @@ func (r *Repository) chunkLoc(c Chunk) (blobLoc, error) {
 	return loc, nil
 }
 
+// errNotIndexed is wrapped by the error of a blob the index does not know.
+var errNotIndexed = errors.New("not in the index")
+
 // missingBlob is the error for a blob the index does not know.
 func (r *Repository) missingBlob(t BlobType, id BlobID) error {
 	if ierr := r.index.failure(); ierr != nil {
-		return fmt.Errorf("%s blob %s is not in the index; an index object could not be read: %w", t, id.Short(), ierr)
+		return fmt.Errorf("%s blob %s is %w; an index object could not be read: %w", t, id.Short(), errNotIndexed, ierr)
 	}
-	return fmt.Errorf("%s blob %s is not in the index", t, id.Short())
+	return fmt.Errorf("%s blob %s is %w", t, id.Short(), errNotIndexed)
+}
+
+// staleIndex tells whether a read failed because the index no longer says
+// where a blob is: the blob is not in it, or a pack it names is gone. A
+// reader loaded its index before a prune (docs/prune.md) compacted the
+// index and deleted the packs it repacked (step 10); until it reloads the
+// index, it looks blobs of the snapshots that remain up in those packs.
+func staleIndex(err error) bool {
+	return errors.Is(err, errNotIndexed) || errors.Is(err, store.ErrNotExist)
+}
+
+// retryStale runs read, and when it fails because the index is stale
+// (staleIndex), reloads the index (refreshStaleIndex) and runs it once more. A
+// read that still fails so (the blob is in no index object listed now, or
+// its pack is gone although one names it) returns an error that says the
+// snapshot may have been forgotten, and counts among the read errors.
+// A read that succeeds the second time is no read error.
+func retryStale[T any](r *Repository, ctx context.Context, read func() (T, error)) (T, error) {
+	v, err := read()
+	if err == nil || !staleIndex(err) {
+		return v, err
+	}
+	if rerr := r.refreshStaleIndex(ctx); rerr != nil {
+		return v, fmt.Errorf("%w (reloading the index: %v)", err, rerr)
+	}
+	v, err = read()
+	if err == nil || !staleIndex(err) {
+		return v, err
+	}
+	err = fmt.Errorf("%w (%w)", err, errReloaded)
+	if errors.Is(err, store.ErrNotExist) {
+		r.eng.noteError(err)
+	}
+	return v, err
+}
+
+// errReloaded is wrapped by the error of a read that found the index stale
+// again after reloading it.
+var errReloaded = errors.New("the index was reloaded; the snapshot may have been forgotten and pruned")
+
+// refreshStaleIndex reloads the index (LoadIndexPartial: new index objects are
+// merged, and the whole index is read again when index objects merged
+// before have vanished) for the reads that found it stale. Reads that fail
+// together reload it once: a read waits for a reload that started after
+// it called, joining one that is running only if that one started after
+// the call (one that started before may have listed the index objects
+// before the prune replaced them). The reload is not canceled with ctx;
+// the wait is.
+func (r *Repository) refreshStaleIndex(ctx context.Context) error {
+	seen := r.reloads.started.Load()
+	for {
+		ch := r.reloads.group.DoChan("", func() (any, error) {
+			n := r.reloads.started.Add(1)
+			_, err := r.LoadIndexPartial(context.WithoutCancel(ctx))
+			return n, err
+		})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case res := <-ch:
+			if res.Err != nil {
+				return res.Err
+			}
+			if res.Val.(uint64) > seen {
+				return nil
+			}
+		}
+	}
 }
 
 // ReadErrors returns the count of read errors and the most recent ones.

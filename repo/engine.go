@@ -10,6 +10,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -394,7 +395,14 @@ func (e *engine) fetchAhead(ctx context.Context, pk *IndexPack, pos, n int64) er
 	return nil
 }
 
+// noteError counts a read error for status. A pack that is gone is
+// counted by the Repository only if the read still fails after it
+// reloaded its index (blobread.go's retryStale): a reader whose index a
+// prune made stale reads on after the reload.
 func (e *engine) noteError(err error) {
+	if errors.Is(err, store.ErrNotExist) && !errors.Is(err, errReloaded) {
+		return
+	}
 	e.errMu.Lock()
 	defer e.errMu.Unlock()
 	e.nErrs++

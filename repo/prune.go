@@ -687,19 +687,12 @@ func (r *Repository) awaitWriters(ctx context.Context, o PruneOptions, own strin
 // liveWriters returns the writer leases live now (allowing o.Skew), but
 // for own's, and deletes the others' lease objects.
 func (r *Repository) liveWriters(ctx context.Context, o PruneOptions, own string) ([]lease.Lease, error) {
-	dirs := map[string]bool{}
-	err := r.st.List(ctx, WriterLeasePrefix, func(fi store.Info) error {
-		rest := strings.TrimPrefix(fi.Name, WriterLeasePrefix)
-		if i := strings.IndexByte(rest, '/'); i > 0 {
-			dirs[WriterLeasePrefix+rest[:i+1]] = true
-		}
-		return nil
-	})
+	dirs, err := r.writerLeaseDirs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("prune: listing writer leases: %w", err)
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 	var live []lease.Lease
-	for dir := range dirs {
+	for _, dir := range dirs {
 		if dir == own {
 			continue
 		}

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic/chunker"
@@ -110,6 +111,12 @@ type Repository struct {
 	trees *lru[BlobID, *Tree] // decoded trees (treecache.go)
 	// treeLoads makes concurrent LoadTrees of one tree read it once.
 	treeLoads singleflight.Group
+	// reloads makes the reads that find the index stale reload it once
+	// (blobread.go).
+	reloads struct {
+		started atomic.Uint64 // reloads begun
+		group   singleflight.Group
+	}
 
 	// comp is the repository's default compression (settings; always
 	// off in a version 1 repository, whose blobs are stored as they are).

@@ -258,11 +258,18 @@ func UnmarshalTree(b []byte) (*Tree, error) {
 // the repository's content-id key (as the writer computed it) and decodes
 // it. It returns the tree and the blob's size. A blob larger than
 // MaxTreeSize is refused before it is read; a blob whose content does not
-// match its id, or that does not parse, is object.ErrCorrupt.
+// match its id, or that does not parse, is object.ErrCorrupt. A tree the
+// index does not know makes it reload the index once (retryStale).
 func (r *Repository) readTree(ctx context.Context, id BlobID) (*Tree, int64, error) {
-	loc, ok := r.index.lookup(BlobTree, id)
-	if !ok {
-		return nil, 0, r.missingBlob(BlobTree, id)
+	loc, err := retryStale(r, ctx, func() (blobLoc, error) {
+		l, ok := r.index.lookup(BlobTree, id)
+		if !ok {
+			return l, r.missingBlob(BlobTree, id)
+		}
+		return l, nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	if loc.length > MaxTreeSize || loc.plain > MaxTreeSize {
 		return nil, 0, fmt.Errorf("tree %s is %w: %d bytes, more than the %d a tree may hold", id.Short(), object.ErrCorrupt, max(loc.length, loc.plain), MaxTreeSize)
