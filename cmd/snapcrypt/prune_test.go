@@ -61,4 +61,41 @@ func TestForgetPrune(t *testing.T) {
 	defer held.Release(context.Background())
 	sc(t, f.env, "prune", "--no-wait").want(t, exitBusy, "host elsewhere")
 	sc(t, f.env, "prune", "--wait", "--no-wait").want(t, exitUsage, "exclude")
+
+	// A snapshot in flight elsewhere: status shows its lease; a prune
+	// that may not wait defers its deletions, and status shows the mark
+	// until a prune finishes it.
+	held.Release(context.Background())
+	writer, err := lease.Take(context.Background(), st, repo.WriterLeasePrefix+strings.Repeat("ab", 16)+"/", lease.Options{Host: "busyhost", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(f.src, "churn"), []byte(strings.Repeat("z", 300<<10)), 0o644)
+	snapAt(t, f, time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339), "h")
+	sc(t, f.env, "forget", "--keep-last", "1").want(t, 0, "")
+	sc(t, f.env, "prune", "--no-wait").want(t, 0, "")
+	var status struct {
+		Prune repo.PruneState `json:"prune"`
+	}
+	r = sc(t, f.env, "status", "--json")
+	r.want(t, 0, "")
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if len(status.Prune.Pending) != 1 || status.Prune.Pending[0].Packs == 0 || len(status.Prune.Writers) != 1 || status.Prune.Writers[0].Host != "busyhost" {
+		t.Fatalf("status shows prune %+v, want one deferred mark and the writer on busyhost", status.Prune)
+	}
+	r = sc(t, f.env, "status")
+	r.want(t, 0, "")
+	if !strings.Contains(r.stdout, "snapshot in flight: host busyhost") || !strings.Contains(r.stdout, "deferred:") {
+		t.Errorf("status does not show the deferred prune and the writer:\n%s", r.stdout)
+	}
+	writer.Release(context.Background())
+	sc(t, f.env, "prune").want(t, 0, "")
+	r = sc(t, f.env, "status", "--json")
+	status.Prune = repo.PruneState{}
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || len(status.Prune.Pending) != 0 || len(status.Prune.Writers) != 0 {
+		t.Fatalf("status after the prune finished: %v %+v", err, status.Prune)
+	}
+	sc(t, f.env, "check", "--read-data").want(t, 0, "")
 }

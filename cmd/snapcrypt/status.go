@@ -52,6 +52,9 @@ type statusJSON struct {
 	// snapshot's, or one in flight); blobs no snapshot reaches are
 	// counted by check only (they need a walk).
 	Unused repo.Unindexed `json:"unused"`
+	// Prune is the marks of prunes that deferred their deletions (the
+	// next prune finishes them) and the snapshots in flight now.
+	Prune *repo.PruneState `json:"prune"`
 }
 
 type blobBytes struct {
@@ -75,13 +78,17 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	ps, err := r.PruneState(ctx)
+	if err != nil {
+		return err
+	}
 	ks, err := rotation.New(r.Keys(), rotation.Options{}).Status(ctx)
 	if err != nil {
 		return err
 	}
 	st := statusJSON{ID: r.Config().ID, Location: r.Store().Location(), FormatVersion: r.Config().Version, Compression: r.Compression().String(),
 		KeyringEpoch: ks.Epoch, Current: ks.Current, Rotation: ks.Rotation, Unfinished: ks.Unfinished, Lease: ks.Lease,
-		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total, Unused: unused}
+		Snapshots: u.Objects["snapshots"], Packs: u.Objects["data"], Bytes: u.Total, Unused: unused, Prune: ps}
 	st.BlobBytes.Plain, st.BlobBytes.Stored = r.Index().BlobBytes()
 	st.Authenticated, st.Problems = r.Keys().Authenticated(), []string{}
 	for _, p := range r.Keys().Problems() {
@@ -139,5 +146,15 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(w, "blobs: %s of plaintext stored in %s\n", bytesStr(st.BlobBytes.Plain), bytesStr(st.BlobBytes.Stored))
 	fmt.Fprintf(w, "unused space: %d packs no index names, %s (interrupted or running snapshots; 'check' also counts blobs no snapshot reaches)\n",
 		st.Unused.Packs, bytesStr(uint64(st.Unused.Bytes)))
+	for _, p := range ps.Pending {
+		fmt.Fprintf(w, "prune %s by %s pid %d at %s deferred: %d packs, %s, %d wrapped DEKs ('snapcrypt prune' finishes it)\n",
+			p.ID[:16], p.Host, p.PID, p.Time.Format(time.RFC3339), p.Packs, bytesStr(uint64(p.Bytes)), p.DEKs)
+	}
+	for _, l := range ps.Writers {
+		fmt.Fprintf(w, "snapshot in flight: host %s pid %d, lease until %s\n", l.Host, l.PID, l.Expires.UTC().Format(time.RFC3339))
+	}
+	if ps.More > 0 {
+		fmt.Fprintf(w, "and %d more writer leases not read\n", ps.More)
+	}
 	return nil
 }
