@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,98 @@ func waitPrefetch(t *testing.T, r *Repository) {
 			t.Fatal("read-ahead did not finish")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPackAhead: a walk that reads small compressed files whole in the
+// order they sit in their pack (as tar does through the mount) finds
+// most of them decompressed ahead, every file reads right, and no blob is
+// decompressed twice; reads in a scattered order start no read-ahead, and
+// after the walk no worker of the prefetcher is left once it idles.
+func TestPackAhead(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r, m := newTestRepo(t, st)
+	src := t.TempDir()
+	want := map[string][]byte{}
+	for i := range 200 {
+		name := fmt.Sprintf("f%03d", i)
+		want[name] = []byte(strings.Repeat(fmt.Sprintf("file %d, line of a small compressible file\n", i), 40))
+		if err := os.WriteFile(filepath.Join(src, name), want[name], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type file struct {
+		name  string
+		c     Chunk
+		order uint64 // offset in its pack
+	}
+	var files []file
+	for name := range want {
+		n := tree.Find([]byte(name))
+		if n == nil || len(n.Chunks) != 1 {
+			t.Fatalf("%s: %+v", name, n)
+		}
+		loc, ok := r.index.lookup(BlobData, n.Chunks[0].ID)
+		if !ok || !loc.zstd {
+			t.Fatalf("%s is not stored compressed", name)
+		}
+		files = append(files, file{name, n.Chunks[0], loc.offset})
+	}
+	read := func(f file) {
+		t.Helper()
+		p := make([]byte, f.c.Length)
+		if n, err := r.ReadChunksAt(ctx, []Chunk{f.c}, p, 0, 0); err != nil || !bytes.Equal(p[:n], want[f.name]) {
+			t.Fatalf("%s: %d bytes, %v", f.name, n, err)
+		}
+	}
+
+	base := r.eng.inflated.Load() // the tree's
+	// Scattered: every 7th file of the pack's order from the end, then
+	// every 11th from the start (further apart than a walk's gap).
+	sort.Slice(files, func(i, j int) bool { return files[i].order < files[j].order })
+	n := uint64(0)
+	for i := len(files) - 1; i >= 0; i -= 7 {
+		read(files[i])
+		n++
+	}
+	for i := 3; i < len(files); i += packAheadGap + 3 {
+		read(files[i])
+		n++
+	}
+	waitPrefetch(t, r)
+	if got := r.eng.inflated.Load() - base; got != n {
+		t.Errorf("scattered reads of %d files decompressed %d blobs: a read-ahead started", n, got)
+	}
+
+	// In pack order, as a walk.
+	r2, err := Open(ctx, st, Options{}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = r2
+	hits := r.eng.plains.stats().Hits
+	for _, f := range files {
+		read(f)
+	}
+	waitPrefetch(t, r)
+	if got := r.eng.plains.stats().Hits - hits; got < uint64(len(files))/2 {
+		t.Errorf("a walk of %d files found %d decompressed ahead", len(files), got)
+	}
+	if got := r.eng.inflated.Load(); got != uint64(len(files)) {
+		t.Errorf("a walk of %d files decompressed %d blobs", len(files), got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.eng.pf.workers.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d prefetch workers left after the walk", r.eng.pf.workers.Load())
+		}
 	}
 }

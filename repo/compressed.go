@@ -13,6 +13,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -69,6 +70,7 @@ func (e *engine) inflate(ctx context.Context, t BlobType, id BlobID, loc blobLoc
 // which holds its whole plaintext: the read of a whole small file, which
 // needs no cache. A blob in the cache is copied from there.
 func (e *engine) inflateInto(ctx context.Context, id BlobID, loc blobLoc, p []byte) error {
+	e.packAhead(ctx, loc)
 	if e.plains.use(id, func(b []byte) { copy(p, b) }) {
 		return nil
 	}
@@ -123,4 +125,68 @@ func (e *engine) inflatedBlob(ctx context.Context, id BlobID, loc blobLoc) ([]by
 		return nil, err
 	}
 	return v.([]byte), nil
+}
+
+// A walk of a tree of small files (tar, cp -r, rsync, grep -r) reads each
+// file whole, one after another, in directory order: the order a snapshot
+// wrote them, end to end in its packs. Each read of a compressed one
+// decompresses it on the reader's thread before the read returns, so the
+// walk waits for every decompression in turn. packAhead sees such a walk
+// (a whole compressed blob read close after the previous one in the same
+// pack) and decompresses the blobs after it in the pack in the
+// background, into the cache of decompressed blobs, where the walk's next
+// reads find them; the other cores do the work. A read elsewhere (a random
+// reader, another pack) starts nothing.
+const (
+	// packAheadGap: a read up to this many blobs after the previous one
+	// in the same pack continues a walk (the snapshot's workers
+	// interleave a directory's files a little); one before it does not.
+	packAheadGap = 8
+	// packAheadBlobs and packAheadBytes bound what one read starts
+	// (besides the prefetcher's own bounds).
+	packAheadBlobs = 16
+	packAheadBytes = 1 << 20
+)
+
+// packWalk is where the last whole compressed blob read was.
+type packWalk struct {
+	mu   sync.Mutex
+	pack *IndexPack
+	at   int
+}
+
+// packAhead notes the whole read of the compressed blob at loc and, if it
+// continues a walk through its pack, starts decompressing the compressed
+// data blobs after it there (packAheadBlobs, packAheadBytes) that are
+// neither cached nor being read ahead already.
+func (e *engine) packAhead(ctx context.Context, loc blobLoc) {
+	bs := loc.pack.Blobs
+	k := sort.Search(len(bs), func(i int) bool { return bs[i].Offset >= loc.offset })
+	if k == len(bs) || bs[k].Offset != loc.offset {
+		return // not in offset order: no walk to follow
+	}
+	w := &e.walk
+	w.mu.Lock()
+	walking := w.pack == loc.pack && k > w.at && k <= w.at+packAheadGap
+	w.pack, w.at = loc.pack, k
+	w.mu.Unlock()
+	if !walking {
+		return
+	}
+	var chunkArr [packAheadBlobs]Chunk
+	var locArr [packAheadBlobs]blobLoc
+	chunks, locs := chunkArr[:0], locArr[:0]
+	var total int64
+	for i := k + 1; i < len(bs) && len(locs) < packAheadBlobs && total < packAheadBytes; i++ {
+		pb := bs[i]
+		if pb.Type != BlobData || !pb.Zstd {
+			continue
+		}
+		chunks = append(chunks, Chunk{ID: pb.ID, Length: pb.Plain})
+		locs = append(locs, locOf(loc.pack, pb))
+		total += int64(pb.Plain)
+	}
+	if len(locs) > 0 {
+		e.pf.start(ctx, chunks, locs, total)
+	}
 }

@@ -40,6 +40,7 @@ type engine struct {
 
 	wins *windows    // ciphertext of read windows; nil without (Options.ReadWindow)
 	pf   *prefetcher // reads ahead of sequential readers of small requests
+	walk packWalk    // where a walk of small compressed files is (packAhead)
 
 	flightMu sync.Mutex
 	flights  map[segKey]chan struct{} // edges being read now (see readPack)

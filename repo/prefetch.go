@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/snapcrypt/snapcrypt/repo/object"
 )
@@ -25,13 +26,70 @@ type prefetcher struct {
 	e     *engine
 	slots chan struct{} // one per chunk being read ahead
 
+	// The reads ahead run on up to prefetchMax worker goroutines that
+	// stay while there is work (prefetchIdle), rather than a goroutine
+	// each: decompressing needs a deeper stack than a new goroutine has,
+	// and growing one for every small blob of a walk cost 10% of the
+	// mount's CPU.
+	jobs    chan prefetchJob // capacity prefetchMax: never full (slots)
+	workers atomic.Int32     // running
+	idle    atomic.Int32     // of which waiting for a job
+
 	n        atomic.Int32 // len(inflight), read without the lock
 	mu       sync.Mutex
 	inflight map[BlobID]chan struct{} // closed when the chunk is in the cache
 }
 
+// prefetchIdle is how long a worker with nothing to do stays.
+const prefetchIdle = 200 * time.Millisecond
+
+type prefetchJob struct {
+	ctx  context.Context
+	id   BlobID
+	loc  blobLoc
+	done chan struct{}
+}
+
 func newPrefetcher(e *engine) *prefetcher {
-	return &prefetcher{e: e, slots: make(chan struct{}, prefetchMax), inflight: map[BlobID]chan struct{}{}}
+	return &prefetcher{e: e, slots: make(chan struct{}, prefetchMax), inflight: map[BlobID]chan struct{}{},
+		jobs: make(chan prefetchJob, prefetchMax)}
+}
+
+// run queues j for a worker, and starts one if none is waiting.
+func (pf *prefetcher) run(j prefetchJob) {
+	pf.jobs <- j // never blocks: a job holds one of prefetchMax slots
+	if pf.idle.Load() == 0 && pf.workers.Load() < prefetchMax {
+		pf.workers.Add(1)
+		go pf.work()
+	}
+}
+
+// work runs queued jobs until none comes for prefetchIdle. A worker
+// leaving counts itself out before it looks at the queue a last time, so
+// a job queued meanwhile is either taken by it or starts a new worker.
+func (pf *prefetcher) work() {
+	t := time.NewTimer(prefetchIdle)
+	defer t.Stop()
+	for {
+		pf.idle.Add(1)
+		select {
+		case j := <-pf.jobs:
+			pf.idle.Add(-1)
+			pf.fetch(j.ctx, j.id, j.loc, j.done)
+			t.Reset(prefetchIdle)
+		case <-t.C:
+			pf.idle.Add(-1)
+			pf.workers.Add(-1)
+			select {
+			case j := <-pf.jobs:
+				pf.workers.Add(1)
+				pf.fetch(j.ctx, j.id, j.loc, j.done)
+				t.Reset(prefetchIdle)
+			default:
+				return
+			}
+		}
+	}
 }
 
 // start reads ahead, in the background, the chunks of locs (chunks and
@@ -76,7 +134,7 @@ func (pf *prefetcher) start(ctx context.Context, chunks []Chunk, locs []blobLoc,
 		pf.inflight[id] = done
 		pf.n.Add(1)
 		pf.mu.Unlock()
-		go pf.fetch(ctx, id, loc, done)
+		pf.run(prefetchJob{ctx, id, loc, done})
 	}
 }
 
