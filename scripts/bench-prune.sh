@@ -52,6 +52,7 @@ for i in $(seq 1 "$n"); do
   restic backup -q -r "$P/restic-repo" --time "$(date -u -d "$t" '+%Y-%m-%d %H:%M:%S')" --host bench "$work" >/dev/null
 done
 sc_before=$(mib "$P/sc-repo"); re_before=$(mib "$P/restic-repo")
+cp -a "$P/sc-repo" "$P/sc-history" # for the reads during a prune, below
 measure scp "$bin" forget -r "$P/sc-repo" -k "$key" --keep-last "$keep" --prune --no-wait
 measure rep restic forget -q -r "$P/restic-repo" --keep-last "$keep" --prune
 sc_after=$(mib "$P/sc-repo"); re_after=$(mib "$P/restic-repo")
@@ -64,6 +65,54 @@ row "forget + prune, s" "${T[scp]}" "${T[rep]}" "$(ratio "${T[scp]}" "${T[rep]}"
 row "peak RSS forget + prune, MiB" "$((M[scp] / 1024))" "$((M[rep] / 1024))" "$(ratio "${M[scp]}" "${M[rep]}")" ""
 row "repository before, MiB" "$sc_before" "$re_before" "$(ratio "$sc_before" "$re_before")" ""
 row "repository after, MiB" "$sc_after" "$re_after" "$(ratio "$sc_after" "$re_after")" "<= 1.05"
+echo
+
+# Reads beside a prune: a mount of the same history (before the forget)
+# serves a reader looping over every file of the newest snapshot (page
+# cache dropped per file: scripts/benchtool read) for BENCH_PRUNE_IDLE
+# seconds, then while another process runs the same forget --prune; the
+# figure is the reader's throughput during the prune over its idle
+# throughput, median of BENCH_PRUNE_READS runs, each on a fresh copy.
+tool="$P/benchtool"
+go build -o "$tool" ./scripts/benchtool
+mnt="$P/mnt"
+mkdir -p "$mnt"
+idle="${BENCH_PRUNE_IDLE:-8}"
+mounted() { awk -v p="$1" '$2 == p { found = 1 } END { exit !found }' /proc/self/mounts; }
+unmount() { if mounted "$mnt"; then fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; fi; }
+trap unmount EXIT
+# readfor CMD...: runs the reader around CMD (or `sleep SECONDS`); sets
+# RATE (MiB/s), ERRS and SECS (CMD's wall time).
+readfor() {
+  rm -f "$P/ready"
+  "$tool" read -dir "$mnt/snapshots/latest" -ready "$P/ready" >"$P/read.out" 2>"$P/read.err" &
+  local rp=$! t0 t1
+  for _ in $(seq 600); do [ -e "$P/ready" ] && break; kill -0 "$rp" 2>/dev/null || break; sleep 0.05; done
+  [ -e "$P/ready" ] || { cat "$P/read.err" >&2; echo "reader did not start" >&2; exit 1; }
+  t0=$(date +%s%N)
+  "$@" >"$P/readfor.log" 2>&1 || { cat "$P/readfor.log" >&2; exit 1; }
+  t1=$(date +%s%N)
+  kill "$rp"; wait "$rp" || { cat "$P/read.err" >&2; exit 1; }
+  RATE=$(awk '{ print $10 }' "$P/read.out"); ERRS=$(awk '{ print $6 }' "$P/read.out")
+  SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+}
+RATIOS=() DETAIL="" ERRS_ALL=0
+for rep in $(seq 1 "${BENCH_PRUNE_READS:-3}"); do
+  rm -rf "$P/sc-reads"; cp -a "$P/sc-history" "$P/sc-reads"
+  "$bin" mount -r "$P/sc-reads" -k "$key" "$mnt" >"$P/mount.log" 2>&1 &
+  for _ in $(seq 600); do [ -e "$mnt/snapshots/latest" ] && break; sleep 0.05; done
+  [ -e "$mnt/snapshots/latest" ] || { cat "$P/mount.log" >&2; exit 1; }
+  readfor sleep 3 # warm-up: the mount's index and trees
+  readfor sleep "$idle"; ri=$RATE; ERRS_ALL=$((ERRS_ALL + ERRS))
+  readfor "$bin" forget -r "$P/sc-reads" -k "$key" --keep-last "$keep" --prune --no-wait; rp=$RATE; ps=$SECS; ERRS_ALL=$((ERRS_ALL + ERRS))
+  RATIOS+=("$(ratio "$rp" "$ri")"); DETAIL="$DETAIL idle $ri during $rp (prune $ps s);"
+  unmount; wait
+done
+echo "## mount reads beside a prune (newest snapshot of the same history; reader MiB/s:$DETAIL)"
+row "figure" "snapcrypt" "" "" "goal"
+row "---" "---" "---" "---" "---"
+row "reader during prune / idle (median)" "$(printf '%s\n' "${RATIOS[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" "per run: ${RATIOS[*]}" "" ">= 0.9"
+row "read errors" "$ERRS_ALL" "" "" "0"
 echo
 fi
 
