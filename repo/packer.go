@@ -94,10 +94,21 @@ func (w *writer) known(k blobKey) bool {
 // However callers interleave, one blob is queued once per writer: the check
 // and the claim (the pending entry) happen under one hold of w.mu.
 func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (bool, error) {
+	return w.addBlob(ctx, PackBlob{Type: t, ID: id, Length: uint32(len(data))}, data)
+}
+
+// addCompressed is add for a blob already stored compressed elsewhere
+// (prune's repack): z is its zstd frame, of plain bytes of plaintext, and
+// goes into the pack as it is.
+func (w *writer) addCompressed(ctx context.Context, t BlobType, id BlobID, z []byte, plain uint32) (bool, error) {
+	return w.addBlob(ctx, PackBlob{Type: t, ID: id, Length: uint32(len(z)), Zstd: true, Plain: plain}, z)
+}
+
+func (w *writer) addBlob(ctx context.Context, pb PackBlob, data []byte) (bool, error) {
+	t, id := pb.Type, pb.ID
 	if w.r.index.Has(t, id) {
 		return false, nil // the common case of a known blob, without w.mu
 	}
-	pb := PackBlob{Type: t, ID: id, Length: uint32(len(data))}
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -118,7 +129,7 @@ func (w *writer) add(ctx context.Context, t BlobType, id BlobID, data []byte) (b
 	pb.Offset = uint64(len(op.buf))
 	op.blobs = append(op.blobs, pb)
 	op.buf = append(op.buf, data...)
-	w.added += int64(pb.Length)
+	w.added += int64(pb.PlainLength())
 	full := len(op.buf) >= w.packSize || len(op.blobs) >= maxPackBlobs
 	if full {
 		delete(w.open, t)
@@ -180,7 +191,10 @@ func (w *writer) compressPack(op *openPack) *openPack {
 	var zs [][]byte
 	size := 0
 	for i, pb := range op.blobs {
-		z := compressBlob(w.comp, op.buf[pb.Offset:pb.Offset+uint64(pb.Length)])
+		var z []byte
+		if !pb.Zstd { // else compressed already (addCompressed): kept
+			z = compressBlob(w.comp, op.buf[pb.Offset:pb.Offset+uint64(pb.Length)])
+		}
 		zs = append(zs, z)
 		out.blobs[i] = pb
 		if z != nil {

@@ -524,6 +524,9 @@ func (r *Repository) writerView(packs []IndexPack) *Repository {
 func (r *Repository) repackAndMark(ctx context.Context, o PruneOptions, p *prunePlan) (*Mark, error) {
 	v := r.writerView(p.kept)
 	w := newWriter(v, r.comp)
+	// One pack sealed at a time: the repack copies stored bytes (no
+	// compression to overlap), so a second buys no time, only memory.
+	w.sem = make(chan struct{}, 1)
 	total := 0
 	for _, ip := range p.repack {
 		total += len(ip.Blobs)
@@ -535,12 +538,8 @@ func (r *Repository) repackAndMark(ctx context.Context, o PruneOptions, p *prune
 			if !r.owns(ip, pb, p.used) {
 				continue
 			}
-			data, err := r.ReadBlob(ctx, pb.Type, pb.ID)
-			if err != nil {
-				return nil, fmt.Errorf("prune: repacking %s: %w", packName(ip.ID), err)
-			}
-			if _, err := w.add(ctx, pb.Type, pb.ID, data); err != nil {
-				return nil, fmt.Errorf("prune: repacking: %w", err)
+			if err := r.repackBlob(ctx, w, ip, pb); err != nil {
+				return nil, err
 			}
 			o.progress(PruneProgress{Step: "repack", Done: done, Total: total})
 		}
@@ -570,6 +569,33 @@ func (r *Repository) repackAndMark(ctx context.Context, o PruneOptions, p *prune
 		return nil, fmt.Errorf("prune: writing the mark: %w", err)
 	}
 	return m, nil
+}
+
+// repackBlob copies blob pb of pack ip into w: a compressed blob as its
+// stored frame (checked to decompress to its length, not compressed
+// again), any other as its plaintext (which w compresses as it decides).
+func (r *Repository) repackBlob(ctx context.Context, w *writer, ip *IndexPack, pb PackBlob) error {
+	loc := locOf(ip, pb)
+	var err error
+	if pb.Zstd {
+		var z []byte
+		if z, err = r.eng.readStored(ctx, loc, nil); err == nil {
+			if _, err = decompressBlob(nil, z, loc.plain); err != nil {
+				err = fmt.Errorf("%s blob %s is %w: %v", pb.Type, pb.ID.Short(), object.ErrCorrupt, err)
+			} else {
+				_, err = w.addCompressed(ctx, pb.Type, pb.ID, z, loc.plain)
+			}
+		}
+	} else {
+		var data []byte
+		if data, err = r.eng.readStored(ctx, loc, nil); err == nil {
+			_, err = w.add(ctx, pb.Type, pb.ID, data)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("prune: repacking %s: %w", packName(ip.ID), err)
+	}
+	return nil
 }
 
 // finish is steps 7 to 12 for mark m.
