@@ -176,17 +176,30 @@ func (e *engine) packAhead(ctx context.Context, loc blobLoc) {
 	var chunkArr [packAheadBlobs]Chunk
 	var locArr [packAheadBlobs]blobLoc
 	chunks, locs := chunkArr[:0], locArr[:0]
-	var total int64
-	for i := k + 1; i < len(bs) && len(locs) < packAheadBlobs && total < packAheadBytes; i++ {
+	var total, pos int64
+	seen, end := 0, true
+	for i := k + 1; i < len(bs); i++ {
+		if seen == packAheadBlobs || pos >= packAheadBytes {
+			end = false
+			break
+		}
 		pb := bs[i]
 		if pb.Type != BlobData || !pb.Zstd {
+			continue
+		}
+		seen++
+		pos += int64(pb.Plain)
+		if e.plains.contains(pb.ID) || e.pf.pending(pb.ID) {
 			continue
 		}
 		chunks = append(chunks, Chunk{ID: pb.ID, Length: pb.Plain})
 		locs = append(locs, locOf(loc.pack, pb))
 		total += int64(pb.Plain)
 	}
-	if len(locs) > 0 {
+	// The window is topped up in batches (half of it at least, or what is
+	// left of the pack): the workers then take one job after another
+	// without being woken for each file of the walk.
+	if len(locs) > 0 && (end || 2*len(locs) >= seen) {
 		e.pf.start(ctx, chunks, locs, total)
 	}
 }

@@ -172,6 +172,17 @@ func (pf *prefetcher) cached(id BlobID, loc blobLoc) bool {
 	return pf.e.segs.contains(segKey{loc.pack.ID, first}) && pf.e.segs.contains(segKey{loc.pack.ID, last})
 }
 
+// pending tells whether the chunk id is being read ahead now.
+func (pf *prefetcher) pending(id BlobID) bool {
+	if pf.n.Load() == 0 {
+		return false
+	}
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	_, ok := pf.inflight[id]
+	return ok
+}
+
 // await waits until no chunk of chunks is being read ahead, or ctx ends.
 func (pf *prefetcher) await(ctx context.Context, chunks []Chunk) {
 	if pf.n.Load() == 0 {
