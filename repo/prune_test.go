@@ -652,3 +652,68 @@ func TestPruneManifestForgottenMeanwhile(t *testing.T) {
 	st.victim = ""
 	f.verify()
 }
+
+// TestRepackKeepsFrames: a repack copies a compressed blob as its stored
+// frame: a blob that a snapshot compressed at the best level (--compression
+// max) keeps its stored bytes in its new pack, where compressing it again
+// at the repository's default level would store it differently; its file
+// restores and checks as before.
+func TestRepackKeepsFrames(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r, m := newTestRepo(t, st)
+	text := bytes.Repeat([]byte("a line of text that compresses, again and again, 0123456789\n"), 4000)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "text"), text, 0o644)
+	os.WriteFile(filepath.Join(src, "random"), randBytes(t, 200<<10), 0o644)
+	first, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{Host: "h", Compression: CompressionMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(src, "random"))
+	if _, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.LoadTree(ctx, first.Snapshot.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := tree.Find([]byte("text")).Chunks[0].ID
+	stored := func(r *Repository) ([]byte, blobLoc) {
+		t.Helper()
+		loc, ok := r.index.lookup(BlobData, id)
+		if !ok || !loc.zstd {
+			t.Fatalf("the text's blob is not stored compressed (%v)", ok)
+		}
+		z, err := r.eng.readStored(ctx, loc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return z, loc
+	}
+	before, loc0 := stored(r)
+	if z := compressBlob(CompressionAuto, text); bytes.Equal(z, before) {
+		t.Fatal("the default level compresses the text to the same frame: the test shows nothing")
+	}
+	if err := r.ForgetSnapshot(ctx, first.Snapshot.ID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Prune(ctx, testPrune())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RepackedPacks == 0 {
+		t.Fatal("nothing was repacked")
+	}
+	r2 := reopen(t, st, m)
+	after, loc1 := stored(r2)
+	if loc1.pack.ID == loc0.pack.ID {
+		t.Fatal("the text's blob was not moved")
+	}
+	if !bytes.Equal(after, before) {
+		t.Errorf("the repack stored the text's blob as %d bytes, it was %d: compressed again", len(after), len(before))
+	}
+	if c, err := r2.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(c.Problems) != 0 {
+		t.Fatalf("check after the repack: %v %+v", err, c)
+	}
+}
