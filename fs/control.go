@@ -23,7 +23,10 @@ type Control struct {
 	Name string
 
 	// Read, if set, makes the file readable by whoever can use the mount.
-	// Each open reads what Read returns at that moment.
+	// Each open reads what Read returns at that moment; once the kernel
+	// opens without asking (mount.openless), each read from the start
+	// does, unless one read from its last result is under way
+	// (ctlFile.content).
 	Read func(ctx context.Context) ([]byte, error)
 
 	// Write, if set, makes the file writable by the mounting user only
