@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,7 +23,10 @@ type Control struct {
 	Name string
 
 	// Read, if set, makes the file readable by whoever can use the mount.
-	// Each open reads what Read returns at that moment.
+	// Each open reads what Read returns at that moment; once the kernel
+	// opens without asking (mount.openless), each read from the start
+	// does, unless one read from its last result is under way
+	// (ctlFile.content).
 	Read func(ctx context.Context) ([]byte, error)
 
 	// Write, if set, makes the file writable by the mounting user only
@@ -116,29 +121,67 @@ func (m *mount) ctlDir() gofs.InodeEmbedder {
 	return &vdir{m: m, entries: func(*view) []ventry { return entries }}
 }
 
-// ctlFile is one control file. Its size shows as 0, like a /proc file;
-// reads and writes bypass the page cache.
+// ctlFile is one control file. How it is read depends on whether the
+// kernel still sends OPEN (see mount.openless). Opened through OPEN, it
+// reads what Read returned at the open, bypassing the page cache
+// (FOPEN_DIRECT_IO). Opened without, reads go through the page cache:
+// each GETATTR shows the size of the content (ctlFile.content) and an
+// mtime that changes with it, so the kernel drops what it cached
+// (auto_inval_data) and sends READ, which serves that content. Its
+// attributes are never cached (ctlTimeout): every read(2) asks.
 type ctlFile struct {
 	gofs.Inode
 	readOnly
 	m *mount
 	c Control
+
+	mu  sync.Mutex
+	cur ctlContent // what GETATTR showed last
 }
+
+// ctlContent is what a control file's Read returned once.
+type ctlContent struct {
+	data   []byte
+	err    error
+	mtime  int64     // shown for it: it changes with every new content
+	gen    uint64    // mount.ctlGen when read
+	at     time.Time // when read
+	served time.Time // the last READ from it
+}
+
+// ctlTimeout is how long the kernel keeps a control file's attributes:
+// not at all (go-fuse takes 0 for "its default").
+const ctlTimeout = time.Nanosecond
+
+// A reader without OPEN reads a control file in several requests
+// (GETATTR for fstat, GETATTR and READ for each read(2), GETATTR again
+// for the read that finds the end); a new content between them could
+// splice two. So a GETATTR reads the content again only if no READ was
+// served from the last one within ctlQuiet, or it is older than
+// ctlMaxAge, or something it shows changed since (mount.ctlGen: a
+// control written, a read error).
+const (
+	ctlQuiet  = 20 * time.Millisecond
+	ctlMaxAge = time.Second
+)
 
 var (
 	_ gofs.NodeOpener    = (*ctlFile)(nil)
 	_ gofs.NodeSetattrer = (*ctlFile)(nil)
-	_ gofs.FileReader    = (*ctlHandle)(nil)
-	_ gofs.FileWriter    = (*ctlHandle)(nil)
+	_ gofs.NodeGetattrer = (*ctlFile)(nil)
+	_ gofs.NodeReader    = (*ctlFile)(nil)
+	_ gofs.NodeWriter    = (*ctlFile)(nil)
 )
 
+// attr fills out with the attributes of a control file: its size is 0
+// (content shows the real size).
 func (f *ctlFile) attr(out *fuse.Attr) {
 	t := f.m.started.UnixNano()
 	a := meta{typ: syscall.S_IFREG, perm: f.c.perm(), uid: f.m.uid, gid: f.m.gid, links: 1, mtime: t, ctime: t}
 	a.fill(out)
 }
 
-func (f *ctlFile) timeout() time.Duration { return dynamicTimeout }
+func (f *ctlFile) timeout() time.Duration { return ctlTimeout }
 
 func (f *ctlFile) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	f.m.statfs(out)
@@ -147,8 +190,92 @@ func (f *ctlFile) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 
 func (f *ctlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	f.attr(&out.Attr)
-	out.SetTimeout(dynamicTimeout)
+	out.SetTimeout(ctlTimeout)
+	if f.c.Read == nil {
+		return 0
+	}
+	c := f.content(ctx, true)
+	out.Mtime, out.Mtimensec = uint64(c.mtime/1e9), uint32(c.mtime%1e9)
+	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
+	out.Size = uint64(len(c.data))
+	if c.err != nil {
+		out.Size = 1 // so that a read asks, and gets the error
+	}
 	return 0
+}
+
+// content returns the content to show: the last one, or (fresh, for a
+// GETATTR) a new one unless a reader may be in the middle of the last.
+func (f *ctlFile) content(ctx context.Context, fresh bool) ctlContent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	c := &f.cur
+	if !c.at.IsZero() {
+		midway := now.Sub(c.served) < ctlQuiet && now.Sub(c.at) < ctlMaxAge
+		if !fresh || (midway && c.gen == f.m.ctlGen.Load()) {
+			return *c
+		}
+	}
+	gen := f.m.ctlGen.Load()
+	data, err := f.read(ctx)
+	mtime := max(now.UnixNano(), c.mtime+1)
+	*c = ctlContent{data: data, err: err, mtime: mtime, gen: gen, at: now}
+	return *c
+}
+
+// read calls the control's Read; a panic in it is an error.
+func (f *ctlFile) read(ctx context.Context) (data []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			f.m.panics.Add(1)
+			f.m.opts.Logf("internal error (please report): panic reading .ctl/%s: %v\n%s", f.c.Name, v, debug.Stack())
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	data, err = f.c.Read(f.handlerContext(ctx))
+	if err != nil {
+		f.m.logOnce(".ctl/%s: %v", f.c.Name, err)
+	}
+	return data, err
+}
+
+// Read serves a read of an open handle, or one without (the kernel's
+// page cache asks): from the content the last GETATTR showed.
+func (f *ctlFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := fh.(*ctlHandle); ok {
+		return h.Read(ctx, dest, off)
+	}
+	if f.c.Read == nil {
+		return nil, syscall.EACCES
+	}
+	c := f.content(ctx, false)
+	f.mu.Lock()
+	f.cur.served = time.Now()
+	f.mu.Unlock()
+	if c.err != nil {
+		return nil, controlErrno(c.err)
+	}
+	return readAt(c.data, dest, off)
+}
+
+// Write serves a write of an open handle, or one without.
+func (f *ctlFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if _, ok := fh.(*ctlHandle); !ok && !f.mayWrite(ctx) {
+		return 0, syscall.EACCES
+	}
+	n, errno := f.write(ctx, data)
+	if fh == nil {
+		// What was written went through the page cache: drop it there
+		// (once the write has returned and let go of its pages).
+		ino := f.StableAttr().Ino
+		go func() {
+			if srv := f.m.srv.Load(); srv != nil {
+				srv.InodeNotify(ino, 0, 0)
+			}
+		}()
+	}
+	return n, errno
 }
 
 // mayWrite tells whether the caller may write: the mounting user only.
@@ -195,9 +322,8 @@ func (f *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 		if f.c.Read == nil {
 			return nil, 0, syscall.EACCES
 		}
-		data, err := f.c.Read(f.handlerContext(ctx))
+		data, err := f.read(ctx)
 		if err != nil {
-			f.m.logOnce(".ctl/%s: %v", f.c.Name, err)
 			return nil, 0, controlErrno(err)
 		}
 		h.data = data
@@ -213,28 +339,35 @@ func (f *ctlFile) handlerContext(ctx context.Context) context.Context {
 	return f.m.ctx
 }
 
-// ctlHandle is an open control file: the content read at open, and the
-// writes passed on line by line.
+// ctlHandle is a control file opened through OPEN: the content read at
+// open.
 type ctlHandle struct {
 	f    *ctlFile
 	data []byte
 }
 
 func (h *ctlHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readAt(h.data, dest, off)
+}
+
+// readAt serves a read of [off, off+len(dest)) of data.
+func readAt(data, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off < 0 {
 		return nil, syscall.EINVAL
 	}
-	if off >= int64(len(h.data)) {
+	if off >= int64(len(data)) {
 		return fuse.ReadResultData(nil), 0
 	}
-	return fuse.ReadResultData(h.data[off:min(off+int64(len(dest)), int64(len(h.data)))]), 0
+	return fuse.ReadResultData(data[off:min(off+int64(len(dest)), int64(len(data)))]), 0
 }
 
-func (h *ctlHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	f := h.f
+// write passes each line of data to the control's Write (see
+// Control.Write).
+func (f *ctlFile) write(ctx context.Context, data []byte) (uint32, syscall.Errno) {
 	if f.c.Write == nil {
 		return 0, syscall.EBADF
 	}
+	defer f.m.ctlGen.Add(1) // what it did may show in status
 	hctx := f.handlerContext(ctx)
 	if len(bytes.TrimSpace(data)) == 0 {
 		// An empty request is the handler's to refuse, not a no-op.

@@ -33,6 +33,7 @@ func (m *mount) fail(n placed, err error) syscall.Errno {
 		return errno // unmounting: nothing to report
 	}
 	m.eio.Add(1)
+	m.ctlGen.Add(1) // .ctl/status shows it
 	m.noteError(err)
 	m.logOnceKey(err.Error(), "reading %s: %v", n.path(), err)
 	return errno

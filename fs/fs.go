@@ -156,7 +156,7 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 		m.cancel()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
-	if setKernelReadAhead(mountpoint, opts.ReadAhead) {
+	if kernelReadAhead(mountpoint, opts.ReadAhead) {
 		m.ahead.Store(0) // the kernel reads ahead
 	}
 	s := &Server{m: m, srv: srv, done: make(chan struct{})}
@@ -173,6 +173,10 @@ func Mount(ctx context.Context, r Repository, mountpoint string, opts Options) (
 	}()
 	return s, nil
 }
+
+// kernelReadAhead is setKernelReadAhead; tests make it fail to mount as
+// an ordinary user would, with the mount's own read-ahead and OPEN.
+var kernelReadAhead = setKernelReadAhead
 
 func ptr[T any](v T) *T { return &v }
 
@@ -311,6 +315,10 @@ type mount struct {
 	cancel context.CancelFunc
 
 	noStore atomic.Bool // the kernel refused FUSE_NOTIFY_STORE (see storeSmall)
+	noOpen  atomic.Bool // the kernel opens files without OPEN (see openless)
+	walk    walker      // the tree walk files are stored ahead of (storeAhead)
+	kstats  kernelStats
+	ctlGen  atomic.Uint64 // bumped by what .ctl/status shows (ctlFile.content)
 	srv     atomic.Pointer[fuse.Server]
 
 	nodes *nodeTable // snapshot content the kernel knows

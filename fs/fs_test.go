@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -464,6 +466,10 @@ func TestReadAhead(t *testing.T) {
 	}
 }
 
+// TestReadOnly: every call that would change the tree fails with EROFS
+// (EACCES for writing .ctl/status), both while the kernel sends OPEN and
+// once it opens files without asking (openless): an open for writing then
+// succeeds, and the write fails.
 func TestReadOnly(t *testing.T) {
 	f := newFixture(t)
 	f.write("d/file", []byte("content"))
@@ -471,12 +477,24 @@ func TestReadOnly(t *testing.T) {
 	f.mount(Options{})
 	dir := f.path("snapshots", "s", "d")
 	file := filepath.Join(dir, "file")
+	// openWrite opens file with flags and, if that succeeds, writes.
+	openWrite := func(flags int) func() error {
+		return func() error {
+			fd, err := os.OpenFile(file, flags, 0)
+			if err != nil {
+				return err
+			}
+			defer fd.Close()
+			_, err = fd.Write([]byte("x"))
+			return err
+		}
+	}
 	calls := map[string]func() error{
 		"create":      func() error { _, err := os.Create(filepath.Join(dir, "new")); return err },
-		"open write":  func() error { _, err := os.OpenFile(file, os.O_WRONLY, 0); return err },
-		"open rdwr":   func() error { _, err := os.OpenFile(file, os.O_RDWR, 0); return err },
-		"open trunc":  func() error { _, err := os.OpenFile(file, os.O_RDONLY|os.O_TRUNC, 0); return err },
-		"open append": func() error { _, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0); return err },
+		"open write":  openWrite(os.O_WRONLY),
+		"open rdwr":   openWrite(os.O_RDWR),
+		"open trunc":  openWrite(os.O_RDONLY | os.O_TRUNC),
+		"open append": openWrite(os.O_WRONLY | os.O_APPEND),
 		"mkdir":       func() error { return os.Mkdir(filepath.Join(dir, "x"), 0o755) },
 		"unlink":      func() error { return os.Remove(file) },
 		"rmdir":       func() error { return unix.Rmdir(dir) },
@@ -497,21 +515,26 @@ func TestReadOnly(t *testing.T) {
 			return os.WriteFile(f.path(".ctl", "status"), []byte("x"), 0o644)
 		},
 	}
-	for name, call := range calls {
-		err := call()
-		if name == "write status" {
-			if !errors.Is(err, syscall.EACCES) {
-				t.Errorf("%s: %v, want EACCES", name, err)
+	check := func(mode string) {
+		for _, name := range slices.Sorted(maps.Keys(calls)) {
+			err := calls[name]()
+			want := syscall.EROFS
+			if name == "write status" {
+				want = syscall.EACCES
 			}
-			continue
+			if !errors.Is(err, want) {
+				t.Errorf("%s, %s: %v, want %v", mode, name, err, want)
+			}
 		}
-		if !errors.Is(err, syscall.EROFS) {
-			t.Errorf("%s: %v, want EROFS", name, err)
+		if b, err := os.ReadFile(file); err != nil || string(b) != "content" {
+			t.Errorf("%s, after the write attempts: %q, %v", mode, b, err)
 		}
 	}
-	if b, err := os.ReadFile(file); err != nil || string(b) != "content" {
-		t.Errorf("after the write attempts: %q, %v", b, err)
+	check("with OPEN")
+	if !f.status().Kernel.NoOpen {
+		t.Fatal("after reading a file as root, the kernel still sends OPEN")
 	}
+	check("without OPEN")
 	if err := unix.Access(file, unix.R_OK); err != nil {
 		t.Errorf("access R_OK: %v", err)
 	}
@@ -916,11 +939,14 @@ func cachedPages(t *testing.T, fd *os.File, n int) []bool {
 	return in
 }
 
-// TestStoreSmall: opening a file of up to storeMax bytes puts its content
+// TestStoreSmall: while the kernel sends OPEN (here: the mount reads
+// ahead itself, as for an ordinary user), opening a file of up to
+// storeMax bytes puts its content
 // in the kernel's cache before any read, so reading it sends no READ; a
 // larger file is left to READ; a small file whose object is corrupted
 // still opens, and its read fails with EIO.
 func TestStoreSmall(t *testing.T) {
+	mountReadsAhead(t)
 	f := newFixture(t)
 	files := map[string][]byte{
 		"small":  randBytes(10<<10 + 7),

@@ -54,7 +54,11 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, in *fuse.InHeader, name string, o
 		}
 		return r.m.lookup(n, name, out)
 	}
-	return r.RawFileSystem.Lookup(cancel, in, name, out)
+	st := r.RawFileSystem.Lookup(cancel, in, name, out)
+	if out.AttrValid == 0 && out.AttrValidNsec == 1 {
+		out.AttrValidNsec = 0 // see GetAttr
+	}
+	return st
 }
 
 func (r *rawFS) Forget(id, nlookup uint64) {
@@ -73,7 +77,15 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 		out.SetTimeout(immutableTimeout)
 		return fuse.OK
 	}
-	return r.RawFileSystem.GetAttr(cancel, in, out)
+	st := r.RawFileSystem.GetAttr(cancel, in, out)
+	if out.AttrValid == 0 && out.AttrValidNsec == 1 {
+		// 1 ns is how a node of go-fuse's says "do not cache" (go-fuse
+		// takes 0 for its default; ctlTimeout); the kernel would round
+		// it up to a jiffy, and a read in that jiffy would trust the size
+		// it has.
+		out.AttrValidNsec = 0
+	}
+	return st
 }
 
 func (r *rawFS) Readlink(cancel <-chan struct{}, in *fuse.InHeader) ([]byte, fuse.Status) {
@@ -126,6 +138,12 @@ func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxO
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if n := r.node(in.NodeId); n != nil {
+		r.m.kstats.opens.Add(1)
+		if r.m.openless(n, in.Flags) {
+			// From now on the kernel opens and closes files of this
+			// mount without asking (mount.openless).
+			return fuse.ENOSYS
+		}
 		h, flags, errno := r.m.open(n, in.Flags)
 		if errno != 0 {
 			return fuse.Status(errno)
@@ -148,6 +166,7 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 				return nil, fuse.Status(syscall.EBADF)
 			}
 		}
+		r.m.kstats.reads.Add(1)
 		res, errno := r.m.read(n, h, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
 		return res, fuse.Status(errno)
 	}
@@ -164,9 +183,13 @@ func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	r.RawFileSystem.Release(cancel, in)
 }
 
+// Flush answers ENOSYS for snapshot content: the kernel then sends no
+// FLUSH on any close of this mount (a FLUSH was only ever sent for a file
+// opened without OPEN: see mount.openless). No control file needs one:
+// their writes take effect when written.
 func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	if n := r.node(in.NodeId); n != nil {
-		return fuse.OK
+		return fuse.ENOSYS
 	}
 	return r.RawFileSystem.Flush(cancel, in)
 }

@@ -53,9 +53,25 @@ type Status struct {
 	EIO    uint64 `json:"eio"`
 	Panics uint64 `json:"panics"`
 
+	// Kernel tells how the kernel asks for snapshot files.
+	Kernel KernelStatus `json:"kernel"`
+
 	// Sections holds what Options.StatusSections add, each under its
 	// own top-level key.
 	Sections map[string]any `json:"-"`
+}
+
+// KernelStatus tells how the kernel asks for snapshot files.
+type KernelStatus struct {
+	// NoOpen: the kernel opens and closes files without asking the mount
+	// (as root, from the first open of a file on).
+	NoOpen bool `json:"no_open"`
+	// Opens and Reads count the OPEN and READ requests for files;
+	// StoredAhead the files a tree walk found in the kernel's cache,
+	// stored ahead of it.
+	Opens       uint64 `json:"opens"`
+	Reads       uint64 `json:"reads"`
+	StoredAhead uint64 `json:"stored_ahead"`
 }
 
 // UnusedStatus is unused space as the last listing of data/ found it.
@@ -141,6 +157,8 @@ func (m *mount) status() Status {
 		Panics:     m.panics.Load(),
 		Refreshes:  m.refCount.Load(),
 		Format:     m.r.Config().Version,
+		Kernel: KernelStatus{NoOpen: m.noOpen.Load(), Opens: m.kstats.opens.Load(),
+			Reads: m.kstats.reads.Load(), StoredAhead: m.kstats.storedAhead.Load()},
 	}
 	if c, ok := m.r.(interface{ Compression() repo.Compression }); ok {
 		s.Compression = c.Compression().String()

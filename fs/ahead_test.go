@@ -1,0 +1,188 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mountReadsAhead makes the mounts of test t read ahead themselves, as
+// for an ordinary user who cannot set the kernel's readahead: the kernel
+// then keeps sending OPEN.
+func mountReadsAhead(t *testing.T) {
+	t.Helper()
+	kernelReadAhead = func(string, int64) bool { return false }
+	t.Cleanup(func() { kernelReadAhead = setKernelReadAhead })
+}
+
+// TestStoreAhead: as root, after the first open the kernel opens files
+// without OPEN; a walk that reads a directory's files in order (as tar
+// does: open, read to the end, fstat, close) finds most of them in the
+// kernel's cache, stored ahead of it, and sends a READ for few of them.
+// A file larger than storeMax in the middle is read as usual; a small
+// file whose object is corrupted still fails with EIO.
+func TestStoreAhead(t *testing.T) {
+	f := newFixture(t)
+	const n = 60
+	want := make([][]byte, n)
+	for i := range want {
+		switch i {
+		case 30:
+			want[i] = randBytes(storeMax + 1)
+		default:
+			want[i] = randBytes(100 + 97*i)
+		}
+		f.write(fmt.Sprintf("d/f%03d", i), want[i])
+	}
+	f.write("d/sub/x", []byte("below"))
+	f.write("e/a", randBytes(300<<10))
+	f.write("e/victim", randBytes(5<<10))
+	f.write("e/c", randBytes(5<<10))
+	s := f.snapshot("s")
+	tree, err := f.r.LoadTree(f.ctx, s.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.r.LoadTree(f.ctx, tree.Find([]byte("e")).Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptBlob(t, f.st, f.r, e.Find([]byte("victim")).Chunks[0].ID)
+	f.mount(Options{})
+
+	if _, err := os.ReadDir(f.path("snapshots", "s", "d")); err != nil {
+		t.Fatal(err)
+	}
+	before := f.status().Kernel
+	for i := range want {
+		name := f.path("snapshots", "s", "d", fmt.Sprintf("f%03d", i))
+		fd, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(fd)
+		if err == nil {
+			_, err = fd.Stat()
+		}
+		fd.Close()
+		if err != nil || !bytes.Equal(got, want[i]) {
+			t.Fatalf("f%03d: %d bytes, %v; want its %d bytes", i, len(got), err, len(want[i]))
+		}
+	}
+	k := f.status().Kernel
+	if !k.NoOpen || k.Opens > 1 {
+		t.Errorf("after a walk: %+v, want no OPEN after the first", k)
+	}
+	if reads := k.Reads - before.Reads; reads > n/4 {
+		t.Errorf("a walk of %d files sent %d READs, want at most %d", n, reads, n/4)
+	}
+	if k.StoredAhead < n/2 {
+		t.Errorf("%d files stored ahead of a walk of %d", k.StoredAhead, n)
+	}
+
+	// A walk to a small file whose object is corrupted (and with it the
+	// files packed beside it).
+	os.ReadFile(f.path("snapshots", "s", "e", "a"))
+	if _, err := os.ReadFile(f.path("snapshots", "s", "e", "victim")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("reading a file whose object is corrupted: %v, want EIO", err)
+	}
+}
+
+// readAll reads fd to its end in reads of 32 KiB, as tar does.
+func readAll(fd *os.File) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := fd.Read(buf)
+		out = append(out, buf[:n]...)
+		if n == 0 || err != nil {
+			if err != nil && err.Error() == "EOF" {
+				err = nil
+			}
+			return out, err
+		}
+	}
+}
+
+// TestControlWithoutOpen: once the kernel opens files without OPEN, the
+// control files still work: status reads whole and fresh, a line written
+// reaches the handler and its errno the writer, a write-only control
+// reads nothing and a read-only one refuses writes.
+func TestControlWithoutOpen(t *testing.T) {
+	f := newFixture(t)
+	f.write("a", []byte("1"))
+	f.snapshot("one")
+	var got [][]byte
+	var mu sync.Mutex
+	val := "v"
+	f.mount(Options{Controls: []Control{
+		{Name: "val", Read: func(context.Context) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return []byte(val + "\n"), nil
+		}, Write: func(ctx context.Context, line []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			val = string(line)
+			return nil
+		}},
+		{Name: "echo", Write: func(ctx context.Context, line []byte) error {
+			if string(line) == "bad" {
+				return fmt.Errorf("echo: %w", os.ErrInvalid)
+			}
+			got = append(got, line)
+			return nil
+		}},
+	}})
+	if b, err := os.ReadFile(f.path("snapshots", "one", "a")); err != nil || string(b) != "1" {
+		t.Fatalf("read: %q, %v", b, err)
+	}
+	st := f.status()
+	if !st.Kernel.NoOpen {
+		t.Fatal("the kernel still sends OPEN")
+	}
+	if err := os.WriteFile(f.path(".ctl", "echo"), []byte("first\nsecond\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.path(".ctl", "echo"), []byte("bad\n"), 0o644); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("write bad: %v, want EINVAL", err)
+	}
+	if len(got) != 2 || string(got[0]) != "first" || string(got[1]) != "second" {
+		t.Errorf("lines: %q", got)
+	}
+	if b, err := os.ReadFile(f.path(".ctl", "echo")); err != nil || len(b) != 0 {
+		t.Errorf("reading a write-only control: %q, %v; want nothing", b, err)
+	}
+	if err := os.WriteFile(f.path(".ctl", "status"), []byte("x"), 0o644); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("writing status: %v, want EACCES", err)
+	}
+	// Fresh: what a write changed reads at once.
+	for i := range 20 {
+		v := fmt.Sprintf("v%d", i)
+		if err := os.WriteFile(f.path(".ctl", "val"), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(f.path(".ctl", "val")); err != nil || string(b) != v+"\n" {
+			t.Fatalf("read after writing %s: %q, %v", v, b, err)
+		}
+	}
+	for i := range 50 {
+		if st := f.status(); st.Snapshots != 1 { // whole: it parses
+			t.Fatalf("status %d: %d snapshots", i, st.Snapshots)
+		}
+	}
+	f.snapshot("two")
+	deadline := time.Now().Add(5 * time.Second)
+	for f.status().Snapshots != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("status never showed the new snapshot")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
