@@ -19,7 +19,10 @@ import (
 // time the walk reaches the end of the last one (aheadFirst, then up to
 // aheadFiles files or aheadBytes); the walk finds them cached and sends
 // its next READ where the window ended. A reader of single files gets
-// nothing stored: it never reads two neighbours in a row.
+// nothing stored: it never reads two neighbours in a row. A window whose
+// files are READ all the same (the kernel dropped them first) was
+// wasted, and the next waits for a longer run of neighbours
+// (walker.wasted).
 //
 // The window is stored before the READ that asked for it returns, on the
 // READ's goroutine: a walk finds every file of it cached however fast it
@@ -38,8 +41,17 @@ type walker struct {
 	dir    *node // the directory of the last READ at offset 0
 	from   int   // the index in dir's tree where the last window began
 	next   int   // where the walk is expected next: past the window
-	window int   // files stored last time; 0 while no walk is seen
+	window int   // files stored last time; 0 while none is stored
+	run    int   // READs of neighbours in a row since the last window
+	// wasted counts windows in a row whose files were READ all the same:
+	// the kernel dropped them before the reader came (memory pressure, a
+	// reader that drops a file's pages before reading it). After w of
+	// them, a window waits for a run of 2^w neighbours (at most
+	// 2^maxWasted).
+	wasted int
 }
+
+const maxWasted = 8
 
 // kernelStats count what the kernel asked about snapshot files.
 type kernelStats struct {
@@ -66,19 +78,35 @@ func (m *mount) walked(n *node) {
 	w := &m.walk
 	w.mu.Lock()
 	switch {
-	case w.dir == d && i >= w.from && i < w.next:
+	case w.dir == d && i == w.from:
 		w.mu.Unlock()
-		return // in the last window: a larger file, or one evicted
+		return // the file that started the window, again
+	case w.dir == d && i > w.from && i < w.next:
+		if w.window > 0 && n.a.size > 0 && n.a.size <= storeMax {
+			// A file of the window READ after all: stored for nothing.
+			w.wasted = min(w.wasted+1, maxWasted)
+			w.from, w.next, w.window, w.run = i, i+1, 0, 0
+		}
+		w.mu.Unlock()
+		return // else a larger file in the window
 	case w.dir == d && i == w.next:
+		if w.window > 0 {
+			w.wasted = 0 // the walk used the last window
+		} else if w.run++; w.run < 1<<w.wasted {
+			w.from, w.next = i, i+1
+			w.mu.Unlock()
+			return
+		}
 		w.window = min(max(2*w.window, aheadFirst), aheadFiles)
 	case w.dir != d && w.window > 0 && firstFile(t, i):
 		// The walk went on to the next directory.
 		w.window = max(w.window/2, aheadFirst)
 	default:
-		w.dir, w.from, w.next, w.window = d, i, i+1, 0
+		w.dir, w.from, w.next, w.window, w.run = d, i, i+1, 0, 0
 		w.mu.Unlock()
 		return
 	}
+	w.run = 0
 	files, end := m.window(d, t, i+1, w.window)
 	w.dir, w.from, w.next = d, i, end
 	w.mu.Unlock()

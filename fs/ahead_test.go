@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // mountReadsAhead makes the mounts of test t read ahead themselves, as
@@ -91,6 +93,44 @@ func TestStoreAhead(t *testing.T) {
 	os.ReadFile(f.path("snapshots", "s", "e", "a"))
 	if _, err := os.ReadFile(f.path("snapshots", "s", "e", "victim")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("reading a file whose object is corrupted: %v, want EIO", err)
+	}
+}
+
+// TestStoreAheadWasted: a reader that drops each file's pages before
+// reading it (as the rotation bench's does) READs every file all the same;
+// the windows stored ahead of it are wasted, and the mount stores ever
+// fewer (walker.wasted), where it would otherwise store the whole
+// directory once more.
+func TestStoreAheadWasted(t *testing.T) {
+	f := newFixture(t)
+	const n = 80
+	for i := range n {
+		f.write(fmt.Sprintf("d/f%03d", i), randBytes(1000))
+	}
+	f.snapshot("s")
+	f.mount(Options{})
+	if _, err := os.ReadDir(f.path("snapshots", "s", "d")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		fd, err := os.Open(f.path("snapshots", "s", "d", fmt.Sprintf("f%03d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fadvise(int(fd.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readAll(fd); err != nil {
+			t.Fatal(err)
+		}
+		fd.Close()
+	}
+	k := f.status().Kernel
+	if k.Reads < n {
+		t.Fatalf("%d READs for %d files whose pages were dropped", k.Reads, n)
+	}
+	if k.StoredAhead > n/3 {
+		t.Errorf("%d files stored ahead of a reader that dropped them, want at most %d", k.StoredAhead, n/3)
 	}
 }
 
