@@ -176,6 +176,8 @@ func TestControlWithoutOpen(t *testing.T) {
 			if string(line) == "bad" {
 				return fmt.Errorf("echo: %w", os.ErrInvalid)
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			got = append(got, line)
 			return nil
 		}},
@@ -193,9 +195,11 @@ func TestControlWithoutOpen(t *testing.T) {
 	if err := os.WriteFile(f.path(".ctl", "echo"), []byte("bad\n"), 0o644); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("write bad: %v, want EINVAL", err)
 	}
+	mu.Lock()
 	if len(got) != 2 || string(got[0]) != "first" || string(got[1]) != "second" {
 		t.Errorf("lines: %q", got)
 	}
+	mu.Unlock()
 	if b, err := os.ReadFile(f.path(".ctl", "echo")); err != nil || len(b) != 0 {
 		t.Errorf("reading a write-only control: %q, %v; want nothing", b, err)
 	}
