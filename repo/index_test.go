@@ -74,7 +74,10 @@ func TestIndexReplaceUnderReads(t *testing.T) {
 // another pack also holds, which are found there; the other packs' blobs
 // still read.
 func TestIndexDrop(t *testing.T) {
-	f := newBigFile(t, 20<<20)
+	// 40 MiB: a pack is sealed once it holds PackSize (16 MiB) or more,
+	// so 20 MiB of chunks could all go to one pack, leaving none to read
+	// once it is dropped (a flake in CI); 40 MiB needs two data packs.
+	f := newBigFile(t, 40<<20)
 	r := f.r
 	packs := allPacks(r)
 	if len(packs) < 2 {
