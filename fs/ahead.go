@@ -33,6 +33,7 @@ const (
 	aheadFirst = 4
 	aheadFiles = 256
 	aheadBytes = 4 << 20
+	aheadScan  = 4 * aheadFiles // entries a window looks at, at most
 )
 
 // walker is where the walk the mount stores ahead of is.
@@ -49,6 +50,8 @@ type walker struct {
 	// them, a window waits for a run of 2^w neighbours (at most
 	// 2^maxWasted).
 	wasted int
+
+	storing sync.Mutex // held while a window is stored: one at a time
 }
 
 const maxWasted = 8
@@ -62,10 +65,10 @@ type kernelStats struct {
 // kernel opens without asking): it follows the walk and stores the next
 // window ahead of it.
 func (m *mount) walked(n *node) {
-	n.flags.Or(flagStored) // the READ puts it in the cache
+	stored := n.flags.Or(flagStored)&flagStored != 0 // the READ puts it in the cache
 	d := n.parent
-	if d == nil || m.noStore.Load() || m.srv.Load() == nil {
-		return
+	if d == nil || n.a.links > 1 || m.noStore.Load() || m.srv.Load() == nil {
+		return // a hard link's node is its first path's: not where the walk is
 	}
 	t, err := m.r.LoadTree(m.ctx, d.tree())
 	if err != nil {
@@ -82,8 +85,9 @@ func (m *mount) walked(n *node) {
 		w.mu.Unlock()
 		return // the file that started the window, again
 	case w.dir == d && i > w.from && i < w.next:
-		if w.window > 0 && n.a.size > 0 && n.a.size <= storeMax {
-			// A file of the window READ after all: stored for nothing.
+		if w.window > 0 && stored {
+			// A file the window stored, READ after all: stored for
+			// nothing.
 			w.wasted = min(w.wasted+1, maxWasted)
 			w.from, w.next, w.window, w.run = i, i+1, 0, 0
 		}
@@ -107,8 +111,20 @@ func (m *mount) walked(n *node) {
 		return
 	}
 	w.run = 0
+	if !w.storing.TryLock() {
+		// Another READ stores a window (another walk): this one goes
+		// on without, rather than hold a second of the kernel's
+		// requests in flight.
+		w.dir, w.from, w.next, w.window = d, i, i+1, 0
+		w.mu.Unlock()
+		return
+	}
+	defer w.storing.Unlock()
 	files, end := m.window(d, t, i+1, w.window)
 	w.dir, w.from, w.next = d, i, end
+	if len(files) == 0 {
+		w.next, w.window = i+1, 0 // nothing to store: no window
+	}
 	w.mu.Unlock()
 	for _, f := range files {
 		if m.storeSmall(f) {
@@ -135,7 +151,7 @@ func (m *mount) window(d *node, t *repo.Tree, from, count int) ([]*node, int) {
 	snap := d.snapIno()
 	bytes := 0
 	j := from
-	for ; j < len(t.Nodes) && len(files) < count && bytes < aheadBytes; j++ {
+	for ; j < len(t.Nodes) && j < from+aheadScan && len(files) < count && bytes < aheadBytes; j++ {
 		e := &t.Nodes[j]
 		if e.Type != repo.TypeFile || e.Size == 0 || e.Size > storeMax {
 			continue
@@ -148,4 +164,19 @@ func (m *mount) window(d *node, t *repo.Tree, from, count int) ([]*node, int) {
 		bytes += int(e.Size)
 	}
 	return files, j
+}
+
+// dropCache has the kernel drop its cache of file n, once the request
+// being served has been answered (the kernel may hold n's pages until
+// then); a file stored ahead is stored again when a walk comes by.
+func (m *mount) dropCache(n *node) {
+	if !m.noOpen.Load() {
+		return
+	}
+	n.flags.And(^uint32(flagStored))
+	go func() {
+		if srv := m.srv.Load(); srv != nil {
+			srv.InodeNotify(n.ino, 0, 0)
+		}
+	}()
 }

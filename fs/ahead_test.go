@@ -185,6 +185,12 @@ func TestControlWithoutOpen(t *testing.T) {
 	if b, err := os.ReadFile(f.path("snapshots", "one", "a")); err != nil || string(b) != "1" {
 		t.Fatalf("read: %q, %v", b, err)
 	}
+	// As `ls -l .ctl; cat .ctl/status` does: READDIRPLUS, then a read
+	// within the jiffy its attributes are trusted for.
+	entries, err := os.ReadDir(f.path(".ctl"))
+	if err != nil || len(entries) != 3 {
+		t.Fatalf(".ctl: %d entries, %v", len(entries), err)
+	}
 	st := f.status()
 	if !st.Kernel.NoOpen {
 		t.Fatal("the kernel still sends OPEN")
@@ -226,6 +232,73 @@ func TestControlWithoutOpen(t *testing.T) {
 	for f.status().Snapshots != 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("status never showed the new snapshot")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAllowOtherKeepsOpen: with AllowOther, where other users reach the
+// mount, the kernel keeps sending OPEN, so every open for writing of a
+// snapshot file fails with EROFS (without OPEN it would succeed).
+func TestAllowOtherKeepsOpen(t *testing.T) {
+	f := newFixture(t)
+	f.write("a", []byte("1"))
+	f.snapshot("s")
+	f.mount(Options{AllowOther: true})
+	file := f.path("snapshots", "s", "a")
+	if b, err := os.ReadFile(file); err != nil || string(b) != "1" {
+		t.Fatalf("read: %q, %v", b, err)
+	}
+	if f.status().Kernel.NoOpen {
+		t.Error("with AllowOther the kernel opens without OPEN")
+	}
+	if fd, err := os.OpenFile(file, os.O_RDWR, 0); !errors.Is(err, syscall.EROFS) {
+		if err == nil {
+			fd.Close()
+		}
+		t.Errorf("open for writing with AllowOther: %v, want EROFS", err)
+	}
+}
+
+// TestMappedWriteDropped: without OPEN, root may map a snapshot file
+// shared and writable; what it writes there is refused at writeback
+// (EROFS), and the mount has the kernel drop the cached pages, so that
+// the file reads as it was.
+func TestMappedWriteDropped(t *testing.T) {
+	f := newFixture(t)
+	want := bytes.Repeat([]byte("snapshot"), 1024)
+	f.write("a", want)
+	f.snapshot("s")
+	f.mount(Options{})
+	file := f.path("snapshots", "s", "a")
+	if b, err := os.ReadFile(file); err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("read: %d bytes, %v", len(b), err)
+	}
+	if !f.status().Kernel.NoOpen {
+		t.Fatal("as root, the kernel still sends OPEN after a read")
+	}
+	fd, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	m, err := unix.Mmap(int(fd.Fd()), 0, len(want), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	copy(m, "CHANGED!")
+	if err := unix.Msync(m, unix.MS_SYNC); err == nil {
+		t.Error("msync of a changed snapshot file succeeded")
+	}
+	unix.Munmap(m)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(file)
+		if err == nil && bytes.Equal(b, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a refused write through a mapping the file reads %q…, %v", b[:16], err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -24,16 +24,18 @@ type Control struct {
 
 	// Read, if set, makes the file readable by whoever can use the mount.
 	// Each open reads what Read returns at that moment; once the kernel
-	// opens without asking (mount.openless), each read from the start
-	// does, unless one read from its last result is under way
+	// opens without asking (mount.openless), each stat and read(2)
+	// does, unless a read of its last result is under way
 	// (ctlFile.content).
 	Read func(ctx context.Context) ([]byte, error)
 
 	// Write, if set, makes the file writable by the mounting user only
 	// (anyone else gets EACCES). Each non-empty line written, without its
 	// newline, is passed to Write (a write(2) without a newline is one
-	// line; a write(2) of nothing but white space passes one empty line),
-	// and
+	// line; a write(2) of nothing but white space passes one empty line;
+	// once the kernel opens without OPEN, a write(2) that starts inside a
+	// page and crosses into the next comes as two, so write each request
+	// from the start of the file, as `echo SPEC > FILE` does), and
 	// the write(2) returns once Write has. Write's error becomes the
 	// write(2)'s errno (see controlErrno) and one log line. ctx carries
 	// the caller (fuse.FromContext) and ends when the mount does, not
@@ -128,7 +130,8 @@ func (m *mount) ctlDir() gofs.InodeEmbedder {
 // each GETATTR shows the size of the content (ctlFile.content) and an
 // mtime that changes with it, so the kernel drops what it cached
 // (auto_inval_data) and sends READ, which serves that content. Its
-// attributes are never cached (ctlTimeout): every read(2) asks.
+// attributes are not cached (ctlTimeout): every stat and read(2) asks,
+// except for a jiffy after READDIRPLUS (see attr).
 type ctlFile struct {
 	gofs.Inode
 	readOnly
@@ -173,11 +176,31 @@ var (
 	_ gofs.NodeWriter    = (*ctlFile)(nil)
 )
 
-// attr fills out with the attributes of a control file: its size is 0
-// (content shows the real size).
+// attr fills out with the attributes of a control file, for LOOKUP and
+// READDIRPLUS: those of the content GETATTR showed last, so that a lookup
+// between a reader's GETATTR and its READ changes neither size nor mtime.
+// Without OPEN, a content is read now if none was: the kernel may trust
+// the size it gets here for up to a jiffy (its smallest timeout).
 func (f *ctlFile) attr(out *fuse.Attr) {
+	f.mu.Lock()
+	c := f.cur
+	f.mu.Unlock()
+	if c.at.IsZero() && f.m.noOpen.Load() {
+		c = f.content(f.m.ctx, false)
+	}
+	f.attrOf(c, out)
+}
+
+// attrOf fills out with the attributes of a control file showing c.
+func (f *ctlFile) attrOf(c ctlContent, out *fuse.Attr) {
 	t := f.m.started.UnixNano()
 	a := meta{typ: syscall.S_IFREG, perm: f.c.perm(), uid: f.m.uid, gid: f.m.gid, links: 1, mtime: t, ctime: t}
+	if f.c.Read != nil && !c.at.IsZero() {
+		a.size, a.mtime, a.ctime = uint64(len(c.data)), c.mtime, c.mtime
+		if c.err != nil {
+			a.size = 1 // so that a read asks, and gets the error
+		}
+	}
 	a.fill(out)
 }
 
@@ -189,24 +212,17 @@ func (f *ctlFile) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 }
 
 func (f *ctlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.attr(&out.Attr)
+	f.attrOf(f.content(ctx, true), &out.Attr)
 	out.SetTimeout(ctlTimeout)
-	if f.c.Read == nil {
-		return 0
-	}
-	c := f.content(ctx, true)
-	out.Mtime, out.Mtimensec = uint64(c.mtime/1e9), uint32(c.mtime%1e9)
-	out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
-	out.Size = uint64(len(c.data))
-	if c.err != nil {
-		out.Size = 1 // so that a read asks, and gets the error
-	}
 	return 0
 }
 
 // content returns the content to show: the last one, or (fresh, for a
 // GETATTR) a new one unless a reader may be in the middle of the last.
 func (f *ctlFile) content(ctx context.Context, fresh bool) ctlContent {
+	if f.c.Read == nil {
+		return ctlContent{}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()

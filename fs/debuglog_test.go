@@ -25,7 +25,7 @@ func TestDebugLogShowsNoPayload(t *testing.T) {
 	const keyLetters, dataLetters = "abcdef", "qjxzvk"
 	f := newFixture(t)
 	files := map[string]string{"big": letters(dataLetters, 3<<20)}
-	for i := range 6 { // a walk stores some of them ahead (storeAhead)
+	for i := range 6 { // a walk stores some of them ahead (mount.walked)
 		files[fmt.Sprintf("small%d", i)] = letters(dataLetters, 32)
 	}
 	for name, content := range files {

@@ -40,17 +40,24 @@ func (m *mount) open(n *node, flags uint32) (*fileHandle, uint32, syscall.Errno)
 // file of the mount without asking (no OPEN, no RELEASE, no FLUSH), as
 // for a filesystem that has no open. A walk of a tree of small files
 // then costs a READ for the first file of a run and none for the files
-// stored ahead of it (storeAhead): about 2 of the 3 round trips each
-// file cost (OPEN with its content stored, RELEASE, and the GETATTR an
-// unstored READ brings).
+// stored ahead of it (mount.walked, ahead.go): about 2 of the 3 round
+// trips each file cost (OPEN with its content stored, RELEASE, and the
+// GETATTR an unstored READ brings).
 //
 // It is so only when the kernel reads ahead for the mount (as root; the
-// mount's own read-ahead follows an open file), and only for an open for
-// reading: a write open still answers EROFS until the kernel stops
-// asking, and after that a write answers EROFS. The control files work
-// either way (control.go).
+// mount's own read-ahead follows an open file), only without AllowOther,
+// and only for an open for reading: a write open answers EROFS until the
+// kernel stops asking. After that the kernel no longer asks before an
+// open for writing: the open succeeds, and each write fails with EROFS
+// (the kernel then drops the bytes it had copied into its cache, and so
+// does the mount, for a shared writable mapping whose pages the kernel
+// writes back: rawFS.Write). A process that writes into such a mapping
+// sees its own bytes, and so does a reader of the file until writeback;
+// the snapshot never changes. Without AllowOther only the mounting user,
+// root, can do that; with it the kernel keeps sending OPEN, which refuses
+// every open for writing. The control files work either way (control.go).
 func (m *mount) openless(n *node, flags uint32) bool {
-	if m.ahead.Load() != 0 || n.a.typ != syscall.S_IFREG || openReadOnly(flags) != 0 {
+	if m.ahead.Load() != 0 || m.opts.AllowOther || n.a.typ != syscall.S_IFREG || openReadOnly(flags) != 0 {
 		return false
 	}
 	m.noOpen.Store(true)
@@ -64,8 +71,9 @@ const storeMax = 128 << 10
 var storeBufs = sync.Pool{New: func() any { return new([storeMax]byte) }}
 
 // storeSmall puts the content of a small file into the kernel's page cache
-// (FUSE_NOTIFY_STORE) the first time the file is opened, before the open
-// returns. The reader then finds it there: a READ request less, and no
+// (FUSE_NOTIFY_STORE): while the kernel sends OPEN, the first time the
+// file is opened, before the open returns; without OPEN, when a walk
+// comes near it (mount.walked). The reader then finds it there: a READ request less, and no
 // GETATTR either, since only a READ makes the kernel mark the cached
 // atime stale (the mount's superblock is not read-only), and tar, cp, rsync
 // and grep stat each file after reading it. For a tree of small files that

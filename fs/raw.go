@@ -366,8 +366,14 @@ func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 	return r.RawFileSystem.Tmpfile(cancel, in, out)
 }
 
+// Write answers EROFS for snapshot content. Once the kernel opens files
+// without OPEN (mount.openless), a WRITE may come from the writeback of a
+// shared writable mapping, whose bytes are in the kernel's cache of the
+// file: the mount drops that cache (after the reply, as the kernel holds
+// the pages until then).
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	if n := r.node(in.NodeId); n != nil {
+		r.m.dropCache(n)
 		return 0, fuse.EROFS
 	}
 	return r.RawFileSystem.Write(cancel, in, data)
@@ -375,6 +381,7 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
 	if n := r.node(in.NodeId); n != nil {
+		r.m.dropCache(n)
 		return 0, fuse.EROFS
 	}
 	return r.RawFileSystem.Writev(cancel, in, data)

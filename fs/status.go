@@ -67,8 +67,8 @@ type KernelStatus struct {
 	// (as root, from the first open of a file on).
 	NoOpen bool `json:"no_open"`
 	// Opens and Reads count the OPEN and READ requests for files;
-	// StoredAhead the files a tree walk found in the kernel's cache,
-	// stored ahead of it.
+	// StoredAhead the files stored into the kernel's cache ahead of a
+	// tree walk (fs/ahead.go).
 	Opens       uint64 `json:"opens"`
 	Reads       uint64 `json:"reads"`
 	StoredAhead uint64 `json:"stored_ahead"`
