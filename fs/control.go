@@ -159,12 +159,15 @@ const ctlTimeout = time.Nanosecond
 // A reader without OPEN reads a control file in several requests
 // (GETATTR for fstat, GETATTR and READ for each read(2), GETATTR again
 // for the read that finds the end); a new content between them could
-// splice two. So a GETATTR reads the content again only if no READ was
-// served from the last one within ctlQuiet, or it is older than
-// ctlMaxAge, or something it shows changed since (mount.ctlGen: a
-// control written, a read error).
+// splice two (a longer new content read from where the old one ended).
+// So a GETATTR reads the content again only if no READ was served from
+// the last one within ctlQuiet, or it is older than ctlMaxAge, or
+// something it shows changed since (mount.ctlGen: a control written, a
+// read error). ctlQuiet is long enough for a reader descheduled between
+// its read(2)s on a loaded machine; a reader that comes within it of
+// another's read gets the same content, at most ctlMaxAge old.
 const (
-	ctlQuiet  = 20 * time.Millisecond
+	ctlQuiet  = 200 * time.Millisecond
 	ctlMaxAge = time.Second
 )
 
