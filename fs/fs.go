@@ -25,7 +25,9 @@
 // Errors of the repository (a corrupted object, a data key that no supplied
 // key unwraps) become EIO for the operation that met them, one log line per
 // distinct error, and counts in .ctl/status. Every call that would change the
-// tree answers EROFS. The fs package is the only place where errors become
+// tree answers EROFS (once the kernel opens files without asking, an open
+// for writing succeeds and its writes answer EROFS: mount.openless). The
+// fs package is the only place where errors become
 // errno values (errors.go holds the one table).
 //
 // What a mount can reach is declared here, where it is used: Repository
