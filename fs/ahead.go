@@ -174,9 +174,16 @@ func (m *mount) dropCache(n *node) {
 		return
 	}
 	n.flags.And(^uint32(flagStored))
+	m.dropPages(n.ino)
+}
+
+// dropPages has the kernel drop its cached pages (and attributes) of
+// node ino, from another goroutine: a handler must not wait for that,
+// as the kernel may hold those pages until the request is answered.
+func (m *mount) dropPages(ino uint64) {
 	go func() {
 		if srv := m.srv.Load(); srv != nil {
-			srv.InodeNotify(n.ino, 0, 0)
+			srv.InodeNotify(ino, 0, 0)
 		}
 	}()
 }

@@ -285,14 +285,8 @@ func (f *ctlFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte, of
 	}
 	n, errno := f.write(ctx, data)
 	if fh == nil {
-		// What was written went through the page cache: drop it there
-		// (once the write has returned and let go of its pages).
-		ino := f.StableAttr().Ino
-		go func() {
-			if srv := f.m.srv.Load(); srv != nil {
-				srv.InodeNotify(ino, 0, 0)
-			}
-		}()
+		// What was written went through the page cache: drop it there.
+		f.m.dropPages(f.StableAttr().Ino)
 	}
 	return n, errno
 }
@@ -336,7 +330,7 @@ func (f *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if acc != syscall.O_RDONLY && !f.mayWrite(ctx) {
 		return nil, 0, syscall.EACCES
 	}
-	h := &ctlHandle{f: f}
+	h := &ctlHandle{}
 	if acc != syscall.O_WRONLY {
 		if f.c.Read == nil {
 			return nil, 0, syscall.EACCES
@@ -361,7 +355,6 @@ func (f *ctlFile) handlerContext(ctx context.Context) context.Context {
 // ctlHandle is a control file opened through OPEN: the content read at
 // open.
 type ctlHandle struct {
-	f    *ctlFile
 	data []byte
 }
 
