@@ -74,9 +74,9 @@ var storeBufs = sync.Pool{New: func() any { return new([storeMax]byte) }}
 // (FUSE_NOTIFY_STORE): while the kernel sends OPEN, the first time the
 // file is opened, before the open returns; without OPEN, when a walk
 // comes near it (mount.walked). The reader then finds it there: a READ
-// request less, and no GETATTR either, since only a READ makes the kernel mark the cached
-// atime stale (the mount's superblock is not read-only), and tar, cp, rsync
-// and grep stat each file after reading it. For a tree of small files that
+// request less, and no GETATTR either, since only a READ makes the kernel
+// mark the cached atime stale (the mount's superblock is not read-only),
+// and tar, cp, rsync and grep stat each file after reading it. For a tree of small files that
 // is two round trips to the daemon of the three each file costs. The
 // content stays in the cache across opens (FOPEN_KEEP_CACHE) until the
 // kernel evicts it, and then READ serves it as for any file. It is tried
