@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -79,6 +80,9 @@ func (m *mount) lookup(d *node, name string, out *fuse.EntryOut) fuse.Status {
 		return fuse.Status(errno)
 	}
 	e := t.Find([]byte(name))
+	if e != nil && e.Type != repo.TypeDir {
+		m.leanMiss(d)
+	}
 	if e == nil {
 		// Cached by the kernel: the tree never changes.
 		out.NodeId = 0
@@ -138,7 +142,15 @@ type dirHandle struct {
 	t         *repo.Tree
 	parentIno uint64
 	snapIno   uint64
+	// listing is 0 until the kernel asks for the first entries, then
+	// listWhole or listLean (lister.begin).
+	listing atomic.Uint32
 }
+
+const (
+	listWhole = 1 + iota
+	listLean
+)
 
 // opendir opens directory d for listing. The kernel keeps the listing
 // (FOPEN_CACHE_DIR).
@@ -163,6 +175,18 @@ func (m *mount) opendir(d *node, parentIno uint64) (*dirHandle, uint32, syscall.
 // no node, as a miss.
 func (m *mount) readdir(h *dirHandle, off uint64, out *fuse.DirEntryList, plus bool) fuse.Status {
 	nodes := h.t.Nodes
+	lean := false
+	if plus {
+		l := h.listing.Load()
+		if l == 0 {
+			l = listWhole
+			if m.list.begin(h.d, h.t) {
+				l = listLean
+			}
+			h.listing.Store(l)
+		}
+		lean = l == listLean
+	}
 	for p := off; p < uint64(len(nodes))+2; p++ {
 		de := fuse.DirEntry{Off: p + 1, Mode: syscall.S_IFDIR}
 		var e *repo.Node
@@ -187,8 +211,10 @@ func (m *mount) readdir(h *dirHandle, off uint64, out *fuse.DirEntryList, plus b
 		if eo == nil {
 			return fuse.OK
 		}
-		if e == nil {
-			continue // "." and "..": the kernel ignores their entries
+		if e == nil || lean && e.Type != repo.TypeDir {
+			// "." and "..": the kernel ignores their entries; in a lean
+			// listing a non-directory has no node (fs/lean.go)
+			continue
 		}
 		if st := m.childEntry(h.d, de.Ino, e, eo); st != fuse.OK {
 			*eo = fuse.EntryOut{}

@@ -126,9 +126,18 @@ func (r *rawMount) dir(path ...string) uint64 {
 }
 
 // readdirplus lists the directory with node id dir as the kernel's
-// READDIRPLUS does, into buffers of 128 KiB, and returns the node ids of
-// its entries (each looked up once more).
+// READDIRPLUS does, into buffers of len(buf), for a walk that has just
+// stat'ed a file (so the listing is whole: fs/lean.go), and returns the
+// node ids of its entries (each looked up once more).
 func (r *rawMount) readdirplus(dir uint64, buf []byte, ids []uint64) []uint64 {
+	r.t.Helper()
+	r.m.list.touch()
+	return r.list(dir, buf, ids)
+}
+
+// list lists the directory with node id dir as the kernel's READDIRPLUS
+// does, into buffers of len(buf), and returns the node ids it gives.
+func (r *rawMount) list(dir uint64, buf []byte, ids []uint64) []uint64 {
 	r.t.Helper()
 	var open fuse.OpenOut
 	if st := r.fs.OpenDir(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: dir}}, &open); st != fuse.OK {

@@ -319,6 +319,7 @@ type mount struct {
 	noStore atomic.Bool // the kernel refused FUSE_NOTIFY_STORE (see storeSmall)
 	noOpen  atomic.Bool // the kernel opens files without OPEN (see openless)
 	walk    walker      // the tree walk files are stored ahead of (mount.walked)
+	list    lister      // whether listings leave out files' nodes (fs/lean.go)
 	kstats  kernelStats
 	ctlGen  atomic.Uint64 // bumped by what .ctl/status shows (ctlFile.content)
 	srv     atomic.Pointer[fuse.Server]

@@ -47,6 +47,7 @@ const (
 	flagOne    = 1 << iota // the file has one chunk, in one
 	flagStored             // its content went to the kernel's cache (storeSmall)
 	flagRoot               // a snapshot's root: never freed, its FORGET is go-fuse's
+	flagLean               // a directory listed lean (lister): its files may have no node in the kernel
 )
 
 func (n *node) isDir() bool { return n.a.typ == syscall.S_IFDIR }

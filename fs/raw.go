@@ -71,6 +71,9 @@ func (r *rawFS) Forget(id, nlookup uint64) {
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if n := r.node(in.NodeId); n != nil {
+		if !n.isDir() {
+			r.m.list.touch()
+		}
 		a := r.m.stat(n)
 		a.fill(&out.Attr)
 		out.Ino = n.ino
@@ -90,6 +93,7 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 
 func (r *rawFS) Readlink(cancel <-chan struct{}, in *fuse.InHeader) ([]byte, fuse.Status) {
 	if n := r.node(in.NodeId); n != nil {
+		r.m.list.touch()
 		return readlink(n)
 	}
 	return r.RawFileSystem.Readlink(cancel, in)
@@ -139,6 +143,7 @@ func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxO
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if n := r.node(in.NodeId); n != nil {
 		r.m.kstats.opens.Add(1)
+		r.m.list.touch()
 		if r.m.openless(n, in.Flags) {
 			// From now on the kernel opens and closes files of this
 			// mount without asking (mount.openless).
@@ -167,6 +172,7 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 			}
 		}
 		r.m.kstats.reads.Add(1)
+		r.m.list.touch()
 		res, errno := r.m.read(n, h, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
 		return res, fuse.Status(errno)
 	}

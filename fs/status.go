@@ -72,6 +72,12 @@ type KernelStatus struct {
 	Opens       uint64 `json:"opens"`
 	Reads       uint64 `json:"reads"`
 	StoredAhead uint64 `json:"stored_ahead"`
+	// Lean tells whether directories are listed lean now (their files
+	// with no node: fs/lean.go); ListedLean counts the lean listings,
+	// LeanMisses the times a walk then asked for a file left out.
+	Lean       bool   `json:"lean"`
+	ListedLean uint64 `json:"listed_lean"`
+	LeanMisses uint64 `json:"lean_misses"`
 }
 
 // UnusedStatus is unused space as the last listing of data/ found it.
@@ -158,7 +164,8 @@ func (m *mount) status() Status {
 		Refreshes:  m.refCount.Load(),
 		Format:     m.r.Config().Version,
 		Kernel: KernelStatus{NoOpen: m.noOpen.Load(), Opens: m.kstats.opens.Load(),
-			Reads: m.kstats.reads.Load(), StoredAhead: m.kstats.storedAhead.Load()},
+			Reads: m.kstats.reads.Load(), StoredAhead: m.kstats.storedAhead.Load(),
+			Lean: m.list.lean.Load(), ListedLean: m.list.listedLean.Load(), LeanMisses: m.list.misses.Load()},
 	}
 	if c, ok := m.r.(interface{ Compression() repo.Compression }); ok {
 		s.Compression = c.Compression().String()
