@@ -16,9 +16,13 @@
 #   tar         `tar cf - . | wc -c`, cold likewise (a fresh mount)
 #   mount CPU   user + system CPU seconds of the mount process after each
 #   peak RSS    VmHWM of the mount process after each
-#   per entry   (VmRSS after find - VmRSS before it) / entries found: what
-#               each entry the kernel holds costs the daemon, roughly (the
-#               heap's own measure is fs's TestEntryMemory)
+#   per entry   (VmRSS after find and a `du -s` - VmRSS before the find) /
+#               entries found: what each entry the kernel holds costs the
+#               daemon, roughly (the heap's own measure is fs's
+#               TestEntryMemory). The du stats every entry: find alone
+#               leaves most files without a node (lean listings, fs/lean.go)
+#   lean        listings of the snapcrypt mount's find that were lean
+#               (.ctl/status kernel.listed_lean)
 #   segments    segment-cache misses of the snapcrypt mount during the cold
 #               tar (.ctl/status): how many segments it decrypted
 #
@@ -151,6 +155,7 @@ cmp_le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a != "-" && a + 0 <= b + 0) ?
 cmp_lt() { awk -v a="$1" -v b="$2" 'BEGIN { print (a != "-" && a + 0 < b + 0) ? 1 : 0 }'; }
 
 find_tree() { (cd "$1" && find . | wc -l); }
+du_tree() { (cd "$1" && du -s >/dev/null); }
 tar_tree() { (cd "$1" && tar cf - . | wc -c); }
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -158,6 +163,10 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/p
 # segmisses SYS: segment-cache misses so far of a snapcrypt mount.
 segmisses() {
   python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cache"]["segments"]["misses"])' "${MNT[$1]}/.ctl/status" 2>/dev/null || echo -
+}
+# leanlists SYS: lean listings so far of a snapcrypt mount.
+leanlists() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["kernel"].get("listed_lean", "-"))' "${MNT[$1]}/.ctl/status" 2>/dev/null || echo -
 }
 
 # --- the data and the repositories -----------------------------------------
@@ -201,8 +210,8 @@ if has rs && [ "$(cat "$W/rs.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # --- the figures -------------------------------------------------------------
-declare -A FIND TAR FCPU TCPU FRSS TRSS PERENT SEG NF NT
-for s in "${systems[@]}"; do FIND[$s]=; TAR[$s]=; FCPU[$s]=; TCPU[$s]=; FRSS[$s]=; TRSS[$s]=; PERENT[$s]=; SEG[$s]=; done
+declare -A FIND TAR FCPU TCPU FRSS TRSS PERENT SEG LEAN NF NT
+for s in "${systems[@]}"; do FIND[$s]=; TAR[$s]=; FCPU[$s]=; TCPU[$s]=; FRSS[$s]=; TRSS[$s]=; PERENT[$s]=; SEG[$s]=; LEAN[$s]=; done
 for rep in $(seq "$reps"); do
   say "repetition $rep of $reps"
   for s in "${systems[@]}"; do
@@ -213,6 +222,8 @@ for rep in $(seq "$reps"); do
     if [ "$s" != native ]; then
       FCPU[$s]+=" $(cpu "${PID[$s]}")"
       FRSS[$s]+=" $(hwm "${PID[$s]}")"
+      if [ "$s" = sc ] || [ "$s" = base ]; then LEAN[$s]+=" $(leanlists "$s")"; fi
+      du_tree "${ROOT[$s]}"
       PERENT[$s]+=" $(awk -v a="$r0" -v b="$(rss "${PID[$s]}")" -v n="${NF[$s]}" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')"
     fi
   done
@@ -232,12 +243,12 @@ for rep in $(seq "$reps"); do
 done
 umount_all
 
-declare -A mF mT mFC mTC mFR mTR mPE mS
+declare -A mF mT mFC mTC mFR mTR mPE mS mL
 for s in "${systems[@]}"; do
   # shellcheck disable=SC2086
   { mF[$s]=$(median ${FIND[$s]}); mT[$s]=$(median ${TAR[$s]}); }
   if [ "$s" = native ]; then
-    mFC[$s]=-; mTC[$s]=-; mFR[$s]=-; mTR[$s]=-; mPE[$s]=-; mS[$s]=-
+    mFC[$s]=-; mTC[$s]=-; mFR[$s]=-; mTR[$s]=-; mPE[$s]=-; mS[$s]=-; mL[$s]=-
   else
     # shellcheck disable=SC2086
     {
@@ -245,6 +256,7 @@ for s in "${systems[@]}"; do
       mFR[$s]=$(awk -v k="$(median ${FRSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
       mTR[$s]=$(awk -v k="$(median ${TRSS[$s]})" 'BEGIN { printf "%.0f", k / 1024 }')
       mS[$s]=$(median ${SEG[$s]:-} | awk '{ if ($1 == "-") print; else printf "%.0f\n", $1 }')
+      mL[$s]=$(median ${LEAN[$s]:-} | awk '{ if ($1 == "-") print; else printf "%.0f\n", $1 }')
     }
   fi
 done
@@ -294,7 +306,9 @@ row "peak RSS of the mount after find, MiB" mFR "${r[@]}" ""
 mapfile -t r < <(ratios TRSS)
 row "peak RSS of the mount after tar, MiB" mTR "${r[@]}" "< 160 MiB$(verdict "$(cmp_lt "${mTR[sc]:--}" 160)")"
 mapfile -t r < <(ratios PERENT)
-row "RSS growth per entry held after find, bytes" mPE "${r[@]}" "diagnostic (garbage included; the heap's own: fs TestEntryMemory)"
+row "RSS growth per entry held after find and \`du -s\`, bytes" mPE "${r[@]}" "diagnostic (garbage included; the heap's own: fs TestEntryMemory)"
+mapfile -t r < <(ratios LEAN)
+row "lean listings of the find (files without nodes), of $dirs" mL "${r[@]}" "diagnostic"
 mapfile -t r < <(ratios SEG)
 row "segments decrypted by the cold tar" mS "${r[@]}" "diagnostic"
 echo
