@@ -16,13 +16,14 @@ import (
 // without a LOOKUP each; a walk that wants only names and types (find,
 // find -name, ls -R) never uses them.
 //
-// So once listings in a row have gone by with nobody asking about a file
-// in between (no OPEN, READ, GETATTR, READLINK or LOOKUP of a
-// non-directory since the listing before; quietFirst listings, at first),
-// the mount makes the next listings lean: their non-directories go with
-// no node (node id 0: the kernel lists the name and type and makes
-// nothing; a stat of the name sends a LOOKUP). Subdirectories always go
-// with their nodes, so a walk that descends sends no LOOKUP for them.
+// So once listings of directories that hold files have gone by with
+// nobody asking about a file in between (no OPEN, READ, GETATTR, READLINK
+// or LOOKUP of a non-directory since the listing before; quietFirst
+// listings in a row, at first), the mount makes the next listings lean:
+// their non-directories go with no node (node id 0: the kernel lists the
+// name and type and makes nothing; a stat of the name sends a LOOKUP).
+// Subdirectories always go with their nodes, so a walk that descends
+// sends no LOOKUP for them.
 //
 // A LOOKUP of a non-directory in a directory listed lean is a miss: the
 // walk wanted what was left out. Listings are whole again from then on,
@@ -34,7 +35,7 @@ import (
 const (
 	quietFirst = 2
 	maxQuiet   = 256
-	maxLean    = 1 << 16 // lean listings the kernel is told to drop on a miss, at most
+	maxLean    = 1 << 16 // directories listed lean between two misses, at most (then whole)
 )
 
 // lister decides how listings answer READDIRPLUS.
@@ -77,12 +78,14 @@ func (l *lister) begin(d *node, t *repo.Tree) bool {
 	if !l.lean.Load() && l.quiet >= max(l.need, quietFirst) {
 		l.lean.Store(true)
 	}
-	if !l.lean.Load() {
+	// Past maxLean directories, a miss could not have the kernel drop
+	// one more listing: it is whole.
+	if !l.lean.Load() || d.flags.Load()&flagLean == 0 && len(l.dirs) >= maxLean {
 		l.pending = true
 		return false
 	}
 	l.listedLean.Add(1)
-	if d.flags.Or(flagLean)&flagLean == 0 && len(l.dirs) < maxLean {
+	if d.flags.Or(flagLean)&flagLean == 0 {
 		l.dirs = append(l.dirs, d.ino)
 	}
 	return true
@@ -90,23 +93,35 @@ func (l *lister) begin(d *node, t *repo.Tree) bool {
 
 // missed is told of a LOOKUP of a non-directory in directory d. If d was
 // listed lean, listings are whole from now on, and it returns the
-// directories listed lean, whose listings the kernel should drop.
-func (l *lister) missed(d *node) []uint64 {
+// directories listed lean (nodes holds them), whose listings the kernel
+// should drop; they are no longer marked as listed lean.
+//
+// Every directory marked flagLean is in l.dirs (begin lists a directory
+// whole rather than leave it out), so a miss reaches every lean listing
+// the kernel may keep.
+func (l *lister) missed(d *node, nodes *nodeTable) []uint64 {
 	l.touch()
-	if d.flags.Load()&flagLean == 0 || !l.lean.Load() {
+	if d.flags.Load()&flagLean == 0 {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.lean.Load() {
-		return nil
+	if d.flags.Load()&flagLean == 0 {
+		return nil // another LOOKUP's miss
 	}
-	l.lean.Store(false)
+	if l.lean.Load() {
+		l.lean.Store(false)
+		l.need = min(2*max(l.need, quietFirst), maxQuiet)
+	}
 	l.misses.Add(1)
-	l.need = min(2*max(l.need, quietFirst), maxQuiet)
 	l.quiet, l.pending = 0, false
 	dirs := l.dirs
 	l.dirs = nil
+	for _, ino := range dirs {
+		if n := nodes.get(ino); n != nil {
+			n.flags.And(^uint32(flagLean))
+		}
+	}
 	return dirs
 }
 
@@ -124,19 +139,14 @@ func hasNonDir(t *repo.Tree) bool {
 // miss (lister.missed), the kernel drops the lean listings it keeps, from
 // another goroutine (a handler must not wait for the kernel).
 func (m *mount) leanMiss(d *node) {
-	dirs := m.list.missed(d)
-	if len(dirs) == 0 {
+	dirs := m.list.missed(d, m.nodes)
+	srv := m.srv.Load()
+	if len(dirs) == 0 || srv == nil {
 		return
 	}
 	go func() {
-		srv := m.srv.Load()
 		for _, ino := range dirs {
-			if n := m.nodes.get(ino); n != nil {
-				n.flags.And(^uint32(flagLean))
-				if srv != nil {
-					srv.InodeNotify(ino, 0, 0)
-				}
-			}
+			srv.InodeNotify(ino, 0, 0) // ENOENT if the kernel forgot it, and its listing
 		}
 	}()
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // TestLeanListing: a walk that only lists gets its first quietFirst
@@ -48,14 +50,17 @@ func TestLeanListing(t *testing.T) {
 	if got := len(r.list(r.ids["snapshots/s/big"], buf, nil)); got != dirs {
 		t.Errorf("listing big/ gave %d nodes, want %d", got, dirs)
 	}
+	// A LOOKUP in a directory that was listed whole is no miss.
+	r.lookup("snapshots/s/big/d000", fileName(7))
+	if !r.m.list.lean.Load() || r.m.list.misses.Load() != 0 {
+		t.Fatalf("after a LOOKUP in a whole listing: lean %v, %d misses; want true, 0", r.m.list.lean.Load(), r.m.list.misses.Load())
+	}
 
 	// A stat of a file a lean listing left out: a miss.
 	r.lookup("snapshots/s/big/d002", fileName(7))
 	if r.m.list.lean.Load() || r.m.list.misses.Load() != 1 {
 		t.Fatalf("after a LOOKUP in a lean listing: lean %v, %d misses; want false, 1", r.m.list.lean.Load(), r.m.list.misses.Load())
 	}
-	// A LOOKUP in a directory that was listed whole is no miss.
-	r.lookup("snapshots/s/big/d000", fileName(7))
 	if got, want := lists(4, 5, 6, 7, 0), []int{per, per, per, per, 0}; !slices.Equal(got, want) {
 		t.Fatalf("after a miss, a walk that only lists got %v nodes per listing, want %v", got, want)
 	}
@@ -140,6 +145,27 @@ func TestLeanWalk(t *testing.T) {
 		t.Errorf("after a walk that only lists, the mount holds %d nodes (the tree has %d files)", n, files)
 	}
 
+	// In a lean listing a subdirectory keeps its node.
+	dn := f.srv.m.nodes.get(inoOf(t, filepath.Join(root, "w", fmt.Sprintf("d%d", dirs-1))))
+	if dn == nil || dn.flags.Load()&flagLean == 0 {
+		t.Fatalf("w/d%d was not listed lean", dirs-1)
+	}
+	h, _, errno := f.srv.m.opendir(dn, 0)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	l := fuse.NewDirEntryList(make([]byte, 64<<10), 0)
+	if st := f.srv.m.readdir(h, 0, l, true); st != fuse.OK {
+		t.Fatal(st)
+	}
+	ids := parseDirentPlus(l, nil)
+	if sub := inoOf(t, filepath.Join(root, "w", fmt.Sprintf("d%d", dirs-1), "sub")); len(ids) != 1 || ids[0] != sub {
+		t.Errorf("a lean listing of w/d%d gave nodes %x, want only sub/'s, %x", dirs-1, ids, sub)
+	}
+	for _, id := range ids {
+		f.srv.m.nodes.forget(f.srv.m.nodes.get(id), 1) // the lookups that listing counted
+	}
+
 	// A stat of one file left out: a miss, and the kernel drops the lean
 	// listings it keeps, so the next listing of another directory listed
 	// lean asks the mount again and gets its files' nodes.
@@ -147,25 +173,22 @@ func TestLeanWalk(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(root, "w", fmt.Sprintf("d%d", dirs-2), "f001")); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(last)
-	if err != nil {
-		t.Fatal(err)
+	if k := f.status().Kernel; k.Lean || k.LeanMisses != 1 {
+		t.Errorf("after a stat of a file a lean listing left out: %+v, want 1 miss", k)
 	}
-	lastNode := f.srv.m.nodes.get(fi.Sys().(*syscall.Stat_t).Ino)
-	if lastNode == nil {
-		t.Fatal("no node for a directory the walk listed")
+	if dn.flags.Load()&flagLean != 0 {
+		t.Errorf("w/d%d is still marked as listed lean after a miss", dirs-1)
 	}
-	eventually(t, 5*time.Second, "the lean listings dropped", func() bool { return lastNode.flags.Load()&flagLean == 0 })
 	before := f.srv.m.nodes.len()
-	if _, err := os.ReadDir(last); err != nil {
-		t.Fatal(err)
-	}
-	if n := f.srv.m.nodes.len() - before; n < per {
-		t.Errorf("listing %s again after a miss made %d nodes, want its %d files' (the kernel kept the lean listing)", last, n, per)
-	}
+	eventually(t, 5*time.Second, "the kernel listing "+last+" again, whole", func() bool {
+		if _, err := os.ReadDir(last); err != nil {
+			t.Fatal(err)
+		}
+		return f.srv.m.nodes.len()-before >= per
+	})
 
 	// Then stat and read every file, as du and tar would.
-	err = filepath.Walk(root, func(p string, got os.FileInfo, err error) error {
+	err := filepath.Walk(root, func(p string, got os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
@@ -198,4 +221,14 @@ func TestLeanWalk(t *testing.T) {
 	if k.Lean || k.LeanMisses == 0 {
 		t.Errorf("after a walk that stats: %+v, want a miss and whole listings", k)
 	}
+}
+
+// inoOf is the inode number of path.
+func inoOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
