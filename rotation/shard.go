@@ -238,6 +238,12 @@ func preKeyOf(name string) (preKey, bool) {
 // bytes each, plus a map slot).
 const preloadMax = 1 << 20
 
+// prefetchWorkers is how many batches a coordinator prefetches and reads
+// at once: 4 batches of 256 files kept the bench's disk as busy as any
+// more (a cold read of 100,000 wrapped DEKs in 1.2 s, against 4.1-5.0 s
+// reading them one by one with 16 workers).
+const prefetchWorkers = 4
+
 // preload reads the single old entries ahead, all at once in the order
 // the store listed them, when the store lists in an order of its own (the
 // local store: directory order, in which a cold read of many small files
@@ -250,16 +256,30 @@ func (sr *shardRun) preload(ctx context.Context, names []string) error {
 		return nil
 	}
 	sr.preloaded = make(map[preKey][keys.WrappedSize]byte, len(names))
-	err := sr.r.parallelN(ctx, sr.opts.Workers, len(names), func(i int) error {
-		k, ok := preKeyOf(names[i])
-		if !ok {
-			return nil
+	// Batches of store.MaxPrefetch: each prefetched, then read. A store
+	// that prefetches has the disk read a batch's files at once, and a
+	// few batches at a time keep it busy; without, each worker's reads
+	// wait one after the other, and more workers keep it busy.
+	batch, workers := 1, sr.opts.Workers
+	if _, ok := store.Capable[store.Prefetcher](sr.r.st); ok {
+		batch, workers = store.MaxPrefetch, min(workers, prefetchWorkers)
+	}
+	err := sr.r.parallelN(ctx, workers, (len(names)+batch-1)/batch, func(i int) error {
+		names := names[i*batch : min((i+1)*batch, len(names))]
+		if batch > 1 {
+			store.Prefetch(ctx, sr.r.st, names)
 		}
-		b, err := store.ReadSmall(ctx, sr.r.st, names[i], keys.WrappedSize)
-		if err == nil && len(b) == keys.WrappedSize {
-			sr.preMu.Lock()
-			sr.preloaded[k] = [keys.WrappedSize]byte(b)
-			sr.preMu.Unlock()
+		for _, name := range names {
+			k, ok := preKeyOf(name)
+			if !ok {
+				continue
+			}
+			b, err := store.ReadSmall(ctx, sr.r.st, name, keys.WrappedSize)
+			if err == nil && len(b) == keys.WrappedSize {
+				sr.preMu.Lock()
+				sr.preloaded[k] = [keys.WrappedSize]byte(b)
+				sr.preMu.Unlock()
+			}
 		}
 		return nil
 	})

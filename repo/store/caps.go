@@ -13,8 +13,8 @@ import (
 // methods can do too (or that needs doing only for some stores). A caller
 // never type-asserts a store for them: where it wants "the fast way if the
 // store has it, else the generic way" it calls the function of the same
-// name in this package (ReadRange, ReadSmall, ListNames, DeletePrefix,
-// PurgeTrash, RemoveStale), which does exactly that; where it must choose
+// name in this package (ReadRange, ReadSmall, Prefetch, ListNames,
+// DeletePrefix, PurgeTrash, RemoveStale), which does exactly that; where it must choose
 // its own course by whether a store has one, it asks Capable.
 //
 // Decorators (package retry, package faults) have every capability method
@@ -61,6 +61,26 @@ type SmallReader interface {
 	// size, so max should be small. It is safe for concurrent use.
 	ReadSmall(ctx context.Context, name string, max int) ([]byte, error)
 }
+
+// Prefetcher is a store that can start reading objects before they are
+// asked for (local: the kernel reads them all into its page cache at
+// once, and merges neighbouring blocks into one request, where reads one
+// after another each wait for the disk: a cold read of 100,000 files of
+// 77 bytes took 1.2 s so, against 4.1-5.0 s with 16 readers). A key
+// rotation prefetches the wrapped DEKs it is about to read.
+type Prefetcher interface {
+	// Prefetch hints that the named objects are about to be read. It
+	// returns without waiting for their content, and at most
+	// MaxPrefetch names are worth giving it at a time (the local store
+	// holds a file open for each while it asks). A name it cannot
+	// read (missing, invalid, a directory) is skipped: the read that
+	// follows reports it. It changes nothing any read returns, and is
+	// safe for concurrent use.
+	Prefetch(ctx context.Context, names []string)
+}
+
+// MaxPrefetch is the most names a Prefetch call should carry.
+const MaxPrefetch = 256
 
 // NameLister is a store that lists names faster than List, in an order of
 // its own and without sizes (local: directory order, the order in which
@@ -175,6 +195,14 @@ func ReadSmall(ctx context.Context, r Reader, name string, max int) ([]byte, err
 		return sr.ReadSmall(ctx, name, max)
 	}
 	return GetBounded(ctx, r, name, int64(max))
+}
+
+// Prefetch hints to r that the named objects are about to be read, as
+// Prefetcher.Prefetch, if r is Capable of it; else it does nothing.
+func Prefetch(ctx context.Context, r Reader, names []string) {
+	if p, ok := Capable[Prefetcher](r); ok {
+		p.Prefetch(ctx, names)
+	}
 }
 
 // ListNames calls fn with the name of every object below prefix, as

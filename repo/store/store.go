@@ -11,13 +11,14 @@
 //
 // Beyond Store, a store may offer optional capabilities (caps.go), each an
 // interface with its contract: RangeReader (read into the caller's buffer),
-// SmallReader (read a tiny object cheaply), NameLister (list names in the
+// SmallReader (read a tiny object cheaply), Prefetcher (start reading
+// objects before they are asked for), NameLister (list names in the
 // store's fastest order), PrefixDeleter (delete a directory prefix at once),
 // TrashPurger (free the space of deleted objects later) and StaleRemover
 // (remove what killed writers left). Code outside this package never
 // type-asserts a store: it calls the function of the capability's method
-// name here (ReadRange, ReadSmall, ListNames, DeletePrefix, PurgeTrash,
-// RemoveStale), which uses the capability if the store has it and does the
+// name here (ReadRange, ReadSmall, Prefetch, ListNames, DeletePrefix,
+// PurgeTrash, RemoveStale), which uses the capability if the store has it and does the
 // generic thing otherwise, or asks Capable whether a store has it.
 // Decorators forward every capability and implement Decorator, so Capable
 // sees through them to the store beneath.

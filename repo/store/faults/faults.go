@@ -120,6 +120,7 @@ var (
 	_ store.Decorator     = (*Store)(nil)
 	_ store.RangeReader   = (*Store)(nil)
 	_ store.SmallReader   = (*Store)(nil)
+	_ store.Prefetcher    = (*Store)(nil)
 	_ store.NameLister    = (*Store)(nil)
 	_ store.PrefixDeleter = (*Store)(nil)
 	_ store.TrashPurger   = (*Store)(nil)
@@ -371,6 +372,13 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 		return nil, err
 	}
 	return data, nil
+}
+
+// Prefetch implements store.Prefetcher: a hint, passed to the inner store
+// if it takes them; no rule applies to it (the reads that follow are
+// where faults show).
+func (s *Store) Prefetch(ctx context.Context, names []string) {
+	store.Prefetch(ctx, s.inner, names)
 }
 
 // ListNames implements store.NameLister.

@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/snapcrypt/snapcrypt/repo/store"
 )
@@ -210,5 +213,72 @@ func TestReadSmallOneRead(t *testing.T) {
 	}
 	if reads != 1 {
 		t.Fatalf("ReadSmall of a 9-byte file made %d reads, want 1", reads)
+	}
+}
+
+// TestPrefetch: Prefetch has the kernel read the files into its page
+// cache (a file whose pages were dropped is resident afterwards), and
+// skips names it cannot open.
+func TestPrefetch(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		t.Skip("the temporary directory is on tmpfs, whose pages cannot be dropped")
+	}
+	const n = 8
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("deks/g/%02d", i)
+		if err := s.Put(ctx, name, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	resident := func(name string) int {
+		f, err := os.Open(s.path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := unix.Mmap(int(f.Fd()), 0, 64<<10, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(m)
+		vec := make([]byte, (64<<10)/os.Getpagesize())
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatal(e)
+		}
+		pages := 0
+		for _, v := range vec {
+			pages += int(v & 1)
+		}
+		return pages
+	}
+	for _, name := range names {
+		f, err := os.Open(s.path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Sync()
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		f.Close()
+		if p := resident(name); p != 0 {
+			t.Skipf("%s keeps %d pages in the page cache after POSIX_FADV_DONTNEED", name, p)
+		}
+	}
+	s.Prefetch(ctx, append([]string{"deks/g/none", "../x", "deks/g"}, names...))
+	deadline := time.Now().Add(10 * time.Second)
+	for _, name := range names {
+		for resident(name) < 16 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of 16 pages in the page cache after Prefetch", name, resident(name))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }

@@ -59,6 +59,7 @@ var (
 	_ store.Store         = (*Store)(nil)
 	_ store.RangeReader   = (*Store)(nil)
 	_ store.SmallReader   = (*Store)(nil)
+	_ store.Prefetcher    = (*Store)(nil)
 	_ store.NameLister    = (*Store)(nil)
 	_ store.PrefixDeleter = (*Store)(nil)
 	_ store.TrashPurger   = (*Store)(nil)

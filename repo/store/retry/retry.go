@@ -78,6 +78,7 @@ var (
 	_ store.Decorator     = (*Store)(nil)
 	_ store.RangeReader   = (*Store)(nil)
 	_ store.SmallReader   = (*Store)(nil)
+	_ store.Prefetcher    = (*Store)(nil)
 	_ store.NameLister    = (*Store)(nil)
 	_ store.PrefixDeleter = (*Store)(nil)
 	_ store.TrashPurger   = (*Store)(nil)
@@ -244,6 +245,12 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) (data []byt
 		return err
 	})
 	return data, err
+}
+
+// Prefetch implements store.Prefetcher: a hint, passed to the inner store
+// if it takes them, never retried (the reads that follow are).
+func (s *Store) Prefetch(ctx context.Context, names []string) {
+	store.Prefetch(ctx, s.inner, names)
 }
 
 // ListNames implements store.NameLister: it retries the inner store's

@@ -28,6 +28,7 @@ var capTests = []struct {
 	{"ReadRange", testReadRange},
 	{"ReadRangeLarge", testReadRangeLarge},
 	{"ReadSmall", testReadSmall},
+	{"Prefetch", testPrefetch},
 	{"ListNames", testListNames},
 	{"ListNamesStops", testListNamesStops},
 	{"DeletePrefix", testDeletePrefix},
@@ -244,6 +245,48 @@ func testReadSmall(t *testing.T, s store.Store) {
 		if got, err := w.fn(ctx, "deks/g/aa", -1); err == nil || errors.Is(err, store.ErrNotExist) {
 			t.Errorf("%s with a negative limit = %d bytes, %v; want an error, not ErrNotExist", w.what, len(got), err)
 		}
+	}
+}
+
+type prefetchFunc = func(ctx context.Context, names []string)
+
+func prefetchers(s store.Store) []way[prefetchFunc] {
+	ws := []way[prefetchFunc]{{"store.Prefetch", func(ctx context.Context, names []string) {
+		store.Prefetch(ctx, s, names)
+	}}}
+	if p, ok := s.(store.Prefetcher); ok {
+		ws = append(ws, way[prefetchFunc]{"Prefetch method", p.Prefetch})
+	}
+	return ws
+}
+
+// testPrefetch: a prefetch of names that exist, names that do not, names
+// that are not valid and directories changes nothing any read returns,
+// nor does one with a canceled context; it creates nothing.
+func testPrefetch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	data := payload(6, 77)
+	mustCreate(t, s, "deks/g/aa", data)
+	mustCreate(t, s, "deks/g/bb", nil)
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	names := []string{"deks/g/aa", "deks/g/bb", "deks/g/none", "deks/g", "deks", "", "/abs", "../x", "deks/g/aa/below", ".tmp-1"}
+	for _, w := range prefetchers(s) {
+		w.fn(ctx, names)
+		w.fn(canceled, names)
+		w.fn(ctx, nil)
+		mustGet(t, s, "deks/g/aa", data)
+		mustGet(t, s, "deks/g/bb", nil)
+		for _, r := range smallReaders(s) {
+			if got, err := r.fn(ctx, "deks/g/aa", 77); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("%s after %s: %d bytes, %v; want the 77 bytes", r.what, w.what, len(got), err)
+			}
+			_, err := r.fn(ctx, "deks/g/none", 77)
+			wantNotExist(t, fmt.Sprintf("%s(deks/g/none) after %s", r.what, w.what), err)
+		}
+	}
+	if got := contents(t, s); len(got) != 2 {
+		t.Errorf("after prefetches the store holds %v, want deks/g/aa and deks/g/bb", got)
 	}
 }
 
