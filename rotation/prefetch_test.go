@@ -18,16 +18,18 @@ type prefetchStore struct {
 	*mem.Store
 	mu      sync.Mutex
 	batches [][]string
+	maxes   []int
 }
 
 func (s *prefetchStore) ListNames(ctx context.Context, prefix string, fn func(string) error) error {
 	return s.List(ctx, prefix, func(i store.Info) error { return fn(i.Name) })
 }
 
-func (s *prefetchStore) Prefetch(ctx context.Context, names []string) {
+func (s *prefetchStore) Prefetch(ctx context.Context, names []string, max int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.batches = append(s.batches, append([]string(nil), names...))
+	s.maxes = append(s.maxes, max)
 }
 
 // TestPreloadPrefetches: a coordinator over a store that prefetches
@@ -59,7 +61,10 @@ func TestPreloadPrefetches(t *testing.T) {
 	checkFinished(t, st, clock, deks, rawKey(t, 2))
 
 	seen := map[string]int{}
-	for _, b := range st.batches {
+	for i, b := range st.batches {
+		if st.maxes[i] != keys.WrappedSize {
+			t.Errorf("a prefetch of %d bytes per object, want %d", st.maxes[i], keys.WrappedSize)
+		}
 		if len(b) == 0 || len(b) > store.MaxPrefetch {
 			t.Errorf("a prefetch of %d names, want 1 to %d", len(b), store.MaxPrefetch)
 		}

@@ -239,10 +239,14 @@ func preKeyOf(name string) (preKey, bool) {
 const preloadMax = 1 << 20
 
 // prefetchWorkers is how many batches a coordinator prefetches and reads
-// at once: 4 batches of 256 files kept the bench's disk as busy as any
-// more (a cold read of 100,000 wrapped DEKs in 1.2 s, against 4.1-5.0 s
-// reading them one by one with 16 workers).
-const prefetchWorkers = 4
+// at once, at most (the rotation's Workers if fewer): 4 batches of 256
+// files rotated 100,000 cold single wrapped DEKs in 1.7-1.8 s, 16 in
+// 1.8-2.0 s, and reading them one by one with 16 workers took 5.7-6.1 s
+// (docs/bench.md). pacedPrefetch is the batch of a paced rotation.
+const (
+	prefetchWorkers = 4
+	pacedPrefetch   = 16
+)
 
 // preload reads the single old entries ahead, all at once in the order
 // the store listed them, when the store lists in an order of its own (the
@@ -256,28 +260,43 @@ func (sr *shardRun) preload(ctx context.Context, names []string) error {
 		return nil
 	}
 	sr.preloaded = make(map[preKey][keys.WrappedSize]byte, len(names))
-	// Batches of store.MaxPrefetch: each prefetched, then read. A store
-	// that prefetches has the disk read a batch's files at once, and a
-	// few batches at a time keep it busy; without, each worker's reads
-	// wait one after the other, and more workers keep it busy.
+	type entry struct {
+		name string
+		k    preKey
+	}
+	entries := make([]entry, 0, len(names))
+	for _, name := range names {
+		if k, ok := preKeyOf(name); ok {
+			entries = append(entries, entry{name, k}) // else its shard pass calls it corrupt
+		}
+	}
+	// Batches: each prefetched, then read. A store that prefetches has
+	// the disk read a batch's files at once, and a few batches at a time
+	// keep it busy; without, each worker's reads wait one after the
+	// other, and more workers keep it busy. A paced rotation (a mount's
+	// daemon) takes smaller batches: the pacer sleeps after each, in
+	// proportion to the CPU it took.
 	batch, workers := 1, sr.opts.Workers
 	if _, ok := store.Capable[store.Prefetcher](sr.r.st); ok {
 		batch, workers = store.MaxPrefetch, min(workers, prefetchWorkers)
-	}
-	err := sr.r.parallelN(ctx, workers, (len(names)+batch-1)/batch, func(i int) error {
-		names := names[i*batch : min((i+1)*batch, len(names))]
-		if batch > 1 {
-			store.Prefetch(ctx, sr.r.st, names)
+		if sr.r.options().Pace != nil {
+			batch = pacedPrefetch
 		}
-		for _, name := range names {
-			k, ok := preKeyOf(name)
-			if !ok {
-				continue
+	}
+	err := sr.r.parallelN(ctx, workers, (len(entries)+batch-1)/batch, func(i int) error {
+		es := entries[i*batch : min((i+1)*batch, len(entries))]
+		if batch > 1 {
+			ns := make([]string, len(es))
+			for j, e := range es {
+				ns[j] = e.name
 			}
-			b, err := store.ReadSmall(ctx, sr.r.st, name, keys.WrappedSize)
+			store.Prefetch(ctx, sr.r.st, ns, keys.WrappedSize)
+		}
+		for _, e := range es {
+			b, err := store.ReadSmall(ctx, sr.r.st, e.name, keys.WrappedSize)
 			if err == nil && len(b) == keys.WrappedSize {
 				sr.preMu.Lock()
-				sr.preloaded[k] = [keys.WrappedSize]byte(b)
+				sr.preloaded[e.k] = [keys.WrappedSize]byte(b)
 				sr.preMu.Unlock()
 			}
 		}

@@ -29,6 +29,10 @@ func (c *counter) ReadSmall(ctx context.Context, name string, max int) ([]byte, 
 	return store.GetBounded(ctx, c.Store, name, int64(max))
 }
 
+func (c *counter) Prefetch(ctx context.Context, names []string, max int) {
+	c.calls["Prefetch"]++
+}
+
 func (c *counter) ListNames(ctx context.Context, prefix string, fn func(string) error) error {
 	c.calls["ListNames"]++
 	return c.List(ctx, prefix, func(i store.Info) error { return fn(i.Name) })
@@ -63,6 +67,7 @@ func has(st store.Store) map[string]bool {
 	m := map[string]bool{}
 	_, m["ReadRange"] = store.Capable[store.RangeReader](st)
 	_, m["ReadSmall"] = store.Capable[store.SmallReader](st)
+	_, m["Prefetch"] = store.Capable[store.Prefetcher](st)
 	_, m["ListNames"] = store.Capable[store.NameLister](st)
 	_, m["DeletePrefix"] = store.Capable[store.PrefixDeleter](st)
 	_, m["PurgeTrash"] = store.Capable[store.TrashPurger](st)
@@ -113,6 +118,7 @@ func TestHelpersUseCapability(t *testing.T) {
 		if b, err := store.ReadSmall(ctx, st, "deks/g/a", 3); err != nil || string(b) != "abc" {
 			t.Errorf("ReadSmall = %q, %v", b, err)
 		}
+		store.Prefetch(ctx, st, []string{"deks/g/a"}, 3)
 		n := 0
 		if err := store.ListNames(ctx, st, "deks/", func(string) error { n++; return nil }); err != nil || n != 1 {
 			t.Errorf("ListNames: %d names, %v", n, err)
@@ -129,7 +135,7 @@ func TestHelpersUseCapability(t *testing.T) {
 	}
 	capable := newCounter()
 	call(capable)
-	for _, m := range []string{"ReadRange", "ReadSmall", "ListNames", "DeletePrefix", "PurgeTrash", "RemoveStale"} {
+	for _, m := range []string{"ReadRange", "ReadSmall", "Prefetch", "ListNames", "DeletePrefix", "PurgeTrash", "RemoveStale"} {
 		if capable.calls[m] != 1 {
 			t.Errorf("over a capable store: %d calls of %s, want 1", capable.calls[m], m)
 		}

@@ -53,6 +53,10 @@ const (
 	DeletePrefix Op = "delete prefix" // store.PrefixDeleter
 	PurgeTrash   Op = "purge trash"   // store.TrashPurger
 	RemoveStale  Op = "remove stale"  // store.StaleRemover
+
+	// Prefetch is counted (Calls) but matches no rule: a hint has no
+	// result to fail, and the reads that follow are where faults show.
+	Prefetch Op = "prefetch" // store.Prefetcher
 )
 
 // Rule says which calls fail and how. A call matches a rule when its method
@@ -374,11 +378,14 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 	return data, nil
 }
 
-// Prefetch implements store.Prefetcher: a hint, passed to the inner store
-// if it takes them; no rule applies to it (the reads that follow are
-// where faults show).
-func (s *Store) Prefetch(ctx context.Context, names []string) {
-	store.Prefetch(ctx, s.inner, names)
+// Prefetch implements store.Prefetcher: a hint, counted and passed to the
+// inner store if it takes them; no rule applies to it (see Prefetch, the
+// Op).
+func (s *Store) Prefetch(ctx context.Context, names []string, max int) {
+	s.mu.Lock()
+	s.calls[Prefetch]++
+	s.mu.Unlock()
+	store.Prefetch(ctx, s.inner, names, max)
 }
 
 // ListNames implements store.NameLister.

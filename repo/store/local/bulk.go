@@ -32,7 +32,7 @@ import (
 // relatime each first read in a day would dirty the file's inode and cost
 // a journal write. Anyone else opens it as usual.
 func openNoatime(path string) (*os.File, error) {
-	fd, err := openFD(path)
+	fd, err := openFD(path, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -42,11 +42,17 @@ func openNoatime(path string) (*os.File, error) {
 }
 
 // openFD is open(2) for reading, close-on-exec, with O_NOATIME where the
-// kernel allows it.
-func openFD(path string) (int, error) {
+// kernel allows it, and the flags in extra.
+//
+// ReadSmall and Prefetch add O_NONBLOCK: a FIFO put where an object
+// belongs (by anyone who can write to the store) then opens at once
+// rather than wait for a writer, and its read ends or fails; a regular
+// file reads as without it.
+func openFD(path string, extra int) (int, error) {
 	var fd int
 	var err error
-	for _, flags := range []int{syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NOATIME, syscall.O_RDONLY | syscall.O_CLOEXEC} {
+	flags := syscall.O_RDONLY | syscall.O_CLOEXEC | extra
+	for _, flags := range []int{flags | syscall.O_NOATIME, flags} {
 		for {
 			fd, err = syscall.Open(path, flags, 0)
 			if err != syscall.EINTR {
@@ -61,11 +67,15 @@ func openFD(path string) (int, error) {
 }
 
 // Prefetch implements store.Prefetcher: it opens each file (O_NOATIME
-// where allowed), asks the kernel to read it into the page cache
-// (POSIX_FADV_WILLNEED, which starts the read and returns) and closes it,
-// so that the reads of all of them are queued at once and neighbouring
-// blocks merge. Names it cannot open are skipped.
-func (s *Store) Prefetch(ctx context.Context, names []string) {
+// where allowed), asks the kernel to read its first max bytes into the
+// page cache (POSIX_FADV_WILLNEED, which starts the read and returns) and
+// closes it, one file at a time, so that the reads of all of them are
+// queued at once and neighbouring blocks merge. Names it cannot open are
+// skipped; a file longer than max is read no further than max.
+func (s *Store) Prefetch(ctx context.Context, names []string, max int) {
+	if max <= 0 {
+		return
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			return
@@ -73,11 +83,11 @@ func (s *Store) Prefetch(ctx context.Context, names []string) {
 		if store.CheckName(name) != nil {
 			continue
 		}
-		fd, err := openFD(s.path(name))
+		fd, err := openFD(s.path(name), syscall.O_NONBLOCK)
 		if err != nil {
 			continue
 		}
-		unix.Fadvise(fd, 0, 0, unix.FADV_WILLNEED)
+		unix.Fadvise(fd, 0, int64(max), unix.FADV_WILLNEED)
 		syscall.Close(fd)
 	}
 }
@@ -97,7 +107,7 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) ([]byte, er
 		return nil, fmt.Errorf("get %s: negative size limit %d", name, max)
 	}
 	p := s.path(name)
-	fd, err := openFD(p)
+	fd, err := openFD(p, syscall.O_NONBLOCK)
 	if notExist(err) {
 		return nil, fmt.Errorf("get %s: %w", name, store.ErrNotExist)
 	}

@@ -238,18 +238,18 @@ func TestPrefetch(t *testing.T) {
 		}
 		names = append(names, name)
 	}
-	resident := func(name string) int {
+	residentOf := func(name string, size int) int {
 		f, err := os.Open(s.path(name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		m, err := unix.Mmap(int(f.Fd()), 0, 64<<10, unix.PROT_READ, unix.MAP_SHARED)
+		m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer unix.Munmap(m)
-		vec := make([]byte, (64<<10)/os.Getpagesize())
+		vec := make([]byte, size/os.Getpagesize())
 		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
 			t.Fatal(e)
 		}
@@ -259,6 +259,12 @@ func TestPrefetch(t *testing.T) {
 		}
 		return pages
 	}
+	resident := func(name string) int { return residentOf(name, 64<<10) }
+	// A large file: Prefetch reads no further than max.
+	if err := s.Put(ctx, "deks/g/large", make([]byte, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	names = append(names, "deks/g/large")
 	for _, name := range names {
 		f, err := os.Open(s.path(name))
 		if err != nil {
@@ -271,14 +277,54 @@ func TestPrefetch(t *testing.T) {
 			t.Skipf("%s keeps %d pages in the page cache after POSIX_FADV_DONTNEED", name, p)
 		}
 	}
-	s.Prefetch(ctx, append([]string{"deks/g/none", "../x", "deks/g"}, names...))
+	s.Prefetch(ctx, append([]string{"deks/g/none", "../x", "deks/g"}, names...), 64<<10)
 	deadline := time.Now().Add(10 * time.Second)
-	for _, name := range names {
+	for _, name := range names[:n] {
 		for resident(name) < 16 {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %d of 16 pages in the page cache after Prefetch", name, resident(name))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	for residentOf("deks/g/large", 4<<20) < 16 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a file of 4 MiB: %d pages in the page cache after a Prefetch of 64 KiB", residentOf("deks/g/large", 4<<20))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // for reads beyond max, were any asked for
+	if p := residentOf("deks/g/large", 4<<20); p > 256 {
+		t.Errorf("a file of 4 MiB: %d pages in the page cache after a Prefetch of 64 KiB, want at most 256", p)
+	}
+}
+
+// TestReadSmallFIFO: a FIFO where an object belongs (anyone who can write
+// to the store can put one there) makes ReadSmall and Prefetch return at
+// once, not wait for a writer.
+func TestReadSmallFIFO(t *testing.T) {
+	ctx := context.Background()
+	s := bulkStore(t, "deks/g/aa")
+	if err := syscall.Mkfifo(s.path("deks/g/fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s.Prefetch(ctx, []string{"deks/g/fifo", "deks/g/aa"}, 77)
+		b, err := s.ReadSmall(ctx, "deks/g/fifo", 77)
+		if err == nil && len(b) != 0 {
+			err = fmt.Errorf("read %d bytes from a FIFO with no writer", len(b))
+		} else {
+			err = nil
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadSmall or Prefetch of a FIFO still waits after 5 s")
 	}
 }

@@ -102,6 +102,7 @@ func TestCapabilitiesForwarded(t *testing.T) {
 	if b, err := store.ReadRange(ctx, s, "deks/g/1", 1, 4, buf, false); err != nil || string(b) != "rapp" || !storetest.Inside(b, buf) {
 		t.Fatalf("ReadRange = %q, %v", b, err)
 	}
+	store.Prefetch(ctx, s, []string{"deks/g/2"}, 77)
 	if err := store.DeletePrefix(ctx, s, "deks/g/"); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestCapabilitiesForwarded(t *testing.T) {
 	if _, err := store.RemoveStale(ctx, s, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []faults.Op{faults.ReadSmall, faults.ListNames, faults.ReadRange, faults.DeletePrefix, faults.PurgeTrash, faults.RemoveStale} {
+	for _, op := range []faults.Op{faults.ReadSmall, faults.Prefetch, faults.ListNames, faults.ReadRange, faults.DeletePrefix, faults.PurgeTrash, faults.RemoveStale} {
 		if n := f.Calls(op); n != 1 {
 			t.Errorf("%d calls of %s, want 1", n, op)
 		}
@@ -140,6 +141,13 @@ func TestCapabilitiesNotClaimed(t *testing.T) {
 	}
 	if _, ok := store.Capable[store.SmallReader](s); ok {
 		t.Error("Capable SmallReader over mem")
+	}
+	if _, ok := store.Capable[store.Prefetcher](s); ok {
+		t.Error("Capable Prefetcher over mem")
+	}
+	store.Prefetch(ctx, s, []string{"deks/g/a"}, 77)
+	if n := f.Calls(faults.Prefetch); n != 0 {
+		t.Errorf("Prefetch over mem reached the inner store %d times", n)
 	}
 	for _, n := range []string{"deks/g/a", "deks/g/b", "deks/h/c"} {
 		if err := f.Inner().Put(ctx, n, []byte(n)); err != nil {

@@ -249,8 +249,8 @@ func (s *Store) ReadSmall(ctx context.Context, name string, max int) (data []byt
 
 // Prefetch implements store.Prefetcher: a hint, passed to the inner store
 // if it takes them, never retried (the reads that follow are).
-func (s *Store) Prefetch(ctx context.Context, names []string) {
-	store.Prefetch(ctx, s.inner, names)
+func (s *Store) Prefetch(ctx context.Context, names []string, max int) {
+	store.Prefetch(ctx, s.inner, names, max)
 }
 
 // ListNames implements store.NameLister: it retries the inner store's

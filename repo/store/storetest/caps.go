@@ -248,11 +248,11 @@ func testReadSmall(t *testing.T, s store.Store) {
 	}
 }
 
-type prefetchFunc = func(ctx context.Context, names []string)
+type prefetchFunc = func(ctx context.Context, names []string, max int)
 
 func prefetchers(s store.Store) []way[prefetchFunc] {
-	ws := []way[prefetchFunc]{{"store.Prefetch", func(ctx context.Context, names []string) {
-		store.Prefetch(ctx, s, names)
+	ws := []way[prefetchFunc]{{"store.Prefetch", func(ctx context.Context, names []string, max int) {
+		store.Prefetch(ctx, s, names, max)
 	}}}
 	if p, ok := s.(store.Prefetcher); ok {
 		ws = append(ws, way[prefetchFunc]{"Prefetch method", p.Prefetch})
@@ -272,9 +272,12 @@ func testPrefetch(t *testing.T, s store.Store) {
 	cancel()
 	names := []string{"deks/g/aa", "deks/g/bb", "deks/g/none", "deks/g", "deks", "", "/abs", "../x", "deks/g/aa/below", ".tmp-1"}
 	for _, w := range prefetchers(s) {
-		w.fn(ctx, names)
-		w.fn(canceled, names)
-		w.fn(ctx, nil)
+		w.fn(ctx, names, 77)
+		w.fn(ctx, names, 1)
+		w.fn(ctx, names, 0)
+		w.fn(ctx, names, -1)
+		w.fn(canceled, names, 77)
+		w.fn(ctx, nil, 77)
 		mustGet(t, s, "deks/g/aa", data)
 		mustGet(t, s, "deks/g/bb", nil)
 		for _, r := range smallReaders(s) {
