@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -234,6 +236,49 @@ func TestControlWithoutOpen(t *testing.T) {
 			t.Fatal("status never showed the new snapshot")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestControlPolledPastMaxAge: a reader that reads a control file without
+// pause gets a new content every ctlMaxAge, and each read returns one
+// content whole, never the old one with the new one's tail (the content
+// here grows by a byte with every new one). A CI run caught that splice
+// in .ctl/status (TestS3HostsRotation); this test made it within 1.5 s
+// every time before the fix.
+func TestControlPolledPastMaxAge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("polls for 3.5 s")
+	}
+	f := newFixture(t)
+	f.write("a", []byte("1"))
+	f.snapshot("one")
+	var n atomic.Int64
+	f.mount(Options{Controls: []Control{
+		{Name: "grows", Read: func(context.Context) ([]byte, error) {
+			return []byte(strings.Repeat("x", int(n.Add(1))) + "\n"), nil
+		}},
+	}})
+	if b, err := os.ReadFile(f.path("snapshots", "one", "a")); err != nil || string(b) != "1" {
+		t.Fatalf("read: %q, %v", b, err)
+	}
+	if !f.status().Kernel.NoOpen {
+		t.Fatal("the kernel still sends OPEN")
+	}
+	var seen []string
+	for end := time.Now().Add(3*ctlMaxAge + ctlMaxAge/2); time.Now().Before(end); {
+		b, err := os.ReadFile(f.path(".ctl", "grows"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 2 || strings.Trim(string(b[:len(b)-1]), "x") != "" || b[len(b)-1] != '\n' {
+			t.Fatalf("read %q: not one content whole", b)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != string(b) {
+			seen = append(seen, string(b))
+		}
+	}
+	if len(seen) < 3 {
+		t.Errorf("a reader polling for %v saw %d contents, want a new one every %v", 3*ctlMaxAge+ctlMaxAge/2, len(seen), ctlMaxAge)
 	}
 }
 

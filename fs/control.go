@@ -109,18 +109,33 @@ func (c Control) perm() uint32 {
 
 // ctlDir is .ctl/: status and Options.Controls.
 func (m *mount) ctlDir() gofs.InodeEmbedder {
-	controls := append([]Control{{Name: "status", Read: m.statusJSON}}, m.opts.Controls...)
-	sort.Slice(controls, func(i, j int) bool { return controls[i].Name < controls[j].Name })
-	entries := make([]ventry, len(controls))
-	for i, c := range controls {
-		ino := controlIno(c.Name)
-		if c.Name == "status" {
-			ino = inoStatus
-		}
-		entries[i] = ventry{name: c.Name, ino: ino, typ: syscall.S_IFREG,
-			node: func() gofs.InodeEmbedder { return &ctlFile{m: m, c: c} }}
+	ctls := m.controlFiles()
+	entries := make([]ventry, 0, len(ctls))
+	for ino, sh := range ctls {
+		entries = append(entries, ventry{name: sh.c.Name, ino: ino, typ: syscall.S_IFREG,
+			node: func() gofs.InodeEmbedder { return &ctlFile{m: m, ctlShared: sh} }})
 	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	return &vdir{m: m, entries: func(*view) []ventry { return entries }}
+}
+
+// controlFiles returns the control files of .ctl/ by inode number, made
+// once per mount: every node go-fuse makes for one (again after the
+// kernel forgot the last) shares what it shows, and rawFS answers their
+// GETATTR itself (ctlFile.getattr).
+func (m *mount) controlFiles() map[uint64]*ctlShared {
+	m.ctlOnce.Do(func() {
+		controls := append([]Control{{Name: "status", Read: m.statusJSON}}, m.opts.Controls...)
+		m.ctls = make(map[uint64]*ctlShared, len(controls))
+		for _, c := range controls {
+			ino := controlIno(c.Name)
+			if c.Name == "status" {
+				ino = inoStatus
+			}
+			m.ctls[ino] = &ctlShared{c: c}
+		}
+	})
+	return m.ctls
 }
 
 // ctlFile is one control file. How it is read depends on whether the
@@ -136,8 +151,12 @@ type ctlFile struct {
 	gofs.Inode
 	readOnly
 	m *mount
-	c Control
+	*ctlShared
+}
 
+// ctlShared is what the nodes of one control file share.
+type ctlShared struct {
+	c   Control
 	mu  sync.Mutex
 	cur ctlContent // what GETATTR showed last
 }
@@ -166,9 +185,17 @@ const ctlTimeout = time.Nanosecond
 // read error). ctlQuiet is long enough for a reader descheduled between
 // its read(2)s on a loaded machine; a reader that comes within it of
 // another's read gets the same content, at most ctlMaxAge old.
+//
+// That holds for the GETATTR of a stat or fstat, which a reader sends
+// before it reads (cat, os.ReadFile, Python's read). A GETATTR from
+// inside a read(2) (the kernel's FUSE_GETATTR_FH) shows a new content
+// only past ctlReadMaxAge: else a reader that polls without pause would
+// get the new content at its read that finds the end, which reads the
+// page again, and return the old content with the new one's tail.
 const (
-	ctlQuiet  = 200 * time.Millisecond
-	ctlMaxAge = time.Second
+	ctlQuiet      = 200 * time.Millisecond
+	ctlMaxAge     = time.Second
+	ctlReadMaxAge = 10 * time.Second
 )
 
 var (
@@ -189,7 +216,7 @@ func (f *ctlFile) attr(out *fuse.Attr) {
 	c := f.cur
 	f.mu.Unlock()
 	if c.at.IsZero() && f.m.noOpen.Load() {
-		c = f.content(f.m.ctx, false)
+		c = f.content(f.m.ctx, ctlLast)
 	}
 	f.attrOf(c, out)
 }
@@ -215,14 +242,30 @@ func (f *ctlFile) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 }
 
 func (f *ctlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.attrOf(f.content(ctx, true), &out.Attr)
-	out.SetTimeout(ctlTimeout)
+	f.getattr(ctx, false, out)
 	return 0
 }
 
-// content returns the content to show: the last one, or (fresh, for a
-// GETATTR) a new one unless a reader may be in the middle of the last.
-func (f *ctlFile) content(ctx context.Context, fresh bool) ctlContent {
+// getattr answers GETATTR, inRead for one from inside a read(2)
+// (FUSE_GETATTR_FH).
+func (f *ctlFile) getattr(ctx context.Context, inRead bool, out *fuse.AttrOut) {
+	show := ctlFresh
+	if inRead {
+		show = ctlInRead
+	}
+	f.attrOf(f.content(ctx, show), &out.Attr)
+	out.SetTimeout(ctlTimeout)
+}
+
+// What content a request shows (ctlFile.content).
+const (
+	ctlLast   = iota // the last
+	ctlFresh         // a new one unless a reader may be in the middle of the last
+	ctlInRead        // a new one only past ctlReadMaxAge
+)
+
+// content returns the content to show, as show says.
+func (f *ctlFile) content(ctx context.Context, show int) ctlContent {
 	if f.c.Read == nil {
 		return ctlContent{}
 	}
@@ -231,9 +274,18 @@ func (f *ctlFile) content(ctx context.Context, fresh bool) ctlContent {
 	now := time.Now()
 	c := &f.cur
 	if !c.at.IsZero() {
-		midway := now.Sub(c.served) < ctlQuiet && now.Sub(c.at) < ctlMaxAge
-		if !fresh || (midway && c.gen == f.m.ctlGen.Load()) {
+		switch show {
+		case ctlLast:
 			return *c
+		case ctlInRead:
+			if now.Sub(c.at) < ctlReadMaxAge {
+				return *c
+			}
+		default:
+			midway := now.Sub(c.served) < ctlQuiet && now.Sub(c.at) < ctlMaxAge
+			if midway && c.gen == f.m.ctlGen.Load() {
+				return *c
+			}
 		}
 	}
 	gen := f.m.ctlGen.Load()
@@ -268,7 +320,7 @@ func (f *ctlFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	if f.c.Read == nil {
 		return nil, syscall.EACCES
 	}
-	c := f.content(ctx, false)
+	c := f.content(ctx, ctlLast)
 	f.mu.Lock()
 	f.cur.served = time.Now()
 	f.mu.Unlock()

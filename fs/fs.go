@@ -322,6 +322,8 @@ type mount struct {
 	list    lister      // whether listings leave out files' nodes (fs/lean.go)
 	kstats  kernelStats
 	ctlGen  atomic.Uint64 // bumped by what .ctl/status shows (ctlFile.content)
+	ctlOnce sync.Once
+	ctls    map[uint64]*ctlShared // .ctl/'s files by inode number (controlFiles)
 	srv     atomic.Pointer[fuse.Server]
 
 	nodes *nodeTable // snapshot content the kernel knows

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"sync"
 	"syscall"
 
@@ -78,6 +79,16 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 		a.fill(&out.Attr)
 		out.Ino = n.ino
 		out.SetTimeout(immutableTimeout)
+		return fuse.OK
+	}
+	if sh := r.m.controlFiles()[in.NodeId]; sh != nil {
+		// A control file: whether the GETATTR comes from inside a
+		// read(2) decides what it shows (ctlReadMaxAge), and go-fuse
+		// does not say.
+		f := ctlFile{m: r.m, ctlShared: sh}
+		f.getattr(fuse.NewContext(context.Background(), &in.Caller), in.Flags()&fuse.FUSE_GETATTR_FH != 0, out)
+		out.Ino = in.NodeId
+		out.AttrValidNsec = 0 // see below
 		return fuse.OK
 	}
 	st := r.RawFileSystem.GetAttr(cancel, in, out)
