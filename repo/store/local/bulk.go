@@ -31,10 +31,21 @@ import (
 // rotation reads every wrapped DEK, tens of thousands of files, and with
 // relatime each first read in a day would dirty the file's inode and cost
 // a journal write. Anyone else opens it as usual.
+//
+// It opens without waiting (O_NONBLOCK), so that a FIFO put where an
+// object belongs does not hang the caller: a file that is not a regular
+// file is returned as such, still non-blocking (the caller's stat says
+// it is no object), and a regular one is made blocking again.
 func openNoatime(path string) (*os.File, error) {
-	fd, err := openFD(path, 0)
+	fd, err := openFD(path, syscall.O_NONBLOCK)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		if flags, err := unix.FcntlInt(uintptr(fd), syscall.F_GETFL, 0); err == nil {
+			unix.FcntlInt(uintptr(fd), syscall.F_SETFL, flags&^syscall.O_NONBLOCK)
+		}
 	}
 	// A blocking regular file: os.NewFile does not register it with the
 	// poller.

@@ -300,8 +300,8 @@ func TestPrefetch(t *testing.T) {
 }
 
 // TestReadSmallFIFO: a FIFO where an object belongs (anyone who can write
-// to the store can put one there) makes ReadSmall and Prefetch return at
-// once, not wait for a writer.
+// to the store can put one there) makes ReadSmall, Prefetch, Get and
+// GetRange return at once, not wait for a writer.
 func TestReadSmallFIFO(t *testing.T) {
 	ctx := context.Background()
 	s := bulkStore(t, "deks/g/aa")
@@ -313,11 +313,25 @@ func TestReadSmallFIFO(t *testing.T) {
 		s.Prefetch(ctx, []string{"deks/g/fifo", "deks/g/aa"}, 77)
 		b, err := s.ReadSmall(ctx, "deks/g/fifo", 77)
 		if err == nil && len(b) != 0 {
-			err = fmt.Errorf("read %d bytes from a FIFO with no writer", len(b))
-		} else {
-			err = nil
+			done <- fmt.Errorf("ReadSmall read %d bytes from a FIFO with no writer", len(b))
+			return
 		}
-		done <- err
+		if _, err := s.Get(ctx, "deks/g/fifo"); !errors.Is(err, store.ErrNotExist) {
+			done <- fmt.Errorf("Get of a FIFO: %v, want ErrNotExist", err)
+			return
+		}
+		if _, err := s.GetRange(ctx, "deks/g/fifo", 0, 10); !errors.Is(err, store.ErrNotExist) {
+			done <- fmt.Errorf("GetRange of a FIFO: %v, want ErrNotExist", err)
+			return
+		}
+		for _, direct := range []bool{false, true} {
+			buf := make([]byte, 10+store.DirectSlack)
+			if _, err := s.ReadRange(ctx, "deks/g/fifo", 0, 10, buf, direct); !errors.Is(err, store.ErrNotExist) {
+				done <- fmt.Errorf("ReadRange (direct %v) of a FIFO: %v, want ErrNotExist", direct, err)
+				return
+			}
+		}
+		done <- nil
 	}()
 	select {
 	case err := <-done:
