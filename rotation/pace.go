@@ -150,7 +150,12 @@ func (p *pacer) delay(worked time.Duration) time.Duration {
 	defer p.mu.Unlock()
 	now := p.meter.now()
 	boundary := p.since.IsZero() || !now.Before(p.until)
-	n, at, active := p.meter.sample(boundary)
+	// The end of a spell needs the counter now; the start of one (after
+	// no reads) takes the meter's last sample, at most readCheck old:
+	// with no reader, every unit of work starts afresh, and reading
+	// /proc/self/io for each cost a rotation through an idle mount a
+	// third of its CPU.
+	n, at, active := p.meter.sample(!p.since.IsZero() && boundary)
 	if !active && !p.quiet {
 		p.since = time.Time{} // the reads stopped: start afresh when they resume
 		return 0

@@ -139,6 +139,27 @@ func TestPacerLeastPacing(t *testing.T) {
 	}
 }
 
+// TestPacerIdleSamples: with no reads, the pacer reads the process's read
+// counter (/proc/self/io) at most once per readCheck, not after every
+// unit of work (which cost a rotation through an idle mount a third of
+// its CPU).
+func TestPacerIdleSamples(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0)}
+	m := r.meter()
+	reads := 0
+	rchar := m.rchar
+	m.rchar = func() (uint64, bool) { reads++; return rchar() }
+	p := newPacer(m)
+	p.sleep = func(d time.Duration) { r.slept += d; r.advance(d, 0) }
+	r.work(p, time.Second) // 1,000 units of 1 ms
+	if limit := int(time.Second/readCheck) + 2; reads > limit {
+		t.Errorf("%d reads of the counter in 1 s of work with no reads, want at most %d", reads, limit)
+	}
+	if r.slept != 0 {
+		t.Errorf("slept %v with no reads", r.slept)
+	}
+}
+
 // TestIdle: housekeeping's pace waits until the process stops reading.
 func TestIdle(t *testing.T) {
 	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib}
