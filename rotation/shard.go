@@ -260,14 +260,10 @@ func (sr *shardRun) preload(ctx context.Context, names []string) error {
 		return nil
 	}
 	sr.preloaded = make(map[preKey][keys.WrappedSize]byte, len(names))
-	type entry struct {
-		name string
-		k    preKey
-	}
-	entries := make([]entry, 0, len(names))
+	valid := make([]string, 0, len(names))
 	for _, name := range names {
-		if k, ok := preKeyOf(name); ok {
-			entries = append(entries, entry{name, k}) // else its shard pass calls it corrupt
+		if _, ok := preKeyOf(name); ok {
+			valid = append(valid, name) // else its shard pass calls it corrupt
 		}
 	}
 	// Batches: each prefetched, then read. A store that prefetches has
@@ -283,20 +279,17 @@ func (sr *shardRun) preload(ctx context.Context, names []string) error {
 			batch = pacedPrefetch
 		}
 	}
-	err := sr.r.parallelN(ctx, workers, (len(entries)+batch-1)/batch, func(i int) error {
-		es := entries[i*batch : min((i+1)*batch, len(entries))]
+	err := sr.r.parallelN(ctx, workers, (len(valid)+batch-1)/batch, func(i int) error {
+		names := valid[i*batch : min((i+1)*batch, len(valid))]
 		if batch > 1 {
-			ns := make([]string, len(es))
-			for j, e := range es {
-				ns[j] = e.name
-			}
-			store.Prefetch(ctx, sr.r.st, ns, keys.WrappedSize)
+			store.Prefetch(ctx, sr.r.st, names, keys.WrappedSize)
 		}
-		for _, e := range es {
-			b, err := store.ReadSmall(ctx, sr.r.st, e.name, keys.WrappedSize)
+		for _, name := range names {
+			k, _ := preKeyOf(name)
+			b, err := store.ReadSmall(ctx, sr.r.st, name, keys.WrappedSize)
 			if err == nil && len(b) == keys.WrappedSize {
 				sr.preMu.Lock()
-				sr.preloaded[e.k] = [keys.WrappedSize]byte(b)
+				sr.preloaded[k] = [keys.WrappedSize]byte(b)
 				sr.preMu.Unlock()
 			}
 		}

@@ -33,23 +33,29 @@ import (
 // a journal write. Anyone else opens it as usual.
 //
 // It opens without waiting (O_NONBLOCK), so that a FIFO put where an
-// object belongs does not hang the caller: a file that is not a regular
-// file is returned as such, still non-blocking (the caller's stat says
-// it is no object), and a regular one is made blocking again.
-func openNoatime(path string) (*os.File, error) {
+// object belongs does not hang the caller, and returns a regular file
+// only, made blocking again, with its size; anything else is an error
+// wrapping fs.ErrNotExist.
+func openNoatime(path string) (*os.File, int64, error) {
 	fd, err := openFD(path, syscall.O_NONBLOCK)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
-		if flags, err := unix.FcntlInt(uintptr(fd), syscall.F_GETFL, 0); err == nil {
-			unix.FcntlInt(uintptr(fd), syscall.F_SETFL, flags&^syscall.O_NONBLOCK)
-		}
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, 0, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return nil, 0, &os.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+	}
+	if flags, err := unix.FcntlInt(uintptr(fd), syscall.F_GETFL, 0); err == nil {
+		unix.FcntlInt(uintptr(fd), syscall.F_SETFL, flags&^syscall.O_NONBLOCK)
 	}
 	// A blocking regular file: os.NewFile does not register it with the
 	// poller.
-	return os.NewFile(uintptr(fd), path), nil
+	return os.NewFile(uintptr(fd), path), st.Size, nil
 }
 
 // openFD is open(2) for reading, close-on-exec, with O_NOATIME where the

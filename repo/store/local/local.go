@@ -135,25 +135,17 @@ func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// open opens the object's file for reading; a directory is no object.
+// open opens the object's file for reading; what is not a regular file
+// (a directory, a FIFO) is no object.
 func (s *Store) open(op, name string) (*os.File, int64, error) {
-	f, err := openNoatime(s.path(name))
+	f, size, err := openNoatime(s.path(name))
 	if notExist(err) {
 		return nil, 0, fmt.Errorf("%s %s: %w", op, name, store.ErrNotExist)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", op, name, err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s %s: %w", op, name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s %s: %w", op, name, store.ErrNotExist)
-	}
-	return f, fi.Size(), nil
+	return f, size, nil
 }
 
 // Get implements store.Reader.
