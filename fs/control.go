@@ -191,7 +191,11 @@ const ctlTimeout = time.Nanosecond
 // inside a read(2) (the kernel's FUSE_GETATTR_FH) shows a new content
 // only past ctlReadMaxAge: else a reader that polls without pause would
 // get the new content at its read that finds the end, which reads the
-// page again, and return the old content with the new one's tail.
+// page again, and return the old content with the new one's tail. What it
+// shows changed (mount.ctlGen) makes it show a new content at once, as
+// for a stat, unless a READ was served from the last one within ctlQuiet:
+// a reader that polls with read(2) alone (bash's read) sees a rotation it
+// asked for at its next poll, not 10 s later.
 const (
 	ctlQuiet      = 200 * time.Millisecond
 	ctlMaxAge     = time.Second
@@ -278,7 +282,8 @@ func (f *ctlFile) content(ctx context.Context, show int) ctlContent {
 		case ctlLast:
 			return *c
 		case ctlInRead:
-			if now.Sub(c.at) < ctlReadMaxAge {
+			changed := c.gen != f.m.ctlGen.Load() && now.Sub(c.served) >= ctlQuiet
+			if now.Sub(c.at) < ctlReadMaxAge && !changed {
 				return *c
 			}
 		default:
