@@ -233,24 +233,56 @@ has b && for rep in $(seq "$breps"); do
 done
 
 # --- (d) reader throughput, idle and during a rotation on the mount ------------
+# The observer of (d): every pollgap seconds, a stat and a read of
+# .ctl/status and a bash pattern match for rotation.state, with no process
+# started but sleep. It runs the same way in the idle windows as during a rotation:
+# the observer's cost (jq, started ten times a second, took 0.2 CPU of a
+# 2-core machine) must not count as the rotation's.
+pollgap=0.2
+# pollstate: STATE = rotation.state of .ctl/status ("?" if not found),
+# STARTED = rotation.started (empty if none).
+# The stat first (as cat and jq do) has the mount show a content at most
+# 1 s old; read(2) alone may get one up to 10 s old.
+pollstate() {
+  local st=
+  [ -e "$mnt/.ctl/status" ] || die "$mnt/.ctl/status is gone"
+  IFS= read -r -d '' st <"$mnt/.ctl/status" || true
+  STATE='?' STARTED=
+  if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":\ *\"([a-z]+)\" ]]; then STATE=${BASH_REMATCH[1]}; fi
+  if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":[^}]*\"started\":\ *\"([^\"]+)\" ]]; then STARTED=${BASH_REMATCH[1]}; fi
+}
+# observe SECONDS: polls .ctl/status for SECONDS (a whole number).
+observe() {
+  local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+  while ((${EPOCHREALTIME/./} < end)); do
+    pollstate
+    sleep "$pollgap"
+  done
+}
 # ctlrot: rotates the mounted repository to a fresh key through .ctl/rotate
 # and waits until .ctl/status says done; ROT = seconds.
 ctlrot() {
-  local t0 st c0
+  local t0 c0 s0
   newkey
+  pollstate
+  s0=$STARTED
   c0=$(pidcpu "$mountpid")
   t0=$(now)
   printf 'file:%s\n' "$NEWKEY" >"$mnt/.ctl/rotate" ||
     { jq . "$mnt/.ctl/status" >&2 || true; die "write to .ctl/rotate failed"; }
-  for _ in $(seq 36000); do
-    st=$(jq -r '.rotation.state' "$mnt/.ctl/status")
-    case $st in
+  for i in $(seq 18000); do
+    pollstate
+    # Until the status shows this rotation's start, it may still show the
+    # last one's "done".
+    [ "$STARTED" = "$s0" ] && STATE=pending
+    case $STATE in
       done) break ;;
-      running | retiring) sleep 0.1 ;;
-      *) jq . "$mnt/.ctl/status" >&2; die "rotation through the mount: state $st" ;;
+      running | retiring) sleep "$pollgap" ;;
+      pending) ((i < 25)) || die "rotation through the mount: not started 5 s after the request"; sleep "$pollgap" ;;
+      *) jq . "$mnt/.ctl/status" >&2; die "rotation through the mount: state $STATE" ;;
     esac
   done
-  [ "$st" = done ] || die "rotation through the mount did not finish in an hour"
+  [ "$STATE" = done ] || die "rotation through the mount did not finish in an hour"
   ROT=$(secs "$t0" "$(now)")
   ROTCPU=$(awk -v a="$c0" -v b="$(pidcpu "$mountpid")" 'BEGIN { printf "%.2f", b - a }')
   KEY[many]=$NEWKEY
@@ -275,12 +307,14 @@ reader() {
       local t0
       newkey
       t0=$(now)
-      "$bin" rotate -r "${REPO[many]}" -k "file:${KEY[many]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 ||
-        { cat "$W/rotate.log" >&2; die "rotate of the mounted repository failed"; }
+      "$bin" rotate -r "${REPO[many]}" -k "file:${KEY[many]}" --new-key "file:$NEWKEY" >"$W/rotate.log" 2>&1 &
+      local rp=$!
+      while kill -0 "$rp" 2>/dev/null; do pollstate; sleep "$pollgap"; done
+      wait "$rp" || { cat "$W/rotate.log" >&2; die "rotate of the mounted repository failed"; }
       ROT=$(secs "$t0" "$(now)")
       KEY[many]=$NEWKEY
       ;;
-    *) sleep "$1" ;;
+    *) observe "$1" ;;
   esac
   kill "$readpid"
   wait "$readpid" || { cat "$W/read.err" >&2; die "reader failed"; }

@@ -72,6 +72,14 @@ func main() {
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	pprof.StopCPUProfile()
+	// SNAPCRYPT_MEMPROFILE=FILE writes what the run allocated, and where
+	// (go tool pprof -sample_index=alloc_space).
+	if p := os.Getenv("SNAPCRYPT_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	os.Exit(code)
 }
 
