@@ -200,6 +200,9 @@ type DaemonStatus struct {
 	// coordinates; HelpRuns counts such runs finished.
 	Helping  bool `json:"helping"`
 	HelpRuns int  `json:"help_runs"`
+	// Pace: while this daemon rotates or helps, how it yields to the
+	// reads the process serves (rotation/pace.go).
+	Pace *PaceStatus `json:"pace,omitempty"`
 }
 
 // Request is the last request a Daemon handled. It never shows the
@@ -232,6 +235,10 @@ func (d *Daemon) status() DaemonStatus {
 	if !d.ended.IsZero() {
 		t := d.ended.UTC()
 		s.Ended = &t
+	}
+	if d.running || d.helping {
+		ps := d.pace.status()
+		s.Pace = &ps
 	}
 	// A rotation run by another process shows through the keyring; a
 	// failed run of this daemon stays "failed" (with its error) until the

@@ -338,6 +338,9 @@ func TestRotateRun(t *testing.T) {
 	if s := r.d.status(); s.State != "running" || s.Rewrapped != 5 || s.Total != 10 || s.To != "g2" {
 		t.Fatalf("re-wrapping: %+v", s)
 	}
+	if s := r.d.status(); s.Pace == nil || s.Pace.Factor != startFactor || s.Pace.ReaderShare != 0 {
+		t.Fatalf("pacing while re-wrapping: %+v, want factor %d and no comparison yet", s.Pace, startFactor)
+	}
 	run.progress(Progress{Phase: "retire", From: []string{"g1"}, To: "g2", Done: 10, Total: 10})
 	if s := r.d.status(); s.State != "retiring" {
 		t.Fatalf("retiring: %+v", s)
@@ -348,8 +351,8 @@ func TestRotateRun(t *testing.T) {
 	r.kc.finished()
 	run.result <- nil
 	r.waitFor("state done", func() bool { return r.d.status().State == "done" })
-	if s := r.d.status(); s.Ended == nil || s.Rewrapped != 10 {
-		t.Fatalf("done: %+v", s)
+	if s := r.d.status(); s.Ended == nil || s.Rewrapped != 10 || s.Pace != nil {
+		t.Fatalf("done (no pacing shown): %+v", s)
 	}
 	r.waitFor("a purge after the run", func() bool { return r.purges() == purgesBefore+1 })
 	if !strings.Contains(r.log(), "rotation: done; generation(s) g1 retired") {

@@ -97,24 +97,37 @@ func selfRchar() (uint64, bool) {
 // its thread (Options.WorkClock; time it waited for the disk costs readers
 // no CPU), so that the rotation's work and the kernel's on its behalf
 // (journal commits, freeing blocks: not charged to the low-priority
-// thread) take at most 1/(factor+1) of the CPU a worker could use. The factor starts at minFactor and
-// adapts to what the reader gets: every workSpell of paced work, all
-// workers pause for a quietSpell, and the read rate of that spell (the
-// reader alone) is compared with the rate of the work spell before it
-// (the reader beside the rotation). Below minShare of the quiet rate the
-// factor doubles (up to maxFactor); above relaxShare it halves (down to
-// minFactor). A machine where pacing at minFactor leaves the reader its
-// pace (the one the figures of docs/bench.md were measured on) keeps
-// minFactor; one where the rotation's work costs the reader more (fewer or
-// slower CPUs, a slower disk) paces harder until it does not. With no
-// reads, nothing sleeps: nothing is waiting.
+// thread) take at most 1/(factor+1) of the CPU a worker could use.
+//
+// The factor adapts to what the reader gets: every workSpell of paced
+// work, all workers pause for a quiet spell, and the read rate of its last
+// quietSpell (the reader alone; the first settleSpell lets the work under
+// way end) is compared with the rate of the work spells (the reader beside
+// the rotation). One spell's rate says little: a reader's bytes per second
+// move by a third from one half second to the next with the sizes of the
+// files it happens to read. So the rates are of the spells since the
+// factor last changed (the older ones weighing less, by decay per cycle),
+// and the factor changes only after minCycles of them: below aimShare of
+// the quiet rate it doubles (up to maxFactor), above relaxShare it halves
+// (down to minFactor). It starts at startFactor, so that the first cycles,
+// before any comparison, do not cost the reader what the least pacing
+// might. aimShare is above the 0.9 readers are promised (docs/rotation.md)
+// by what the estimate still moves. A machine where the least pacing
+// leaves the reader its pace comes down to minFactor within seconds; one
+// where the rotation costs the reader more (fewer or slower CPUs, a slower
+// disk) paces harder until it does not. With no reads, nothing sleeps:
+// nothing is waiting.
 const (
-	minFactor  = 4
-	maxFactor  = 64
-	workSpell  = 2 * time.Second
-	quietSpell = 300 * time.Millisecond
-	minShare   = 0.9
-	relaxShare = 0.97
+	minFactor   = 4
+	startFactor = 2 * minFactor
+	maxFactor   = 64
+	workSpell   = 2 * time.Second
+	settleSpell = 100 * time.Millisecond
+	quietSpell  = 300 * time.Millisecond
+	minCycles   = 2
+	decay       = 0.75
+	aimShare    = 0.93
+	relaxShare  = 0.98
 )
 
 // pacer paces the workers of one daemon. It is safe for concurrent use.
@@ -122,26 +135,56 @@ type pacer struct {
 	meter *readMeter
 	sleep func(time.Duration)
 
-	mu     sync.Mutex
-	factor float64
-	quiet  bool      // in a quiet spell
-	since  time.Time // start of the current spell; zero: none yet
-	n0     uint64    // the read counter at since
-	until  time.Time // end of the current spell
-	work   float64   // read rate of the last work spell, bytes per second
-	share  float64   // of the last comparison: work spell rate / quiet spell rate
+	mu       sync.Mutex
+	factor   float64
+	quiet    bool      // in a quiet spell
+	settling bool      // in its first settleSpell: not measured
+	since    time.Time // start of the current spell (of its measured part); zero: none yet
+	n0       uint64    // the read counter at since
+	until    time.Time // end of the current spell (of its settling part)
+	work     spells    // the work spells since the factor changed
+	rest     spells    // the measured quiet spells since then
+	cycles   int       // work and quiet spell pairs in work and rest
+	pending  spells    // the last work spell, until its quiet spell ends
+	share    float64   // of the last comparison: work rate / quiet rate
+}
+
+// spells sums the bytes read in spells and their seconds.
+type spells struct{ n, secs float64 }
+
+func (s *spells) add(n uint64, d time.Duration) { s.n += float64(n); s.secs += d.Seconds() }
+func (s *spells) scale(f float64)               { s.n *= f; s.secs *= f }
+func (s spells) rate() float64 {
+	if s.secs <= 0 {
+		return 0
+	}
+	return s.n / s.secs
 }
 
 func newPacer(m *readMeter) *pacer {
-	return &pacer{meter: m, sleep: time.Sleep, factor: minFactor}
+	return &pacer{meter: m, sleep: time.Sleep, factor: startFactor}
 }
 
-// pace is Options.Pace: called by a worker after each unit of
-// work with the time it took; it sleeps as the pacing says.
+// pace is Options.Pace: called by a worker after each unit of work with
+// the time it took; it sleeps as the pacing says (through a quiet spell,
+// in two sleeps).
 func (p *pacer) pace(worked time.Duration) {
-	if d := p.delay(worked); d > 0 {
+	for d := p.delay(worked); d > 0; d = p.delay(0) {
 		p.sleep(d)
 	}
+}
+
+// PaceStatus is how a paced rotation yields to reads, for status output.
+type PaceStatus struct {
+	Factor      float64 `json:"factor"`       // a worker sleeps this many times what each unit of work cost
+	ReaderShare float64 `json:"reader_share"` // the read rate beside the work / without it, at the last comparison; 0 before one
+}
+
+// status returns the pacing as it stands.
+func (p *pacer) status() PaceStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PaceStatus{Factor: p.factor, ReaderShare: p.share}
 }
 
 // delay is how long a worker waits after a unit of work that took worked.
@@ -165,18 +208,13 @@ func (p *pacer) delay(worked time.Duration) time.Duration {
 		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
 	case !boundary:
 	case !p.quiet:
-		p.work = rate(n-p.n0, at.Sub(p.since))
-		p.quiet, p.since, p.n0, p.until = true, at, n, now.Add(quietSpell)
+		p.pending = spells{}
+		p.pending.add(n-p.n0, at.Sub(p.since))
+		p.quiet, p.settling, p.since, p.n0, p.until = true, true, at, n, now.Add(settleSpell)
+	case p.settling:
+		p.settling, p.since, p.n0, p.until = false, at, n, now.Add(quietSpell)
 	default:
-		if q := rate(n-p.n0, at.Sub(p.since)); q > 0 {
-			p.share = p.work / q
-			switch {
-			case p.share < minShare:
-				p.factor = min(2*p.factor, maxFactor)
-			case p.share > relaxShare:
-				p.factor = max(p.factor/2, minFactor)
-			}
-		}
+		p.endCycle(n-p.n0, at.Sub(p.since))
 		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
 	}
 	switch {
@@ -186,6 +224,34 @@ func (p *pacer) delay(worked time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(p.factor * float64(worked))
+}
+
+// endCycle adds a work spell (p.pending) and the quiet spell after it
+// (quiet bytes in d) to the sums, and adapts the factor once they hold
+// minCycles.
+func (p *pacer) endCycle(quiet uint64, d time.Duration) {
+	if p.cycles >= minCycles {
+		p.work.scale(decay)
+		p.rest.scale(decay)
+	}
+	p.work.n, p.work.secs = p.work.n+p.pending.n, p.work.secs+p.pending.secs
+	p.rest.add(quiet, d)
+	p.cycles++
+	q := p.rest.rate()
+	if p.cycles < minCycles || q <= 0 {
+		return
+	}
+	p.share = p.work.rate() / q
+	f := p.factor
+	switch {
+	case p.share < aimShare:
+		f = min(2*f, maxFactor)
+	case p.share > relaxShare:
+		f = max(f/2, minFactor)
+	}
+	if f != p.factor {
+		p.factor, p.work, p.rest, p.cycles = f, spells{}, spells{}, 0
+	}
 }
 
 func rate(n uint64, d time.Duration) float64 {

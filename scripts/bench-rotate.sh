@@ -29,7 +29,8 @@
 #       process) rotates the repository.
 #
 # BENCH_ROT_STEPS (default "a b c d") selects steps.
-# Every figure BENCH_REPS times (default 3), median shown; timed rotations
+# Every figure BENCH_REPS times (default 3; (b) at least 9 pairs, (d) at
+# least 5 runs: BENCH_ROT_B_REPS, BENCH_ROT_D_REPS), median shown; timed rotations
 # and copies start with the page cache dropped. Called by scripts/bench.sh
 # with B, bin and data in the environment; runs alone too once bench.sh made
 # the data. Needs root (drop_caches), restic, jq and Go (to build benchtool).
@@ -44,6 +45,9 @@ reps="${BENCH_REPS:-3}"
 manydeks="${BENCH_ROT_MANY:-100000}"
 samedeks="${BENCH_ROT_DEKS:-2000}"
 breps="${BENCH_ROT_B_REPS:-$((reps < 9 ? 9 : reps))}" # pairs for (b)
+# (d)'s per-run ratio moves by ±0.1 on a shared 2-core machine (the idle
+# rate alone drifts by a fifth within a minute): at least 5 runs.
+dreps="${BENCH_ROT_D_REPS:-$((reps < 5 ? 5 : reps))}"
 idle="${BENCH_ROT_IDLE:-10}" # seconds of each idle reader window
 steps="${BENCH_ROT_STEPS:-a b c d}"
 has() { [[ " $steps " == *" $1 "* ]]; }
@@ -240,7 +244,8 @@ done
 # 2-core machine) must not count as the rotation's.
 pollgap=0.2
 # pollstate: STATE = rotation.state of .ctl/status ("?" if not found),
-# STARTED = rotation.started (empty if none).
+# STARTED = rotation.started (empty if none); PACE = the pacer's factor and
+# reader share, as last seen ("factor/share").
 # The stat first (as cat and jq do) has the mount show a content at most
 # 1 s old; read(2) alone may get one up to 10 s old.
 pollstate() {
@@ -250,6 +255,7 @@ pollstate() {
   STATE='?' STARTED=
   if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":\ *\"([a-z]+)\" ]]; then STATE=${BASH_REMATCH[1]}; fi
   if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":[^}]*\"started\":\ *\"([^\"]+)\" ]]; then STARTED=${BASH_REMATCH[1]}; fi
+  if [[ $st =~ \"pace\":\ *\{[^}]*\"factor\":\ *([0-9.]+)[^}]*\"reader_share\":\ *([0-9.e-]+) ]]; then PACE="${BASH_REMATCH[1]}/$(printf %.2f "${BASH_REMATCH[2]}")"; fi
 }
 # observe SECONDS: polls .ctl/status for SECONDS (a whole number).
 observe() {
@@ -264,6 +270,7 @@ observe() {
 ctlrot() {
   local t0 c0 s0
   newkey
+  PACE=-
   pollstate
   s0=$STARTED
   c0=$(pidcpu "$mountpid")
@@ -283,6 +290,7 @@ ctlrot() {
     esac
   done
   [ "$STATE" = done ] || die "rotation through the mount did not finish in an hour"
+  LASTPACE=$PACE
   ROT=$(secs "$t0" "$(now)")
   ROTCPU=$(awk -v a="$c0" -v b="$(pidcpu "$mountpid")" 'BEGIN { printf "%.2f", b - a }')
   KEY[many]=$NEWKEY
@@ -325,7 +333,7 @@ reader() {
   FILES=$(echo "$out" | awk '{ print $12 }')
   ERRS=$(echo "$out" | awk '{ print $6 }')
 }
-IDLE= DURING= RATIOS= ROTS= ERRS_ALL=0 FILES_IDLE= FILES_DURING= dskip= ROT_NOREAD= CLI_RATIO= CLI_ROT=
+IDLE= DURING= RATIOS= ROTS= PACES= ERRS_ALL=0 FILES_IDLE= FILES_DURING= dskip= ROT_NOREAD= CLI_RATIO= CLI_ROT=
 if has d; then
 # The first rotation through the mount finds single objects, the later ones
 # DEK packs.
@@ -349,11 +357,11 @@ else
   reader 5
   reader "$idle"
   prev=$RATE IDLE=$RATE FILES_IDLE=$FILES ERRS_ALL=$((ERRS_ALL + ERRS))
-  for rep in $(seq "$reps"); do
-    say "(d) reader during a rotation of $manydeks DEKs through .ctl/rotate, $rep of $reps"
+  for rep in $(seq "$dreps"); do
+    say "(d) reader during a rotation of $manydeks DEKs through .ctl/rotate, $rep of $dreps"
     reader rotate
     during=$RATE
-    DURING+=" $during" FILES_DURING+=" $FILES" ROTS+=" $ROT" ERRS_ALL=$((ERRS_ALL + ERRS))
+    DURING+=" $during" FILES_DURING+=" $FILES" ROTS+=" $ROT" PACES+=" $LASTPACE" ERRS_ALL=$((ERRS_ALL + ERRS))
     reader "$idle"
     IDLE+=" $RATE" FILES_IDLE+=" $FILES" ERRS_ALL=$((ERRS_ALL + ERRS))
     RATIOS+=" $(awk -v d="$during" -v a="$prev" -v b="$RATE" 'BEGIN { printf "%.3f", d / ((a + b) / 2) }')"
@@ -419,7 +427,7 @@ elif has d; then
   }
   row "(d) reader over the tree snapshot, idle, MiB/s (files/s)" "$(f1 "$mi") ($(f0 "$fi_"))" "-" "-" ""
   row "(d) the same during a rotation via .ctl/rotate, MiB/s (files/s)" "$(f1 "$md") ($(f0 "$fd"))" "-" "-" ""
-  row "(d) reader during rotation / idle (median of per-run ratios)" "$mr" "-" "-" "≥ 0.9$(verdict "$(between "$mr" 0.9 1e12)")"
+  row "(d) reader during rotation / idle (median of $dreps per-run ratios)" "$mr" "-" "-" "≥ 0.9$(verdict "$(between "$mr" 0.9 1e12)")"
   row "(d) rotation of $dmany DEKs through the mount while reading, s (DEKs/s)" "$mrot ($(per "$dmany" "$mrot")/s)" "-" "-" ""
   row "(d) read errors during the reader loops" "$ERRS_ALL" "-" "-" "0$(verdict "$([ "$ERRS_ALL" = 0 ] && echo 1 || echo 0)")"
   row "(d) diagnostic: the same rotation through the mount, no reader, s (DEKs/s; mount CPU µs per DEK)" "$ROT_NOREAD ($(per "$dmany" "$ROT_NOREAD")/s; $(awk -v c="$ROTCPU_NOREAD" -v n="$dmany" 'BEGIN { printf "%.0f", c * 1e6 / n }') µs)" "-" "-" ""
@@ -428,5 +436,5 @@ fi
 echo
 echo "load average (1, 5, 15 min) at the start ($start): $load0; at the end ($(date -u +%H:%M:%SZ)): $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "all runs (s): rotate many [${T[many]} ] wall [${T[manywall]} ] from packs [${T[manypk]} ] tmpfs [${T[shm]} ] full, natural DEKs [${T[fullnat]} ] restic copy [${T[resticcopy]} ] small [${T[small]} ] full [${T[full]} ]; CPU s: many [${C[many]} ] tmpfs [${C[shm]} ] small [${C[small]} ] full [${C[full]} ]"
-if has d && [ -z "$dskip" ]; then echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]"; fi
+if has d && [ -z "$dskip" ]; then echo "reader MiB/s: idle [$IDLE ] during [$DURING ] ratios [$RATIOS ] rotation s [$ROTS ]; pacer factor/reader share last seen in each [$PACES ]"; fi
 echo
