@@ -254,13 +254,6 @@ func (p *pacer) endCycle(quiet uint64, d time.Duration) {
 	}
 }
 
-func rate(n uint64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / d.Seconds()
-}
-
 // idle is the pace of housekeeping (freeing the space of retired wrapped
 // DEKs): after each batch it waits until the process is known not to be
 // reading. Nothing waits for housekeeping.
