@@ -117,6 +117,12 @@ func selfRchar() (uint64, bool) {
 // where the rotation costs the reader more (fewer or slower CPUs, a slower
 // disk) paces harder until it does not. With no reads, nothing sleeps:
 // nothing is waiting.
+//
+// On a virtual machine the host may run other guests: the kernel counts
+// the CPU time they take as steal (/proc/stat), and the reader slows by as
+// much. A cycle whose work spell and quiet spell had steal more than
+// maxStealGap of all CPU time apart is not compared: it would measure the
+// host, not the rotation. Even steal leaves the comparison alone.
 const (
 	minFactor   = 4
 	startFactor = 2 * minFactor
@@ -128,6 +134,7 @@ const (
 	decay       = 0.75
 	aimShare    = 0.93
 	relaxShare  = 0.98
+	maxStealGap = 0.02
 )
 
 // pacer paces the workers of one daemon. It is safe for concurrent use.
@@ -147,6 +154,50 @@ type pacer struct {
 	cycles   int       // work and quiet spell pairs in work and rest
 	pending  spells    // the last work spell, until its quiet spell ends
 	share    float64   // of the last comparison: work rate / quiet rate
+
+	ticks      func() cpuTicks // the CPU time of the machine so far; cpuTimes
+	spellTicks cpuTicks        // at since
+	workSteal  float64         // steal in the last work spell, of all CPU time
+	uneven     int             // cycles not compared for steal (maxStealGap)
+}
+
+// cpuTicks is CPU time of all the machine's CPUs, in ticks: steal and
+// the total. Zero where it is not to be had.
+type cpuTicks struct{ steal, total uint64 }
+
+// stolen returns the steal between t and u, as a share of all CPU time
+// (0 if unknown).
+func stolen(t, u cpuTicks) float64 {
+	if t.total == 0 || u.total <= t.total || u.steal < t.steal {
+		return 0
+	}
+	return float64(u.steal-t.steal) / float64(u.total-t.total)
+}
+
+// cpuTimes reads the "cpu" line of /proc/stat: user, nice, system, idle,
+// iowait, irq, softirq and steal (the eighth) make the total.
+func cpuTimes() cpuTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTicks{}
+	}
+	var t cpuTicks
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTicks{}
+		}
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
 }
 
 // spells sums the bytes read in spells and their seconds.
@@ -162,7 +213,7 @@ func (s spells) rate() float64 {
 }
 
 func newPacer(m *readMeter) *pacer {
-	return &pacer{meter: m, sleep: time.Sleep, factor: startFactor}
+	return &pacer{meter: m, sleep: time.Sleep, factor: startFactor, ticks: cpuTimes}
 }
 
 // pace is Options.Pace: called by a worker after each unit of work with
@@ -178,13 +229,14 @@ func (p *pacer) pace(worked time.Duration) {
 type PaceStatus struct {
 	Factor      float64 `json:"factor"`       // a worker sleeps this many times what each unit of work cost
 	ReaderShare float64 `json:"reader_share"` // the read rate beside the work / without it, at the last comparison; 0 before one
+	Uneven      int     `json:"uneven_steal"` // cycles not compared: the host took CPU time (steal) unevenly between work and pause
 }
 
 // status returns the pacing as it stands.
 func (p *pacer) status() PaceStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PaceStatus{Factor: p.factor, ReaderShare: p.share}
+	return PaceStatus{Factor: p.factor, ReaderShare: p.share, Uneven: p.uneven}
 }
 
 // delay is how long a worker waits after a unit of work that took worked.
@@ -206,16 +258,25 @@ func (p *pacer) delay(worked time.Duration) time.Duration {
 	switch {
 	case p.since.IsZero():
 		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
+		p.spellTicks = p.ticks()
 	case !boundary:
 	case !p.quiet:
 		p.pending = spells{}
 		p.pending.add(n-p.n0, at.Sub(p.since))
+		p.workSteal = stolen(p.spellTicks, p.ticks())
 		p.quiet, p.settling, p.since, p.n0, p.until = true, true, at, n, now.Add(settleSpell)
 	case p.settling:
 		p.settling, p.since, p.n0, p.until = false, at, n, now.Add(quietSpell)
+		p.spellTicks = p.ticks()
 	default:
-		p.endCycle(n-p.n0, at.Sub(p.since))
+		t := p.ticks()
+		if gap := stolen(p.spellTicks, t) - p.workSteal; gap > maxStealGap || gap < -maxStealGap {
+			p.uneven++
+		} else {
+			p.endCycle(n-p.n0, at.Sub(p.since))
+		}
 		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)
+		p.spellTicks = t
 	}
 	switch {
 	case p.quiet:

@@ -78,7 +78,14 @@ type reader struct {
 	mixAt  time.Time // when m was drawn
 	idle   float64   // bytes the reader would have read without the work
 	worked time.Duration
+
+	// stealing, if set, says whether the host takes half of the CPU time
+	// now (steal), which halves the reader's pace.
+	stealing     func() bool
+	steal, total float64 // CPU ticks of a 2-CPU machine at 100 a second
 }
+
+func (r *reader) ticks() cpuTicks { return cpuTicks{steal: uint64(r.steal), total: uint64(r.total)} }
 
 func (r *reader) advance(d time.Duration, rate float64) {
 	m := 1.0
@@ -87,6 +94,11 @@ func (r *reader) advance(d time.Duration, rate float64) {
 			r.m, r.mixAt = r.mix(), r.now
 		}
 		m = r.m
+	}
+	r.total += 200 * d.Seconds()
+	if r.stealing != nil && r.stealing() {
+		m /= 2
+		r.steal += 100 * d.Seconds()
 	}
 	r.now = r.now.Add(d)
 	r.n += uint64(m * rate * d.Seconds())
@@ -100,6 +112,7 @@ func (r *reader) meter() *readMeter {
 func (r *reader) pacer() *pacer {
 	p := newPacer(r.meter())
 	p.sleep = func(d time.Duration) { r.slept += d; r.advance(d, r.full) }
+	p.ticks = r.ticks
 	return p
 }
 
@@ -174,6 +187,40 @@ func TestPacerNoisyReader(t *testing.T) {
 		if share := float64(r.n) / r.idle; share < 0.9 {
 			t.Errorf("seed %d: the reader kept %.3f of its pace over 30 s (factor at the end %v), want 0.9 or more", seed, share, p.factor)
 		}
+	}
+}
+
+// TestPacerUnevenSteal: a host that takes half the CPU time during the
+// work spells of every other 5 s (steal, in /proc/stat) halves the
+// reader's pace then, though the rotation costs it nothing; the pacer
+// does not compare those cycles, and paces no harder than the least.
+func TestPacerUnevenSteal(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib, hurt: 100 * mib}
+	p := r.pacer()
+	r.stealing = func() bool { return !p.quiet && r.now.Unix()/5%2 == 0 }
+	r.work(p, time.Minute)
+	if st := p.status(); st.Factor != minFactor || st.Uneven == 0 {
+		t.Fatalf("pacing %+v: want factor %d and cycles left out for uneven steal", st, minFactor)
+	}
+	// Even steal (all the time) is compared as it is.
+	r.stealing = func() bool { return true }
+	uneven := p.uneven
+	r.work(p, time.Minute)
+	if st := p.status(); st.Factor != minFactor || st.Uneven > uneven+1 {
+		t.Fatalf("pacing %+v with steal all the time: want factor %d and no more cycles left out", st, minFactor)
+	}
+}
+
+// TestCPUTimes: this machine's /proc/stat gives a total that grows.
+func TestCPUTimes(t *testing.T) {
+	a := cpuTimes()
+	time.Sleep(50 * time.Millisecond)
+	b := cpuTimes()
+	if a.total == 0 || b.total <= a.total || b.steal < a.steal {
+		t.Fatalf("CPU ticks %+v, then %+v", a, b)
+	}
+	if s := stolen(a, b); s < 0 || s > 1 {
+		t.Fatalf("stolen %v", s)
 	}
 }
 
