@@ -339,8 +339,13 @@ func (m *readMeter) quiet() bool {
 // The Go scheduler does not see that the kernel sets such a thread aside
 // while it runs Go code, so the thread keeps its P: with GOMAXPROCS equal
 // to the number of CPUs, the readers would be left fewer Ps. While any
-// background run is active, GOMAXPROCS is raised by the most threads it
-// may hold a P with (its workers and the goroutine that runs it).
+// background run is active, GOMAXPROCS is at least the number of CPUs plus
+// the most threads it may hold a P with (its workers and the goroutine
+// that runs it). Not more: Ps a process already keeps to spare (a mount:
+// cmd/snapcrypt's spareProc) count, for the collector runs a dedicated mark
+// worker per 4 Ps, rounded (runtime/mgcpacer.go), and at 7 Ps on 2 CPUs (a
+// mount's 4 plus 3) every collection took both CPUs from the readers; at
+// 5 it takes one.
 var background struct {
 	mu    sync.Mutex
 	runs  int
@@ -355,8 +360,11 @@ func backgroundRun(workers int) (done func()) {
 	defer background.mu.Unlock()
 	background.runs++
 	if background.runs == 1 {
-		background.extra = workers + 1
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + background.extra)
+		procs := runtime.GOMAXPROCS(0)
+		background.extra = max(0, runtime.NumCPU()+workers+1-procs)
+		if background.extra > 0 {
+			runtime.GOMAXPROCS(procs + background.extra)
+		}
 	}
 	var once sync.Once
 	return func() {
@@ -364,7 +372,7 @@ func backgroundRun(workers int) (done func()) {
 			background.mu.Lock()
 			defer background.mu.Unlock()
 			background.runs--
-			if background.runs == 0 {
+			if background.runs == 0 && background.extra > 0 {
 				runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-background.extra))
 				background.extra = 0
 			}

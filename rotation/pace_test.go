@@ -11,23 +11,30 @@ import (
 	"time"
 )
 
-// TestBackgroundRun: GOMAXPROCS is raised while background runs are active
-// and restored after the last one, however they overlap.
+// TestBackgroundRun: GOMAXPROCS is at least the CPUs plus a run's threads
+// while background runs are active, and restored after the last one,
+// however they overlap; a process that keeps more Ps keeps them as they are.
 func TestBackgroundRun(t *testing.T) {
-	base := runtime.GOMAXPROCS(0)
-	a := backgroundRun(Workers)
-	b := backgroundRun(Workers)
-	if got := runtime.GOMAXPROCS(0); got != base+Workers+1 {
-		t.Fatalf("GOMAXPROCS %d during two runs, want %d", got, base+Workers+1)
-	}
-	a()
-	a() // a second call changes nothing
-	if got := runtime.GOMAXPROCS(0); got != base+Workers+1 {
-		t.Fatalf("GOMAXPROCS %d with one run left, want %d", got, base+Workers+1)
-	}
-	b()
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Fatalf("GOMAXPROCS %d after the runs, want %d", got, base)
+	orig := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(orig)
+	cpus := runtime.NumCPU()
+	for _, base := range []int{cpus, cpus + 1, cpus + Workers + 1, cpus + 10} {
+		runtime.GOMAXPROCS(base)
+		want := max(base, cpus+Workers+1)
+		a := backgroundRun(Workers)
+		b := backgroundRun(Workers)
+		if got := runtime.GOMAXPROCS(0); got != want {
+			t.Fatalf("from %d: GOMAXPROCS %d during two runs, want %d", base, got, want)
+		}
+		a()
+		a() // a second call changes nothing
+		if got := runtime.GOMAXPROCS(0); got != want {
+			t.Fatalf("from %d: GOMAXPROCS %d with one run left, want %d", base, got, want)
+		}
+		b()
+		if got := runtime.GOMAXPROCS(0); got != base {
+			t.Fatalf("GOMAXPROCS %d after the runs, want %d as before", got, base)
+		}
 	}
 }
 
