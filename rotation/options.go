@@ -67,15 +67,15 @@ type Options struct {
 	// that the rotation takes only time its readers do not want.
 	StartWorker func()
 
-	// Pace, if set, is called by a rotation worker after each unit of
-	// work (a wrapped DEK re-wrapped, checked or deleted, a batch of a
-	// deleted prefix's files freed) with what the unit cost as WorkClock
-	// measures it; it may sleep, to spread a background rotation out in
-	// time.
+	// Pace, if set, is called by a rotation worker after units of work
+	// (a wrapped DEK re-wrapped, checked or deleted, a batch of a deleted
+	// prefix's files freed) that cost paceQuantum or more as WorkClock
+	// measures it, with that cost, and after its last unit; it may sleep,
+	// to spread a background rotation out in time.
 	Pace func(worked time.Duration)
 
 	// WorkClock, if set, is the clock Pace's costs are read from, on the
-	// worker's goroutine before and after each unit; by default the wall
+	// worker's goroutine before its first unit and after each; by default the wall
 	// clock. A daemon, whose workers each hold a thread (StartWorker), reads
 	// the thread's CPU time: a unit that waits for the disk (reading a
 	// wrapped DEK that is not in the page cache) costs readers no CPU, and

@@ -278,33 +278,34 @@ func TestIdle(t *testing.T) {
 }
 
 // TestWorkClock: a worker's units are costed on Options.WorkClock, read on
-// the worker's goroutine before and after each unit, and Pace gets the
-// difference.
+// the worker's goroutine, and Pace gets what they cost in sums of at least
+// paceQuantum, and the rest after the last unit.
 func TestWorkClock(t *testing.T) {
 	var mu sync.Mutex
-	clocks := map[int]time.Duration{} // per unit: what its clock reads
+	var clock time.Duration // the worker's: advanced by its units
 	var paced []time.Duration
 	r := &Rotator{opts: Options{Workers: 1,
 		WorkClock: func() time.Duration {
 			mu.Lock()
 			defer mu.Unlock()
-			return clocks[len(paced)]
+			return clock
 		},
 		Pace: func(worked time.Duration) {
 			mu.Lock()
 			defer mu.Unlock()
 			paced = append(paced, worked)
 		}}.withDefaults()}
-	err := r.parallelN(context.Background(), 1, 3, func(i int) error {
+	costs := []time.Duration{paceQuantum / 2, paceQuantum, paceQuantum * 3 / 2, paceQuantum / 4}
+	err := r.parallelN(context.Background(), 1, len(costs), func(i int) error {
 		mu.Lock()
 		defer mu.Unlock()
-		clocks[i] += time.Duration(i+1) * time.Millisecond // unit i costs i+1 ms
+		clock += costs[i]
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}; !slices.Equal(paced, want) {
+	if want := []time.Duration{paceQuantum * 3 / 2, paceQuantum * 3 / 2, paceQuantum / 4}; !slices.Equal(paced, want) {
 		t.Fatalf("Pace got %v, want %v", paced, want)
 	}
 }
