@@ -282,61 +282,6 @@ func TestControlPolledPastMaxAge(t *testing.T) {
 	}
 }
 
-// TestControlWriteSeenByReadAlone: a reader that polls a control file
-// with open and read(2) alone (no stat; bash's read builtin) sees what a
-// control write changed at its next poll, not ctlReadMaxAge later.
-func TestControlWriteSeenByReadAlone(t *testing.T) {
-	f := newFixture(t)
-	f.write("a", []byte("1"))
-	f.snapshot("one")
-	var state atomic.Value
-	state.Store("before")
-	f.mount(Options{Controls: []Control{
-		{Name: "state",
-			Read: func(context.Context) ([]byte, error) { return []byte(state.Load().(string) + "\n"), nil },
-			Write: func(_ context.Context, line []byte) error {
-				state.Store(string(line))
-				return nil
-			}},
-	}})
-	if b, err := os.ReadFile(f.path("snapshots", "one", "a")); err != nil || string(b) != "1" {
-		t.Fatalf("read: %q, %v", b, err)
-	}
-	if !f.status().Kernel.NoOpen {
-		t.Fatal("the kernel still sends OPEN")
-	}
-	name := f.path(".ctl", "state")
-	poll := func() string {
-		fd, err := syscall.Open(name, syscall.O_RDONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer syscall.Close(fd)
-		var out []byte
-		buf := make([]byte, 7) // several read(2)s per poll
-		for {
-			n, err := syscall.Read(fd, buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				return string(out)
-			}
-			out = append(out, buf[:n]...)
-		}
-	}
-	if got := poll(); got != "before\n" {
-		t.Fatalf("first poll: %q", got)
-	}
-	if err := os.WriteFile(name, []byte("after-the-write\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(ctlQuiet + ctlQuiet/2)
-	if got := poll(); got != "after-the-write\n" {
-		t.Errorf("poll %v after the write: %q, want the new content", ctlQuiet+ctlQuiet/2, got)
-	}
-}
-
 // TestAllowOtherKeepsOpen: with AllowOther, where other users reach the
 // mount, the kernel keeps sending OPEN, so every open for writing of a
 // snapshot file fails with EROFS (without OPEN it would succeed).

@@ -191,11 +191,7 @@ const ctlTimeout = time.Nanosecond
 // inside a read(2) (the kernel's FUSE_GETATTR_FH) shows a new content
 // only past ctlReadMaxAge: else a reader that polls without pause would
 // get the new content at its read that finds the end, which reads the
-// page again, and return the old content with the new one's tail. What it
-// shows changed (mount.ctlGen) makes it show a new content at once, as
-// for a stat, unless a READ was served from the last one within ctlQuiet:
-// a reader that polls with read(2) alone (bash's read) sees a rotation it
-// asked for at its next poll, not 10 s later.
+// page again, and return the old content with the new one's tail.
 const (
 	ctlQuiet      = 200 * time.Millisecond
 	ctlMaxAge     = time.Second
@@ -282,8 +278,7 @@ func (f *ctlFile) content(ctx context.Context, show int) ctlContent {
 		case ctlLast:
 			return *c
 		case ctlInRead:
-			changed := c.gen != f.m.ctlGen.Load() && now.Sub(c.served) >= ctlQuiet
-			if now.Sub(c.at) < ctlReadMaxAge && !changed {
+			if now.Sub(c.at) < ctlReadMaxAge {
 				return *c
 			}
 		default:
