@@ -157,6 +157,7 @@ func newDaemon(kc Keychain, o DaemonOptions) *Daemon {
 	d.enter = func() func() {
 		leave := backgroundRun(Workers)
 		lowerPriority()
+		d.pace.restart()
 		return leave
 	}
 	d.opts = Options{LeaseDuration: o.LeaseDuration, Workers: Workers,

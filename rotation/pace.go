@@ -92,8 +92,9 @@ func selfRchar() (uint64, bool) {
 	return 0, false
 }
 
-// Pacing of a rotation while the process serves reads. After each unit of
-// work a worker sleeps factor times what the unit cost: the CPU time of
+// Pacing of a rotation while the process serves reads. After each
+// paceQuantum or so of work (Rotator.parallelN sums its units) a worker
+// sleeps factor times what that work cost: the CPU time of
 // its thread (Options.WorkClock; time it waited for the disk costs readers
 // no CPU), so that the rotation's work and the kernel's on its behalf
 // (journal commits, freeing blocks: not charged to the low-priority
@@ -216,8 +217,8 @@ func newPacer(m *readMeter) *pacer {
 	return &pacer{meter: m, sleep: time.Sleep, factor: startFactor, ticks: cpuTimes}
 }
 
-// pace is Options.Pace: called by a worker after each unit of work with
-// the time it took; it sleeps as the pacing says (through a quiet spell,
+// pace is Options.Pace: called by a worker after units of work with the
+// time they took; it sleeps as the pacing says (through a quiet spell,
 // in two sleeps).
 func (p *pacer) pace(worked time.Duration) {
 	for d := p.delay(worked); d > 0; d = p.delay(0) {
@@ -227,9 +228,19 @@ func (p *pacer) pace(worked time.Duration) {
 
 // PaceStatus is how a paced rotation yields to reads, for status output.
 type PaceStatus struct {
-	Factor      float64 `json:"factor"`       // a worker sleeps this many times what each unit of work cost
+	Factor      float64 `json:"factor"`       // a worker sleeps this many times what its work cost
 	ReaderShare float64 `json:"reader_share"` // the read rate beside the work / without it, at the last comparison; 0 before one
 	Uneven      int     `json:"uneven_steal"` // cycles not compared: the host took CPU time (steal) unevenly between work and pause
+}
+
+// restart forgets the spells of an earlier run, keeping the factor it
+// reached: a run that starts with reads under way would otherwise end a
+// "work spell" that spans the time since the last run, with no work in it.
+func (p *pacer) restart() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.quiet, p.settling, p.since = false, false, time.Time{}
+	p.work, p.rest, p.pending, p.cycles, p.share = spells{}, spells{}, spells{}, 0, 0
 }
 
 // status returns the pacing as it stands.
@@ -270,9 +281,12 @@ func (p *pacer) delay(worked time.Duration) time.Duration {
 		p.spellTicks = p.ticks()
 	default:
 		t := p.ticks()
-		if gap := stolen(p.spellTicks, t) - p.workSteal; gap > maxStealGap || gap < -maxStealGap {
+		switch gap := stolen(p.spellTicks, t) - p.workSteal; {
+		case !active:
+			// The reads stopped in the pause: its rate is not the reader's.
+		case gap > maxStealGap || gap < -maxStealGap:
 			p.uneven++
-		} else {
+		default:
 			p.endCycle(n-p.n0, at.Sub(p.since))
 		}
 		p.quiet, p.since, p.n0, p.until = false, at, n, now.Add(workSpell)

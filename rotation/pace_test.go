@@ -218,6 +218,30 @@ func TestPacerUnevenSteal(t *testing.T) {
 	}
 }
 
+// TestPacerRestart: a run after a pause starts its spells afresh (with
+// reads under way between runs, the first "work spell" would span the
+// pause, with no work in it, and read as the reader's full pace), and
+// keeps the factor the last run reached.
+func TestPacerRestart(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib, hurt: 30 * mib}
+	p := r.pacer()
+	r.work(p, time.Minute)
+	f := p.factor
+	if f <= minFactor {
+		t.Fatalf("factor %v after a run that slows the reader", f)
+	}
+	r.advance(10*time.Second, r.full) // between runs: reads, no work
+	p.restart()
+	r.work(p, workSpell/2)
+	if st := p.status(); st.Factor != f || st.ReaderShare != 0 || p.cycles != 0 {
+		t.Fatalf("after a restart and half a work spell: %+v, %d cycles; want factor %v and no comparison", st, p.cycles, f)
+	}
+	r.work(p, time.Minute)
+	if p.share < aimShare {
+		t.Fatalf("share %.3f after a minute of the second run, want %v or more", p.share, aimShare)
+	}
+}
+
 // TestCPUTimes: this machine's /proc/stat gives a total that grows.
 func TestCPUTimes(t *testing.T) {
 	a := cpuTimes()
@@ -282,7 +306,7 @@ func TestIdle(t *testing.T) {
 // paceQuantum, and the rest after the last unit.
 func TestWorkClock(t *testing.T) {
 	var mu sync.Mutex
-	var clock time.Duration // the worker's: advanced by its units
+	clock := time.Second // the worker's thread time: advanced by its units (0 would be a clock that failed)
 	var paced []time.Duration
 	r := &Rotator{opts: Options{Workers: 1,
 		WorkClock: func() time.Duration {

@@ -267,7 +267,7 @@ func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) erro
 			if pace != nil {
 				c = clock()
 				defer func() {
-					if owed > 0 {
+					if owed > 0 && ctx.Err() == nil {
 						pace(owed)
 					}
 				}()
@@ -278,8 +278,13 @@ func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) erro
 				}
 				err := fn(i)
 				if pace != nil {
-					now := clock()
-					owed, c = owed+now-c, now
+					// A clock that failed (0) or went back costs nothing:
+					// its next reading must not bill a whole thread's time.
+					if now := clock(); c > 0 && now >= c {
+						owed, c = owed+now-c, now
+					} else {
+						c = now
+					}
 					if owed >= paceQuantum {
 						pace(owed)
 						owed, c = 0, clock() // the sleep is not work

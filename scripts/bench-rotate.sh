@@ -256,7 +256,7 @@ pollstate() {
   STATE='?' STARTED=
   if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":\ *\"([a-z]+)\" ]]; then STATE=${BASH_REMATCH[1]}; fi
   if [[ $st =~ \"rotation\":\ *\{[^}]*\"state\":[^}]*\"started\":\ *\"([^\"]+)\" ]]; then STARTED=${BASH_REMATCH[1]}; fi
-  if [[ $st =~ \"pace\":\ *\{[^}]*\"factor\":\ *([0-9.]+)[^}]*\"reader_share\":\ *([0-9.e-]+) ]]; then PACE="${BASH_REMATCH[1]}/$(printf %.2f "${BASH_REMATCH[2]}")"; fi
+  if [[ $st =~ \"pace\":\ *\{[^}]*\"factor\":\ *([0-9.]+)[^}]*\"reader_share\":\ *([0-9.e-]+) ]]; then printf -v PACE '%s/%.2f' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"; fi
 }
 # observe SECONDS: polls .ctl/status for SECONDS (a whole number).
 observe() {
