@@ -90,6 +90,11 @@ type reader struct {
 	// now (steal), which halves the reader's pace.
 	stealing     func() bool
 	steal, total float64 // CPU ticks of a 2-CPU machine at 100 a second
+
+	// stopsInPauses: the reader nearly stops (5 % of its pace, below
+	// readBusy) in the measured part of the pacer's quiet spells.
+	stopsInPauses bool
+	p             *pacer
 }
 
 func (r *reader) ticks() cpuTicks { return cpuTicks{steal: uint64(r.steal), total: uint64(r.total)} }
@@ -103,6 +108,9 @@ func (r *reader) advance(d time.Duration, rate float64) {
 		m = r.m
 	}
 	r.total += 200 * d.Seconds()
+	if r.stopsInPauses && r.p != nil && r.p.quiet && !r.p.settling {
+		m *= 0.05
+	}
 	if r.stealing != nil && r.stealing() {
 		m /= 2
 		r.steal += 100 * d.Seconds()
@@ -120,6 +128,7 @@ func (r *reader) pacer() *pacer {
 	p := newPacer(r.meter())
 	p.sleep = func(d time.Duration) { r.slept += d; r.advance(d, r.full) }
 	p.ticks = r.ticks
+	r.p = p
 	return p
 }
 
@@ -239,6 +248,80 @@ func TestPacerRestart(t *testing.T) {
 	r.work(p, time.Minute)
 	if p.share < aimShare {
 		t.Fatalf("share %.3f after a minute of the second run, want %v or more", p.share, aimShare)
+	}
+}
+
+// TestPacerReadsStopInPause: a pause in which the reads stopped says
+// nothing of the reader's pace (its rate would make the work look free):
+// such cycles are not compared, and the factor stays where it started.
+func TestPacerReadsStopInPause(t *testing.T) {
+	r := &reader{now: time.Unix(1e9, 0), full: 100 * mib, hurt: 100 * mib, stopsInPauses: true}
+	p := r.pacer()
+	r.work(p, time.Minute)
+	if st := p.status(); st.Factor != startFactor || st.ReaderShare != 0 {
+		t.Fatalf("pacing %+v: want factor %d and no comparison", st, startFactor)
+	}
+}
+
+// TestWorkClockFails: a work clock that fails (reads 0) when the worker
+// starts bills nothing for the first unit, not the thread's whole time.
+func TestWorkClockFails(t *testing.T) {
+	var mu sync.Mutex
+	clock, reads := time.Hour, 0 // a thread that has run for an hour
+	var paced []time.Duration
+	r := &Rotator{opts: Options{Workers: 1,
+		WorkClock: func() time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			reads++
+			if reads == 1 {
+				return 0
+			}
+			return clock
+		},
+		Pace: func(worked time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			paced = append(paced, worked)
+		}}.withDefaults()}
+	const units = 8
+	err := r.parallelN(context.Background(), 1, units, func(int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		clock += paceQuantum / 2
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, d := range paced {
+		sum += d
+	}
+	if sum > units*paceQuantum/2 || sum < (units-1)*paceQuantum/2 {
+		t.Fatalf("Pace got %v (%v in all) for %d units of %v with one failed clock read", paced, sum, units, paceQuantum/2)
+	}
+}
+
+// TestWorkClockCancelled: a worker whose run was cancelled stops without
+// paying what it owes: a sleep would only delay the end.
+func TestWorkClockCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var clock time.Duration = time.Hour
+	var paced int
+	r := &Rotator{opts: Options{Workers: 1,
+		WorkClock: func() time.Duration { return clock },
+		Pace:      func(time.Duration) { paced++ }}.withDefaults()}
+	r.parallelN(ctx, 1, 4, func(i int) error {
+		clock += paceQuantum / 4
+		if i == 0 {
+			cancel()
+		}
+		return nil
+	})
+	if paced != 0 {
+		t.Fatalf("Pace called %d times after the run was cancelled", paced)
 	}
 }
 
