@@ -57,11 +57,7 @@ func (r *Repository) readBlobAt(ctx context.Context, t BlobType, id BlobID, p []
 			}
 			return copy(p, b[off:]), nil
 		}
-		b, err := r.eng.inflatedBlob(ctx, id, loc)
-		if err != nil {
-			return 0, err
-		}
-		return copy(p, b[off:]), nil
+		return r.eng.readInflated(ctx, id, loc, p, off)
 	}
 	if max := int64(loc.length) - off - int64(len(p)); ahead > max {
 		ahead = max
@@ -131,11 +127,11 @@ func (r *Repository) readChunksAt(ctx context.Context, chunks []Chunk, p []byte,
 			// Part of the chunk: the whole chunk, decompressed once
 			// for every read of it (compressed.go).
 			r.eng.pf.await(ctx, chunks[i:i+1])
-			b, err := r.eng.inflatedBlob(ctx, chunks[i].ID, loc)
+			m, err := r.eng.readInflated(ctx, chunks[i].ID, loc, p[n:], off)
 			if err != nil {
 				return n, err
 			}
-			n += copy(p[n:], b[off:])
+			n += m
 			off = 0
 			i++
 			continue

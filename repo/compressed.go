@@ -28,8 +28,8 @@ const inflatedMin = 2 * MaxChunkSize
 // engine whose segment cache holds segBytes.
 func inflatedBytes(segBytes int64) int64 { return max(segBytes/2, inflatedMin) }
 
-// storedBufs holds buffers for the stored bytes of compressed blobs read
-// whole into a caller's buffer (inflateInto), up to storedBufMax bytes.
+// storedBufs holds buffers for the stored bytes of compressed blobs, while
+// they are decompressed (inflateTo), up to storedBufMax bytes.
 var storedBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 const storedBufMax = 1 << 20
@@ -52,13 +52,24 @@ func (e *engine) readStored(ctx context.Context, loc blobLoc, buf []byte) ([]byt
 }
 
 // inflate reads and decompresses the compressed blob at loc, named (t, id)
-// for errors.
+// for errors, into a new buffer that the caller keeps.
 func (e *engine) inflate(ctx context.Context, t BlobType, id BlobID, loc blobLoc) ([]byte, error) {
-	z, err := e.readStored(ctx, loc, nil)
+	return e.inflateTo(ctx, t, id, loc, nil)
+}
+
+// inflateTo is inflate into dst if it has room for the plaintext. The
+// stored bytes go through a pooled buffer.
+func (e *engine) inflateTo(ctx context.Context, t BlobType, id BlobID, loc blobLoc, dst []byte) ([]byte, error) {
+	bp := storedBufs.Get().(*[]byte)
+	defer storedBufs.Put(bp)
+	z, err := e.readStored(ctx, loc, *bp)
 	if err != nil {
 		return nil, err
 	}
-	b, err := decompressBlob(nil, z, loc.plain)
+	if cap(z) <= storedBufMax {
+		*bp = z[:0]
+	}
+	b, err := decompressBlob(dst, z, loc.plain)
 	if err != nil {
 		return nil, fmt.Errorf("%s blob %s in pack %s is %w: %v", t, id.Short(), packName(loc.pack.ID), object.ErrCorrupt, err)
 	}
@@ -74,52 +85,71 @@ func (e *engine) inflateInto(ctx context.Context, id BlobID, loc blobLoc, p []by
 	if e.plains.use(id, func(b []byte) { copy(p, b) }) {
 		return nil
 	}
-	var bp *[]byte
-	var buf []byte
-	if loc.length <= storedBufMax {
-		bp = storedBufs.Get().(*[]byte)
-		defer storedBufs.Put(bp)
-		buf = *bp
-	}
-	z, err := e.readStored(ctx, loc, buf)
+	b, err := e.inflateTo(ctx, BlobData, id, loc, p[:0:loc.plain])
 	if err != nil {
-		return err
-	}
-	if bp != nil {
-		*bp = z[:0]
-	}
-	b, err := decompressBlob(p[:0:loc.plain], z, loc.plain)
-	if err != nil {
-		err = fmt.Errorf("%s blob %s in pack %s is %w: %v", BlobData, id.Short(), packName(loc.pack.ID), object.ErrCorrupt, err)
 		e.noteError(err)
 		return err
 	}
 	if len(b) > 0 && &b[0] != &p[0] {
 		copy(p, b) // not expected: the decoder decodes into p's capacity
 	}
-	e.inflated.Add(1)
 	return nil
 }
 
-// inflatedBlob returns the plaintext of the compressed data blob id at
-// loc, from the cache of decompressed blobs or decompressed into it. The
-// slice is shared: callers only read it (the cache never reuses a buffer
-// it drops).
-func (e *engine) inflatedBlob(ctx context.Context, id BlobID, loc blobLoc) ([]byte, error) {
-	if b, ok := e.plains.get(id); ok {
-		return b, nil
+// readInflated copies the plaintext of the compressed data blob id at loc
+// from offset off into p, from the cache of decompressed blobs, where it
+// decompresses the blob first if it is not there. The cache is read under
+// its lock (plainRing.use): its bytes are overwritten once pushed out.
+func (e *engine) readInflated(ctx context.Context, id BlobID, loc blobLoc, p []byte, off int64) (int, error) {
+	n := 0
+	cp := func(b []byte) { n = copy(p, b[off:]) }
+	if e.plains.use(id, cp) {
+		return n, nil
 	}
-	v, err, _ := e.plainLoads.Do(string(id[:]), func() (any, error) {
-		if b, ok := e.plains.get(id); ok {
-			return b, nil
+	b, err := e.loadInflated(ctx, id, loc)
+	if err != nil {
+		return 0, err
+	}
+	if b != nil || !e.plains.read(id, cp) {
+		if b == nil {
+			// Pushed out already by later blobs (rare).
+			if b, err = e.inflate(ctx, BlobData, id, loc); err != nil {
+				e.noteError(err)
+				return 0, err
+			}
 		}
-		b, err := e.inflate(ctx, BlobData, id, loc)
+		n = copy(p, b[off:])
+	}
+	return n, nil
+}
+
+// loadInflated decompresses the compressed data blob id at loc into the
+// cache of decompressed blobs, unless it is there. Concurrent loads of one
+// blob decompress it once. When the cache has no room for it (its place
+// is being written by other loads), the plaintext is returned instead, in
+// a buffer of its own; otherwise nil.
+func (e *engine) loadInflated(ctx context.Context, id BlobID, loc blobLoc) ([]byte, error) {
+	v, err, _ := e.plainLoads.Do(string(id[:]), func() (any, error) {
+		if e.plains.contains(id) {
+			return []byte(nil), nil
+		}
+		s, dst, ok := e.plains.reserve(id, int(loc.plain))
+		b, err := e.inflateTo(ctx, BlobData, id, loc, dst)
 		if err != nil {
+			if ok {
+				e.plains.abort(s)
+			}
 			e.noteError(err)
 			return nil, err
 		}
-		e.plains.add(id, b, int64(len(b)))
-		return b, nil
+		if !ok {
+			return b, nil
+		}
+		if len(b) > 0 && &b[0] != &dst[:1][0] {
+			copy(dst[:len(b)], b) // not expected: the decoder decodes into dst's capacity
+		}
+		e.plains.commit(s)
+		return []byte(nil), nil
 	})
 	if err != nil {
 		return nil, err

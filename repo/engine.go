@@ -35,7 +35,7 @@ type engine struct {
 
 	// plains holds decompressed data blobs (compressed.go); plainLoads
 	// makes concurrent reads of one decompress it once.
-	plains     *lru[BlobID, []byte]
+	plains     *plainRing
 	plainLoads singleflight.Group
 
 	wins *windows    // ciphertext of read windows; nil without (Options.ReadWindow)
@@ -72,7 +72,7 @@ func newEngine(st store.Reader, dek func(context.Context, [16]byte) ([]byte, err
 		ciphers: newLRU[ObjectID, *object.Cipher](4096),
 		ctBufs:  ciphertextBufs(),
 		segBufs: newBufPool(64, object.SegmentSize),
-		plains:  newLRU[BlobID, []byte](inflatedBytes(segBytes)),
+		plains:  newPlainRing(inflatedBytes(segBytes)),
 		flights: map[segKey]chan struct{}{},
 	}
 	// The buffers of the segments the caches let go of are reused: a walk
