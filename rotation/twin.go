@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 
 	"github.com/snapcrypt/snapcrypt/keys"
 	"github.com/snapcrypt/snapcrypt/repo/object"
@@ -25,10 +25,21 @@ type oldEntry struct {
 	wrapped []byte // a pack entry's bytes; nil for a single (read when needed)
 }
 
-// expand turns listed names below deks/<from>/ into entries, reading DEK
-// packs. A pack that is gone was deleted by whoever finished the rotation.
-func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]oldEntry, error) {
-	out := make([]oldEntry, 0, len(names))
+// maxPresize bounds the entries expand makes room for at once.
+const maxPresize = 1 << 16
+
+// expand turns listed names below deks/<from>/ into the entries that keep
+// says to take, reading DEK packs. A pack that is gone was deleted by
+// whoever finished the rotation.
+func (sr *shardRun) expand(ctx context.Context, from string, names []string, keep func(id [16]byte) bool) ([]oldEntry, error) {
+	// Room for the entries the names say they hold, up to maxPresize: the
+	// names come from the storage, which may lie.
+	size := 0
+	for _, name := range names {
+		n, _, _ := keys.ParsePackName(name)
+		size += min(max(n, 1), keys.MaxPackEntries)
+	}
+	out := make([]oldEntry, 0, min(size, maxPresize))
 	var first error
 	fail := func(err error) {
 		if first == nil {
@@ -42,6 +53,9 @@ func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]
 			var id [16]byte
 			if !parseHexID(name[strings.LastIndexByte(name, '/')+1:], id[:]) {
 				fail(fmt.Errorf("rotate: unexpected object %s: %w", name, object.ErrCorrupt))
+				continue
+			}
+			if !keep(id) {
 				continue
 			}
 			var w []byte
@@ -61,7 +75,9 @@ func (sr *shardRun) expand(ctx context.Context, from string, names []string) ([]
 			continue
 		}
 		for _, e := range es {
-			out = append(out, oldEntry{id: e.ID, gen: from, object: name, wrapped: e.Wrapped})
+			if keep(e.ID) {
+				out = append(out, oldEntry{id: e.ID, gen: from, object: name, wrapped: e.Wrapped})
+			}
 		}
 	}
 	return out, first
@@ -119,13 +135,7 @@ type rewrapped struct {
 // twins go into DEK packs of up to keys.MaxPackEntries, each read back and
 // verified entry by entry before any of its entries counts as done.
 func (sr *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
-	entries, perr := sr.expand(ctx, from, names)
-	var todo []oldEntry
-	for _, e := range entries {
-		if sr.listed(e.id) {
-			todo = append(todo, e)
-		}
-	}
+	todo, perr := sr.expand(ctx, from, names, sr.listed)
 	if len(todo) == 0 {
 		return perr
 	}
@@ -174,19 +184,14 @@ func (sr *shardRun) prepareAll(ctx context.Context, todo []oldEntry, kFrom *keys
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	var fresh []rewrapped
+	// One slot per entry, filled by its worker: the entries without a
+	// verified twin come back with a DEK in theirs.
+	slots := make([]rewrapped, len(todo))
 	err = sr.r.parallelN(ctx, sr.opts.Workers, len(todo), func(i int) error {
 		e := todo[i]
-		rw, checked, err := sr.r.prepareTwin(ctx, e, kFrom, sr.kTo, singles[e.id], check)
-		if err != nil {
+		checked, err := sr.r.prepareTwin(ctx, e, kFrom, sr.kTo, singles[e.id], check, &slots[i])
+		if err != nil || slots[i].dek != nil {
 			return err
-		}
-		if rw != nil {
-			mu.Lock()
-			fresh = append(fresh, *rw)
-			mu.Unlock()
-			return nil
 		}
 		if checked {
 			sr.r.checked.Add(1)
@@ -194,22 +199,29 @@ func (sr *shardRun) prepareAll(ctx context.Context, todo []oldEntry, kFrom *keys
 		sr.verified(e.id)
 		return sr.r.step(PointRewrap)
 	})
+	fresh := slots[:0]
+	for _, rw := range slots {
+		if rw.dek != nil {
+			fresh = append(fresh, rw)
+		}
+	}
+	clear(slots[len(fresh):])
 	return fresh, err
 }
 
 // prepareTwin looks for a twin of e under kTo's generation (single says
 // whether the single object exists there; pack entries come from the
-// Keychain's index). It returns rw == nil when e has a verified twin
+// Keychain's index). It leaves out alone when e has a verified twin
 // already (checked: with check, a twin another process made that opens
-// under the new key), and otherwise e's DEK wrapped under kTo, to be
-// packed. kFrom may be nil (this process lacks the old key): then a twin
+// under the new key), and otherwise sets it to e's DEK wrapped under kTo,
+// to be packed. kFrom may be nil (this process lacks the old key): then a twin
 // that opens under the new key is accepted and a missing one is an error.
 // A damaged copy under the new generation is not repaired in place: the
 // new pack entry supersedes it (readers try every copy).
-func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.KEK, single, check bool) (rw *rewrapped, checked bool, err error) {
+func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.KEK, single, check bool, out *rewrapped) (checked bool, err error) {
 	cs, err := r.kc.Copies(ctx, kTo.Generation(), e.id, single)
 	if err != nil {
-		return nil, false, fmt.Errorf("rotate: %w", err)
+		return false, fmt.Errorf("rotate: %w", err)
 	}
 	opensNew := func() bool {
 		for _, c := range cs {
@@ -222,50 +234,51 @@ func (r *Rotator) prepareTwin(ctx context.Context, e oldEntry, kFrom, kTo *keys.
 	}
 	if check || kFrom == nil {
 		if opensNew() {
-			return nil, check, nil
+			return check, nil
 		}
 		if kFrom == nil {
 			if len(cs) == 0 {
-				return nil, false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, keys.ErrDEKUnavailable, e.gen)
+				return false, fmt.Errorf("rotate: %s: %w: re-wrapping it needs the key of generation %s", e.object, keys.ErrDEKUnavailable, e.gen)
 			}
-			return nil, false, fmt.Errorf("rotate: object %s is %w", cs[0].Object, object.ErrCorrupt)
+			return false, fmt.Errorf("rotate: object %s is %w", cs[0].Object, object.ErrCorrupt)
 		}
 	}
 	old := e.wrapped
 	if old == nil {
 		b, err := keys.ReadWrapped(ctx, r.st, e.object)
 		if errors.Is(err, store.ErrNotExist) {
-			return nil, false, nil // deleted: the rotation was finished by another process
+			return false, nil // deleted: the rotation was finished by another process
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("rotate: %w", err)
+			return false, fmt.Errorf("rotate: %w", err)
 		}
 		old = b
 	}
 	dek, err := kFrom.Unwrap(e.id, old)
 	if err != nil {
 		if opensNew() { // a late writer's double wrap
-			return nil, false, nil
+			return false, nil
 		}
-		return nil, false, fmt.Errorf("rotate: object %s is %w", e.object, err)
+		return false, fmt.Errorf("rotate: object %s is %w", e.object, err)
 	}
 	for _, c := range cs {
 		verr := kTo.Verify(e.id, c.Wrapped, dek)
 		if verr == nil {
 			clear(dek)
-			return nil, false, nil
+			return false, nil
 		}
 		if !errors.Is(verr, object.ErrCorrupt) || errors.Is(verr, keys.ErrDifferentKey) {
 			clear(dek)
-			return nil, false, fmt.Errorf("rotate: object %s does not match %s: %w", c.Object, e.object, verr)
+			return false, fmt.Errorf("rotate: object %s does not match %s: %w", c.Object, e.object, verr)
 		}
 	}
 	w, err := kTo.Wrap(e.id, dek)
 	if err != nil {
 		clear(dek)
-		return nil, false, err
+		return false, err
 	}
-	return &rewrapped{e: e, dek: dek, wrapped: w}, false, nil
+	*out = rewrapped{e: e, dek: dek, wrapped: w}
+	return false, nil
 }
 
 // writeTwins packs batch under the new generation, reads the pack back and
@@ -280,12 +293,13 @@ func (sr *shardRun) writeTwins(ctx context.Context, batch []rewrapped) error {
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
-	byID := make(map[[16]byte][]byte, len(got))
-	for _, e := range got {
-		byID[e.ID] = e.Wrapped
-	}
 	for _, rw := range batch {
-		if err := sr.kTo.Verify(rw.e.id, byID[rw.e.id], rw.dek); err != nil {
+		// got is sorted by id (ParsePack checks).
+		var w []byte
+		if i, ok := slices.BinarySearchFunc(got, rw.e.id, func(e keys.PackEntry, id [16]byte) int { return bytes.Compare(e.ID[:], id[:]) }); ok {
+			w = got[i].Wrapped
+		}
+		if err := sr.kTo.Verify(rw.e.id, w, rw.dek); err != nil {
 			return fmt.Errorf("rotate: DEK pack %s does not verify: %w", name, err)
 		}
 	}
