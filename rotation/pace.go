@@ -110,9 +110,12 @@ func selfRchar() (uint64, bool) {
 // factor last changed (the older ones weighing less, by decay per cycle),
 // and the factor changes only after minCycles of them: below aimShare of
 // the quiet rate it doubles (up to maxFactor), above relaxShare it halves
-// (down to minFactor). It starts at startFactor, so that the first cycles,
-// before any comparison, do not cost the reader what the least pacing
-// might. aimShare is above the 0.9 readers are promised (docs/rotation.md)
+// (down to minFactor). It starts at startFactor, half the most, so that
+// the first cycles, before any comparison, cost the reader little: a
+// rotation of 100,000 packed DEKs takes about 0.7 s of CPU on 2 cores,
+// and at the least pacing (4) it ran in 2 s beside a reader that lost
+// 23 % of its pace meanwhile, over before the first comparison; at 32 it
+// takes 6 s and the reader lost 8-10 % (docs/bench.md). aimShare is above the 0.9 readers are promised (docs/rotation.md)
 // by what the estimate still moves. A machine where the least pacing
 // leaves the reader its pace comes down to minFactor within seconds; one
 // where the rotation costs the reader more (fewer or slower CPUs, a slower
@@ -126,7 +129,7 @@ func selfRchar() (uint64, bool) {
 // host, not the rotation. Even steal leaves the comparison alone.
 const (
 	minFactor   = 4
-	startFactor = 2 * minFactor
+	startFactor = maxFactor / 2
 	maxFactor   = 64
 	workSpell   = 2 * time.Second
 	settleSpell = 100 * time.Millisecond

@@ -172,8 +172,10 @@ func TestPacerLeastPacing(t *testing.T) {
 	if p.factor != minFactor {
 		t.Fatalf("factor %v for a reader the work does not slow, want %d", p.factor, minFactor)
 	}
-	// Each cycle: a work spell that sleeps minFactor times what it
-	// works, then a quiet spell.
+	// Once there, each cycle: a work spell that sleeps minFactor times
+	// what it works, then a quiet spell.
+	r.slept, r.worked = 0, 0
+	r.work(p, time.Minute)
 	want := minFactor + float64((settleSpell+quietSpell)*(minFactor+1))/float64(workSpell)
 	if ratio := float64(r.slept) / float64(r.worked); ratio < want || ratio > want*1.1 {
 		t.Fatalf("slept %.2f times as long as it worked, want %.2f (minFactor %d, and the quiet spells)", ratio, want, minFactor)
@@ -266,6 +268,7 @@ func TestPacerReadsStopInPause(t *testing.T) {
 // TestWorkClockFails: a work clock that fails (reads 0) when the worker
 // starts bills nothing for the first unit, not the thread's whole time.
 func TestWorkClockFails(t *testing.T) {
+	noClockGap(t)
 	var mu sync.Mutex
 	clock, reads := time.Hour, 0 // a thread that has run for an hour
 	var paced []time.Duration
@@ -306,6 +309,7 @@ func TestWorkClockFails(t *testing.T) {
 // TestWorkClockCancelled: a worker whose run was cancelled stops without
 // paying what it owes: a sleep would only delay the end.
 func TestWorkClockCancelled(t *testing.T) {
+	noClockGap(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var clock time.Duration = time.Hour
@@ -388,6 +392,7 @@ func TestIdle(t *testing.T) {
 // the worker's goroutine, and Pace gets what they cost in sums of at least
 // paceQuantum, and the rest after the last unit.
 func TestWorkClock(t *testing.T) {
+	noClockGap(t)
 	var mu sync.Mutex
 	clock := time.Second // the worker's thread time: advanced by its units (0 would be a clock that failed)
 	var paced []time.Duration
@@ -414,5 +419,69 @@ func TestWorkClock(t *testing.T) {
 	}
 	if want := []time.Duration{paceQuantum * 3 / 2, paceQuantum * 3 / 2, paceQuantum / 4}; !slices.Equal(paced, want) {
 		t.Fatalf("Pace got %v, want %v", paced, want)
+	}
+}
+
+// noClockGap has paced workers read their clock after every unit for the
+// rest of the test.
+func noClockGap(t *testing.T) {
+	g := workClockGap
+	workClockGap = 0
+	t.Cleanup(func() { workClockGap = g })
+}
+
+// TestWorkClockGap: a worker whose units take less wall time than
+// workClockGap reads its clock only when it starts and after its last
+// unit, and is billed the sum.
+func TestWorkClockGap(t *testing.T) {
+	var mu sync.Mutex
+	clock, reads := time.Second, 0
+	var paced []time.Duration
+	r := &Rotator{opts: Options{Workers: 1,
+		WorkClock: func() time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			reads++
+			return clock
+		},
+		Pace: func(worked time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			paced = append(paced, worked)
+		}}.withDefaults()}
+	g := workClockGap
+	workClockGap = time.Hour
+	t.Cleanup(func() { workClockGap = g })
+	costs := []time.Duration{paceQuantum / 2, paceQuantum, paceQuantum * 3 / 2, paceQuantum / 4}
+	err := r.parallelN(context.Background(), 1, len(costs), func(i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		clock += costs[i]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []time.Duration{paceQuantum * 13 / 4}; !slices.Equal(paced, want) || reads != 2 {
+		t.Fatalf("Pace got %v after %d clock readings, want %v after 2", paced, reads, want)
+	}
+}
+
+// TestPacedDriver: paced bills the work of the calling goroutine to Pace;
+// an unpaced run only runs it.
+func TestPacedDriver(t *testing.T) {
+	clock := time.Second
+	var paced []time.Duration
+	r := &Rotator{opts: Options{WorkClock: func() time.Duration { return clock },
+		Pace: func(worked time.Duration) { paced = append(paced, worked) }}.withDefaults()}
+	r.paced(func() { clock += 3 * time.Millisecond })
+	r.paced(func() {}) // nothing worked: nothing billed
+	if want := []time.Duration{3 * time.Millisecond}; !slices.Equal(paced, want) {
+		t.Fatalf("Pace got %v, want %v", paced, want)
+	}
+	ran := false
+	(&Rotator{opts: Options{}.withDefaults()}).paced(func() { ran = true })
+	if !ran {
+		t.Fatal("an unpaced run did not run fn")
 	}
 }

@@ -135,7 +135,9 @@ type rewrapped struct {
 // twins go into DEK packs of up to keys.MaxPackEntries, each read back and
 // verified entry by entry before any of its entries counts as done.
 func (sr *shardRun) process(ctx context.Context, from string, names []string, check bool) error {
-	todo, perr := sr.expand(ctx, from, names, sr.listed)
+	var todo []oldEntry
+	var perr error
+	sr.r.paced(func() { todo, perr = sr.expand(ctx, from, names, sr.listed) })
 	if len(todo) == 0 {
 		return perr
 	}
@@ -151,7 +153,9 @@ func (sr *shardRun) process(ctx context.Context, from string, names []string, ch
 	}
 	for len(fresh) > 0 && ctx.Err() == nil {
 		n := min(len(fresh), keys.MaxPackEntries)
-		if werr := sr.writeTwins(ctx, fresh[:n]); werr != nil {
+		var werr error
+		sr.r.paced(func() { werr = sr.writeTwins(ctx, fresh[:n]) })
+		if werr != nil {
 			if isCrash(werr) || err == nil {
 				err = werr
 			}
