@@ -236,14 +236,22 @@ type PaceStatus struct {
 	Uneven      int     `json:"uneven_steal"` // cycles not compared: the host took CPU time (steal) unevenly between work and pause
 }
 
-// restart forgets the spells of an earlier run, keeping the factor it
-// reached: a run that starts with reads under way would otherwise end a
-// "work spell" that spans the time since the last run, with no work in it.
+// restart forgets the spells of an earlier run (a run that starts with
+// reads under way would otherwise end a "work spell" that spans the time
+// since the last run, with no work in it), and starts the factor again at
+// startFactor, or where it was if higher. What an earlier run learned of a
+// reader that the work did not slow is stale by the next (the reader may
+// be another), and with a rotation of 100,000 DEKs over in 2 s at the
+// least pacing, a run that started low was over before its first
+// comparison: in (d), runs that kept the 8 an earlier one had come down
+// to left the reader 0.83-0.92 of its pace (docs/bench.md). A factor
+// that went up is kept: the reader needed it.
 func (p *pacer) restart() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.quiet, p.settling, p.since = false, false, time.Time{}
 	p.work, p.rest, p.pending, p.cycles, p.share = spells{}, spells{}, spells{}, 0, 0
+	p.factor = max(p.factor, startFactor)
 }
 
 // status returns the pacing as it stands.
