@@ -106,7 +106,7 @@ func (e *engine) readInflated(ctx context.Context, id BlobID, loc blobLoc, p []b
 	if e.plains.use(id, cp) {
 		return n, nil
 	}
-	b, err := e.loadInflated(ctx, id, loc)
+	b, err := e.loadInflated(ctx, id, loc, true)
 	if err != nil {
 		return 0, err
 	}
@@ -126,19 +126,29 @@ func (e *engine) readInflated(ctx context.Context, id BlobID, loc blobLoc, p []b
 // loadInflated decompresses the compressed data blob id at loc into the
 // cache of decompressed blobs, unless it is there. Concurrent loads of one
 // blob decompress it once. When the cache has no room for it (its place
-// is being written by other loads), the plaintext is returned instead, in
-// a buffer of its own; otherwise nil.
-func (e *engine) loadInflated(ctx context.Context, id BlobID, loc blobLoc) ([]byte, error) {
+// is being written by other loads), a caller that needs the bytes gets
+// them in a buffer of its own; one that does not (the read-ahead) gets
+// nil and nothing is decompressed. Otherwise nil: the blob is cached.
+func (e *engine) loadInflated(ctx context.Context, id BlobID, loc blobLoc, need bool) ([]byte, error) {
 	v, err, _ := e.plainLoads.Do(string(id[:]), func() (any, error) {
 		if e.plains.contains(id) {
 			return []byte(nil), nil
 		}
 		s, dst, ok := e.plains.reserve(id, int(loc.plain))
-		b, err := e.inflateTo(ctx, BlobData, id, loc, dst)
-		if err != nil {
-			if ok {
+		if !ok && !need {
+			return []byte(nil), nil
+		}
+		// Given up unless committed, even on a panic (the prefetcher
+		// recovers): a span left being written would stop every later
+		// reservation that reaches it.
+		committed := false
+		defer func() {
+			if ok && !committed {
 				e.plains.abort(s)
 			}
+		}()
+		b, err := e.inflateTo(ctx, BlobData, id, loc, dst)
+		if err != nil {
 			e.noteError(err)
 			return nil, err
 		}
@@ -149,6 +159,7 @@ func (e *engine) loadInflated(ctx context.Context, id BlobID, loc blobLoc) ([]by
 			copy(dst[:len(b)], b) // not expected: the decoder decodes into dst's capacity
 		}
 		e.plains.commit(s)
+		committed = true
 		return []byte(nil), nil
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/snapcrypt/snapcrypt/repo/store/local"
+	"github.com/snapcrypt/snapcrypt/repo/store/mem"
 )
 
 // TestPlainRing: blobs go into the ring one after another, wrapping at its
@@ -104,6 +105,83 @@ func TestPlainRing(t *testing.T) {
 	if _, _, ok := r.reserve(id(10), 0); ok {
 		t.Error("an empty reservation succeeded")
 	}
+
+	// 11 again while cached (head at 100): the wrap pushes out 9 (at 0)
+	// only; committing the new 11 replaces the old, counted once.
+	r.commit(put(11, 40))
+	has(5, 11)
+	if !r.read(id(11), func(b []byte) {
+		if len(b) != 40 {
+			t.Errorf("blob 11 has %d bytes, want the new 40", len(b))
+		}
+	}) {
+		t.Fatal("blob 11 is gone")
+	}
+
+	// A span being written among the last lap's at the end of the
+	// buffer holds up a wrap, even one that would not overlap it.
+	r = newPlainRing(100)
+	r.commit(put(1, 40))
+	r.commit(put(2, 30))
+	w = put(3, 20)       // at 70, still being written
+	r.commit(put(4, 40)) // wraps: at 0, pushes out 1
+	if _, _, ok := r.reserve(id(5), 65); ok {
+		t.Fatal("a wrap pushed out a span being written")
+	}
+	has(2, 4)
+	r.commit(w)
+	r.commit(put(5, 65)) // wraps: pushes out 2, 3, then 4 (at 0)
+	has(5)
+}
+
+// TestReadAheadNoRoom: with no room in the cache of decompressed blobs,
+// the read-ahead decompresses nothing (it would be thrown away), and a
+// read gets the right bytes from a buffer of its own.
+func TestReadAheadNoRoom(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t, mem.New())
+	src := t.TempDir()
+	var want []byte
+	for i := 0; len(want) < 4<<20; i++ {
+		want = append(want, "line "...)
+		want = strconv.AppendInt(want, int64(i), 10)
+		want = append(want, '\n')
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tree.Find([]byte("f")).Chunks[0]
+	loc, ok := r.index.lookup(BlobData, c.ID)
+	if !ok || !loc.zstd {
+		t.Fatal("the first chunk is not a compressed blob")
+	}
+	block, _, ok := r.eng.plains.reserve(BlobID{1}, int(r.eng.plains.max)) // being written: no room
+	if !ok {
+		t.Fatal("reserving the whole ring failed")
+	}
+	before := r.eng.inflated.Load()
+	if b, err := r.eng.loadInflated(ctx, c.ID, loc, false); b != nil || err != nil {
+		t.Fatalf("read-ahead with no room: %d bytes, %v", len(b), err)
+	}
+	if got := r.eng.inflated.Load() - before; got != 0 {
+		t.Fatalf("read-ahead with no room decompressed %d blobs", got)
+	}
+	p := make([]byte, 1000)
+	if n, err := r.eng.readInflated(ctx, c.ID, loc, p, 12345); err != nil || n != len(p) || !bytes.Equal(p, want[12345:12345+len(p)]) {
+		t.Fatalf("read with no room: %d bytes, %v", n, err)
+	}
+	if r.eng.plains.contains(c.ID) {
+		t.Fatal("a blob read with no room is cached")
+	}
+	r.eng.plains.abort(block)
 }
 
 // TestInflatedReuse: reading compressed files through a cache of

@@ -5,7 +5,8 @@ import "sync"
 // plainRing is the cache of decompressed data blobs (compressed.go). Blobs
 // are decompressed into one buffer of max bytes, one after another,
 // wrapping at its end, and each new one takes the place of the oldest
-// (first in, first out). So the cache makes no garbage: a reader of
+// (first in, first out). So the cache makes little garbage (a span's
+// record per blob): a reader of
 // compressed files would otherwise leave a buffer of a chunk (about a
 // megabyte) to the collector for every chunk it reads, the larger part of
 // what a mount allocates while it serves them, and each collection scans
@@ -45,7 +46,10 @@ func newPlainRing(max int64) *plainRing {
 
 // reserve returns a span of n bytes for the blob id, pushing out the
 // oldest blobs, and the buffer to write there (length 0, capacity n). It
-// fails when n is more than the ring holds or the place is being written.
+// fails when n is 0 or more than the ring holds, or when a span still
+// being written is among those to push out (on a wrap, these include the
+// last lap's spans at the end of the buffer, which the new span does not
+// overlap: a slow load there holds up the wrap until it ends).
 func (r *plainRing) reserve(id BlobID, n int) (*ringSpan, []byte, bool) {
 	if n <= 0 || int64(n) > r.max {
 		return nil, nil, false

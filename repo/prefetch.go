@@ -153,7 +153,7 @@ func (pf *prefetcher) fetch(ctx context.Context, id BlobID, loc blobLoc, done ch
 		<-pf.slots
 	}()
 	if loc.zstd {
-		_, _ = pf.e.loadInflated(ctx, id, loc)
+		_, _ = pf.e.loadInflated(ctx, id, loc, false)
 		return
 	}
 	_ = pf.e.fetchAhead(ctx, loc.pack, int64(loc.offset), int64(loc.length))
