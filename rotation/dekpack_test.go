@@ -333,3 +333,56 @@ func localStore(t *testing.T) *local.Store {
 	}
 	return st
 }
+
+// TestRotateDuplicatePackEntries: the same DEK in two packs of one shard
+// of the old generation (a prune that wrote a pack's replacement and was
+// killed before it deleted the pack) is re-wrapped once into the new
+// pack: a pack with an id twice does not parse, so writing one failed the
+// rotation at every try.
+func TestRotateDuplicatePackEntries(t *testing.T) {
+	ctx := context.Background()
+	st := localStore(t)
+	clock, k, deks := rotationFixture(t, st, 300)
+	key2 := rawKey(t, 2)
+	if err := k.start(ctx, key2, testOpts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Run(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	gen := k.Keyring().Current
+	var names []string
+	st.List(ctx, keys.PackPrefix(gen), func(i store.Info) error { names = append(names, i.Name); return nil })
+	if len(names) == 0 {
+		t.Fatal("no DEK pack after the first rotation")
+	}
+	// A copy in the same shard: the same first hex digit of the name's
+	// random part, another last one.
+	name := names[0]
+	b, err := st.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, count, _ := strings.Cut(name[strings.LastIndexByte(name, '/')+1:], "-")
+	last := "0"
+	if r[len(r)-1] == '0' {
+		last = "1"
+	}
+	twin := name[:strings.LastIndexByte(name, '/')+1] + r[:len(r)-1] + last + "-" + count
+	if err := st.Create(ctx, twin, b); err != nil {
+		t.Fatal(err)
+	}
+	_, s1, _ := keys.ParsePackName(name)
+	_, s2, _ := keys.ParsePackName(twin)
+	if s1 != s2 {
+		t.Fatalf("packs %s and %s are in shards %d and %d", name, twin, s1, s2)
+	}
+	key3 := rawKey(t, 3)
+	if err := k.start(ctx, key3, testOpts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Run(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFinished(t, st, clock, deks, key3)
+}

@@ -70,13 +70,18 @@ type Options struct {
 	// Pace, if set, is called by a rotation worker after units of work
 	// (a wrapped DEK re-wrapped, checked or deleted, a batch of a deleted
 	// prefix's files freed) that cost paceQuantum or more as WorkClock
-	// measures it, with that cost, and after its last unit; it may sleep,
-	// to spread a background rotation out in time.
+	// measures it, with that cost, and after its last unit; and by the
+	// goroutine that drives the workers after its own work on DEK packs
+	// (reading old ones; writing, reading back and verifying new ones),
+	// with its cost, however small. It may sleep, to spread a background
+	// rotation out in time.
 	Pace func(worked time.Duration)
 
 	// WorkClock, if set, is the clock Pace's costs are read from, on the
-	// worker's goroutine before its first unit and after each; by default the wall
-	// clock. A daemon, whose workers each hold a thread (StartWorker), reads
+	// worker's goroutine before its first unit, after a unit once 100 µs
+	// of wall time have passed since the last reading, and after its last
+	// unit (and on the driving goroutine before and after its work on a
+	// DEK pack); by default the wall clock. A daemon, whose workers each hold a thread (StartWorker), reads
 	// the thread's CPU time: a unit that waits for the disk (reading a
 	// wrapped DEK that is not in the page cache) costs readers no CPU, and
 	// pacing it by the time it waited would make a rotation crawl.

@@ -115,9 +115,11 @@ func selfRchar() (uint64, bool) {
 // rotation of 100,000 packed DEKs takes about 0.7 s of CPU on 2 cores,
 // and at the least pacing (4) it ran in 2 s beside a reader that lost
 // 23 % of its pace meanwhile, over before the first comparison; at 32 it
-// takes 6 s and the reader lost 8-10 % (docs/bench.md). aimShare is above the 0.9 readers are promised (docs/rotation.md)
-// by what the estimate still moves. A machine where the least pacing
-// leaves the reader its pace comes down to minFactor within seconds; one
+// takes 6 s and the reader lost 8-10 % (docs/bench.md). aimShare is
+// above the 0.9 readers are promised (docs/rotation.md) by what the
+// estimate still moves. A machine where the least pacing leaves the
+// reader its pace comes down to minFactor in about 15 s of paced work
+// (three halvings, minCycles each); one
 // where the rotation costs the reader more (fewer or slower CPUs, a slower
 // disk) paces harder until it does not. With no reads, nothing sleeps:
 // nothing is waiting.

@@ -246,7 +246,10 @@ const paceQuantum = 2 * time.Millisecond
 var workClockGap = 100 * time.Microsecond
 
 // paced runs fn, work on the calling goroutine, and in a paced run
-// (Options.Pace) pays for it as a worker pays for its units. The goroutine
+// (Options.Pace) pays for it as a worker pays for its units. Options.WorkClock
+// is read before and after fn on the calling goroutine: a thread's CPU
+// clock (a daemon's) needs the goroutine locked to its thread, as a
+// daemon's run is (Daemon.enter). The goroutine
 // that drives the workers reads the old DEK packs and writes, reads back
 // and verifies the new ones (8,192 unwraps a pack): 43 % of a daemon's
 // rotation CPU in a profile once the workers' was cut, in bursts the
@@ -278,7 +281,7 @@ func (r *Rotator) paced(fn func()) {
 // threads of the goroutines that woke them, at normal priority.
 func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) error) error {
 	o := r.options()
-	start, pace, clock := o.StartWorker, o.Pace, o.WorkClock
+	start, pace, clock, gap := o.StartWorker, o.Pace, o.WorkClock, workClockGap
 	if clock == nil {
 		t0 := time.Now()
 		clock = func() time.Duration { return time.Since(t0) }
@@ -331,9 +334,9 @@ func (r *Rotator) parallelN(ctx context.Context, n, count int, fn func(int) erro
 					return
 				}
 				err := fn(i)
-				if pace != nil && time.Since(last) >= workClockGap {
+				if pace != nil && time.Since(last) >= gap {
 					bill()
-					if owed >= paceQuantum {
+					if owed >= paceQuantum && ctx.Err() == nil {
 						pace(owed)
 						owed, c, last = 0, clock(), time.Now() // the sleep is not work
 					}

@@ -25,8 +25,9 @@ type oldEntry struct {
 	wrapped []byte // a pack entry's bytes; nil for a single (read when needed)
 }
 
-// maxPresize bounds the entries expand makes room for at once.
-const maxPresize = 1 << 16
+// maxPresize bounds the entries expand makes room for at once: a pack's
+// most.
+const maxPresize = keys.MaxPackEntries
 
 // expand turns listed names below deks/<from>/ into the entries that keep
 // says to take, reading DEK packs. A pack that is gone was deleted by
@@ -293,6 +294,13 @@ func (sr *shardRun) writeTwins(ctx context.Context, batch []rewrapped) error {
 	for i, rw := range batch {
 		es[i] = keys.PackEntry{ID: rw.e.id, Wrapped: rw.wrapped}
 	}
+	// One entry per id: a DEK can be in two old packs (a prune killed
+	// between writing a pack's replacement and deleting the pack), and a
+	// pack with an id twice does not parse. Every copy in batch is
+	// verified against the one packed (all wrap the same DEK).
+	cmp := func(a, b keys.PackEntry) int { return bytes.Compare(a.ID[:], b.ID[:]) }
+	slices.SortFunc(es, cmp)
+	es = slices.CompactFunc(es, func(a, b keys.PackEntry) bool { return a.ID == b.ID })
 	name, got, err := sr.r.writePack(ctx, sr.kTo, es)
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
@@ -300,7 +308,7 @@ func (sr *shardRun) writeTwins(ctx context.Context, batch []rewrapped) error {
 	for _, rw := range batch {
 		// got is sorted by id (ParsePack checks).
 		var w []byte
-		if i, ok := slices.BinarySearchFunc(got, rw.e.id, func(e keys.PackEntry, id [16]byte) int { return bytes.Compare(e.ID[:], id[:]) }); ok {
+		if i, ok := slices.BinarySearchFunc(got, keys.PackEntry{ID: rw.e.id}, cmp); ok {
 			w = got[i].Wrapped
 		}
 		if err := sr.kTo.Verify(rw.e.id, w, rw.dek); err != nil {
