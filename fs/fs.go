@@ -89,6 +89,11 @@ type Options struct {
 	// .ctl/status (see Controller).
 	Rotation Controller
 
+	// Served, if set, is added the size of every READ reply: the bytes
+	// the mount served to readers, which a rotation beside them paces
+	// itself against (rotation.DaemonOptions.ReadBytes).
+	Served *atomic.Uint64
+
 	// StatusSections add top-level keys to .ctl/status: each function is
 	// called when status is read, and its result marshalled under its
 	// name (a name the status already has is ignored).

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -384,11 +385,17 @@ func TestRead(t *testing.T) {
 	f.write("small", []byte("small"))
 	f.write("empty", nil)
 	f.snapshot("s")
-	f.mount(Options{})
+	var served atomic.Uint64
+	f.mount(Options{Served: &served})
 
 	got, err := os.ReadFile(f.path("snapshots", "s", "big"))
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("sequential read: %d bytes, %v", len(got), err)
+	}
+	// Every byte came in a READ reply, once (the kernel may ask for some
+	// past the end, answered short, or for a page again).
+	if n := served.Load(); n < uint64(len(big)) || n > uint64(len(big))*5/4 {
+		t.Errorf("READ replies of %d bytes for a file of %d read once", n, len(big))
 	}
 	if b, err := os.ReadFile(f.path("snapshots", "s", "empty")); err != nil || len(b) != 0 {
 		t.Errorf("empty: %q, %v", b, err)

@@ -185,6 +185,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 		r.m.kstats.reads.Add(1)
 		r.m.list.touch()
 		res, errno := r.m.read(n, h, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+		if s := r.m.opts.Served; s != nil && res != nil {
+			s.Add(uint64(res.Size()))
+		}
 		return res, fuse.Status(errno)
 	}
 	return r.RawFileSystem.Read(cancel, in, buf)

@@ -80,6 +80,15 @@ type DaemonOptions struct {
 	// switch, a finished or failed rotation, a key added. Lines never
 	// contain the text of a request. Default: log.Printf.
 	Logf func(format string, args ...any)
+
+	// ReadBytes, if set, returns the bytes the process has served to
+	// its readers so far (a mount: the sizes of its READ replies); the
+	// pacing measures the readers by it. By default every byte the
+	// process read (rchar of /proc/self/io), which counts the rotation's
+	// own reads too: 28 MB for 100,000 packed DEKs, 12-15 MB/s at full
+	// speed, more than readBusy, so that a mount with no reader paced
+	// its rotation against its own reads (1.9-2.3 s instead of 0.5).
+	ReadBytes func() uint64
 }
 
 // A Daemon runs key rotations beside a process's real work (a mount's
@@ -152,6 +161,9 @@ func newDaemon(kc Keychain, o DaemonOptions) *Daemon {
 		o.Logf = log.Printf
 	}
 	m := newReadMeter()
+	if o.ReadBytes != nil {
+		m.rchar = func() (uint64, bool) { return o.ReadBytes(), true }
+	}
 	d := &Daemon{kc: kc, logf: o.Logf, poll: o.Poll, state: "idle",
 		meter: m, pace: newPacer(m), sleep: time.Sleep}
 	d.enter = func() func() {

@@ -666,3 +666,17 @@ func TestErrnoNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonReadBytes: a daemon given ReadBytes measures its readers by
+// it, not by what the process reads.
+func TestDaemonReadBytes(t *testing.T) {
+	var n atomic.Uint64
+	d := newDaemon(nil, DaemonOptions{ReadBytes: n.Load})
+	n.Store(42 << 20)
+	if v, ok := d.meter.rchar(); !ok || v != 42<<20 {
+		t.Fatalf("meter reads %d, %v; want %d", v, ok, 42<<20)
+	}
+	if v, _ := newDaemon(nil, DaemonOptions{}).meter.rchar(); v == 42<<20 {
+		t.Fatal("a daemon without ReadBytes reads the same counter")
+	}
+}

@@ -27,11 +27,13 @@ const (
 	readBusy  = 8 << 20
 )
 
-// readMeter measures how fast this process reads: rchar of /proc/self/io,
-// every byte read by a system call (pack files, the sockets of an object
-// store, /dev/fuse). It is safe for concurrent use.
+// readMeter measures how fast this process serves reads: by the bytes of
+// a mount's READ replies (DaemonOptions.ReadBytes), or by default by
+// rchar of /proc/self/io, every byte read by a system call (pack files,
+// the sockets of an object store, /dev/fuse). It is safe for concurrent
+// use.
 type readMeter struct {
-	rchar func() (uint64, bool) // the counter; selfRchar
+	rchar func() (uint64, bool) // the counter; selfRchar by default
 	now   func() time.Time
 
 	mu     sync.Mutex

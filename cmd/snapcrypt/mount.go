@@ -71,7 +71,9 @@ func mountCommand() *command {
 				Logf: func(format string, a ...any) { fmt.Fprintf(logw, "snapcrypt mount: "+format+"\n", a...) }}
 			// Key rotation runs beside the reads: .ctl/rotate, .ctl/keys,
 			// and the keyring poll that resumes rotations.
-			opts.Rotation = rotation.StartDaemon(ctx, r.Keys(), rotation.DaemonOptions{LeaseDuration: c.lease, Logf: opts.Logf})
+			opts.Served = new(atomic.Uint64)
+			opts.Rotation = rotation.StartDaemon(ctx, r.Keys(), rotation.DaemonOptions{LeaseDuration: c.lease, Logf: opts.Logf,
+				ReadBytes: opts.Served.Load})
 			procs := runtime.GOMAXPROCS(0) // go-fuse sizes its readers by it
 			srv, err := fs.Mount(ctx, r, mnt, opts)
 			if err != nil {
