@@ -170,23 +170,8 @@ func TestZstdVectors(t *testing.T) {
 func TestInflateOnce(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newTestRepo(t, mem.New())
-	var b bytes.Buffer
-	for i := 0; b.Len() < 12<<20; i++ {
-		fmt.Fprintf(&b, "line %d of a compressible file, %x\n", i, i*i)
-	}
-	want := b.Bytes()
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), want, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tree, files := compressibleSnapshot(t, r, map[string]int{"f": 12 << 20})
+	want := files["f"]
 	chunks := tree.Find([]byte("f")).Chunks
 	for _, c := range chunks {
 		if loc, ok := r.index.lookup(BlobData, c.ID); !ok || !loc.zstd {

@@ -140,24 +140,8 @@ func TestPlainRing(t *testing.T) {
 func TestReadAheadNoRoom(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newTestRepo(t, mem.New())
-	src := t.TempDir()
-	var want []byte
-	for i := 0; len(want) < 4<<20; i++ {
-		want = append(want, "line "...)
-		want = strconv.AppendInt(want, int64(i), 10)
-		want = append(want, '\n')
-	}
-	if err := os.WriteFile(filepath.Join(src, "f"), want, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tree, files := compressibleSnapshot(t, r, map[string]int{"f": 4 << 20})
+	want := files["f"]
 	c := tree.Find([]byte("f")).Chunks[0]
 	loc, ok := r.index.lookup(BlobData, c.ID)
 	if !ok || !loc.zstd {
@@ -196,30 +180,7 @@ func TestInflatedReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := newTestRepo(t, st)
-	src := t.TempDir()
-	files := map[string][]byte{}
-	for f, size := range map[string]int{"a": 40 << 20, "b": 24 << 20} {
-		var b []byte
-		for i := 0; len(b) < size; i++ {
-			b = append(b, "line "...)
-			b = strconv.AppendInt(b, int64(i), 10)
-			b = append(b, " of file "+f+", "...)
-			b = strconv.AppendInt(b, int64(i*i), 16)
-			b = append(b, '\n')
-		}
-		files[f] = b
-		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tree, files := compressibleSnapshot(t, r, map[string]int{"a": 40 << 20, "b": 24 << 20})
 	chunksOf := func(f string) []Chunk { return tree.Find([]byte(f)).Chunks }
 	if lim := r.eng.plains.max; int64(len(files["a"])) < 2*lim {
 		t.Fatalf("the cache of decompressed blobs holds %d bytes: file a fits it", lim)
@@ -306,4 +267,36 @@ type readError struct {
 
 func (e *readError) Error() string {
 	return "file " + e.f + ", " + strconv.Itoa(e.n) + " bytes at " + strconv.Itoa(e.off) + ": got " + strconv.Itoa(e.at) + " bytes or different ones"
+}
+
+// compressibleSnapshot snapshots files of lines of text (names and sizes
+// in sizes) into r and returns the snapshot's tree and the files.
+func compressibleSnapshot(t *testing.T, r *Repository, sizes map[string]int) (*Tree, map[string][]byte) {
+	t.Helper()
+	src := t.TempDir()
+	files := map[string][]byte{}
+	for f, size := range sizes {
+		var b []byte
+		for i := 0; len(b) < size; i++ {
+			b = append(b, "line "...)
+			b = strconv.AppendInt(b, int64(i), 10)
+			b = append(b, " of file "+f+", "...)
+			b = strconv.AppendInt(b, int64(i*i), 16)
+			b = append(b, '\n')
+		}
+		files[f] = b
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	res, err := r.TakeSnapshot(ctx, []string{src}, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.LoadTree(ctx, res.Snapshot.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree, files
 }

@@ -280,7 +280,7 @@ func TestPacerReadsStopInPause(t *testing.T) {
 // TestWorkClockFails: a work clock that fails (reads 0) when the worker
 // starts bills nothing for the first unit, not the thread's whole time.
 func TestWorkClockFails(t *testing.T) {
-	noClockGap(t)
+	setClockGap(t, 0)
 	var mu sync.Mutex
 	clock, reads := time.Hour, 0 // a thread that has run for an hour
 	var paced []time.Duration
@@ -321,7 +321,7 @@ func TestWorkClockFails(t *testing.T) {
 // TestWorkClockCancelled: a worker whose run was cancelled stops without
 // paying what it owes: a sleep would only delay the end.
 func TestWorkClockCancelled(t *testing.T) {
-	noClockGap(t)
+	setClockGap(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var clock time.Duration = time.Hour
@@ -400,55 +400,34 @@ func TestIdle(t *testing.T) {
 	}
 }
 
-// TestWorkClock: a worker's units are costed on Options.WorkClock, read on
-// the worker's goroutine, and Pace gets what they cost in sums of at least
-// paceQuantum, and the rest after the last unit.
+// TestWorkClock: a worker that reads its clock after every unit pays in
+// sleeps of at least paceQuantum of work, and what is left after its
+// last unit.
 func TestWorkClock(t *testing.T) {
-	noClockGap(t)
-	var mu sync.Mutex
-	clock := time.Second // the worker's thread time: advanced by its units (0 would be a clock that failed)
-	var paced []time.Duration
-	r := &Rotator{opts: Options{Workers: 1,
-		WorkClock: func() time.Duration {
-			mu.Lock()
-			defer mu.Unlock()
-			return clock
-		},
-		Pace: func(worked time.Duration) {
-			mu.Lock()
-			defer mu.Unlock()
-			paced = append(paced, worked)
-		}}.withDefaults()}
-	costs := []time.Duration{paceQuantum / 2, paceQuantum, paceQuantum * 3 / 2, paceQuantum / 4}
-	err := r.parallelN(context.Background(), 1, len(costs), func(i int) error {
-		mu.Lock()
-		defer mu.Unlock()
-		clock += costs[i]
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	paced, _ := payCosts(t, 0)
 	if want := []time.Duration{paceQuantum * 3 / 2, paceQuantum * 3 / 2, paceQuantum / 4}; !slices.Equal(paced, want) {
 		t.Fatalf("Pace got %v, want %v", paced, want)
 	}
-}
-
-// noClockGap has paced workers read their clock after every unit for the
-// rest of the test.
-func noClockGap(t *testing.T) {
-	g := workClockGap
-	workClockGap = 0
-	t.Cleanup(func() { workClockGap = g })
 }
 
 // TestWorkClockGap: a worker whose units take less wall time than
 // workClockGap reads its clock only when it starts and after its last
 // unit, and is billed the sum.
 func TestWorkClockGap(t *testing.T) {
+	paced, reads := payCosts(t, time.Hour)
+	if want := []time.Duration{paceQuantum * 13 / 4}; !slices.Equal(paced, want) || reads != 2 {
+		t.Fatalf("Pace got %v after %d clock readings, want %v after 2", paced, reads, want)
+	}
+}
+
+// payCosts runs units that cost 1/2, 1, 3/2 and 1/4 paceQuantum on one
+// paced worker whose clock is read at most every gap, and returns what
+// Pace was given and how often the clock was read.
+func payCosts(t *testing.T, gap time.Duration) (paced []time.Duration, reads int) {
+	t.Helper()
+	setClockGap(t, gap)
 	var mu sync.Mutex
-	clock, reads := time.Second, 0
-	var paced []time.Duration
+	clock := time.Second // the worker's thread time: advanced by its units (0 would be a clock that failed)
 	r := &Rotator{opts: Options{Workers: 1,
 		WorkClock: func() time.Duration {
 			mu.Lock()
@@ -461,9 +440,6 @@ func TestWorkClockGap(t *testing.T) {
 			defer mu.Unlock()
 			paced = append(paced, worked)
 		}}.withDefaults()}
-	g := workClockGap
-	workClockGap = time.Hour
-	t.Cleanup(func() { workClockGap = g })
 	costs := []time.Duration{paceQuantum / 2, paceQuantum, paceQuantum * 3 / 2, paceQuantum / 4}
 	err := r.parallelN(context.Background(), 1, len(costs), func(i int) error {
 		mu.Lock()
@@ -474,9 +450,14 @@ func TestWorkClockGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []time.Duration{paceQuantum * 13 / 4}; !slices.Equal(paced, want) || reads != 2 {
-		t.Fatalf("Pace got %v after %d clock readings, want %v after 2", paced, reads, want)
-	}
+	return paced, reads
+}
+
+// setClockGap sets workClockGap for the rest of the test.
+func setClockGap(t *testing.T, d time.Duration) {
+	g := workClockGap
+	workClockGap = d
+	t.Cleanup(func() { workClockGap = g })
 }
 
 // TestPacedDriver: paced bills the work of the calling goroutine to Pace;
